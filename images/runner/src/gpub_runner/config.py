@@ -1,0 +1,139 @@
+"""Task configuration from the environment (the contract in docs/contracts.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class ConfigError(Exception):
+    """Bad or missing configuration: exit code 2, retrying will not help."""
+
+
+@dataclass(frozen=True)
+class GcsUri:
+    bucket: str
+    name: str  # object name or prefix ("" for the bucket root)
+
+    @classmethod
+    def parse(cls, uri: str, *, what: str) -> GcsUri:
+        if not uri.startswith("gs://"):
+            raise ConfigError(f"{what} must be a gs:// URI; got {uri!r}")
+        bucket, _, name = uri[len("gs://") :].partition("/")
+        if not bucket:
+            raise ConfigError(f"{what} has no bucket: {uri!r}")
+        return cls(bucket, name)
+
+    def __str__(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Config:
+    task_index: int
+    task_count: int
+    attempt: int
+    job_name: str
+    handler: str
+    output_prefix: GcsUri  # name ends with "/" (or is "")
+    input_prefix: GcsUri | None
+    manifest: GcsUri | None
+    input_objects: tuple[GcsUri, ...]
+    files_per_task: int | None
+    file_timeout_s: float
+    failure_budget: float
+    batch_size: int
+    concurrency: int
+    callback_url: str | None
+    job_key: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def num(name: str, default: float, *, lo: float, hi: float | None = None) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number; got {raw!r}") from None
+            if value < lo or (hi is not None and value > hi):
+                allowed = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+                raise ConfigError(f"{name} must be {allowed}; got {raw!r}")
+            return value
+
+        def integer(name: str, default: int, *, lo: int) -> int:
+            value = num(name, default, lo=lo)
+            if value != int(value):
+                raise ConfigError(f"{name} must be an integer; got {get(name)!r}")
+            return int(value)
+
+        handler = get("GPUB_HANDLER")
+        if handler is None or ":" not in handler:
+            raise ConfigError(f"GPUB_HANDLER must be 'module:function'; got {handler!r}")
+        out_raw = get("GPUB_OUTPUT_PREFIX")
+        if out_raw is None:
+            raise ConfigError("GPUB_OUTPUT_PREFIX is required (gs://bucket/prefix/)")
+        output_prefix = _as_prefix(GcsUri.parse(out_raw, what="GPUB_OUTPUT_PREFIX"))
+        in_raw = get("GPUB_INPUT_PREFIX")
+        input_prefix = (
+            _as_prefix(GcsUri.parse(in_raw, what="GPUB_INPUT_PREFIX")) if in_raw else None
+        )
+        manifest_raw = get("GPUB_MANIFEST")
+        objects_raw = get("GPUB_INPUT_OBJECTS")
+        manifest = GcsUri.parse(manifest_raw, what="GPUB_MANIFEST") if manifest_raw else None
+        objects = tuple(
+            GcsUri.parse(u.strip(), what="GPUB_INPUT_OBJECTS")
+            for u in (objects_raw or "").split(",")
+            if u.strip()
+        )
+        if (manifest is None) == (not objects):
+            raise ConfigError("set exactly one of GPUB_MANIFEST and GPUB_INPUT_OBJECTS")
+        if manifest is not None and input_prefix is None:
+            raise ConfigError("GPUB_INPUT_PREFIX is required with GPUB_MANIFEST")
+
+        task_count = integer("BATCH_TASK_COUNT", 1, lo=1)
+        task_index = integer("BATCH_TASK_INDEX", 0, lo=0)
+        if task_index >= task_count:
+            raise ConfigError(f"BATCH_TASK_INDEX {task_index} >= BATCH_TASK_COUNT {task_count}")
+        fpt = get("GPUB_FILES_PER_TASK")
+        return cls(
+            task_index=task_index,
+            task_count=task_count,
+            attempt=integer("BATCH_TASK_RETRY_ATTEMPT", 0, lo=0),
+            job_name=get("GPUB_JOB_NAME") or get("BATCH_JOB_ID") or "unnamed",
+            handler=handler,
+            output_prefix=output_prefix,
+            input_prefix=input_prefix,
+            manifest=manifest,
+            input_objects=objects,
+            files_per_task=integer("GPUB_FILES_PER_TASK", 1, lo=1) if fpt else None,
+            file_timeout_s=num("GPUB_FILE_TIMEOUT_S", 600.0, lo=0.001),
+            failure_budget=num("GPUB_FAILURE_BUDGET", 0.0, lo=0.0, hi=1.0),
+            batch_size=integer("GPUB_BATCH_SIZE", 16, lo=1),
+            concurrency=integer("GPUB_CONCURRENCY", 32, lo=1),
+            callback_url=get("GPUB_CALLBACK_URL"),
+            job_key=get("BATCH_JOB_KEY"),
+        )
+
+
+def _as_prefix(uri: GcsUri) -> GcsUri:
+    # "gs://b/out" and "gs://b/out/" mean the same folder.
+    if uri.name and not uri.name.endswith("/"):
+        return GcsUri(uri.bucket, uri.name + "/")
+    return uri
+
+
+def task_share(n: int, index: int, count: int, files_per_task: int | None) -> range:
+    """Manifest lines task `index` processes: [k*F, (k+1)*F) or an even split."""
+    if files_per_task is not None:
+        start = min(n, index * files_per_task)
+        return range(start, min(n, start + files_per_task))
+    return range(index * n // count, (index + 1) * n // count)

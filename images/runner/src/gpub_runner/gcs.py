@@ -1,0 +1,143 @@
+"""The few Cloud Storage operations the runner needs, on one shared client.
+
+One client (one HTTP session with a connection pool as large as the thread pools) is shared by
+all worker threads: per-file clients or sessions would redo TLS handshakes and auth. Reads go
+straight to the media endpoint (no metadata reload). Outputs are created with
+``if_generation_match=0``: a single-request upload is atomic, and the precondition makes a
+second writer (a racing or retried attempt) fail with 412 instead of overwriting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import requests
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
+from google.auth import exceptions as auth_exc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.cloud.storage.bucket import Bucket
+from google.cloud.storage.retry import DEFAULT_RETRY
+from requests.adapters import HTTPAdapter
+
+from gpub_runner.config import GcsUri
+
+
+class InfraError(Exception):
+    """Storage (or another service) is unreachable or failing: exit 4, Batch may retry."""
+
+
+# Errors that say "the service is not working", as opposed to "this object is bad".
+# Transient ones have already been retried with backoff by the client when we see them.
+_INFRA_ERRORS: tuple[type[BaseException], ...] = (
+    requests.ConnectionError,
+    requests.Timeout,
+    gexc.ServerError,
+    gexc.TooManyRequests,
+    gexc.RetryError,
+    gexc.Unauthorized,
+    gexc.Forbidden,  # a missing IAM grant fails every file alike: not a data problem
+    auth_exc.TransportError,
+    auth_exc.RefreshError,
+    auth_exc.DefaultCredentialsError,
+    ConnectionError,
+)
+
+
+def is_infra_error(exc: BaseException) -> bool:
+    return isinstance(exc, _INFRA_ERRORS)
+
+
+class Store:
+    def __init__(self, *, pool_size: int, timeout_s: float = 60.0) -> None:
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            # Local mode (fake-gcs-server): no credentials, no project lookup.
+            self._client = storage.Client(
+                project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
+                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            )
+        else:
+            self._client = storage.Client()
+        # requests' default pool keeps 10 connections per host: with more threads than that,
+        # connections are opened and thrown away on every request. Size it to the threads.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, pool_size), max_retries=0)
+        session = self._client._http
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        self._timeout_s = timeout_s
+        self._buckets: dict[str, Bucket] = {}
+
+    def _bucket(self, name: str) -> Bucket:
+        bucket = self._buckets.get(name)
+        if bucket is None:
+            bucket = self._buckets[name] = self._client.bucket(name)
+        return bucket
+
+    def _retry(self, deadline_s: float | None) -> Retry:
+        return DEFAULT_RETRY.with_timeout(deadline_s or self._timeout_s)
+
+    def read(self, uri: GcsUri, *, generation: str | int | None = None,
+             deadline_s: float | None = None) -> bytes:
+        gen = int(generation) if generation not in (None, "") else None
+        blob = self._bucket(uri.bucket).blob(uri.name, generation=gen)
+        return blob.download_as_bytes(  # type: ignore[no-any-return]
+            timeout=min(self._timeout_s, deadline_s or self._timeout_s),
+            retry=self._retry(deadline_s),
+        )
+
+    def create(self, uri: GcsUri, data: bytes, content_type: str, *,
+               deadline_s: float | None = None) -> bool:
+        """Create the object once. False when it already exists (an earlier or racing attempt
+        wrote it; the content is the same by the create-once rule)."""
+        blob = self._bucket(uri.bucket).blob(uri.name)
+        try:
+            blob.upload_from_string(
+                data,
+                content_type=content_type,
+                if_generation_match=0,
+                timeout=min(self._timeout_s, deadline_s or self._timeout_s),
+                # Safe to retry: the precondition makes a repeated upload a no-op (412).
+                retry=self._retry(deadline_s),
+            )
+        except gexc.PreconditionFailed:
+            return False
+        return True
+
+    def put(self, uri: GcsUri, data: bytes, content_type: str) -> None:
+        """Write or replace a bookkeeping object (error records, task summaries)."""
+        blob = self._bucket(uri.bucket).blob(uri.name)
+        blob.upload_from_string(data, content_type=content_type, timeout=self._timeout_s,
+                                retry=self._retry(None))
+
+    def exists(self, uri: GcsUri) -> bool:
+        return self._bucket(uri.bucket).blob(uri.name).exists(  # type: ignore[no-any-return]
+            timeout=self._timeout_s, retry=self._retry(None))
+
+    def delete_if_exists(self, uri: GcsUri) -> None:
+        with contextlib.suppress(gexc.NotFound):
+            self._bucket(uri.bucket).blob(uri.name).delete(
+                timeout=self._timeout_s, retry=self._retry(None))
+
+    def list_names(self, prefix: GcsUri, *, limit: int | None = None) -> set[str] | None:
+        """Object names under `prefix`, or None when there are more than `limit` (the caller
+        then checks objects one by one instead of paging through a huge listing)."""
+        names: set[str] = set()
+        for name in self._iter_names(prefix):
+            names.add(name)
+            if limit is not None and len(names) > limit:
+                return None
+        return names
+
+    def _iter_names(self, prefix: GcsUri) -> Iterator[str]:
+        blobs = self._client.list_blobs(
+            prefix.bucket, prefix=prefix.name, fields="items(name),nextPageToken",
+            page_size=1000, timeout=self._timeout_s, retry=self._retry(None),
+        )
+        for blob in blobs:
+            yield blob.name
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,1 @@
+"""The jobs this platform declares, one module per job (collected by `jobs.registry`)."""

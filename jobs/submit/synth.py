@@ -1,0 +1,98 @@
+"""Find the environment, the declared job and the job JSON the synth wrote for them.
+
+Imports only the pure settings (`stacks.settings`, `stacks.environments`) and the job model,
+never the provider bindings.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobs.submit.errors import SubmitError
+
+if TYPE_CHECKING:
+    from jobs.spec import JobSpec
+    from stacks.settings import EnvironmentSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def synth_dir(out: str | None) -> Path:
+    """--out, else GPUB_SYNTH_DIR, else <repo>/cdktf.out."""
+    value = out or os.environ.get("GPUB_SYNTH_DIR")
+    return Path(value) if value else REPO_ROOT / "cdktf.out"
+
+
+def environments() -> dict[str, EnvironmentSettings]:
+    from stacks.environments import example_environments
+
+    return {e.name: e for e in example_environments()}
+
+
+def load_environment(name: str) -> EnvironmentSettings:
+    envs = environments()
+    if name not in envs:
+        raise SubmitError(f"--env: unknown environment {name!r} (known: {', '.join(sorted(envs))})")
+    return envs[name]
+
+
+def load_spec(env: EnvironmentSettings, job: str) -> JobSpec:
+    try:
+        return env.job(job)
+    except KeyError:
+        known = ", ".join(sorted(j.name for j in env.jobs)) or "none"
+        raise SubmitError(
+            f"JOB: unknown job {job!r} in environment {env.name!r} (known: {known})"
+        ) from None
+
+
+def declaration_files(spec: JobSpec) -> list[Path]:
+    """Source files whose change makes the synthesized JSON stale: the module that declares
+    the job (found by identity among loaded modules, since the registry imports it) and the
+    environments file."""
+    files: list[Path] = []
+    for mod in list(sys.modules.values()):
+        name = getattr(mod, "__name__", "")
+        if not name.startswith("jobs.") or name == "jobs.registry":
+            continue
+        if any(value is spec for value in vars(mod).values()):
+            src = inspect.getsourcefile(mod)
+            if src:
+                files.append(Path(src))
+    envs = sys.modules.get("stacks.environments")
+    if envs is not None and (src := inspect.getsourcefile(envs)):
+        files.append(Path(src))
+    return files
+
+
+@dataclass(frozen=True)
+class SynthJob:
+    path: Path
+    data: dict[str, Any]
+
+
+def job_json_path(out_dir: Path, env: EnvironmentSettings, job: str) -> Path:
+    return out_dir / "jobs" / env.stack_name / f"{job}.json"
+
+
+def load_job_json(out_dir: Path, env: EnvironmentSettings, spec: JobSpec) -> SynthJob:
+    path = job_json_path(out_dir, env, spec.name)
+    if not path.is_file():
+        raise SubmitError(f"run synth: {path} is missing (`npx cdktn synth` writes it)")
+    mtime = path.stat().st_mtime
+    for src in declaration_files(spec):
+        if src.is_file() and src.stat().st_mtime > mtime:
+            raise SubmitError(f"run synth: {path} is older than {src}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SubmitError(f"run synth: cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or not data.get("taskGroups"):
+        raise SubmitError(f"run synth: {path} is not a Batch job JSON (no taskGroups)")
+    return SynthJob(path, data)

@@ -1,0 +1,47 @@
+"""Base class of the CKV_GPUB rules: a checkov resource check that knows its stack's facts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from checkov.common.models.enums import CheckCategories, CheckResult
+from checkov.terraform.checks.resource.base_resource_check import BaseResourceCheck
+
+from policies.tfjson import StackFacts, facts_for_scanned_file
+
+# Every IAM grant resource of the google provider, present and future.
+IAM_GRANTS = ("google_*_iam_member", "google_*_iam_binding", "google_*_iam_policy")
+GUIDELINE = "docs/policies.md"
+
+
+class GpubCheck(BaseResourceCheck):
+    """A rule of our pack; `fail()` records why, so the console and SARIF say what to fix."""
+
+    def __init__(
+        self,
+        name: str,
+        id: str,  # noqa: A002 - checkov's keyword
+        categories: Iterable[CheckCategories],
+        supported_resources: Iterable[str],
+    ) -> None:
+        super().__init__(
+            name=name,
+            id=id,
+            categories=categories,
+            supported_resources=supported_resources,
+            guideline=f"{GUIDELINE}#{id.lower().replace('_', '-')}",
+        )
+
+    @property
+    def facts(self) -> StackFacts:
+        # checkov sets entity_path = "<scanned_file>:<type>:<name>" before scanning.
+        scanned_file = self.entity_path.rsplit(":", 2)[0]
+        return facts_for_scanned_file(scanned_file)
+
+    def fail(self, message: str) -> CheckResult:
+        self.details.append(message)
+        return CheckResult.FAILED
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        raise NotImplementedError

@@ -1,0 +1,186 @@
+"""IAM rules: CKV_GPUB_1 basic roles, 2 project-wide act-as, 3 client prefix conditions,
+4 public principals, 13 service account keys."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+# checkov execs this file as a top-level module: make `policies` importable from anywhere.
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
+
+from policies.checkbase import IAM_GRANTS, GpubCheck  # noqa: E402
+from policies.tfjson import StackFacts, flat_strings, members, value  # noqa: E402
+
+BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
+ACT_AS_ROLES = {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"}
+PUBLIC = {"allUsers", "allAuthenticatedUsers"}
+OBJECT_ROLES = {
+    "roles/storage.objectViewer",
+    "roles/storage.objectCreator",
+    "roles/storage.objectUser",
+    "roles/storage.objectAdmin",
+    "roles/storage.legacyObjectReader",
+    "roles/storage.legacyObjectOwner",
+}
+CLIENT_SA_PREFIX = "client-"
+DATA_BUCKET_SUFFIX = "-batch-data"
+PREFIX_TERM_RE = re.compile(r"resource\.name\.startsWith\(\s*\"([^\"]*)\"\s*\)")
+LIST_TERM_RE = re.compile(
+    r"objectListPrefix\"\s*,\s*\"[^\"]*\"\s*\)\s*\.startsWith\(\s*\"([^\"]*)\"\s*\)"
+)
+
+
+def grants(conf: dict[str, Any], facts: StackFacts) -> list[tuple[str, list[str]]] | None:
+    """(role, members) pairs of a member/binding/policy resource; None if unresolvable."""
+    policy_data = value(conf, "policy_data")
+    if policy_data is not None:
+        return facts.policy_bindings(str(policy_data))
+    return [(str(value(conf, "role", default="")), members(conf))]
+
+
+class NoBasicRoles(GpubCheck):
+    def __init__(self) -> None:
+        super().__init__(
+            name="No basic roles (owner/editor/viewer) at any level",
+            id="CKV_GPUB_1",
+            categories=[CheckCategories.IAM],
+            supported_resources=IAM_GRANTS,
+        )
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        self.evaluated_keys = ["role", "policy_data"]
+        pairs = grants(conf, self.facts)
+        if pairs is None:
+            return self.fail("policy_data cannot be read; declare bindings as google_iam_policy")
+        for role, _ in pairs:
+            if role in BASIC_ROLES:
+                return self.fail(f"basic role {role} granted; grant a predefined role instead")
+        return CheckResult.PASSED
+
+
+class NoProjectWideActAs(GpubCheck):
+    def __init__(self) -> None:
+        super().__init__(
+            name="No serviceAccountUser or serviceAccountTokenCreator at project level or above",
+            id="CKV_GPUB_2",
+            categories=[CheckCategories.IAM],
+            supported_resources=[
+                f"google_{level}_iam_{kind}"
+                for level in ("project", "folder", "organization")
+                for kind in ("member", "binding", "policy")
+            ],
+        )
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        self.evaluated_keys = ["role", "policy_data"]
+        pairs = grants(conf, self.facts)
+        if pairs is None:
+            return self.fail("policy_data cannot be read; declare bindings as google_iam_policy")
+        for role, _ in pairs:
+            if role in ACT_AS_ROLES:
+                return self.fail(
+                    f"{role} at project level lets the member act as EVERY service account; "
+                    "grant it on the one service account (google_service_account_iam_member)"
+                )
+        return CheckResult.PASSED
+
+
+class ClientGrantsArePrefixScoped(GpubCheck):
+    def __init__(self) -> None:
+        super().__init__(
+            name="Bucket grants to clients (and object roles on the data bucket) carry a prefix "
+            "condition",
+            id="CKV_GPUB_3",
+            categories=[CheckCategories.IAM],
+            supported_resources=["google_storage_bucket_iam_member", "google_storage_bucket_iam_binding"],
+        )
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        self.evaluated_keys = ["member", "members", "role", "bucket", "condition/[0]/expression"]
+        facts = self.facts
+        role = str(value(conf, "role", default=""))
+        bucket = facts.resolve_text(str(value(conf, "bucket", default="")))
+        clients = [
+            m for m in members(conf)
+            if (facts.service_account_id(m) or "").startswith(CLIENT_SA_PREFIX)
+        ]
+        on_data_bucket = role in OBJECT_ROLES and bucket.endswith(DATA_BUCKET_SUFFIX)
+        if not clients and not on_data_bucket:
+            return CheckResult.UNKNOWN  # not client-bound: the rule does not apply
+        who = ", ".join(clients) if clients else f"{role} on the data bucket"
+        expression = str(value(conf, "condition", "expression", default=""))
+        if not expression:
+            return self.fail(f"{who}: no IAM condition; scope it to the member's prefixes")
+        prefixes = PREFIX_TERM_RE.findall(expression)
+        list_prefixes = LIST_TERM_RE.findall(expression)
+        if not prefixes and not list_prefixes:
+            return self.fail(
+                f"{who}: condition has no resource.name.startsWith(...) or objectListPrefix term"
+            )
+        for p in prefixes:
+            if "/objects/" not in p or not p.split("/objects/", 1)[1]:
+                return self.fail(f"{who}: startsWith({p!r}) covers the whole bucket")
+        if any(not p for p in list_prefixes):
+            return self.fail(f"{who}: objectListPrefix startsWith('') lists the whole bucket")
+        return CheckResult.PASSED
+
+
+class NoPublicPrincipals(GpubCheck):
+    def __init__(self) -> None:
+        super().__init__(
+            name="No allUsers / allAuthenticatedUsers in IAM or ACLs",
+            id="CKV_GPUB_4",
+            categories=[CheckCategories.IAM, CheckCategories.GENERAL_SECURITY],
+            supported_resources=[
+                *IAM_GRANTS,
+                "google_storage_bucket_access_control",
+                "google_storage_object_access_control",
+                "google_storage_default_object_access_control",
+                "google_storage_bucket_acl",
+                "google_storage_default_object_acl",
+                "google_storage_object_acl",
+            ],
+        )
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        self.evaluated_keys = ["member", "members", "policy_data", "entity", "role_entity"]
+        principals = members(conf)
+        principals += flat_strings(conf.get("entity")) + flat_strings(conf.get("role_entity"))
+        pairs = grants(conf, self.facts) if "policy_data" in conf else []
+        if pairs is None:
+            return self.fail("policy_data cannot be read; declare bindings as google_iam_policy")
+        principals += [m for _, ms in pairs for m in ms]
+        for p in principals:
+            # ACL entities read "READER:allUsers" or "allUsers".
+            if p.rsplit(":", 1)[-1] in PUBLIC:
+                return self.fail(f"public principal {p!r}")
+        return CheckResult.PASSED
+
+
+class NoServiceAccountKeys(GpubCheck):
+    def __init__(self) -> None:
+        super().__init__(
+            name="No service account keys (use attached service accounts or federation)",
+            id="CKV_GPUB_13",
+            categories=[CheckCategories.IAM],
+            supported_resources=["google_service_account_key"],
+        )
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        self.evaluated_keys = []
+        # Terraform state would hold the private key in clear text.
+        return self.fail("google_service_account_key puts a long-lived private key in state")
+
+
+check_1 = NoBasicRoles()
+check_2 = NoProjectWideActAs()
+check_3 = ClientGrantsArePrefixScoped()
+check_4 = NoPublicPrincipals()
+check_13 = NoServiceAccountKeys()

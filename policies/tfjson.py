@@ -1,0 +1,231 @@
+"""Reading CDKTF output (`cdk.tf.json`) the way our checks need it.
+
+Two views of the same file:
+- checkov's per-resource configuration, where every scalar is wrapped in a list and every
+  block is a list of dicts (`{"role": ["roles/x"], "condition": [{"expression": ["..."]}]}`);
+  `value`, `block` and `members` unwrap it whatever the nesting.
+- `StackFacts`, read once per file from the raw JSON: the environment (`env` default label of
+  the google provider), whether it declares CMEK, and the names behind `${...}` references
+  (service account ids, bucket names, `data.google_iam_policy` bindings). A check sees one
+  resource at a time; the facts are how it resolves `"serviceAccount:${google_service_account.
+  x.email}"` to `client-acme`, which checkov's own CKV_GCP_42 cannot.
+
+No checkov import here: the facts are also built by `policies.check_cli` before the scan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# "${google_service_account.job-sa_1A2B.email}" -> ("google_service_account", "job-sa_1A2B", "email")
+REF_RE = re.compile(r"\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)(?:\[\d+\])?\}")
+SA_EMAIL_RE = re.compile(r"^([a-z][a-z0-9-]{4,28}[a-z0-9])@[a-z0-9-]+\.iam\.gserviceaccount\.com$")
+DEFAULT_COMPUTE_SA_RE = re.compile(r"-compute@developer\.gserviceaccount\.com")
+TRUE_WORDS = {"1", "on", "true", "yes"}
+
+
+def value(conf: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
+    """The scalar at `path` in a checkov-wrapped configuration (blocks: first element)."""
+    cur: Any = conf
+    for key in path:
+        if isinstance(cur, list):
+            cur = cur[0] if cur else None
+        if not isinstance(cur, Mapping) or key not in cur:
+            return default
+        cur = cur[key]
+    # Scalars come as [v]; lists of scalars as [[a, b]].
+    if isinstance(cur, list) and len(cur) == 1:
+        cur = cur[0]
+    return default if cur is None else cur
+
+
+def block(conf: Mapping[str, Any] | None, *path: str) -> list[dict[str, Any]]:
+    """Every block at `path` (`cleanup_policies` -> list of dicts), [] when absent."""
+    cur: Any = conf
+    for i, key in enumerate(path):
+        if not isinstance(cur, Mapping) or key not in cur:
+            return []
+        cur = cur[key]
+        if i < len(path) - 1 and isinstance(cur, list):
+            cur = cur[0] if cur else None
+    if isinstance(cur, Mapping):
+        return [dict(cur)]
+    if isinstance(cur, list):
+        return [b for b in cur if isinstance(b, dict)]
+    return []
+
+
+def flat_strings(raw: Any) -> list[str]:
+    """Strings in an arbitrarily nested list (`members` comes as [["a", "b"]] or ["a"])."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list | tuple):
+        return [s for item in raw for s in flat_strings(item)]
+    return [str(raw)]
+
+
+def members(conf: Mapping[str, Any]) -> list[str]:
+    """All principals of an IAM member/binding resource, `member` and `members` alike."""
+    return flat_strings(conf.get("member")) + flat_strings(conf.get("members"))
+
+
+def is_true(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    return isinstance(raw, str) and raw.strip().lower() in TRUE_WORDS
+
+
+def is_false(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return not raw
+    return isinstance(raw, str) and raw.strip().lower() in {"0", "off", "false", "no"}
+
+
+@dataclass(frozen=True)
+class StackFacts:
+    """What a single-resource check needs to know about the rest of its stack file."""
+
+    env: str | None = None
+    cmek: bool = False
+    # resource name (the part after the type) -> service account id / bucket name
+    service_accounts: Mapping[str, str] = field(default_factory=dict)
+    buckets: Mapping[str, str] = field(default_factory=dict)
+    # data.google_iam_policy name -> [(role, [members])]
+    iam_policies: Mapping[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
+
+    @property
+    def prod(self) -> bool:
+        return self.env == "prod"
+
+    def resolve_text(self, text: str) -> str:
+        """Replace resolvable `${...}` references (SA emails, bucket names) by their values."""
+
+        def sub(m: re.Match[str]) -> str:
+            data, rtype, name, attr = m.groups()
+            if data:
+                return m.group(0)
+            if rtype == "google_service_account" and name in self.service_accounts:
+                account_id = self.service_accounts[name]
+                if attr == "email":
+                    return f"{account_id}@resolved.iam.gserviceaccount.com"
+                if attr == "member":
+                    return f"serviceAccount:{account_id}@resolved.iam.gserviceaccount.com"
+                if attr in {"account_id", "name", "id", "unique_id"}:
+                    return account_id
+            if rtype == "google_storage_bucket" and name in self.buckets and attr in {"name", "id"}:
+                return self.buckets[name]
+            return m.group(0)
+
+        return REF_RE.sub(sub, text)
+
+    def service_account_id(self, member: str) -> str | None:
+        """`client-acme` for "serviceAccount:client-acme@p.iam..." or a reference to that SA."""
+        resolved = self.resolve_text(member).removeprefix("serviceAccount:")
+        m = SA_EMAIL_RE.match(resolved)
+        return m.group(1) if m else None
+
+    def policy_bindings(self, policy_data: str) -> list[tuple[str, list[str]]] | None:
+        """Bindings of an `_iam_policy` resource's `policy_data`; None when not resolvable."""
+        m = REF_RE.fullmatch(policy_data.strip())
+        if m and m.group(1) and m.group(2) == "google_iam_policy":
+            return self.iam_policies.get(m.group(3))
+        try:
+            doc = json.loads(policy_data)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict):
+            return None
+        return [
+            (str(b.get("role", "")), flat_strings(b.get("members")))
+            for b in doc.get("bindings", [])
+            if isinstance(b, dict)
+        ]
+
+
+def _entries(section: Any) -> Iterable[tuple[str, dict[str, Any]]]:
+    if isinstance(section, dict):
+        for name, conf in section.items():
+            if isinstance(conf, dict):
+                yield name, conf
+
+
+def facts_from_document(
+    doc: Mapping[str, Any], *, env: str | None = None, cmek: bool | None = None
+) -> StackFacts:
+    """Facts read from a parsed `cdk.tf.json`; `env`/`cmek` given here win over the file.
+
+    Without an explicit value, the environment is the google provider's `env` default label
+    and CMEK is on when that provider carries the label `cmek: on` or GPUB_ENV_CMEK=1 is set
+    (bin/check passes both from the environment settings, so the labels are a fallback for
+    running checkov by hand).
+    """
+    labels: dict[str, Any] = {}
+    providers = doc.get("provider", {}).get("google", [])
+    for p in providers if isinstance(providers, list) else [providers]:
+        if isinstance(p, dict) and isinstance(p.get("default_labels"), dict):
+            labels = p["default_labels"]
+            break
+    if env is None:
+        env = labels.get("env") if isinstance(labels.get("env"), str) else None
+    if cmek is None:
+        cmek = is_true(labels.get("cmek")) or is_true(os.environ.get("GPUB_ENV_CMEK", ""))
+    resources = doc.get("resource", {})
+    sas = {n: str(c.get("account_id", "")) for n, c in _entries(resources.get("google_service_account"))}
+    buckets = {n: str(c.get("name", "")) for n, c in _entries(resources.get("google_storage_bucket"))}
+    policies: dict[str, list[tuple[str, list[str]]]] = {}
+    for name, conf in _entries(doc.get("data", {}).get("google_iam_policy")):
+        bindings = conf.get("binding", [])
+        policies[name] = [
+            (str(b.get("role", "")), flat_strings(b.get("members")))
+            for b in (bindings if isinstance(bindings, list) else [bindings])
+            if isinstance(b, dict)
+        ]
+    return StackFacts(
+        env=env, cmek=bool(cmek), service_accounts=sas, buckets=buckets, iam_policies=policies
+    )
+
+
+# Facts per stack file, registered by bin/check before the scan (from the environment
+# settings); files nobody registered get facts from their own content on first use.
+_REGISTERED: dict[str, StackFacts] = {}
+_CACHE: dict[str, StackFacts] = {}
+
+
+def register_facts(path: Path | str, facts: StackFacts) -> None:
+    _REGISTERED[str(Path(path).resolve())] = facts
+
+
+def clear_facts() -> None:
+    _REGISTERED.clear()
+    _CACHE.clear()
+
+
+def facts_for_scanned_file(scanned_file: str, root: str | None = None) -> StackFacts:
+    """Facts for checkov's `scanned_file` ("/<path relative to the scan root or cwd>")."""
+    rel = scanned_file.lstrip("/")
+    candidates = [Path(scanned_file), Path(root or os.getcwd()) / rel]
+    for registered, facts in _REGISTERED.items():
+        if registered.endswith("/" + rel) or registered == scanned_file:
+            return facts
+    for cand in candidates:
+        key = str(cand.resolve()) if cand.is_file() else ""
+        if not key:
+            continue
+        if key in _REGISTERED:
+            return _REGISTERED[key]
+        if key not in _CACHE:
+            try:
+                doc = json.loads(cand.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                doc = {}
+            _CACHE[key] = facts_from_document(doc if isinstance(doc, dict) else {})
+        return _CACHE[key]
+    return StackFacts()

@@ -1,0 +1,38 @@
+"""Optional billing budget with alert thresholds, scoped to the environment's project."""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+from stacks.provider import (
+    BillingBudget,
+    BillingBudgetAmount,
+    BillingBudgetAmountSpecifiedAmount,
+    BillingBudgetBudgetFilter,
+    BillingBudgetThresholdRules,
+)
+from stacks.settings import EnvironmentSettings
+
+THRESHOLDS = (0.5, 0.9, 1.0)
+
+
+class ProjectBudget(Construct):
+    def __init__(
+        self, scope: Construct, id_: str, settings: EnvironmentSettings, project_number: str
+    ) -> None:
+        super().__init__(scope, id_)
+        assert settings.billing_account is not None
+        self.budget = BillingBudget(
+            self,
+            "budget",
+            billing_account=settings.billing_account,
+            display_name=f"gpu-batch-{settings.name}",
+            budget_filter=BillingBudgetBudgetFilter(projects=[f"projects/{project_number}"]),
+            amount=BillingBudgetAmount(
+                specified_amount=BillingBudgetAmountSpecifiedAmount(
+                    currency_code="USD", units=str(int(settings.monthly_budget_usd))
+                )
+            ),
+            threshold_rules=[BillingBudgetThresholdRules(threshold_percent=t) for t in THRESHOLDS]
+            + [BillingBudgetThresholdRules(threshold_percent=1.0, spend_basis="FORECASTED_SPEND")],
+        )

@@ -1,0 +1,36 @@
+"""IAM condition expressions (CEL) for prefix-scoped object access.
+
+Bucket names are literal (not references) so an expression can be read in review and evaluated
+in tests with a real CEL implementation.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def object_resource(bucket: str, prefix: str) -> str:
+    return f"projects/_/buckets/{bucket}/objects/{prefix}"
+
+
+def _quote(text: str) -> str:
+    # JSON string quoting is valid CEL string quoting for the characters names may hold.
+    return json.dumps(text)
+
+
+def objects_under(bucket: str, *prefixes: str) -> str:
+    """True for objects whose name starts with one of the prefixes."""
+    if not prefixes:
+        raise ValueError("objects_under needs at least one prefix")
+    terms = [f"resource.name.startsWith({_quote(object_resource(bucket, p))})" for p in prefixes]
+    return " || ".join(terms)
+
+
+def list_under(bucket: str, prefix: str) -> str:
+    """True for list calls on the bucket restricted to the prefix (objectListPrefix)."""
+    return (
+        f"resource.type == \"storage.googleapis.com/Bucket\" && "
+        f"resource.name == {_quote(f'projects/_/buckets/{bucket}')} && "
+        f"api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\")"
+        f".startsWith({_quote(prefix)})"
+    )

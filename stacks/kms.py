@@ -1,0 +1,66 @@
+"""Customer-managed encryption: one key ring and key per environment, granted to service agents."""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+from stacks.provider import KmsCryptoKey, KmsCryptoKeyIamMember, KmsKeyRing
+from stacks.settings import EnvironmentSettings
+
+ENCRYPTER_DECRYPTER = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+KEY_ROTATION = "7776000s"  # 90 days
+
+
+def service_agent(kind: str, project_number: str) -> str:
+    """Service agent emails for the services that encrypt with our key."""
+    domains = {
+        "artifactregistry": "gcp-sa-artifactregistry.iam.gserviceaccount.com",
+        "pubsub": "gcp-sa-pubsub.iam.gserviceaccount.com",
+    }
+    return f"service-{project_number}@{domains[kind]}"
+
+
+class DataKey(Construct):
+    """Key ring + key; encrypter/decrypter only for the service agents given."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        settings: EnvironmentSettings,
+        *,
+        agents: dict[str, str],
+        depends_on: list,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.ring = KmsKeyRing(
+            self,
+            "ring",
+            name=f"batch-{settings.name}",
+            location=settings.region,
+            project=settings.project_id,
+            depends_on=depends_on,
+        )
+        self.key = KmsCryptoKey(
+            self,
+            "key",
+            name="batch-data",
+            key_ring=self.ring.id,
+            rotation_period=KEY_ROTATION,
+            purpose="ENCRYPT_DECRYPT",
+            labels=settings.all_labels(),
+            lifecycle={"prevent_destroy": True},
+        )
+        self.grants: dict[str, KmsCryptoKeyIamMember] = {}
+        for name, email in agents.items():
+            self.grants[name] = KmsCryptoKeyIamMember(
+                self,
+                f"agent-{name}",
+                crypto_key_id=self.key.id,
+                role=ENCRYPTER_DECRYPTER,
+                member=f"serviceAccount:{email}",
+            )
+
+    @property
+    def key_id(self) -> str:
+        return self.key.id
