@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
+
+_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_.]*): (.*)$", re.DOTALL)
 
 
 class JobSpecError(ValueError):
@@ -19,20 +23,16 @@ class JobSpecError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
 
     @classmethod
-    def from_validation_error(
-        cls, exc: ValidationError, paths: dict[str, str] | None = None
-    ) -> JobSpecError:
-        """The first pydantic error as a JobSpecError; `paths` maps spec fields to JSON paths."""
+    def from_validation_error(cls, exc: ValidationError) -> JobSpecError:
+        """The first pydantic error as a JobSpecError naming the (dotted) spec field."""
         err = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         # Model-level checks carry their field in the message ("gpus.count: ...").
-        if not field and ": " in msg:
-            field, msg = msg.split(": ", 1)
-        if paths:
-            top = field.split(".", 1)[0]
-            if top in paths:
-                msg = f"{msg} (JSON {paths[top]})"
+        m = _FIELD_PREFIX.match(msg)
+        if m:
+            field = f"{field}.{m[1]}" if field else m[1]
+            msg = m[2]
         return cls(msg, field or None)
 
 

@@ -7,6 +7,7 @@ ready to drop into `jobs/declared/`. Bad input: one line on stderr, exit 2.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -68,11 +69,13 @@ def _literal(value: Any, depth: int) -> str:
         pad = _INDENT * (depth + 1)
         return "[\n" + "".join(f"{pad}{p},\n" for p in parts) + f"{_INDENT * depth}]"
     if isinstance(value, dict):
-        parts = [f"{k!r}: {_literal(v, depth + 1)}" for k, v in value.items()]
+        parts = [f"{_literal(k, 0)}: {_literal(v, depth + 1)}" for k, v in value.items()]
         if sum(len(p) for p in parts) < 70 and not any("\n" in p for p in parts):
             return "{" + ", ".join(parts) + "}"
         pad = _INDENT * (depth + 1)
         return "{\n" + "".join(f"{pad}{p},\n" for p in parts) + f"{_INDENT * depth}}}"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a valid Python literal, in double quotes
     return repr(value)
 
 

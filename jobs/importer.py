@@ -192,7 +192,9 @@ def _check_supported(value: Any, desc: Descriptor, path: str, pattern: str) -> N
         if is_list:
             for i, element in enumerate(item if isinstance(item, list) else []):
                 if i > 0 and pat in SINGLE:
-                    raise JobSpecError(f"unsupported: JobSpec models one {key} element", here + f"[{i}]")
+                    raise JobSpecError(
+                        f"unsupported: JobSpec models one {key} element", here + f"[{i}]"
+                    )
                 _check_supported(element, field.message_type, f"{here}[{i}]", pat)
         else:
             _check_supported(item, field.message_type, here, pat)
@@ -230,7 +232,9 @@ def _build(job: dict[str, Any], name: str) -> JobSpec:
         kwargs["labels"] = job["labels"]
     destination = job.get("logsPolicy", {}).get("destination")
     if destination not in (None, "CLOUD_LOGGING"):
-        raise JobSpecError(f"only CLOUD_LOGGING is modelled; got {destination}", "logsPolicy.destination")
+        raise JobSpecError(
+            f"only CLOUD_LOGGING is modelled; got {destination}", "logsPolicy.destination"
+        )
     kwargs["cloud_logging"] = destination == "CLOUD_LOGGING"
     kwargs["notifications"] = [
         {
@@ -247,7 +251,9 @@ def _build(job: dict[str, Any], name: str) -> JobSpec:
     except ValidationError as exc:
         err = JobSpecError.from_validation_error(exc)
         top = (err.field or "").split(".", 1)[0]
-        raise JobSpecError(f"{err.message} (JobSpec.{err.field})", FIELD_PATHS.get(top, err.field)) from None
+        raise JobSpecError(
+            f"{err.message} (JobSpec.{err.field})", FIELD_PATHS.get(top, err.field)
+        ) from None
 
 
 def _read_task_group(tg: dict[str, Any], kw: dict[str, Any]) -> None:
@@ -288,7 +294,10 @@ def _read_task_group(tg: dict[str, Any], kw: dict[str, Any]) -> None:
     kw["env"] = variables
     kw["secrets"] = environment.get("secretVariables", {})
     kw["volumes"] = [
-        {"remote_path": v.get("gcs", {}).get("remotePath", ""), "mount_path": v.get("mountPath", "")}
+        {
+            "remote_path": v.get("gcs", {}).get("remotePath", ""),
+            "mount_path": v.get("mountPath", ""),
+        }
         for v in ts.get("volumes", [])
     ]
     kw["task_count"] = _int(tg.get("taskCount"))
@@ -343,9 +352,14 @@ def _read_allocation(alloc: dict[str, Any], kw: dict[str, Any]) -> None:
 
 
 def _fix_retry_default(kw: dict[str, Any]) -> None:
-    # A spot job without the preemption policy is stated explicitly so validation names it.
-    if kw.get("provisioning") == "spot" and not kw.get("retry_on_preemption"):
+    # What the input leaves out (no preemption policy, no retries) is stated explicitly when
+    # the model would otherwise fill it in, so validation names the rule instead of a diff.
+    spot = kw.get("provisioning") == "spot"
+    if spot and not kw.get("retry_on_preemption"):
         kw["retry_on_preemption"] = False
+    retries_implied = spot or kw.get("retry_on_preemption") or kw.get("retry_exit_codes")
+    if kw.get("max_retry_count") is None and retries_implied:
+        kw["max_retry_count"] = 0
 
 
 def _int(value: Any) -> int | None:

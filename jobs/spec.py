@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # "-yyyymmdd-hhmmss-xxxx" (21 chars), so the declared name keeps to 63 - 21 = 42.
 JOB_ID_SUFFIX_LEN = 21
 NAME_MAX = 63 - JOB_ID_SUFFIX_LEN
-NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,%d}[a-z0-9])?$" % (NAME_MAX - 2))
+NAME_RE = re.compile(rf"^[a-z]([a-z0-9-]{{0,{NAME_MAX - 2}}}[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -33,7 +33,9 @@ IMAGE_REF_RE = re.compile(
 )
 IMAGE_URI_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-SECRET_NAME_RE = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/[A-Za-z0-9_-]+$")
+SECRET_NAME_RE = re.compile(
+    r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/[A-Za-z0-9_-]+$"
+)
 TOPIC_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
 TOPIC_NAME_RE = re.compile(r"^projects/[^/\s]+/topics/[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
 HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
@@ -101,7 +103,9 @@ class GcsVolume(BaseModel):
     @classmethod
     def _bucket_path(cls, v: str) -> str:
         if v.startswith("gs://") or not re.match(r"^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/.*)?$", v):
-            raise ValueError(f"remote_path must be 'bucket' or 'bucket/folder' (no gs://); got {v!r}")
+            raise ValueError(
+                f"remote_path must be 'bucket' or 'bucket/folder' (no gs://); got {v!r}"
+            )
         return v
 
     @field_validator("mount_path")
@@ -142,7 +146,7 @@ class GpuDemand(NamedTuple):
     """Peak GPUs a job can hold at once: what the environment's quota must cover."""
 
     family: str  # quota family, "L4"
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count on purpose
     spot: bool
 
 
@@ -401,14 +405,12 @@ class JobSpec(BaseModel):
             raise ValueError("image: required unless the job runs a script")
 
     def _check_gpu_job(self) -> None:
-        if self.is_gpu and self.boot_disk_gb is not None:
-            if self.boot_disk_gb < GPU_MIN_BOOT_DISK_GB:
-                raise ValueError(
-                    f"boot_disk_gb: GPU jobs need at least {GPU_MIN_BOOT_DISK_GB} GB for CUDA "
-                    f"images; got {self.boot_disk_gb}"
-                )
-        if self.gpus is not None and self.gpus.driver_version and not self.is_gpu:
-            raise ValueError("gpus.driver_version: needs a GPU")  # pragma: no cover
+        disk = self.boot_disk_gb
+        if self.is_gpu and disk is not None and disk < GPU_MIN_BOOT_DISK_GB:
+            raise ValueError(
+                f"boot_disk_gb: GPU jobs need at least {GPU_MIN_BOOT_DISK_GB} GB for CUDA "
+                f"images; got {disk}"
+            )
 
     def _check_retries(self) -> None:
         may_be_spot = self.provisioning == "spot" or (self.provisioning is None and self.is_gpu)
@@ -502,6 +504,12 @@ class JobSpec(BaseModel):
     def secret_ids(self) -> list[str]:
         """Bare secret ids this job reads from its own project (for declaring and IAM)."""
         return [s for s in self.secrets.values() if SECRET_ID_RE.match(s)]
+
+    def topic_names(self, project_id: str) -> list[str]:
+        """Full Pub/Sub topic names this job publishes to (for `pubsub.publisher` grants)."""
+        from jobs.render import resolve_topic
+
+        return list(dict.fromkeys(resolve_topic(n.topic, project_id) for n in self.notifications))
 
     # ---- JSON ----
 

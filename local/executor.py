@@ -89,16 +89,20 @@ class ServerConfig:
 class _Attempt:
     """The processes of one running attempt, so another thread can kill them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid_file: Path) -> None:
         self.lock = threading.Lock()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.containers: list[str] = []
+        # Process groups on disk: a server restarted after a crash kills what we left behind.
+        self.pid_file = pid_file
 
     def add(self, proc: subprocess.Popen[bytes], container: str | None) -> None:
         with self.lock:
             self.procs.append(proc)
             if container:
                 self.containers.append(container)
+            with self.pid_file.open("a") as f:
+                f.write(f"{proc.pid}\n")
 
     def kill(self) -> None:
         with self.lock:
@@ -231,11 +235,15 @@ class JobRunner:
             try:
                 code, detail = self._run_attempt(index, attempt)
             except TaskSetupError as e:
+                log_path = store.log_path(rec.job_id, index, attempt)
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                with log_path.open("ab") as log:
+                    _note(log, f"task failed before it started: {e}")
                 store.set_task_state(rec, index, TaskState.FAILED, str(e))
                 self.failed.set()
                 return
-            if self.stopping.is_set():
-                store.set_task_state(rec, index, TaskState.FAILED, self.stop_reason, code)
+            if self.stopping.is_set():  # killed by us: its exit code means nothing
+                store.set_task_state(rec, index, TaskState.FAILED, self.stop_reason)
                 return
             if code == 0:
                 store.set_task_state(rec, index, TaskState.SUCCEEDED, detail, 0)
@@ -300,7 +308,7 @@ class JobRunner:
         deadline = start + max_run.total_seconds() if max_run else None
         preempt_at = self.faults.preempt_after(str(self.rec.job.uid), index, attempt)
         preempt_deadline = start + preempt_at if preempt_at is not None else None
-        handle = _Attempt()
+        handle = _Attempt(log_path.with_suffix(".pids"))
         with self._attempts_lock:
             self._attempts[index] = handle
         code, detail = 0, ""
@@ -332,7 +340,8 @@ class JobRunner:
                     if outcome == "stopped":
                         handle.kill()
                         return 1, self.stop_reason
-                    rc = proc.returncode
+                    # Killed by a signal: report it as a shell would (SIGKILL -> 137).
+                    rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
                     if rc != 0 and not runnable.ignore_exit_status and code == 0:
                         code, detail = rc, f"Runnable {n} exited with {rc}."
                 if preempt_deadline is not None:
@@ -342,6 +351,7 @@ class JobRunner:
                 return code, detail
             finally:
                 handle.kill()  # background runnables and any stray children end with the task
+                handle.pid_file.unlink(missing_ok=True)
                 with self._attempts_lock:
                     self._attempts.pop(index, None)
 
@@ -414,7 +424,6 @@ class JobRunner:
                 )
         else:
             raise TaskSetupError(f"runnable {n}: only script and container runnables run locally")
-        _note(log, f"runnable {n}: {' '.join(argv[:3])}{' ...' if len(argv) > 3 else ''}")
         proc = subprocess.Popen(
             argv,
             cwd=workdir,

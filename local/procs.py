@@ -100,3 +100,28 @@ def write_json_atomic(path: Path, data: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def kill_orphan_groups(pid_files: list[Path], marker: str) -> list[int]:
+    """Kill the process groups listed in `pid_files` (one leader pid a line) whose
+    environment still carries `marker` (e.g. BATCH_JOB_UID=...), then remove the files.
+    The marker check keeps a reused pid from taking an innocent process down."""
+    killed: list[int] = []
+    for path in pid_files:
+        try:
+            pids = [int(x) for x in path.read_text().split()]
+        except (OSError, ValueError):
+            pids = []
+        for pid in pids:
+            if pid_alive(pid) and environ_contains(pid, marker):
+                kill_group(pid)
+                killed.append(pid)
+        path.unlink(missing_ok=True)
+    return killed
+
+
+def environ_contains(pid: int, entry: str) -> bool:
+    try:
+        return entry.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False

@@ -20,7 +20,7 @@ from typing import Any
 
 from google.cloud.batch_v1 import Job, JobStatus, StatusEvent, Task, TaskExecution, TaskStatus
 
-from local.procs import write_json_atomic
+from local.procs import kill_orphan_groups, write_json_atomic
 
 JobState = JobStatus.State
 TaskState = TaskStatus.State
@@ -113,6 +113,8 @@ class Store:
                 continue
             self.jobs[rec.job_id] = rec
             if state not in TERMINAL_JOB_STATES:
+                pid_files = list(self.job_dir(rec.job_id).glob("tasks/*/attempt-*.pids"))
+                kill_orphan_groups(pid_files, f"BATCH_JOB_UID={rec.job.uid}")
                 self.fail_in_flight(rec, recovery_reason)
                 recovered.append(rec.job_id)
         return recovered

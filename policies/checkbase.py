@@ -21,7 +21,7 @@ class GpubCheck(BaseResourceCheck):
     def __init__(
         self,
         name: str,
-        id: str,  # noqa: A002 - checkov's keyword
+        id: str,  # checkov's keyword
         categories: Iterable[CheckCategories],
         supported_resources: Iterable[str],
     ) -> None:

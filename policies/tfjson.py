@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# "${google_service_account.job-sa_1A2B.email}" -> ("google_service_account", "job-sa_1A2B", "email")
+# "${google_service_account.sa_1A.email}" -> (None, "google_service_account", "sa_1A", "email")
 REF_RE = re.compile(r"\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)(?:\[\d+\])?\}")
 SA_EMAIL_RE = re.compile(r"^([a-z][a-z0-9-]{4,28}[a-z0-9])@[a-z0-9-]+\.iam\.gserviceaccount\.com$")
 DEFAULT_COMPUTE_SA_RE = re.compile(r"-compute@developer\.gserviceaccount\.com")
@@ -178,8 +178,13 @@ def facts_from_document(
     if cmek is None:
         cmek = is_true(labels.get("cmek")) or is_true(os.environ.get("GPUB_ENV_CMEK", ""))
     resources = doc.get("resource", {})
-    sas = {n: str(c.get("account_id", "")) for n, c in _entries(resources.get("google_service_account"))}
-    buckets = {n: str(c.get("name", "")) for n, c in _entries(resources.get("google_storage_bucket"))}
+    sas = {
+        n: str(c.get("account_id", ""))
+        for n, c in _entries(resources.get("google_service_account"))
+    }
+    buckets = {
+        n: str(c.get("name", "")) for n, c in _entries(resources.get("google_storage_bucket"))
+    }
     policies: dict[str, list[tuple[str, list[str]]]] = {}
     for name, conf in _entries(doc.get("data", {}).get("google_iam_policy")):
         bindings = conf.get("binding", [])

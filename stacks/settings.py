@@ -64,6 +64,10 @@ class Schedule(BaseModel):
         return v
 
 
+def _default_formats() -> list[InputFormat]:
+    return ["jsonl"]
+
+
 class ClientSettings(BaseModel):
     """One client of the platform: who may upload, which jobs run on their uploads."""
 
@@ -73,7 +77,7 @@ class ClientSettings(BaseModel):
     jobs: list[str]
     principal: str | None = None
     contact: str | None = None
-    upload_formats: list[InputFormat] = Field(default_factory=lambda: ["jsonl"])
+    upload_formats: list[InputFormat] = Field(default_factory=_default_formats)
     schedules: list[Schedule] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
 

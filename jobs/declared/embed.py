@@ -8,7 +8,7 @@ from jobs.spec import GpuSpec, JobSpec
 
 SPEC = JobSpec(
     name="embed",
-    image="images/embed",  # entrypoint is the image's: python -m gpub_runner
+    image="images/embed:1.0.0",  # entrypoint is the image's: python -m gpub_runner
     machine_type="g2-standard-8",
     gpus=GpuSpec(type="nvidia-l4", count=1),
     cpu_milli=7000,

@@ -4,7 +4,7 @@ from jobs.spec import JobSpec
 
 SPEC = JobSpec(
     name="uppercase",
-    image="images/uppercase",  # entrypoint is the image's: python -m gpub_runner
+    image="images/uppercase:1.0.0",  # entrypoint is the image's: python -m gpub_runner
     machine_type="e2-standard-2",
     cpu_milli=1000,
     memory_mib=1024,

@@ -7,17 +7,15 @@ client class over an insecure channel to the local backend (`local.client.batch_
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.cloud import batch_v1
 
+from jobs.submit import localmode
 from jobs.submit.errors import ServiceError, SubmitError
 
 ACTIVE_STATES = frozenset({
@@ -37,18 +35,6 @@ FINAL_STATES = frozenset({
 _TIMEOUT_S = 60.0
 
 
-def local_root() -> Path:
-    """Where the local backend keeps its state (GPUB_LOCAL_ROOT, default <repo>/.local)."""
-    env = os.environ.get("GPUB_LOCAL_ROOT")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / ".local"
-
-
-def local_backend() -> Any:
-    from local.backend import LocalBackend
-
-    return LocalBackend(root=local_root())
-
-
 @dataclass
 class Connection:
     client: batch_v1.BatchServiceClient
@@ -63,17 +49,10 @@ def connect(*, local: bool, project: str, region: str) -> Connection:
     if local:
         from local.client import batch_client
 
-        endpoints = local_backend().ensure_running()
-        os.environ["STORAGE_EMULATOR_HOST"] = endpoints.gcs_endpoint
+        endpoints = localmode.start()
         return Connection(batch_client(endpoints.batch_target), parent, True)
     with api_errors("Batch"):
         return Connection(batch_v1.BatchServiceClient(), parent, False)
-
-
-def local_storage_endpoint() -> None:
-    """Local mode for storage only (dry runs need no Batch client)."""
-    endpoints = local_backend().ensure_running()
-    os.environ["STORAGE_EMULATOR_HOST"] = endpoints.gcs_endpoint
 
 
 @contextmanager
@@ -132,7 +111,8 @@ def find_active(
 def find_by_manifest(conn: Connection, *, run_key: str, manifest_hash: str) -> batch_v1.Job | None:
     with api_errors("Batch ListJobs"):
         for j in conn.client.list_jobs(parent=conn.parent, timeout=_TIMEOUT_S):
-            if j.labels.get("run-key") == run_key and j.labels.get("manifest-hash") == manifest_hash:
+            labels = j.labels
+            if labels.get("run-key") == run_key and labels.get("manifest-hash") == manifest_hash:
                 return j
     return None
 
@@ -149,7 +129,11 @@ def create_job(
     with api_errors("Batch CreateJob"):
         try:
             created = conn.client.create_job(request=request, timeout=_TIMEOUT_S)
-        except gexc.AlreadyExists:
+        except (gexc.AlreadyExists, gexc.InvalidArgument) as exc:
+            # A re-run of the same submit (same request id, new job id): Batch refuses the
+            # second request; the job the first one created is the answer.
+            if isinstance(exc, gexc.InvalidArgument) and "request_id" not in str(exc.message):
+                raise
             existing = find_by_manifest(conn, run_key=run_key, manifest_hash=manifest_hash)
             if existing is None:
                 raise

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
+from google.cloud import storage  # type: ignore[attr-defined]
 
 from jobs.submit.errors import ServiceError, SubmitError
 from jobs.submit.manifest import ObjectInfo

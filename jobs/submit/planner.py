@@ -56,6 +56,14 @@ class Plan:
     def total_bytes(self) -> int:
         return sum(o.size for o in self.objects)
 
+    def task_size(self, index: int) -> int:
+        """How many files task `index` processes (without slicing the manifest)."""
+        n = len(self.objects)
+        if self.files_per_task is not None:
+            start = min(n, index * self.files_per_task)
+            return min(n, start + self.files_per_task) - start
+        return (index + 1) * n // self.task_count - index * n // self.task_count
+
     def task_files(self, index: int) -> Sequence[ObjectInfo]:
         """The objects task `index` processes (same rule as the runner)."""
         n = len(self.objects)

@@ -99,7 +99,10 @@ class ClientGrantsArePrefixScoped(GpubCheck):
             "condition",
             id="CKV_GPUB_3",
             categories=[CheckCategories.IAM],
-            supported_resources=["google_storage_bucket_iam_member", "google_storage_bucket_iam_binding"],
+            supported_resources=[
+                "google_storage_bucket_iam_member",
+                "google_storage_bucket_iam_binding",
+            ],
         )
 
     def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
@@ -108,7 +111,8 @@ class ClientGrantsArePrefixScoped(GpubCheck):
         role = str(value(conf, "role", default=""))
         bucket = facts.resolve_text(str(value(conf, "bucket", default="")))
         clients = [
-            m for m in members(conf)
+            m
+            for m in members(conf)
             if (facts.service_account_id(m) or "").startswith(CLIENT_SA_PREFIX)
         ]
         on_data_bucket = role in OBJECT_ROLES and bucket.endswith(DATA_BUCKET_SUFFIX)

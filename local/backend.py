@@ -1,0 +1,215 @@
+"""Start, find and stop the local backend's two servers (detached processes).
+
+    backend = LocalBackend(Path(".local"))
+    ep = backend.ensure_running()    # Endpoints(batch_target="127.0.0.1:P", gcs_endpoint=...)
+    client = local.client.batch_client(ep.batch_target)
+    backend.stop()
+
+Servers are recorded in `<root>/servers.json`; a later process reuses them while their pid is
+alive, is still the same program, and their port answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from local.gcs import BINARY_NAME, gcs_ready, start_gcs
+from local.procs import (
+    cmdline_contains,
+    free_port,
+    pid_alive,
+    port_answers,
+    terminate,
+    write_json_atomic,
+)
+
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the directory holding `local/`
+BATCH_MODULE = "local.batch_server"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    batch_target: str  # "127.0.0.1:PORT": BatchServiceClient over an insecure channel
+    gcs_endpoint: str  # "http://127.0.0.1:PORT": STORAGE_EMULATOR_HOST
+
+
+class LocalBackend:
+    def __init__(
+        self,
+        root: Path = Path(".local"),
+        repo_root: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        start_timeout: float = 30.0,
+    ) -> None:
+        """`root` holds state, GCS data and logs; `repo_root` is where `images/<name>/
+        local.json` are looked up (default: this checkout); `env` adds variables to the Batch
+        server's environment when this call starts it (e.g. LOCAL_BATCH_PREEMPT_RATE)."""
+        self.root = root.resolve()
+        self.repo_root = (repo_root or PACKAGE_PARENT).resolve()
+        self.env = dict(env or {})
+        self.start_timeout = start_timeout
+
+    @property
+    def servers_file(self) -> Path:
+        return self.root / "servers.json"
+
+    # ---- public API --------------------------------------------------------------------
+    def ensure_running(self) -> Endpoints:
+        """Reuse live servers, start the missing ones; safe to call from several processes."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            servers = self._read_servers()
+            gcs = servers.get("gcs", {})
+            if not self._gcs_alive(gcs):
+                self._stop_entry(gcs, BINARY_NAME)
+                gcs = self._start_gcs(gcs.get("port"))
+                servers["gcs"] = gcs
+                write_json_atomic(self.servers_file, servers)
+            batch = servers.get("batch", {})
+            if not self._batch_alive(batch, gcs["endpoint"]):
+                # Also restarts a live server that points at an older GCS endpoint or repo.
+                self._stop_entry(batch, BATCH_MODULE)
+                batch = self._start_batch(gcs["endpoint"])
+                servers["batch"] = batch
+                write_json_atomic(self.servers_file, servers)
+            return Endpoints(batch_target=batch["target"], gcs_endpoint=gcs["endpoint"])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM both servers (the Batch server first, so tasks stop before storage does),
+        SIGKILL after `timeout`. In-flight jobs end FAILED."""
+        if not self.root.exists():
+            return
+        with self._locked():
+            servers = self._read_servers()
+            self._stop_entry(servers.pop("batch", {}), BATCH_MODULE, timeout)
+            self._stop_entry(servers.pop("gcs", {}), BINARY_NAME, timeout)
+            write_json_atomic(self.servers_file, servers)
+
+    def status(self) -> dict[str, Any]:
+        """What servers.json says, plus whether each server is really up."""
+        servers = self._read_servers()
+        gcs, batch = servers.get("gcs", {}), servers.get("batch", {})
+        return {
+            "root": str(self.root),
+            "gcs": {**gcs, "running": self._gcs_alive(gcs)},
+            "batch": {**batch, "running": self._batch_alive(batch, gcs.get("endpoint"))},
+        }
+
+    def task_log_paths(self, job_id: str) -> list[Path]:
+        """Every attempt log of a job, ordered by task index then attempt."""
+        tasks = self.root / "batch" / "jobs" / job_id / "tasks"
+        logs = tasks.glob("*/attempt-*.log") if tasks.is_dir() else iter(())
+
+        def key(p: Path) -> tuple[int, int]:
+            return int(p.parent.name), int(p.stem.split("-", 1)[1])
+
+        return sorted((p for p in logs if p.parent.name.isdigit()), key=key)
+
+    # ---- internals ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # Two `bin/submit --local` at once must not start two sets of servers.
+        with (self.root / "servers.lock").open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _read_servers(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.servers_file.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    @staticmethod
+    def _alive(entry: Mapping[str, Any], needle: str) -> bool:
+        pid = int(entry.get("pid", 0) or 0)
+        return pid_alive(pid) and cmdline_contains(pid, needle)
+
+    def _gcs_alive(self, entry: Mapping[str, Any]) -> bool:
+        return (
+            bool(entry)
+            and self._alive(entry, BINARY_NAME)
+            and gcs_ready(str(entry.get("endpoint", "")))
+        )
+
+    def _batch_alive(self, entry: Mapping[str, Any], gcs_endpoint: str | None) -> bool:
+        return (
+            bool(entry)
+            and self._alive(entry, BATCH_MODULE)
+            and entry.get("gcs_endpoint") == gcs_endpoint
+            and entry.get("repo_root") == str(self.repo_root)
+            and port_answers(int(entry.get("port", 0)))
+        )
+
+    def _stop_entry(self, entry: Mapping[str, Any], needle: str, timeout: float = 15.0) -> None:
+        if entry and self._alive(entry, needle):
+            terminate(int(entry["pid"]), timeout)
+
+    def _start_gcs(self, previous_port: int | None) -> dict[str, Any]:
+        # Keep the old port when we can: URLs printed earlier stay valid.
+        port = previous_port if previous_port and not port_answers(previous_port) else free_port()
+        proc = start_gcs(self.root, port, ready_timeout=self.start_timeout)
+        return {"pid": proc.pid, "port": port, "endpoint": f"http://127.0.0.1:{port}"}
+
+    def _start_batch(self, gcs_endpoint: str) -> dict[str, Any]:
+        batch_dir = self.root / "batch"
+        batch_dir.mkdir(parents=True, exist_ok=True)
+        port_file = batch_dir / "server-port.json"
+        port_file.unlink(missing_ok=True)
+        env = dict(os.environ)
+        env.update(self.env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(PACKAGE_PARENT), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        env.pop("STORAGE_EMULATOR_HOST", None)  # tasks get the right one from the server
+        cmd = [
+            sys.executable, "-m", BATCH_MODULE,
+            "--root", str(self.root),
+            "--repo-root", str(self.repo_root),
+            "--gcs-endpoint", gcs_endpoint,
+            "--port-file", str(port_file),
+        ]  # fmt: skip
+        log_path = self.root / "batch-server.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=self.root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # detached: outlives the submit that started it
+            )
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:].strip()
+                raise RuntimeError(f"local Batch server exited with {proc.returncode}: {tail}")
+            if port_file.is_file():
+                info = json.loads(port_file.read_text(encoding="utf-8"))
+                port = int(info["port"])
+                return {
+                    "pid": proc.pid,
+                    "port": port,
+                    "target": f"127.0.0.1:{port}",
+                    "gcs_endpoint": gcs_endpoint,
+                    "repo_root": str(self.repo_root),
+                }
+            time.sleep(0.05)
+        terminate(proc.pid, 5)
+        raise RuntimeError(
+            f"local Batch server did not start within {self.start_timeout}s; see {log_path}"
+        )

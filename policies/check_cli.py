@@ -1,0 +1,216 @@
+"""`bin/check`: synthesize every environment once, run checkov (built-in GCP checks + our
+CKV_GPUB pack) on each stack and the job guardrails on each rendered job, apply the
+suppression registry, write reports, print a summary. Exit 0 only when everything passes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from policies.guardrails import GuardrailLimits
+from policies.suppressions import DEFAULT_PATH, Matcher, SuppressionError, load
+from policies.tfjson import facts_from_document
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+SARIF_FILE = "results_sarif.sarif"
+JUNIT_FILE = "results_junitxml.xml"
+CLI_FILE = "results_cli.txt"
+
+app = typer.Typer(add_completion=False, help=__doc__)
+console = Console(stderr=False, highlight=False)
+
+
+def _environments() -> dict[str, tuple[str, bool, GuardrailLimits]]:
+    """stack name -> (env name, cmek, limits), from the settings the stacks are built from."""
+    try:
+        from stacks.environments import example_environments  # pydantic only, no provider
+    except Exception as exc:  # settings not importable: fall back to what the files say
+        console.print(
+            f"[yellow]warning:[/] environment settings not loaded ({exc}); "
+            "using the stack files' labels and default guardrails"
+        )
+        return {}
+    return {
+        e.stack_name: (e.name, e.cmek, GuardrailLimits.from_settings(e.guardrails))
+        for e in example_environments()
+    }
+
+
+def _synth(out: Path) -> None:
+    env = {**os.environ, "CDKTF_OUTDIR": str(out)}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "main.py"], cwd=ROOT, env=env, check=False)
+    if proc.returncode != 0:
+        console.print(f"[red]synth failed (exit {proc.returncode})[/]")
+        raise typer.Exit(proc.returncode or 1)
+    console.print(f"synth: {out} in {time.monotonic() - started:.1f}s")
+
+
+def _stack_inputs(
+    stack_files: list[Path], job_files: list[Path], out: Path, env_override: str | None
+) -> list[Any]:
+    import json
+
+    from policies.scan import StackInput
+
+    envs = _environments()
+    if not stack_files and not job_files:
+        stack_files = sorted((out / "stacks").glob("*/cdk.tf.json"))
+        if not stack_files:
+            console.print(f"[red]no stacks under {out}/stacks; run without --no-synth[/]")
+            raise typer.Exit(2)
+    stacks: list[StackInput] = []
+    for tf in stack_files:
+        name = tf.parent.name
+        doc = json.loads(tf.read_text(encoding="utf-8"))
+        env_name, cmek, limits = envs.get(name, (None, None, GuardrailLimits()))
+        facts = facts_from_document(doc, env=env_override or env_name, cmek=cmek)
+        jobs = sorted((out / "jobs" / name).glob("*.json")) if not job_files else []
+        stacks.append(StackInput(name, tf, facts, limits, jobs))
+    if job_files:
+        # Loose job files (tests, reviews): checked against the named or default environment.
+        name = f"platform-{env_override}" if env_override else "jobs"
+        env_name, cmek, limits = envs.get(name, (env_override, False, GuardrailLimits()))
+        facts = facts_from_document({}, env=env_name, cmek=bool(cmek))
+        stacks.append(StackInput(name, None, facts, limits, list(job_files)))
+    return stacks
+
+
+def _summary(reports: list[Any], located: dict[int, Any]) -> Table:
+    table = Table(title="policy checks")
+    for col in ("stack", "scope", "checks run", "passed", "failed", "suppressed"):
+        table.add_column(col, justify="left" if col in {"stack", "scope"} else "right")
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for report in reports:
+        scope = "jobs" if report.check_type.startswith("gpub_job") else "terraform"
+        for state, records in (
+            ("passed", report.passed_checks),
+            ("failed", report.failed_checks),
+            ("suppressed", report.skipped_checks),
+        ):
+            for record in records:
+                where = located.get(id(record))
+                counts[(where.stack if where else "?", scope, state)] += 1
+    keys = sorted({(s, sc) for s, sc, _ in counts})
+    totals: Counter[str] = Counter()
+    for stack, scope in keys:
+        row = {st: counts[(stack, scope, st)] for st in ("passed", "failed", "suppressed")}
+        totals.update(row)
+        style = "red" if row["failed"] else None
+        table.add_row(
+            stack,
+            scope,
+            str(sum(row.values())),
+            str(row["passed"]),
+            str(row["failed"]),
+            str(row["suppressed"]),
+            style=style,
+        )
+    table.add_row(
+        "total",
+        "",
+        str(sum(totals.values())),
+        str(totals["passed"]),
+        str(totals["failed"]),
+        str(totals["suppressed"]),
+        style="bold",
+    )
+    return table
+
+
+def _write_reports(reports: list[Any], directory: Path) -> list[Path]:
+    import json
+
+    from checkov.common.output.report import Report
+    from checkov.common.output.sarif import Sarif
+    from checkov.common.util.json_utils import CustomJSONEncoder
+
+    directory.mkdir(parents=True, exist_ok=True)
+    sarif = Sarif(reports=reports, tool="bin/check (checkov + CKV_GPUB rules)")
+    (directory / SARIF_FILE).write_text(json.dumps(sarif.json, indent=2, cls=CustomJSONEncoder))
+    junit = Report.get_junit_xml_string([r.get_test_suite() for r in reports])
+    (directory / JUNIT_FILE).write_text(junit)
+    text = "".join(r.print_console(is_compact=True) for r in reports)
+    (directory / CLI_FILE).write_text(ANSI_RE.sub("", text))
+    return [directory / n for n in (CLI_FILE, SARIF_FILE, JUNIT_FILE)]
+
+
+@app.command()
+def main(
+    no_synth: Annotated[bool, typer.Option("--no-synth", help="Check what is in --out.")] = False,
+    out: Annotated[Path, typer.Option(help="Synth output directory.")] = Path("cdktf.out"),
+    reports: Annotated[Path, typer.Option(help="Where the reports go.")] = Path("reports"),
+    stack_file: Annotated[
+        list[Path] | None,
+        typer.Option("--stack-file", help="Check this cdk.tf.json instead (no synth); repeatable."),
+    ] = None,
+    job_file: Annotated[
+        list[Path] | None,
+        typer.Option("--job-file", help="Check this Batch job JSON (no synth); repeatable."),
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option(help="Environment of --stack-file/--job-file (dev, prod...).")
+    ] = None,
+    suppressions: Annotated[Path, typer.Option(help="Suppression registry.")] = DEFAULT_PATH,
+) -> None:
+    started = time.monotonic()
+    out = out if out.is_absolute() else Path.cwd() / out
+    stack_files, job_files = list(stack_file or []), list(job_file or [])
+    try:
+        entries = load(suppressions)
+    except SuppressionError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from exc
+    if not no_synth and not stack_files and not job_files:
+        _synth(out)
+    stacks = _stack_inputs(stack_files, job_files, out, env)
+
+    from policies.scan import apply_suppressions, run_checkov, run_guardrails
+
+    matcher = Matcher(entries)
+    tf_report, located = run_checkov(stacks)
+    job_report, job_located = run_guardrails(stacks)
+    located.update(job_located)
+    all_reports = [tf_report, job_report]
+    for report in all_reports:
+        apply_suppressions(report, located, matcher)
+
+    for report in all_reports:
+        for error in report.parsing_errors:
+            console.print(f"[red]PARSE ERROR[/] {escape(error)}", soft_wrap=True)
+        for record in report.failed_checks:
+            where = located.get(id(record))
+            detail = "; ".join(record.details) if record.details else record.check_name
+            console.print(
+                f"[red]FAILED[/] {record.check_id} {where.stack if where else ''} "
+                f"{escape(record.resource)} ({escape(record.file_path)}:"
+                f"{record.file_line_range[0]}): {escape(detail)}",
+                soft_wrap=True,
+            )
+    problems = matcher.problems()
+    for problem in problems:
+        console.print(f"[red]SUPPRESSIONS[/] {escape(problem)}", soft_wrap=True)
+    written = _write_reports(all_reports, reports)
+    console.print(_summary(all_reports, located))
+    console.print("reports: " + ", ".join(str(p) for p in written))
+    failed = any(r.failed_checks or r.parsing_errors for r in all_reports) or bool(problems)
+    verdict = "[red]FAILED[/]" if failed else "[green]passed[/]"
+    console.print(f"policy checks {verdict} in {time.monotonic() - started:.1f}s")
+    raise typer.Exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    app()

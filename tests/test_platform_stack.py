@@ -1,0 +1,220 @@
+"""Security and shape properties of the synthesized platform stacks (one test per property)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks.identity import PROJECT_LEVEL_ONLY
+
+Stack = dict[str, Any]
+
+
+def resources(stack: Stack, rtype: str) -> dict[str, dict[str, Any]]:
+    return stack.get("resource", {}).get(rtype, {})
+
+
+def only(stack: Stack, rtype: str, path_suffix: str) -> dict[str, Any]:
+    found = [
+        r for r in resources(stack, rtype).values()
+        if r["//"]["metadata"]["path"].endswith(path_suffix)
+    ]
+    assert len(found) == 1, f"expected one {rtype} at */{path_suffix}, found {len(found)}"
+    return found[0]
+
+
+def ref_id(stack: Stack, rtype: str, path_suffix: str) -> str:
+    for key, r in resources(stack, rtype).items():
+        if r["//"]["metadata"]["path"].endswith(path_suffix):
+            return key
+    raise AssertionError(f"no {rtype} at */{path_suffix}")
+
+
+def iam_members(stack: Stack) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for rtype, items in stack.get("resource", {}).items():
+        if rtype.endswith(("_iam_member", "_iam_binding", "_iam_policy")):
+            out.extend((rtype, r) for r in items.values())
+    return out
+
+
+@pytest.fixture(params=["dev", "prod"])
+def stack(request: pytest.FixtureRequest, stacks_json: dict[str, Stack]) -> Stack:
+    return stacks_json[request.param]
+
+
+def test_provider_has_default_labels(stack: Stack) -> None:
+    provider = stack["provider"]["google"][0]
+    assert provider["default_labels"]["managed-by"] == "gpu-batch-platform"
+    assert provider["default_labels"]["env"] in ("dev", "prod")
+
+
+def test_gcs_backend_per_environment(stacks_json: dict[str, Stack]) -> None:
+    prefixes = {env: s["terraform"]["backend"]["gcs"]["prefix"] for env, s in stacks_json.items()}
+    assert prefixes == {"dev": "gpu-batch/dev", "prod": "gpu-batch/prod"}
+
+
+def test_every_used_api_is_enabled(stacks_json: dict[str, Stack]) -> None:
+    needed = {
+        "batch", "compute", "storage", "artifactregistry", "eventarc", "workflows", "pubsub",
+        "secretmanager", "cloudscheduler", "logging", "cloudquotas", "iam",
+    }
+    for env, stack in stacks_json.items():
+        apis = {r["service"].split(".")[0] for r in resources(stack, "google_project_service").values()}
+        assert needed <= apis, f"{env} misses {needed - apis}"
+        assert ("cloudkms" in apis) == (env == "prod")
+        assert all(not r["disable_on_destroy"] for r in resources(stack, "google_project_service").values())
+
+
+def test_data_bucket_is_locked_down(stack: Stack) -> None:
+    bucket = only(stack, "google_storage_bucket", "buckets/data")
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["force_destroy"] is False
+    assert bucket["versioning"] == {"enabled": True}
+    assert bucket["soft_delete_policy"]["retention_duration_seconds"] >= 7 * 86400
+
+
+def test_data_bucket_lifecycle_rules(stack: Stack) -> None:
+    rules = only(stack, "google_storage_bucket", "buckets/data")["lifecycle_rule"]
+    kinds = {(r["action"]["type"], r["action"].get("storage_class")) for r in rules}
+    assert ("Delete", None) in kinds
+    assert ("SetStorageClass", "COLDLINE") in kinds
+    noncurrent = [r for r in rules if r["action"]["type"] == "Delete"][0]["condition"]
+    assert noncurrent["days_since_noncurrent_time"] > 0
+
+
+def test_data_bucket_logs_to_separate_locked_log_bucket(stack: Stack) -> None:
+    data = only(stack, "google_storage_bucket", "buckets/data")
+    logs = only(stack, "google_storage_bucket", "buckets/logs")
+    log_key = ref_id(stack, "google_storage_bucket", "buckets/logs")
+    assert data["logging"]["log_bucket"] == f"${{google_storage_bucket.{log_key}.name}}"
+    assert "logging" not in logs, "the log bucket must not log to itself"
+    assert logs["public_access_prevention"] == "enforced"
+    assert logs["uniform_bucket_level_access"] is True
+    assert logs["force_destroy"] is False
+
+
+def test_registry_immutable_tags_and_cleanup(stack: Stack) -> None:
+    repo = only(stack, "google_artifact_registry_repository", "registry/repo")
+    assert repo["format"] == "DOCKER"
+    assert repo["docker_config"] == {"immutable_tags": True}
+    actions = {p["action"] for p in repo["cleanup_policies"]}
+    assert actions == {"KEEP", "DELETE"}
+    assert repo["cleanup_policy_dry_run"] is False
+    untagged = [p for p in repo["cleanup_policies"] if p["action"] == "DELETE"][0]
+    assert untagged["condition"]["tag_state"] == "UNTAGGED"
+
+
+def test_cmek_only_in_prod(stacks_json: dict[str, Stack]) -> None:
+    assert resources(stacks_json["dev"], "google_kms_crypto_key") == {}
+    assert len(resources(stacks_json["prod"], "google_kms_crypto_key")) == 1
+
+
+def test_prod_data_bucket_and_registry_use_the_key(stacks_json: dict[str, Stack]) -> None:
+    prod = stacks_json["prod"]
+    key = ref_id(prod, "google_kms_crypto_key", "kms/key")
+    ref = f"${{google_kms_crypto_key.{key}.id}}"
+    assert only(prod, "google_storage_bucket", "buckets/data")["encryption"] == {
+        "default_kms_key_name": ref
+    }
+    assert only(prod, "google_artifact_registry_repository", "registry/repo")["kms_key_name"] == ref
+    rotation = only(prod, "google_kms_crypto_key", "kms/key")["rotation_period"]
+    assert int(rotation.rstrip("s")) <= 90 * 86400
+
+
+def test_key_granted_only_to_service_agents(stacks_json: dict[str, Stack]) -> None:
+    grants = resources(stacks_json["prod"], "google_kms_crypto_key_iam_member").values()
+    members = sorted(g["member"] for g in grants)
+    assert len(members) == 3
+    assert {g["role"] for g in grants} == {"roles/cloudkms.cryptoKeyEncrypterDecrypter"}
+    assert any("gcp-sa-artifactregistry" in m for m in members)
+    assert any("gcp-sa-pubsub" in m for m in members)
+    assert any("data.google_storage_project_service_account" in m for m in members)
+
+
+def test_no_basic_roles_anywhere(stack: Stack) -> None:
+    for rtype, grant in iam_members(stack):
+        assert grant.get("role") not in ("roles/owner", "roles/editor", "roles/viewer"), rtype
+
+
+def test_no_project_level_act_as_or_token_creator(stack: Stack) -> None:
+    for grant in resources(stack, "google_project_iam_member").values():
+        assert grant["role"] not in (
+            "roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"
+        )
+
+
+def test_no_service_account_keys(stack: Stack) -> None:
+    assert resources(stack, "google_service_account_key") == {}
+
+
+def test_project_grants_only_where_nothing_narrower(stack: Stack) -> None:
+    """Every project-level grant is one of the roles GCP offers no narrower resource for."""
+    roles = {g["role"] for g in resources(stack, "google_project_iam_member").values()}
+    assert roles <= PROJECT_LEVEL_ONLY, roles - PROJECT_LEVEL_ONLY
+
+
+def test_resource_grants_are_on_the_narrowest_resource(stack: Stack) -> None:
+    """Object roles on the bucket carry a prefix condition; image pull is per repository."""
+    for grant in resources(stack, "google_storage_bucket_iam_member").values():
+        assert "condition" in grant, f"unconditioned bucket grant {grant['role']} {grant['member']}"
+        assert "resource.name.startsWith(" in grant["condition"]["expression"] or (
+            "objectListPrefix" in grant["condition"]["expression"]
+        )
+    for grant in resources(stack, "google_artifact_registry_repository_iam_member").values():
+        assert grant["role"] == "roles/artifactregistry.reader"
+    for grant in resources(stack, "google_service_account_iam_member").values():
+        assert grant["service_account_id"].startswith("${google_service_account.")
+
+
+def test_workflow_and_trigger_service_accounts(stack: Stack) -> None:
+    ids = {sa["account_id"] for sa in resources(stack, "google_service_account").values()}
+    assert {"batch-workflows", "batch-trigger"} <= ids
+    roles_of: dict[str, set[str]] = {}
+    for grant in resources(stack, "google_project_iam_member").values():
+        roles_of.setdefault(grant["member"], set()).add(grant["role"])
+    wf = ref_id(stack, "google_service_account", "workflow-sa")
+    trig = ref_id(stack, "google_service_account", "trigger-sa")
+    assert roles_of[f"serviceAccount:${{google_service_account.{wf}.email}}"] == {
+        "roles/batch.jobsEditor", "roles/logging.logWriter"
+    }
+    assert roles_of[f"serviceAccount:${{google_service_account.{trig}.email}}"] == {
+        "roles/eventarc.eventReceiver", "roles/workflows.invoker"
+    }
+
+
+def test_storage_data_write_audit_logs(stack: Stack) -> None:
+    audit = only(stack, "google_project_iam_audit_config", "storage-audit")
+    assert audit["service"] == "storage.googleapis.com"
+    assert {"log_type": "DATA_WRITE"} in audit["audit_log_config"]
+
+
+def test_budget_only_with_billing_account(stacks_json: dict[str, Stack]) -> None:
+    assert resources(stacks_json["dev"], "google_billing_budget") == {}
+    budget = next(iter(resources(stacks_json["prod"], "google_billing_budget").values()))
+    thresholds = sorted(r["threshold_percent"] for r in budget["threshold_rules"])
+    assert thresholds[0] < 1.0 and thresholds[-1] == 1.0
+
+
+def test_quota_preferences_carry_contact_and_justification(stack: Stack) -> None:
+    prefs = resources(stack, "google_cloud_quotas_quota_preference").values()
+    assert prefs
+    for pref in prefs:
+        assert re.match(r"^[^@]+@[^@]+$", pref["contact_email"])
+        assert len(pref["justification"]) > 20
+        assert pref["service"] == "compute.googleapis.com"
+
+
+def test_job_json_written_for_every_job(synth_dir: Path) -> None:
+    from google.cloud import batch_v1
+
+    for env in ("dev", "prod"):
+        for job in ("embed", "uppercase"):
+            path = synth_dir / "jobs" / f"platform-{env}" / f"{job}.json"
+            batch_v1.Job.from_json(path.read_text())
+            assert json.loads(path.read_text())["labels"]["env"] == env

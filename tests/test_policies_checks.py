@@ -1,0 +1,97 @@
+"""The CKV_GPUB rule pack through the real checkov, one in-process scan for every fixture."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from policies.guardrails import GuardrailLimits
+from policies.scan import StackInput, run_checkov
+from policies.tfjson import StackFacts, facts_from_document
+
+FIXTURES = Path(__file__).parent / "fixtures" / "policies" / "terraform"
+RULES = [f"CKV_GPUB_{n}" for n in range(1, 14)]
+
+# (file stem, check id) -> {resource address: result name}
+Results = dict[tuple[str, str], dict[str, str]]
+
+
+@pytest.fixture(scope="session")
+def results() -> Results:
+    stacks = [
+        StackInput(
+            path.name.removesuffix(".tf.json"),
+            path,
+            facts_from_document(json.loads(path.read_text())),
+            GuardrailLimits(),
+        )
+        for path in sorted(FIXTURES.glob("*.tf.json"))
+    ]
+    report, _ = run_checkov(stacks)
+    out: Results = defaultdict(dict)
+    for record in report.get_all_records():
+        stem = Path(record.file_abs_path).name.removesuffix(".tf.json")
+        out[(stem, record.check_id)][record.resource] = record.check_result["result"].name
+    return out
+
+
+def test_every_rule_has_both_fixtures() -> None:
+    for rule in RULES:
+        for kind in ("pass", "fail"):
+            assert (FIXTURES / f"{rule.lower()}_{kind}.tf.json").is_file(), (rule, kind)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_passing_fixture_passes(results: Results, rule: str) -> None:
+    got = results[(f"{rule.lower()}_pass", rule)]
+    if rule == "CKV_GPUB_13":  # a key resource always fails: passing means there is none
+        assert "FAILED" not in got.values()
+        return
+    assert got, f"{rule} evaluated nothing in its passing fixture"
+    assert set(got.values()) == {"PASSED"}, got
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_failing_fixture_fails(results: Results, rule: str) -> None:
+    got = results[(f"{rule.lower()}_fail", rule)]
+    bad = {res: state for res, state in got.items() if res.split(".", 1)[1].startswith("bad_")}
+    assert bad, f"{rule} evaluated no bad_* resource in its failing fixture"
+    assert set(bad.values()) == {"FAILED"}, bad
+
+
+def test_records_carry_type_and_name(results: Results) -> None:
+    # checkov's terraform_json runner says "resource.<name>"; we report real addresses.
+    assert (
+        "google_project_iam_member.bad_editor_by_ref" in results[("ckv_gpub_1_fail", "CKV_GPUB_1")]
+    )
+
+
+def test_reference_members_are_resolved(results: Results) -> None:
+    # CKV_GCP_42-style checks miss "serviceAccount:${google_service_account.x.email}".
+    got = results[("ckv_gpub_3_fail", "CKV_GPUB_3")]
+    assert got["google_storage_bucket_iam_member.bad_client_no_condition_by_ref"] == "FAILED"
+    assert got["google_storage_bucket_iam_binding.bad_binding_client"] == "FAILED"
+
+
+def test_environment_rules_do_not_apply_elsewhere(results: Results) -> None:
+    # CMEK and prod-only rules stay silent in a dev, non-CMEK file.
+    assert not results.get(("ckv_gpub_5_pass", "CKV_GPUB_10"))
+    assert not results.get(("ckv_gpub_9_pass", "CKV_GPUB_11"))
+
+
+def test_facts_from_labels_and_overrides() -> None:
+    doc = {
+        "provider": {"google": [{"default_labels": {"env": "prod", "cmek": "on"}}]},
+        "resource": {"google_service_account": {"sa_1": {"account_id": "client-acme"}}},
+    }
+    facts = facts_from_document(doc)
+    assert facts.prod and facts.cmek
+    assert facts.service_account_id("serviceAccount:${google_service_account.sa_1.email}") == (
+        "client-acme"
+    )
+    assert facts_from_document(doc, env="dev", cmek=False) == StackFacts(
+        env="dev", cmek=False, service_accounts={"sa_1": "client-acme"}
+    )

@@ -1,0 +1,301 @@
+"""End to end: `bin/submit` against the embedded local backend (real Batch gRPC client, real
+google-cloud-storage client on fake-gcs-server), with the `uppercase` job.
+
+The job JSON is rendered into a temporary synth dir with `jobs.render.render_job` (no CDK),
+and every backend gets its own temporary root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (REPO / "local" / "backend.py").is_file(),
+                       reason="local backend (local/backend.py) not present yet"),
+]
+BUCKET = "example-ml-dev-batch-data"
+
+
+@dataclass
+class Backend:
+    root: Path
+    synth: Path
+    endpoints: Any
+    backend: Any
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+        env.update(GPUB_LOCAL_ROOT=str(self.root), GPUB_SYNTH_DIR=str(self.synth),
+                   GPUB_SUBMITTER="ci-test", PYTHONPATH=str(REPO))
+        return env
+
+    def submit(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jobs.submit", *args], cwd=REPO,
+                              env=self.env(), capture_output=True, text=True, timeout=180)
+
+    def storage(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage  # type: ignore[attr-defined]
+
+        os.environ["STORAGE_EMULATOR_HOST"] = self.endpoints.gcs_endpoint
+        return storage.Client(project="test", credentials=AnonymousCredentials())
+
+    def batch(self) -> Any:
+        from local.client import batch_client
+
+        return batch_client(self.endpoints.batch_target)
+
+    def upload(self, prefix: str, n: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+        bucket = self.storage().bucket(BUCKET)
+        files = {f"f{i:03d}.jsonl": json.dumps({"id": i, "text": f"hello {i}"}) + "\n"
+                 for i in range(n)}
+        for name, text in {**files, **(extra or {})}.items():
+            bucket.blob(prefix + name).upload_from_string(text)
+        return files
+
+    def objects(self, prefix: str) -> dict[str, bytes]:
+        client = self.storage()
+        return {b.name[len(prefix):]: b.download_as_bytes()
+                for b in client.list_blobs(BUCKET, prefix=prefix)}
+
+    def jobs(self) -> list[Any]:
+        return list(self.batch().list_jobs(parent="projects/example-ml-dev/locations/europe-west4"))
+
+
+def _render_synth(out: Path) -> None:
+    from jobs.render import render_job
+    from stacks.environments import example_environments
+
+    for env in example_environments():
+        for spec in env.jobs:
+            path = out / "jobs" / env.stack_name / f"{spec.name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(render_job(spec, env.render_context(spec.name))))
+
+
+def _start(tmp: Path, env: dict[str, str] | None = None) -> Backend:
+    from local.backend import LocalBackend
+
+    synth = tmp / "cdktf.out"
+    _render_synth(synth)
+    backend = LocalBackend(root=tmp / "local", env=env or {})
+    endpoints = backend.ensure_running()
+    b = Backend(tmp / "local", synth, endpoints, backend)
+    b.storage().create_bucket(BUCKET)
+    return b
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    b = _start(tmp_path_factory.mktemp("submit-e2e"))
+    try:
+        yield b
+    finally:
+        b.backend.stop()
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+
+
+def _io(name: str) -> list[str]:
+    return ["--input", f"gs://{BUCKET}/inputs/{name}/", "--output",
+            f"gs://{BUCKET}/outputs/{name}/"]
+
+
+def _outputs(b: Backend, name: str) -> dict[str, bytes]:
+    return {k: v for k, v in b.objects(f"outputs/{name}/").items() if not k.startswith("_")}
+
+
+def _expected(files: dict[str, str]) -> dict[str, bytes]:
+    return {k: (json.dumps({"id": json.loads(v)["id"], "text": json.loads(v)["text"].upper()})
+                + "\n").encode() for k, v in files.items()}
+
+
+def _wait_final(b: Backend, job_id: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = b.submit("status", job_id, "--local", "--json")
+        state = str(json.loads(proc.stdout)["state"])
+        if state in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            return state
+        time.sleep(0.3)
+    raise AssertionError(f"{job_id} did not finish in {timeout}s")
+
+
+def test_n_inputs_give_n_outputs_with_wait(local: Backend) -> None:
+    files = local.upload("inputs/basic/", 23, extra={"notes.txt": "not an input"})
+    proc = local.submit("uppercase", "--env", "dev", *_io("basic"), "--local", "--wait",
+                        "--json", "--client", "acme", "--poll", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["state"] == "SUCCEEDED" and result["created"] is True
+    assert result["task_count"] == 3 and result["files"] == 23
+    assert "estimated cost: at most $" in proc.stderr
+    assert "SUCCEEDED: tasks 3/3 succeeded" in proc.stderr
+    assert _outputs(local, "basic") == _expected(files)
+
+    manifest = local.objects("outputs/basic/")["_manifest.jsonl"].decode().splitlines()
+    assert sorted(json.loads(line)["name"] for line in manifest) == sorted(files)
+    job = next(j for j in local.jobs() if j.name.endswith(result["job_id"]))
+    assert dict(job.labels).items() >= {
+        "job": "uppercase", "env": "dev", "client": "acme", "submitter": "ci-test"}.items()
+    assert len(job.labels["manifest-hash"]) == 32
+
+    status = local.submit("status", result["job_id"], "--local")
+    assert status.returncode == 0 and "SUCCEEDED" in status.stdout
+    listing = local.submit("list", "--local")
+    assert result["job_id"] in listing.stdout
+    logs = local.submit("logs", result["job_id"], "--local")
+    assert logs.returncode == 0 and "==> task 0 attempt-0 <==" in logs.stdout
+
+
+def test_dry_run_prints_exactly_the_job_and_creates_nothing(local: Backend) -> None:
+    from google.cloud import batch_v1
+
+    local.upload("inputs/dry/", 5)
+    before = len(local.jobs())
+    proc = local.submit("uppercase", "--env", "dev", *_io("dry"), "--local", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    job = batch_v1.Job.from_json(proc.stdout)  # stdout is the job JSON and nothing else
+    group = job.task_groups[0]
+    assert group.task_count == 1 and group.parallelism == 1
+    variables = group.task_spec.environment.variables
+    assert variables["GPUB_MANIFEST"] == f"gs://{BUCKET}/outputs/dry/_manifest.jsonl"
+    assert variables["GPUB_INPUT_PREFIX"] == f"gs://{BUCKET}/inputs/dry/"
+    assert len(job.labels["manifest-hash"]) == 32
+    assert "dry run: nothing created" in proc.stderr
+    assert len(local.jobs()) == before
+    assert local.objects("outputs/dry/") == {}  # no manifest either
+
+
+def test_dry_run_never_loads_the_provider_bindings(local: Backend) -> None:
+    local.upload("inputs/imports/", 2)
+    code = (
+        "import sys\n"
+        "from jobs.submit.cli import main\n"
+        "try:\n"
+        f"    main({['uppercase', '--env', 'dev', *_io('imports'), '--local', '--dry-run']!r})\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "bad = [m for m in sys.modules if m == 'stacks.provider' or m.split('.')[0] in\n"
+        "       ('cdktn', 'cdktn_provider_google', 'jsii', 'constructs')]\n"
+        "print('LOADED', bad, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=local.env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "LOADED []" in proc.stderr
+
+
+def test_duplicate_concurrent_submit_is_refused_with_exit_3(local: Backend) -> None:
+    local.upload("inputs/dup/", 40)
+    # Parallelism 1: four tasks one after the other keep the first job busy for a while.
+    first = local.submit("uppercase", "--env", "dev", *_io("dup"), "--local", "-p", "1")
+    assert first.returncode == 0, first.stderr
+    job_id = first.stdout.strip()
+    jobs_before = len(local.jobs())
+    second = local.submit("uppercase", "--env", "dev", *_io("dup"), "--local", "-p", "1",
+                          "--overwrite")
+    assert second.returncode == 3, second.stderr
+    assert f"job {job_id} is already running" in second.stderr
+    assert len(local.jobs()) == jobs_before
+    cancel = local.submit("cancel", job_id, "--local")
+    assert cancel.returncode == 0, cancel.stderr
+    _wait_final(local, job_id)
+
+
+def test_retried_submit_creates_one_job(local: Backend) -> None:
+    from google.cloud import batch_v1
+
+    from jobs.submit import batch
+
+    # 1. The same CreateJob request sent twice (a retry after a lost reply): one job.
+    local.upload("inputs/retry/", 3)
+    proc = local.submit("uppercase", "--env", "dev", *_io("retry"), "--local", "--dry-run")
+    job = batch_v1.Job.from_json(proc.stdout)
+    conn = batch.Connection(local.batch(), "projects/example-ml-dev/locations/europe-west4", True)
+    kwargs: dict[str, Any] = dict(job_id="uppercase-retry-0001", job=job,
+                                  request_id="1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                                  run_key=job.labels["run-key"],
+                                  manifest_hash=job.labels["manifest-hash"])
+    a, created_a = batch.create_job(conn, **kwargs)
+    b, _ = batch.create_job(conn, **kwargs)
+    assert a.name == b.name and a.uid == b.uid and created_a
+    assert sum(j.name == a.name for j in local.jobs()) == 1
+    _wait_final(local, "uppercase-retry-0001")
+
+    # 2. The whole submit run again on the same input (same manifest, so same request id):
+    # reported as the existing job, not a second one.
+    local.upload("inputs/retry2/", 3)
+    first = local.submit("uppercase", "--env", "dev", *_io("retry2"), "--local", "--wait",
+                         "--json", "--poll", "0.3")
+    assert first.returncode == 0, first.stderr
+    again = local.submit("uppercase", "--env", "dev", *_io("retry2"), "--local", "--overwrite",
+                         "--json")
+    assert again.returncode == 0, again.stderr
+    r1, r2 = json.loads(first.stdout), json.loads(again.stdout)
+    assert r2["created"] is False and r2["job_id"] == r1["job_id"]
+    assert r2["request_id"] == r1["request_id"]
+    assert "already submitted as job" in again.stderr
+    key = next(j for j in local.jobs() if j.name.endswith(r1["job_id"])).labels["run-key"]
+    assert sum(j.labels.get("run-key") == key for j in local.jobs()) == 1
+
+
+def test_preemption_at_half_rate_still_succeeds_without_duplicates(
+    tmp_path: Path,
+) -> None:
+    # Its own backend: the fault injection is a server setting. Only first attempts are
+    # preempted (the job allows one retry), killed within 0.3 s so they die mid-task.
+    b = _start(tmp_path, env={"LOCAL_BATCH_PREEMPT_RATE": "0.5",
+                              "LOCAL_BATCH_PREEMPT_ATTEMPTS": "1",
+                              "LOCAL_BATCH_PREEMPT_MAX_DELAY_S": "0.3"})
+    try:
+        files = b.upload("inputs/preempt/", 120)
+        proc = b.submit("uppercase", "--env", "dev", *_io("preempt"), "--local", "--wait",
+                        "--json", "--poll", "0.3")
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout)
+        assert result["state"] == "SUCCEEDED"
+        # 12 tasks at rate 0.5: all 12 escaping is a 1-in-4096 event.
+        assert result["preemptions"] >= 1 and result["retries"] >= result["preemptions"]
+        assert "preemptions" in proc.stderr
+        objects = b.objects("outputs/preempt/")
+        assert _outputs(b, "preempt") == _expected(files)  # each output once, complete
+        assert not any(k.startswith("_errors/") for k in objects)
+        assert sum(k.startswith("_done/") for k in objects) == len(files)
+    finally:
+        b.backend.stop()
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["uppercase", "--env", "dev", *_io("empty")], "--input: no *.jsonl objects under"),
+    (["uppercase", "--env", "dev", *_io("costly"), "--max-cost", "0.001"], "--max-cost: "),
+    (["nosuchjob", "--env", "dev", *_io("costly")], "JOB: unknown job"),
+    (["uppercase", "--env", "qa", *_io("costly")], "--env: unknown environment"),
+    (["uppercase", "--env", "dev", "--input", "gs://Bad_Bucket/x/", "--output",
+      f"gs://{BUCKET}/outputs/costly/"], "--input: "),
+    (["uppercase", "--env", "dev", *_io("costly"), "--parallelism", "0"], "--parallelism"),
+])
+def test_bad_input_exits_2_and_creates_nothing(local: Backend, args: list[str],
+                                               message: str) -> None:
+    local.upload("inputs/costly/", 2)
+    local.upload("inputs/empty/", 0, extra={"only.csv": "a,b\n"})
+    before = len(local.jobs())
+    proc = local.submit(*args, "--local")
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert len(local.jobs()) == before
+    assert local.objects("outputs/costly/") == {} and local.objects("outputs/empty/") == {}
