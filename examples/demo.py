@@ -58,10 +58,11 @@ def policy_checks() -> None:
 
 def upload_inputs(gcs_endpoint: str, bucket_name: str, prefix: str) -> list[str]:
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     client = storage.Client(
-        project="demo", credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        project="demo",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": gcs_endpoint},
     )
     bucket = client.bucket(bucket_name)
@@ -77,10 +78,11 @@ def upload_inputs(gcs_endpoint: str, bucket_name: str, prefix: str) -> list[str]
 
 def show_outputs(gcs_endpoint: str, bucket_name: str, prefix: str) -> None:
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     client = storage.Client(
-        project="demo", credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        project="demo",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": gcs_endpoint},
     )
     table = Table(title=f"gs://{bucket_name}/{prefix}")
@@ -88,7 +90,7 @@ def show_outputs(gcs_endpoint: str, bucket_name: str, prefix: str) -> None:
     table.add_column("bytes", justify="right")
     table.add_column("first line")
     for blob in client.list_blobs(bucket_name, prefix=prefix):
-        rel = blob.name[len(prefix):]
+        rel = blob.name[len(prefix) :]
         first = ""
         if not rel.startswith("_"):
             first = blob.download_as_text().splitlines()[0][:60]
@@ -108,7 +110,7 @@ def run_job_locally() -> int:
 
     bucket = dev().data_bucket
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    inputs = f"{CLIENT}/inputs/demo-{stamp}/"
+    inputs = f"{CLIENT}/inputs/{JOB}/demo-{stamp}/"
     outputs = f"{CLIENT}/outputs/{JOB}/demo-{stamp}/"
 
     step(f"4. Upload sample inputs as client {CLIENT!r}")
@@ -118,9 +120,18 @@ def run_job_locally() -> int:
     step(f"5. bin/submit {JOB} --env {ENV} --local --wait")
     result = run(
         [
-            str(ROOT / "bin" / "submit"), JOB, "--env", ENV, "--client", CLIENT,
-            "--input", f"gs://{bucket}/{inputs}", "--output", f"gs://{bucket}/{outputs}",
-            "--local", "--wait",
+            str(ROOT / "bin" / "submit"),
+            JOB,
+            "--env",
+            ENV,
+            "--client",
+            CLIENT,
+            "--input",
+            f"gs://{bucket}/{inputs}",
+            "--output",
+            f"gs://{bucket}/{outputs}",
+            "--local",
+            "--wait",
         ]
     )
     step("6. Outputs")
@@ -136,7 +147,9 @@ def main() -> int:
     code = run_job_locally()
     verdict = "[green]job SUCCEEDED" if code == 0 else f"[red]job failed (exit {code})"
     console.print(Panel(f"{verdict}; demo took {time.monotonic() - started:.0f}s"))
-    print(json.dumps({"demo": "done", "exit": code, "seconds": round(time.monotonic() - started, 1)}))
+    print(
+        json.dumps({"demo": "done", "exit": code, "seconds": round(time.monotonic() - started, 1)})
+    )
     return code
 
 

@@ -40,7 +40,10 @@ class BatchJob(Construct):
         settings = platform.settings
         self._validate(platform)
         self.service_account = service_account(
-            self, "sa", settings.project_id, settings.job_sa_id(spec.name),
+            self,
+            "sa",
+            settings.project_id,
+            settings.job_sa_id(spec.name),
             f"Runtime identity of the {spec.name} batch job",
         )
         self.member = sa_member(self.service_account)
@@ -54,8 +57,12 @@ class BatchJob(Construct):
         self.secrets = self._declare_secrets()
         for i, topic in enumerate(self._notification_topics()):
             PubsubTopicIamMember(
-                self, f"notify-{i}", project=settings.project_id, topic=topic,
-                role="roles/pubsub.publisher", member=self.member,
+                self,
+                f"notify-{i}",
+                project=settings.project_id,
+                topic=topic,
+                role="roles/pubsub.publisher",
+                member=self.member,
             )
         self._add_quota_demand()
         self.job_json: dict[str, Any] = render_job(spec, settings.render_context(spec.name))
@@ -80,8 +87,11 @@ class BatchJob(Construct):
         bucket = self.platform.settings.data_bucket
         if read:
             StorageBucketIamMember(
-                self, f"read-{key}", bucket=self.platform.buckets.data_bucket.name,
-                role="roles/storage.objectViewer", member=self.member,
+                self,
+                f"read-{key}",
+                bucket=self.platform.buckets.data_bucket.name,
+                role="roles/storage.objectViewer",
+                member=self.member,
                 condition=StorageBucketIamMemberCondition(
                     title=f"{self.spec.name}-read-{key}",
                     description=f"{self.spec.name} reads {', '.join(read)}",
@@ -90,8 +100,11 @@ class BatchJob(Construct):
             )
         if write:
             StorageBucketIamMember(
-                self, f"write-{key}", bucket=self.platform.buckets.data_bucket.name,
-                role="roles/storage.objectCreator", member=self.member,
+                self,
+                f"write-{key}",
+                bucket=self.platform.buckets.data_bucket.name,
+                role="roles/storage.objectCreator",
+                member=self.member,
                 condition=StorageBucketIamMemberCondition(
                     title=f"{self.spec.name}-write-{key}",
                     description=f"{self.spec.name} writes {', '.join(write)}",
@@ -114,8 +127,11 @@ class BatchJob(Construct):
         for secret_id in sorted(set(self.spec.secret_ids())):
             secret = self.platform.secret(secret_id)
             SecretManagerSecretIamMember(
-                self, f"secret-{secret_id}-access", project=settings.project_id,
-                secret_id=secret.secret_id, role="roles/secretmanager.secretAccessor",
+                self,
+                f"secret-{secret_id}-access",
+                project=settings.project_id,
+                secret_id=secret.secret_id,
+                role="roles/secretmanager.secretAccessor",
                 member=self.member,
             )
             secrets[secret_id] = secret

@@ -27,10 +27,16 @@ def objects_under(bucket: str, *prefixes: str) -> str:
 
 
 def list_under(bucket: str, prefix: str) -> str:
-    """True for list calls on the bucket restricted to the prefix (objectListPrefix)."""
+    """True for list calls on the bucket restricted to the prefix (objectListPrefix).
+
+    `storage.objects.list` is checked against the bucket, not an object, so a prefix can only
+    be enforced through the request's `prefix` parameter, which GCS exposes to conditions as
+    the `storage.googleapis.com/objectListPrefix` API attribute (the raw prefix, no
+    `projects/_/...`). A list without a prefix, or outside `prefix`, is denied.
+    """
     return (
-        f"resource.type == \"storage.googleapis.com/Bucket\" && "
+        f'resource.type == "storage.googleapis.com/Bucket" && '
         f"resource.name == {_quote(f'projects/_/buckets/{bucket}')} && "
-        f"api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\")"
+        f'api.getAttribute("storage.googleapis.com/objectListPrefix", "")'
         f".startsWith({_quote(prefix)})"
     )

@@ -24,7 +24,9 @@ def dev() -> EnvironmentSettings:
                 name="globex",
                 jobs=["uppercase"],
                 principal="group:batch-users@globex.example",
-                schedules=[Schedule(job="uppercase", cron="0 2 * * *", time_zone="Europe/Amsterdam")],
+                schedules=[
+                    Schedule(job="uppercase", cron="0 2 * * *", time_zone="Europe/Amsterdam")
+                ],
             ),
         ],
         guardrails=Guardrails(

@@ -46,13 +46,12 @@ class PlatformStack(TerraformStack):
         super().__init__(scope, settings.stack_name)
         self.settings = settings
         GcsBackend(self, bucket=settings.state_bucket, prefix=settings.state_prefix)
-        GoogleProvider(
-            self,
-            "google",
-            project=settings.project_id,
-            region=settings.region,
-            default_labels=settings.all_labels(),
+        provider = GoogleProvider(
+            self, "google", project=settings.project_id, region=settings.region
         )
+        # Set through an override: the provider binding rewrites map keys of default_labels
+        # to snake_case ("cost-center" -> "cost_center"); an override keeps them verbatim.
+        provider.add_override("default_labels", settings.all_labels())
         self.project = DataGoogleProject(self, "project", project_id=settings.project_id)
         self.apis = ProjectApis(self, "apis", settings)
         api_deps = self.apis.all()
@@ -84,21 +83,33 @@ class PlatformStack(TerraformStack):
             self, "registry", settings, kms_key=kms_key, depends_on=[*api_deps, *key_grants]
         )
         self.workflow_sa = service_account(
-            self, "workflow-sa", settings.project_id, "batch-workflows",
+            self,
+            "workflow-sa",
+            settings.project_id,
+            "batch-workflows",
             "Runs the job workflows: creates Batch jobs and publishes results",
         )
         self.trigger_sa = service_account(
-            self, "trigger-sa", settings.project_id, "batch-trigger",
+            self,
+            "trigger-sa",
+            settings.project_id,
+            "batch-trigger",
             "Eventarc upload triggers: receives events and starts workflows",
         )
         for role in ("roles/batch.jobsEditor", "roles/logging.logWriter"):
             project_role(
-                self, f"workflow-{role.split('/')[1]}", settings.project_id, role,
+                self,
+                f"workflow-{role.split('/')[1]}",
+                settings.project_id,
+                role,
                 sa_member(self.workflow_sa),
             )
         for role in ("roles/eventarc.eventReceiver", "roles/workflows.invoker"):
             project_role(
-                self, f"trigger-{role.split('/')[1]}", settings.project_id, role,
+                self,
+                f"trigger-{role.split('/')[1]}",
+                settings.project_id,
+                role,
                 sa_member(self.trigger_sa),
             )
         # Prefix-filtered upload triggers read storage DATA_WRITE audit logs.

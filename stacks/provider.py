@@ -41,6 +41,7 @@ from cdktn_provider_google.cloud_scheduler_job import (
     CloudSchedulerJob,
     CloudSchedulerJobHttpTarget,
     CloudSchedulerJobHttpTargetOauthToken,
+    CloudSchedulerJobRetryConfig,
 )
 from cdktn_provider_google.data_google_project import DataGoogleProject
 from cdktn_provider_google.data_google_storage_project_service_account import (
@@ -61,7 +62,10 @@ from cdktn_provider_google.project_iam_audit_config import (
 from cdktn_provider_google.project_iam_member import ProjectIamMember
 from cdktn_provider_google.project_service import ProjectService
 from cdktn_provider_google.provider import GoogleProvider
-from cdktn_provider_google.pubsub_subscription import PubsubSubscription
+from cdktn_provider_google.pubsub_subscription import (
+    PubsubSubscription,
+    PubsubSubscriptionExpirationPolicy,
+)
 from cdktn_provider_google.pubsub_subscription_iam_member import (
     PubsubSubscriptionIamMember,
 )
@@ -114,6 +118,7 @@ __all__ = [
     "CloudSchedulerJob",
     "CloudSchedulerJobHttpTarget",
     "CloudSchedulerJobHttpTargetOauthToken",
+    "CloudSchedulerJobRetryConfig",
     "DataGoogleProject",
     "DataGoogleStorageProjectServiceAccount",
     "EventarcTrigger",
@@ -130,6 +135,7 @@ __all__ = [
     "ProjectIamMember",
     "ProjectService",
     "PubsubSubscription",
+    "PubsubSubscriptionExpirationPolicy",
     "PubsubSubscriptionIamMember",
     "PubsubTopic",
     "PubsubTopicIamMember",

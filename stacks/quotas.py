@@ -74,7 +74,7 @@ class GpuQuotas(Construct):
             )
             self.preferences[key] = pref
         else:
-            pref.put_quota_config(CloudQuotasQuotaPreferenceQuotaConfig(preferred_value=str(total)))
+            pref.put_quota_config(preferred_value=str(total))
             pref.justification = self._justification(key)
         return pref
 

@@ -31,7 +31,11 @@ def required_apis(settings: EnvironmentSettings) -> list[str]:
     if settings.cmek:
         apis.append("cloudkms.googleapis.com")
     if settings.billing_account is None:
-        apis = [a for a in apis if a not in ("cloudbilling.googleapis.com", "billingbudgets.googleapis.com")]
+        apis = [
+            a
+            for a in apis
+            if a not in ("cloudbilling.googleapis.com", "billingbudgets.googleapis.com")
+        ]
     return apis
 
 

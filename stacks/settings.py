@@ -102,7 +102,9 @@ class ClientSettings(BaseModel):
 class EnvironmentSettings(BaseModel):
     """Everything that differs between environments; one PlatformStack is built from one."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True
+    )
 
     name: str
     project_id: str
@@ -217,7 +219,9 @@ class EnvironmentSettings(BaseModel):
             if spec.name == name:
                 return spec
         known = ", ".join(sorted(j.name for j in self.jobs)) or "none"
-        raise KeyError(f"job {name!r} is not declared in environment {self.name!r} (known: {known})")
+        raise KeyError(
+            f"job {name!r} is not declared in environment {self.name!r} (known: {known})"
+        )
 
     def render_context(self, job: str) -> RenderContext:
         from jobs.render import RenderContext

@@ -29,7 +29,8 @@ def test_dev_has_spot_l4_quota_covering_embed_peak(stacks_json: dict[str, Stack]
     demand = ALL_JOBS["embed"].peak_gpu_demand("dev")
     assert demand is not None and demand.spot
     prefs = [
-        p for p in _res(stacks_json["dev"], "google_cloud_quotas_quota_preference")
+        p
+        for p in _res(stacks_json["dev"], "google_cloud_quotas_quota_preference")
         if p["quota_id"] == "PREEMPTIBLE-NVIDIA-L4-GPUS-per-project-region"
     ]
     assert len(prefs) == 1
@@ -46,30 +47,53 @@ def test_prod_asks_for_standard_l4(stacks_json: dict[str, Stack]) -> None:
 def test_job_service_account_grants(stacks_json: dict[str, Stack], job: str) -> None:
     stack = stacks_json["dev"]
     member = _sa_ref(stack, f"job-{job}")
-    project_roles = {g["role"] for g in _res(stack, "google_project_iam_member") if g["member"] == member}
+    project_roles = {
+        g["role"] for g in _res(stack, "google_project_iam_member") if g["member"] == member
+    }
     assert project_roles == {"roles/batch.agentReporter", "roles/logging.logWriter"}
-    repo = [g for g in _res(stack, "google_artifact_registry_repository_iam_member") if g["member"] == member]
+    repo = [
+        g
+        for g in _res(stack, "google_artifact_registry_repository_iam_member")
+        if g["member"] == member
+    ]
     assert [g["role"] for g in repo] == ["roles/artifactregistry.reader"]
     bucket = [g for g in _res(stack, "google_storage_bucket_iam_member") if g["member"] == member]
-    assert {g["role"] for g in bucket} == {"roles/storage.objectViewer", "roles/storage.objectCreator"}
+    assert {g["role"] for g in bucket} == {
+        "roles/storage.objectViewer",
+        "roles/storage.objectCreator",
+    }
     for grant in bucket:
         # Literal bucket names so reviewers and tests can evaluate the expression.
-        assert "projects/_/buckets/example-ml-dev-batch-data/objects/" in grant["condition"]["expression"]
+        assert (
+            "projects/_/buckets/example-ml-dev-batch-data/objects/"
+            in grant["condition"]["expression"]
+        )
 
 
 def test_only_the_workflow_account_may_act_as_a_job_account(stacks_json: dict[str, Stack]) -> None:
     stack = stacks_json["dev"]
     workflow = _sa_ref(stack, "batch-workflows")
-    act_as = [g for g in _res(stack, "google_service_account_iam_member")
-              if g["role"] == "roles/iam.serviceAccountUser"]
-    job_refs = {_sa_ref(stack, f"job-{j}").split("{")[1].rsplit(".", 1)[0] for j in ("embed", "uppercase")}
-    targets = {g["service_account_id"].split("{")[1].rsplit(".", 1)[0] for g in act_as if g["member"] == workflow}
+    act_as = [
+        g
+        for g in _res(stack, "google_service_account_iam_member")
+        if g["role"] == "roles/iam.serviceAccountUser"
+    ]
+    job_refs = {
+        _sa_ref(stack, f"job-{j}").split("{")[1].rsplit(".", 1)[0] for j in ("embed", "uppercase")
+    }
+    targets = {
+        g["service_account_id"].split("{")[1].rsplit(".", 1)[0]
+        for g in act_as
+        if g["member"] == workflow
+    }
     assert job_refs <= targets
 
 
 def test_quota_ids_for_families() -> None:
     assert quota_id_and_dimensions(GpuDemand("europe-west4", "A100", False, 8)) == (
-        "NVIDIA-A100-GPUS-per-project-region", {"region": "europe-west4"})
+        "NVIDIA-A100-GPUS-per-project-region",
+        {"region": "europe-west4"},
+    )
     assert quota_id_and_dimensions(GpuDemand("us-central1", "H100", True, 8)) == (
         "PREEMPTIBLE-GPUS-PER-GPU-FAMILY-per-project-region",
         {"region": "us-central1", "gpu_family": "NVIDIA_H100"},
@@ -80,8 +104,12 @@ def test_quota_ids_for_families() -> None:
 
 def _env(**overrides: Any) -> EnvironmentSettings:
     base: dict[str, Any] = dict(
-        name="dev", project_id="example-ml-dev", region="europe-west4", state_bucket="b",
-        state_prefix="p", quota_contact_email="a@example.com",
+        name="dev",
+        project_id="example-ml-dev",
+        region="europe-west4",
+        state_bucket="b",
+        state_prefix="p",
+        quota_contact_email="a@example.com",
     )
     base.update(overrides)
     return EnvironmentSettings(**base)

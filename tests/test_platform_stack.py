@@ -20,7 +20,8 @@ def resources(stack: Stack, rtype: str) -> dict[str, dict[str, Any]]:
 
 def only(stack: Stack, rtype: str, path_suffix: str) -> dict[str, Any]:
     found = [
-        r for r in resources(stack, rtype).values()
+        r
+        for r in resources(stack, rtype).values()
         if r["//"]["metadata"]["path"].endswith(path_suffix)
     ]
     assert len(found) == 1, f"expected one {rtype} at */{path_suffix}, found {len(found)}"
@@ -60,14 +61,28 @@ def test_gcs_backend_per_environment(stacks_json: dict[str, Stack]) -> None:
 
 def test_every_used_api_is_enabled(stacks_json: dict[str, Stack]) -> None:
     needed = {
-        "batch", "compute", "storage", "artifactregistry", "eventarc", "workflows", "pubsub",
-        "secretmanager", "cloudscheduler", "logging", "cloudquotas", "iam",
+        "batch",
+        "compute",
+        "storage",
+        "artifactregistry",
+        "eventarc",
+        "workflows",
+        "pubsub",
+        "secretmanager",
+        "cloudscheduler",
+        "logging",
+        "cloudquotas",
+        "iam",
     }
     for env, stack in stacks_json.items():
-        apis = {r["service"].split(".")[0] for r in resources(stack, "google_project_service").values()}
+        apis = {
+            r["service"].split(".")[0] for r in resources(stack, "google_project_service").values()
+        }
         assert needed <= apis, f"{env} misses {needed - apis}"
         assert ("cloudkms" in apis) == (env == "prod")
-        assert all(not r["disable_on_destroy"] for r in resources(stack, "google_project_service").values())
+        assert all(
+            not r["disable_on_destroy"] for r in resources(stack, "google_project_service").values()
+        )
 
 
 def test_data_bucket_is_locked_down(stack: Stack) -> None:
@@ -84,7 +99,7 @@ def test_data_bucket_lifecycle_rules(stack: Stack) -> None:
     kinds = {(r["action"]["type"], r["action"].get("storage_class")) for r in rules}
     assert ("Delete", None) in kinds
     assert ("SetStorageClass", "COLDLINE") in kinds
-    noncurrent = [r for r in rules if r["action"]["type"] == "Delete"][0]["condition"]
+    noncurrent = next(r for r in rules if r["action"]["type"] == "Delete")["condition"]
     assert noncurrent["days_since_noncurrent_time"] > 0
 
 
@@ -106,7 +121,7 @@ def test_registry_immutable_tags_and_cleanup(stack: Stack) -> None:
     actions = {p["action"] for p in repo["cleanup_policies"]}
     assert actions == {"KEEP", "DELETE"}
     assert repo["cleanup_policy_dry_run"] is False
-    untagged = [p for p in repo["cleanup_policies"] if p["action"] == "DELETE"][0]
+    untagged = next(p for p in repo["cleanup_policies"] if p["action"] == "DELETE")
     assert untagged["condition"]["tag_state"] == "UNTAGGED"
 
 
@@ -145,7 +160,8 @@ def test_no_basic_roles_anywhere(stack: Stack) -> None:
 def test_no_project_level_act_as_or_token_creator(stack: Stack) -> None:
     for grant in resources(stack, "google_project_iam_member").values():
         assert grant["role"] not in (
-            "roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"
+            "roles/iam.serviceAccountUser",
+            "roles/iam.serviceAccountTokenCreator",
         )
 
 
@@ -181,10 +197,12 @@ def test_workflow_and_trigger_service_accounts(stack: Stack) -> None:
     wf = ref_id(stack, "google_service_account", "workflow-sa")
     trig = ref_id(stack, "google_service_account", "trigger-sa")
     assert roles_of[f"serviceAccount:${{google_service_account.{wf}.email}}"] == {
-        "roles/batch.jobsEditor", "roles/logging.logWriter"
+        "roles/batch.jobsEditor",
+        "roles/logging.logWriter",
     }
     assert roles_of[f"serviceAccount:${{google_service_account.{trig}.email}}"] == {
-        "roles/eventarc.eventReceiver", "roles/workflows.invoker"
+        "roles/eventarc.eventReceiver",
+        "roles/workflows.invoker",
     }
 
 

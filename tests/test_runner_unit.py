@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import pytest
 import requests
 from google.api_core import exceptions as gexc
-
 from gpub_runner import Failure, Item, Output, Result
 from gpub_runner.config import Config, ConfigError, GcsUri, task_share
 from gpub_runner.gcs import InfraError
@@ -236,7 +235,7 @@ def test_handler_reported_failure_and_missing_input() -> None:
         return [Failure(i.name, "too short") if i.name.endswith("0.jsonl")
                 else i.output(i.data) for i in batch]
 
-    code, logs = run(store, make_cfg(GPUB_FAILURE_BUDGET="0.5"), picky)
+    code, _ = run(store, make_cfg(GPUB_FAILURE_BUDGET="0.5"), picky)
     assert code == EXIT_OK
     assert sorted(store.names("bkt/out/_errors/")) == [
         "bkt/out/_errors/d/f000.jsonl.json", "bkt/out/_errors/d/f002.jsonl.json"]

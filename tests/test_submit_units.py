@@ -250,3 +250,13 @@ def test_missing_or_stale_synth_says_run_synth(tmp_path: Path,
     os.utime(path, (old, old))
     code, _, err = _run_cli(argv, capsys)
     assert code == 2 and "run synth:" in err and "older than" in err
+
+
+def test_bin_submit_shim_runs_from_any_directory(tmp_path: Path) -> None:
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([str(repo / "bin" / "submit"), "run", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "--dry-run" in proc.stdout and "--max-cost" in proc.stdout

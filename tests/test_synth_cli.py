@@ -24,11 +24,20 @@ def _cli_synth(cli: str, out: Path) -> dict[str, dict]:
     binary = ROOT / "node_modules" / ".bin" / cli
     if not binary.exists():
         pytest.fail(f"{binary} missing: run bin/_bootstrap (npm ci)")
-    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "CDKTF_DISABLE_PLUGIN_CACHE_ENV": "1",
-           "DISABLE_VERSION_CHECK": "1"}
+    env = {
+        **os.environ,
+        "CHECKPOINT_DISABLE": "1",
+        "CDKTF_DISABLE_PLUGIN_CACHE_ENV": "1",
+        "DISABLE_VERSION_CHECK": "1",
+    }
     result = subprocess.run(
         [str(binary), "synth", "--output", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "end-of-life" not in result.stdout + result.stderr
@@ -50,6 +59,7 @@ def test_cli_synth_matches_main_py(cli: str, synth_dir: Path, tmp_path: Path) ->
     assert got == expected
     # The job JSON lands beside the stacks whichever way synth runs.
     assert sorted(p.name for p in (tmp_path / "out" / "jobs" / "platform-dev").iterdir()) == [
-        "embed.json", "uppercase.json"
+        "embed.json",
+        "uppercase.json",
     ]
     shutil.rmtree(tmp_path / "out", ignore_errors=True)

@@ -75,6 +75,7 @@ class Prepared:
     job_text: str
     shape: JobShape
     cost: CostEstimate
+    worst_case_usd: float | None
 
 
 def _parallelism_caps(
@@ -174,7 +175,7 @@ def prepare(
         manifest_hash=digest, job_id=job_id, run_key=key,
         request_id=ids.request_id(job, str(inp), str(out), digest),
         job_json=filled, job_text=json.dumps(filled, indent=2, sort_keys=True),
-        shape=shape, cost=cost,
+        shape=shape, cost=cost, worst_case_usd=guard.worst_case_usd(filled),
     )
 
 
@@ -191,6 +192,8 @@ def _client(env: EnvironmentSettings, job: str, client: str | None) -> str:
 
 
 def _describe(p: Prepared) -> None:
+    from jobs.submit import costing
+
     plan = p.plan
     per_task = (f"{plan.files_per_task} files per task" if plan.files_per_task
                 else "size-balanced files per task")
@@ -201,6 +204,10 @@ def _describe(p: Prepared) -> None:
     for note in plan.notes:
         _say(f"note: {note}")
     _say(p.cost.describe(p.shape, plan))
+    if p.worst_case_usd is not None:
+        _say(f"worst case (every task retried to its maxRunDuration): "
+             f"{costing.usd(p.worst_case_usd)}; environment ceiling "
+             f"{costing.usd(p.env.guardrails.max_cost_per_run_usd)}")
     _say(f"manifest: {p.out.uri(manifest.MANIFEST_NAME)} (sha256 {p.manifest_hash}...)")
 
 

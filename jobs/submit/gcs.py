@@ -26,7 +26,8 @@ _TIMEOUT_S = 60.0
 def make_client(project: str) -> storage.Client:
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         return storage.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
-    return storage.Client(project=project)
+    with _errors("--input", "Cloud Storage"):  # ADC is looked up here
+        return storage.Client(project=project)
 
 
 @contextmanager

@@ -29,6 +29,10 @@ def backend() -> Any:
 
 def start() -> Any:
     """Start (or find) the local servers and point google-cloud-storage at fake-gcs-server."""
-    endpoints = backend().ensure_running()
+    try:
+        endpoints = backend().ensure_running()
+    except (RuntimeError, OSError) as exc:
+        raise ServiceError(f"--local: the local backend did not start: {exc}".splitlines()[0]
+                           ) from None
     os.environ["STORAGE_EMULATOR_HOST"] = endpoints.gcs_endpoint
     return endpoints

@@ -45,6 +45,7 @@ class Config:
     failure_budget: float
     batch_size: int
     concurrency: int
+    storage_timeout_s: float  # per request and retry deadline for bookkeeping calls
     callback_url: str | None
     job_key: str | None
 
@@ -119,6 +120,7 @@ class Config:
             failure_budget=num("GPUB_FAILURE_BUDGET", 0.0, lo=0.0, hi=1.0),
             batch_size=integer("GPUB_BATCH_SIZE", 16, lo=1),
             concurrency=integer("GPUB_CONCURRENCY", 32, lo=1),
+            storage_timeout_s=num("GPUB_STORAGE_TIMEOUT_S", 120.0, lo=0.1),
             callback_url=get("GPUB_CALLBACK_URL"),
             job_key=get("BATCH_JOB_KEY"),
         )

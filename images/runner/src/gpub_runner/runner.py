@@ -463,7 +463,7 @@ def main() -> int:
         return EXIT_CONFIG
     store: Store | None = None
     try:
-        store = Store(pool_size=2 * cfg.concurrency + 4)
+        store = Store(pool_size=2 * cfg.concurrency + 4, timeout_s=cfg.storage_timeout_s)
         return TaskRunner(cfg, store, handler, setup, log).run()
     except ConfigError as exc:
         log.error("bad configuration", error=str(exc))

@@ -1,0 +1,147 @@
+"""The workflow source builder on its own (pure: no provider import, no synth)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from jobs.declared import embed, uppercase
+from jobs.render import RenderContext, render_job
+from stacks.workflow_source import (
+    MAX_PREFIX_OBJECTS,
+    WORKFLOW_SOURCE_LIMIT,
+    WorkflowParams,
+    build_workflow,
+    embedded_job,
+    prefix_regex,
+    workflow_source,
+)
+
+CTX = RenderContext(
+    env_name="dev", project_id="p-dev", region="europe-west4",
+    registry_host="europe-west4-docker.pkg.dev/p-dev/batch-images",
+    job_service_account_email="job-embed@p-dev.iam.gserviceaccount.com",
+)
+
+
+def params(job_json: dict[str, Any] | None = None, **kw: Any) -> WorkflowParams:
+    base: dict[str, Any] = dict(
+        client="acme", job="embed", project_id="p-dev", job_region="europe-west4",
+        bucket="p-dev-batch-data", results_topic="projects/p-dev/topics/batch-acme-results",
+        job_json=job_json if job_json is not None else render_job(embed.SPEC, CTX),
+        input_format="jsonl", files_per_task=20, max_parallelism=4,
+    )
+    base.update(kw)
+    return WorkflowParams(**base)
+
+
+def steps(p: WorkflowParams) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for step in build_workflow(p)["main"]["steps"]:
+        out.update(step)
+    return out
+
+
+def test_source_is_yaml_without_anchors_and_embeds_the_job() -> None:
+    source = workflow_source(params())
+    assert "&id" not in source and "*id" not in source  # no YAML aliases
+    assert embedded_job(source) == render_job(embed.SPEC, CTX)
+    doc = yaml.safe_load(source)
+    assert doc["main"]["params"] == ["args"]
+
+
+def test_every_jump_lands_on_a_step() -> None:
+    names = set(steps(params()))
+
+    def jumps(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["next"]] if isinstance(node.get("next"), str) else []
+            return found + [j for v in node.values() for j in jumps(v)]
+        if isinstance(node, list):
+            return [j for v in node for j in jumps(v)]
+        return []
+
+    all_names = set()
+
+    def collect(node: Any) -> None:  # nested step names count too
+        if isinstance(node, dict):
+            if "steps" in node and isinstance(node["steps"], list):
+                for s in node["steps"]:
+                    all_names.update(s)
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(v)
+
+    workflow = build_workflow(params())
+    collect(workflow["main"])
+    assert set(jumps(workflow)) <= all_names | {"end"}
+    assert {"create", "poll", "publish", "fill"} <= names
+
+
+def test_batch_connector_calls_and_publish() -> None:
+    s = steps(params())
+    assert s["create"]["try"]["call"] == "googleapis.batch.v1.projects.locations.jobs.create"
+    assert s["create"]["try"]["args"]["parent"] == "${parent}"
+    assert s["poll"]["call"] == "googleapis.batch.v1.projects.locations.jobs.get"
+    assert s["wait"]["call"] == "sys.sleep"
+    assert s["publish"]["call"] == "googleapis.pubsub.v1.projects.topics.publish"
+    message = s["publish"]["args"]["body"]["messages"][0]
+    assert message["data"] == "${base64.encode(json.encode(outcome))}"
+    assert s["done"]["switch"][0]["condition"] == (
+        '${state == "SUCCEEDED" or state == "FAILED" or state == "DELETION_IN_PROGRESS"}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "count", "par"),
+    [
+        ({}, "${(n_objects + 19) // 20}", "${math.min((n_objects + 19) // 20, 4)}"),
+        ({"files_per_task": None}, "${math.min(n_objects, 4)}", "${math.min(n_objects, 4)}"),
+        ({"fixed_task_count": 3}, "3", "${math.min(3, 4)}"),
+    ],
+)
+def test_task_sizing_mirrors_the_planner(kw: dict[str, Any], count: str, par: str) -> None:
+    size = steps(params(**kw))["size"]["assign"]
+    assert size == [{"task_count": count}, {"parallelism": par}]
+
+
+def test_prefix_runs_skip_bookkeeping_and_other_formats() -> None:
+    rx = re.compile(prefix_regex(params()))
+    assert rx.match("a.jsonl") and rx.match("day-1/b.JSONL")
+    for name in ("a.csv", "_manifest.jsonl", "x/_done/a.jsonl.done", "a,b.jsonl", "dir/"):
+        assert not rx.match(name), name
+    assert f"n_objects > {MAX_PREFIX_OBJECTS}" in workflow_source(params())
+
+
+def test_existing_notifications_are_kept() -> None:
+    job = render_job(uppercase.SPEC, CTX)
+    job["notifications"] = [{"pubsubTopic": "projects/p-dev/topics/ops"}]
+    fill = steps(params(job, job="uppercase"))["fill"]["assign"]
+    assert {"job.notifications": "${list.concat(job.notifications, failure_notification)}"} in fill
+
+
+def test_source_over_128_kb_is_a_clear_error() -> None:
+    job = render_job(uppercase.SPEC, CTX)
+    job["taskGroups"][0]["taskSpec"]["environment"]["variables"]["BIG"] = "x" * (
+        WORKFLOW_SOURCE_LIMIT + 1
+    )
+    with pytest.raises(ValueError, match=r"clients\.acme\.jobs: the workflow for 'embed' is "
+                                         r"\d+ bytes; Workflows accepts at most 131072"):
+        workflow_source(params(job))
+
+
+def test_expression_lookalike_in_the_job_is_refused() -> None:
+    job = render_job(uppercase.SPEC, CTX)
+    job["taskGroups"][0]["taskSpec"]["environment"]["variables"]["X"] = "${oops}"
+    with pytest.raises(ValueError, match=r"variables\.X: '\$\{oops\}' would be evaluated"):
+        workflow_source(params(job))
+
+
+def test_job_rendered_without_environment_is_refused() -> None:
+    with pytest.raises(ValueError, match="no task environment variables or labels"):
+        workflow_source(params({"taskGroups": [{"taskSpec": {}}]}))
