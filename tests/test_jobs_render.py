@@ -147,9 +147,8 @@ def test_importing_jobs_is_light() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    seconds, heavy = eval(out.stdout)
-    assert heavy == []
-    assert seconds < 1.0  # ~0.15 s on a quiet machine; generous for shared CI cores
+    _seconds, heavy = eval(out.stdout)
+    assert heavy == []  # the import time itself is measured in bench/submit.py
 
 
 # ---- any spec the model accepts renders JSON that batch_v1.Job parses ----

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,19 +140,17 @@ def test_empty_input_is_refused() -> None:
         planner.plan_tasks([], files_per_task=None)
 
 
-def test_planner_and_manifest_handle_a_million_objects_fast() -> None:
+def test_planner_and_manifest_handle_a_million_objects() -> None:
+    # Timing lives in bench/submit.py; this checks the shapes at that scale.
     objs = [ObjectInfo(f"data/part-{i:07d}.jsonl", 1000 + i % 977, str(i))
             for i in range(1_000_000)]
-    start = time.perf_counter()
     selected = planner.select_inputs(objs, "jsonl")
     balanced = planner.plan_tasks(selected, files_per_task=None,
                                   parallelism_caps=[("job max", 5000)])
     packed = planner.plan_tasks(selected, files_per_task=7)
     data = manifest.encode(balanced.objects)
-    elapsed = time.perf_counter() - start
     assert balanced.task_count == 5000 and packed.task_count == 100_000
     assert data.count(b"\n") == 1_000_000
-    assert elapsed < 10, f"planning 1,000,000 objects took {elapsed:.1f}s"
 
 
 # --------------------------------------------------------------------------------- cost

@@ -1,0 +1,75 @@
+"""Shared helpers for the benchmarks: JSON-line output, machine facts, timing, paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+if not Path(PYTHON).exists():  # running from another interpreter: use it
+    PYTHON = sys.executable
+
+
+def machine() -> dict[str, Any]:
+    mem_kib = 0
+    try:
+        with open("/proc/meminfo") as f:
+            mem_kib = int(f.readline().split()[1])
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "mem_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def emit(bench: str, name: str, **fields: Any) -> None:
+    """One JSON line per measurement on stdout (the machine-readable result)."""
+    print(json.dumps({"bench": bench, "name": name, **fields}, sort_keys=True), flush=True)
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median_of(fn: Callable[[], float], n: int) -> tuple[float, list[float]]:
+    samples = [fn() for _ in range(n)]
+    return statistics.median(samples), samples
+
+
+def run_timed(
+    cmd: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+    timeout: float = 600,
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        list(cmd), env=env, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )
+    return time.perf_counter() - started, proc
+
+
+def children_maxrss_mib() -> float:
+    """Peak RSS of the largest waited-for child so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def env_with_root(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), str(ROOT / "images/runner/src"), env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
+    env.update(extra or {})
+    return env
