@@ -89,7 +89,7 @@ class BatchJob(Construct):
             StorageBucketIamMember(
                 self,
                 f"read-{key}",
-                bucket=self.platform.buckets.data_bucket.name,
+                bucket=self.platform.buckets.data_bucket_name,
                 role="roles/storage.objectViewer",
                 member=self.member,
                 condition=StorageBucketIamMemberCondition(
@@ -102,7 +102,7 @@ class BatchJob(Construct):
             StorageBucketIamMember(
                 self,
                 f"write-{key}",
-                bucket=self.platform.buckets.data_bucket.name,
+                bucket=self.platform.buckets.data_bucket_name,
                 role="roles/storage.objectCreator",
                 member=self.member,
                 condition=StorageBucketIamMemberCondition(

@@ -149,6 +149,7 @@ class ClientOnboarding(Construct):
             depends_on=[*platform.apis.all(), *key_deps],
         )
         self.topic_path = f"projects/{project}/topics/{results_topic_id(client.name)}"
+        self.topic_name: str = self.topic.name  # read once (a jsii round trip); used per job
         self.subscription = PubsubSubscription(
             self,
             "results-sub",
@@ -174,7 +175,7 @@ class ClientOnboarding(Construct):
             self,
             "workflow-publishes",
             project=project,
-            topic=self.topic.name,
+            topic=self.topic_name,
             role="roles/pubsub.publisher",
             member=sa_member(platform.workflow_sa),
         )
@@ -222,7 +223,7 @@ class ClientOnboarding(Construct):
         return StorageBucketIamMember(
             self,
             id_,
-            bucket=self.platform.buckets.data_bucket.name,
+            bucket=self.platform.buckets.data_bucket_name,
             role=role,
             member=member or self.member,
             condition=StorageBucketIamMemberCondition(
@@ -241,7 +242,7 @@ class ClientOnboarding(Construct):
             self,
             f"{name}-notifies",
             project=settings.project_id,
-            topic=self.topic.name,
+            topic=self.topic_name,
             role="roles/pubsub.publisher",
             member=job.member,
         )
@@ -266,10 +267,12 @@ class ClientOnboarding(Construct):
             region=settings.region,
             name=workflow_name(self.client.name, name),
             description=f"Runs {name} for client {self.client.name} on uploads and schedules",
-            service_account=self.platform.workflow_sa.id,
+            service_account=self.platform.workflow_sa_id,
             source_contents=workflow_source(params),
             call_log_level="LOG_ERRORS_ONLY",
             deletion_protection=settings.name == "prod",
+            # The source embeds the job JSON; encrypt it with the environment's key when CMEK.
+            crypto_key_name=self.platform.kms_key,
             labels=labels,
             depends_on=self.platform.apis.all(),
         )
@@ -300,7 +303,7 @@ class ClientOnboarding(Construct):
                 ),
             ],
             destination=EventarcTriggerDestination(workflow=workflow.id),
-            service_account=self.platform.trigger_sa.email,
+            service_account=self.platform.trigger_sa_email,
             labels=labels,
             depends_on=self.platform.apis.all(),
         )

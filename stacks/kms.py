@@ -16,6 +16,7 @@ def service_agent(kind: str, project_number: str) -> str:
     domains = {
         "artifactregistry": "gcp-sa-artifactregistry.iam.gserviceaccount.com",
         "pubsub": "gcp-sa-pubsub.iam.gserviceaccount.com",
+        "workflows": "gcp-sa-workflows.iam.gserviceaccount.com",
     }
     return f"service-{project_number}@{domains[kind]}"
 

@@ -70,10 +70,12 @@ class PlatformStack(TerraformStack):
                     "gcs": gcs_agent.email_address,
                     "artifactregistry": service_agent("artifactregistry", number),
                     "pubsub": service_agent("pubsub", number),
+                    "workflows": service_agent("workflows", number),
                 },
                 depends_on=api_deps,
             )
         kms_key = self.kms.key_id if self.kms else None
+        self._kms_key = kms_key  # read once: property reads are jsii round trips
         key_grants = list(self.kms.grants.values()) if self.kms else []
 
         self.buckets = PlatformBuckets(
@@ -96,6 +98,9 @@ class PlatformStack(TerraformStack):
             "batch-trigger",
             "Eventarc upload triggers: receives events and starts workflows",
         )
+        # Read once (jsii round trips): every client workflow and trigger names them.
+        self.workflow_sa_id: str = self.workflow_sa.id
+        self.trigger_sa_email: str = self.trigger_sa.email
         for role in ("roles/batch.jobsEditor", "roles/logging.logWriter"):
             project_role(
                 self,
@@ -134,7 +139,7 @@ class PlatformStack(TerraformStack):
 
     @property
     def kms_key(self) -> str | None:
-        return self.kms.key_id if self.kms else None
+        return self._kms_key
 
     @property
     def project_number(self) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from jobs import JobSpec
+from jobs.spec import LABEL_KEY_RE, LABEL_VALUE_RE, REGION_RE
 
 if TYPE_CHECKING:
     from jobs.render import RenderContext
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 # Client names become service account ids (client-<name>, 6-30 chars) and object prefixes.
 CLIENT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,21}[a-z0-9]$")
-LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
-REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 BILLING_ACCOUNT_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 PRINCIPAL_RE = re.compile(r"^(user|group|serviceAccount|domain):[^\s]+$")

@@ -99,3 +99,5 @@ class PlatformBuckets(Construct):
             ],
             **_locked_down(settings, kms_key),
         )
+        # Read once: every property read is a jsii round trip, and each client grant needs it.
+        self.data_bucket_name: str = self.data_bucket.name

@@ -130,6 +130,18 @@ def test_cmek_only_in_prod(stacks_json: dict[str, Stack]) -> None:
     assert len(resources(stacks_json["prod"], "google_kms_crypto_key")) == 1
 
 
+def test_prod_workflows_are_encrypted_with_the_key(stacks_json: dict[str, Stack]) -> None:
+    prod = stacks_json["prod"]
+    key = ref_id(prod, "google_kms_crypto_key", "kms/key")
+    workflows = resources(prod, "google_workflows_workflow").values()
+    assert workflows
+    assert all(w["crypto_key_name"] == f"${{google_kms_crypto_key.{key}.id}}" for w in workflows)
+    assert all(
+        "crypto_key_name" not in w
+        for w in resources(stacks_json["dev"], "google_workflows_workflow").values()
+    )
+
+
 def test_prod_data_bucket_and_registry_use_the_key(stacks_json: dict[str, Stack]) -> None:
     prod = stacks_json["prod"]
     key = ref_id(prod, "google_kms_crypto_key", "kms/key")
@@ -145,10 +157,11 @@ def test_prod_data_bucket_and_registry_use_the_key(stacks_json: dict[str, Stack]
 def test_key_granted_only_to_service_agents(stacks_json: dict[str, Stack]) -> None:
     grants = resources(stacks_json["prod"], "google_kms_crypto_key_iam_member").values()
     members = sorted(g["member"] for g in grants)
-    assert len(members) == 3
+    assert len(members) == 4
     assert {g["role"] for g in grants} == {"roles/cloudkms.cryptoKeyEncrypterDecrypter"}
     assert any("gcp-sa-artifactregistry" in m for m in members)
     assert any("gcp-sa-pubsub" in m for m in members)
+    assert any("gcp-sa-workflows" in m for m in members)
     assert any("data.google_storage_project_service_account" in m for m in members)
 
 

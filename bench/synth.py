@@ -1,0 +1,148 @@
+"""Synth cost vs size: the two example environments with N clients x M jobs each.
+
+Each configuration runs in a fresh subprocess (`--worker`) that times the provider import,
+construction of the stacks and `app.synth()` (plus the job JSON), and reports peak RSS of
+itself and of the jsii node runtime. The parent adds whole-process wall time.
+
+    .venv/bin/python bench/synth.py                      # N=1,M=1 vs N=100,M=5 (the target)
+    .venv/bin/python bench/synth.py --clients 100 --jobs 5
+    .venv/bin/python bench/synth.py --quick              # N=1,M=1 vs N=3,M=2 (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import PYTHON, ROOT, emit, env_with_root, machine, run_timed, say
+
+if TYPE_CHECKING:
+    from stacks.settings import EnvironmentSettings
+
+TARGET_RATIO = 1.5
+
+
+def build_environments(clients: int, jobs: int) -> list[EnvironmentSettings]:
+    """dev() and prod() with `jobs` copies of the example jobs and `clients` clients each."""
+    from stacks.environments import dev, prod
+    from stacks.settings import ClientSettings
+
+    out = []
+    for base in (dev(), prod()):
+        examples = list(base.jobs)
+        specs = [
+            examples[i % len(examples)].model_copy(
+                update={"name": f"{examples[i % len(examples)].name[:8]}-{i:02d}"}
+            )
+            for i in range(jobs)
+        ]
+        names = [s.name for s in specs]
+        members = [
+            ClientSettings(name=f"client-{c:03d}", jobs=names, contact="data@example.com")
+            for c in range(clients)
+        ]
+        out.append(base.model_copy(update={"jobs": specs, "clients": members}))
+    return out
+
+
+def _node_hwm_mib() -> float:
+    """Peak RSS summed over this process's descendants (the jsii node runtime), from /proc."""
+    parents: dict[int, int] = {}
+    hwm: dict[int, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        parents[int(pid)] = int(fields.get("PPid", "0").strip() or 0)
+        if "VmHWM" in fields:
+            hwm[int(pid)] = int(fields["VmHWM"].split()[0]) / 1024
+    mine, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier and p not in mine}
+        mine |= frontier
+    return sum(hwm.get(p, 0.0) for p in mine)
+
+
+def worker(clients: int, jobs: int, outdir: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    import stacks.provider  # noqa: F401  (the jsii load: the cost the target says dominates)
+    from stacks.app import build_app, write_job_json
+
+    t1 = time.perf_counter()
+    envs = build_environments(clients, jobs)
+    app, stacks = build_app(envs, outdir=outdir)
+    t2 = time.perf_counter()
+    app.synth()
+    write_job_json(Path(outdir), stacks)
+    t3 = time.perf_counter()
+    size = sum(p.stat().st_size for p in Path(outdir).rglob("*.json"))
+    return {
+        "import_s": round(t1 - t0, 3),
+        "construct_s": round(t2 - t1, 3),
+        "synth_s": round(t3 - t2, 3),
+        "python_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "node_maxrss_mib": round(_node_hwm_mib(), 1),
+        "out_bytes": size,
+    }
+
+
+def measure(clients: int, jobs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
+        cmd = [PYTHON, str(Path(__file__)), "--worker", "--clients", str(clients),
+               "--jobs", str(jobs), "--outdir", tmp]
+        wall, proc = run_timed(cmd, env=env_with_root(), cwd=ROOT)
+        if proc.returncode != 0:
+            raise SystemExit(f"synth worker failed:\n{proc.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_s"] = round(wall, 3)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, action="append", help="N (repeatable)")
+    p.add_argument("--jobs", type=int, action="append", help="M (paired with --clients)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per configuration (median)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--outdir", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.worker:
+        print(json.dumps(worker(a.clients[0], a.jobs[0], a.outdir)))
+        return 0
+    if a.clients:
+        jobs = a.jobs or [1] * len(a.clients)
+        configs = [(1, 1)] + list(zip(a.clients, jobs, strict=True))
+    else:
+        configs = [(1, 1), (3, 2)] if a.quick else [(1, 1), (10, 5), (100, 5)]
+    configs = list(dict.fromkeys(configs))  # the N=1,M=1 baseline once, always first
+    say(f"machine: {machine()}")
+    baseline: float | None = None
+    for clients, jobs in configs:
+        runs = [measure(clients, jobs) for _ in range(a.repeat)]
+        runs.sort(key=lambda r: r["process_s"])
+        r = runs[len(runs) // 2]
+        baseline = baseline or r["process_s"]
+        ratio = round(r["process_s"] / baseline, 3)
+        emit("synth", f"n{clients}_m{jobs}", clients=clients, jobs=jobs,
+             ratio_vs_n1_m1=ratio, **r, **machine())
+        say(f"N={clients:4d} M={jobs}: process {r['process_s']:.2f}s (import {r['import_s']:.2f}"
+            f" construct {r['construct_s']:.2f} synth {r['synth_s']:.2f}) "
+            f"rss py {r['python_maxrss_mib']:.0f} MiB node {r['node_maxrss_mib']:.0f} MiB; "
+            f"x{ratio} of N=1,M=1 (target <= {TARGET_RATIO} at N=100,M=5)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
