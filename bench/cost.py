@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         overhead_h = plan.task_count * VM_STARTUP_S / 3600
         rows.append((label, plan.task_count, est))
         emit("cost", f"files_{f}_{label}", files=f, tasks=plan.task_count,
-             parallelism=plan.parallelism, wall_s=round(est.wall_s), vm_hours=round(est.vm_hours, 3),
+             parallelism=plan.parallelism, wall_s=round(est.wall_s),
+             vm_hours=round(est.vm_hours, 3),
              startup_vm_hours=round(overhead_h, 3), usd_on_demand=round(est.usd_on_demand, 3),
              usd_spot=round(est.usd_spot or 0, 3), **m)
         say(f"{f} files, {label}: {plan.task_count} tasks on {plan.parallelism} VMs, wall "

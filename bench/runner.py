@@ -7,7 +7,7 @@ Each comparison runs with no added latency and behind a proxy that delays every 
 fixed time (an assumption standing in for GCS request latency from a VM; default 10 ms).
 
     .venv/bin/python bench/runner.py                       # 2000 files, latency 0 and 10 ms
-    .venv/bin/python bench/runner.py --latency-ms 20 --backend filesystem
+    .venv/bin/python bench/runner.py --latency-ms 20 --backend memory
     .venv/bin/python bench/runner.py --quick               # 100 files (smoke test)
 """
 
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -152,15 +153,54 @@ def run_runner(endpoint: str, manifest_uri: str, out_prefix: str, concurrency: i
     return wall, final
 
 
-def compare(endpoint: str, gcs_pid: int, names: list[str], manifest_uri: str, label: str,
-            latency_ms: float, concurrency: int, backend: str, profile: Path | None) -> None:
+class Env:
+    """A fresh fake-gcs-server seeded with the inputs (plus the manifest), optionally behind
+    the latency proxy: every contender starts from the same bucket state (fake-gcs-server's
+    cost per request grows with the objects a bucket holds)."""
+
+    def __init__(self, backend: str, seed: Path, work: Path, latency_ms: float) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.gcs, port = start_gcs(backend, seed, work)
+        self.procs.append(self.gcs)
+        direct = f"http://127.0.0.1:{port}"
+        client = _client(direct)
+        blobs = sorted(client.list_blobs(BUCKET, prefix="in/"), key=lambda b: b.name)
+        manifest = "".join(json.dumps({"name": b.name[3:], "size": b.size,
+                                       "generation": str(b.generation)}) + "\n" for b in blobs)
+        client.bucket(BUCKET).blob("manifest.jsonl").upload_from_string(manifest)
+        self.endpoint = direct
+        if latency_ms > 0:
+            proxy, pport = start_proxy(port, latency_ms)
+            self.procs.append(proxy)
+            self.endpoint = f"http://127.0.0.1:{pport}"
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def compare(names: list[str], latency_ms: float, concurrency: int, backend: str,
+            seed: Path, work: Path, profile: Path | None) -> None:
     n = len(names)
-    cpu0 = _cpu_s(gcs_pid)
-    loop_s = plain_loop(endpoint, names, f"out-loop-{label}/")
-    cpu1 = _cpu_s(gcs_pid)
-    wall, final = run_runner(endpoint, manifest_uri, f"gs://{BUCKET}/out-runner-{label}/",
-                             concurrency, profile)
-    cpu2 = _cpu_s(gcs_pid)
+    env = Env(backend, seed, work / "loop", latency_ms)
+    try:
+        cpu0, own0 = _cpu_s(env.gcs.pid), time.process_time()
+        loop_s = plain_loop(env.endpoint, names, "out-loop/")
+        cpu1, own1 = _cpu_s(env.gcs.pid), time.process_time()
+    finally:
+        env.close()
+    env = Env(backend, seed, work / "runner", latency_ms)
+    try:
+        kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu2 = _cpu_s(env.gcs.pid)
+        wall, final = run_runner(env.endpoint, f"gs://{BUCKET}/manifest.jsonl",
+                                 f"gs://{BUCKET}/out-runner/", concurrency, profile)
+        cpu3 = _cpu_s(env.gcs.pid)
+        kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        env.close()
+    runner_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     assert final["ok"] == n, final
     runner_s = float(final["seconds"])  # the task's own clock: plan, skip check, process
     loop_fps, runner_fps, process_fps = n / loop_s, n / runner_s, n / wall
@@ -171,12 +211,14 @@ def compare(endpoint: str, gcs_pid: int, names: list[str], manifest_uri: str, la
          runner_task_s=round(runner_s, 3), runner_files_per_s=round(runner_fps, 1),
          runner_process_s=round(wall, 3), runner_process_files_per_s=round(process_fps, 1),
          ratio=round(ratio, 2), ratio_whole_process=round(process_fps / loop_fps, 2),
-         gcs_cpu_s_loop=round(cpu1 - cpu0, 2), gcs_cpu_s_runner=round(cpu2 - cpu1, 2),
+         gcs_cpu_s_loop=round(cpu1 - cpu0, 2), gcs_cpu_s_runner=round(cpu3 - cpu2, 2),
+         client_cpu_s_loop=round(own1 - own0, 2), client_cpu_s_runner=round(runner_cpu, 2),
          target_ratio=TARGET_RATIO, target_met=ratio >= TARGET_RATIO, **machine())
     say(f"latency {latency_ms:g} ms, {backend}: plain loop {loop_fps:.0f} files/s, runner "
         f"{runner_fps:.0f} files/s (task clock; {process_fps:.0f} with process start) -> "
         f"x{ratio:.2f} (target x{TARGET_RATIO:g}); fake-gcs-server CPU {cpu1 - cpu0:.1f}s "
-        f"(loop) vs {cpu2 - cpu1:.1f}s (runner)")
+        f"(loop) vs {cpu3 - cpu2:.1f}s (runner); client CPU {own1 - own0:.1f}s vs "
+        f"{runner_cpu:.1f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", type=int, help="inputs (default 2000; --quick 100)")
     p.add_argument("--latency-ms", type=float, action="append",
                    help="added per-request latency; repeatable (default: 0 and 10)")
-    p.add_argument("--backend", choices=["memory", "filesystem"], default="memory")
+    p.add_argument("--backend", choices=["memory", "filesystem"], default="filesystem",
+                   help="fake-gcs-server backend (filesystem: flat cost per request, as GCS)")
     p.add_argument("--concurrency", type=int, default=32, help="GPUB_CONCURRENCY")
     p.add_argument("--profile", type=Path, help="cProfile the runner into DIR/<label>.prof")
     p.add_argument("--quick", action="store_true")
@@ -205,33 +248,14 @@ def main(argv: list[str] | None = None) -> int:
         for i, name in enumerate(names):
             line = json.dumps({"id": i, "text": "x" * 100}) + "\n"
             (folder / name).write_text((line * (10240 // len(line) + 1))[:10240])
-        gcs, port = start_gcs(a.backend, work / "seed", work)
-        procs: list[subprocess.Popen[bytes]] = [gcs]
-        try:
-            direct = f"http://127.0.0.1:{port}"
-            client = _client(direct)
-            blobs = list(client.list_blobs(BUCKET, prefix="in/"))
-            manifest = "".join(json.dumps({"name": b.name[3:], "size": b.size,
-                                           "generation": str(b.generation)}) + "\n"
-                               for b in sorted(blobs, key=lambda b: b.name))
-            client.bucket(BUCKET).blob("manifest.jsonl").upload_from_string(manifest)
-            for latency in latencies:
-                endpoint = direct
-                if latency > 0:
-                    proxy, pport = start_proxy(port, latency)
-                    procs.append(proxy)
-                    endpoint = f"http://127.0.0.1:{pport}"
-                label = f"{latency:g}ms"
-                prof = a.profile / f"runner-{label}.prof" if a.profile else None
-                if a.profile:
-                    a.profile.mkdir(parents=True, exist_ok=True)
-                compare(endpoint, gcs.pid, names, f"gs://{BUCKET}/manifest.jsonl", label,
-                        latency, a.concurrency, a.backend, prof)
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=10)
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        for latency in latencies:
+            prof = None
+            if a.profile:
+                a.profile.mkdir(parents=True, exist_ok=True)
+                prof = a.profile / f"runner-{latency:g}ms.prof"
+            compare(names, latency, a.concurrency, a.backend, work / "seed",
+                    work / f"{latency:g}ms", prof)
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
     return 0
 
 

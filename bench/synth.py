@@ -76,15 +76,15 @@ def _node_hwm_mib() -> float:
 
 def worker(clients: int, jobs: int, outdir: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    import stacks.provider  # noqa: F401  (the jsii load: the cost the target says dominates)
+    import stacks.provider  # noqa: F401  (the jsii load: the cost that should dominate)
     from stacks.app import build_app, write_job_json
 
     t1 = time.perf_counter()
     envs = build_environments(clients, jobs)
-    app, stacks = build_app(envs, outdir=outdir)
+    app, platforms = build_app(envs, outdir=outdir)
     t2 = time.perf_counter()
     app.synth()
-    write_job_json(Path(outdir), stacks)
+    write_job_json(Path(outdir), platforms)
     t3 = time.perf_counter()
     size = sum(p.stat().st_size for p in Path(outdir).rglob("*.json"))
     return {
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.clients:
         jobs = a.jobs or [1] * len(a.clients)
-        configs = [(1, 1)] + list(zip(a.clients, jobs, strict=True))
+        configs = [(1, 1), *zip(a.clients, jobs, strict=True)]
     else:
         configs = [(1, 1), (3, 2)] if a.quick else [(1, 1), (10, 5), (100, 5)]
     configs = list(dict.fromkeys(configs))  # the N=1,M=1 baseline once, always first
