@@ -136,6 +136,10 @@ def run_job_locally() -> int:
     )
     step("6. Outputs")
     show_outputs(endpoints.gcs_endpoint, bucket, outputs)
+    console.print(
+        "The local backend keeps running for `bin/submit status|logs|list --local`; "
+        "stop it with `.venv/bin/python -m local stop`."
+    )
     return result.returncode
 
 
