@@ -23,8 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# "${google_service_account.sa_1A.email}" -> (None, "google_service_account", "sa_1A", "email")
-REF_RE = re.compile(r"\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)(?:\[\d+\])?\}")
+# "${google_service_account.sa_1A.email}" -> (None, "google_service_account", "sa_1A", "email");
+# a for_each instance keeps its key in the name: ("...", 'clients-sa["acme"]', "email").
+REF_RE = re.compile(
+    r"\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+(?:\[\"[^\"\]]*\"\])?)\.([a-z_]+)(?:\[\d+\])?\}"
+)
+# "${each.key}", "${each.value}", "${each.value.member}", "${each.value.condition.title}"
+EACH_RE = re.compile(r"\$\{each\.(key|value)((?:\.[A-Za-z0-9_-]+)*)\}")
 SA_EMAIL_RE = re.compile(r"^([a-z][a-z0-9-]{4,28}[a-z0-9])@[a-z0-9-]+\.iam\.gserviceaccount\.com$")
 DEFAULT_COMPUTE_SA_RE = re.compile(r"-compute@developer\.gserviceaccount\.com")
 TRUE_WORDS = {"1", "on", "true", "yes"}
@@ -87,6 +92,67 @@ def is_false(raw: Any) -> bool:
     if isinstance(raw, bool):
         return not raw
     return isinstance(raw, str) and raw.strip().lower() in {"0", "off", "false", "no"}
+
+
+def _unwrap(raw: Any) -> Any:
+    """checkov wraps scalars and blocks in one-element lists; the raw JSON does not."""
+    while isinstance(raw, list) and len(raw) == 1:
+        raw = raw[0]
+    return raw
+
+
+def _each_value(key: str, entry: Any, kind: str, path: str) -> Any:
+    if kind == "key":
+        return key
+    cur = _unwrap(entry)
+    for part in filter(None, path.split(".")):
+        cur = _unwrap(cur.get(part)) if isinstance(cur, Mapping) else None
+    if isinstance(cur, str):
+        # Map values are Terraform string templates: `$${` and `%%{` are escapes.
+        return cur.replace("$${", "${").replace("%%{", "%{")
+    return cur
+
+
+def _substitute(raw: Any, key: str, entry: Any) -> Any:
+    if isinstance(raw, str):
+        whole = EACH_RE.fullmatch(raw)
+        if whole:
+            return _each_value(key, entry, whole.group(1), whole.group(2))
+        return EACH_RE.sub(
+            lambda m: str(_each_value(key, entry, m.group(1), m.group(2))), raw
+        )
+    if isinstance(raw, list):
+        return [_substitute(item, key, entry) for item in raw]
+    if isinstance(raw, Mapping):
+        return {k: _substitute(v, key, entry) for k, v in raw.items()}
+    return raw
+
+
+def for_each_entries(conf: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]] | None:
+    """One configuration per `for_each` entry, `${each.key}`/`${each.value.x}` resolved.
+
+    None when the resource has no `for_each`; [] when its `for_each` is not a literal map
+    (a variable, a function call) and so cannot be checked entry by entry.
+    """
+    if "for_each" not in conf:
+        return None
+    mapping = _unwrap(conf["for_each"])
+    if not isinstance(mapping, Mapping):
+        return []
+    rest = {k: v for k, v in conf.items() if k != "for_each"}
+    return [
+        (str(key), _substitute(rest, str(key), entry))
+        for key, entry in mapping.items()
+        if not str(key).startswith("__")  # checkov's __startline__/__endline__
+    ]
+
+
+def instances(name: str, conf: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(address name, configuration) of each instance: `name`, or `name["key"]` per entry."""
+    entries = for_each_entries(conf)
+    if entries is None:
+        return [(name, dict(conf))]
+    return [(f'{name}["{key}"]', entry) for key, entry in entries]
 
 
 @dataclass(frozen=True)
@@ -180,10 +246,13 @@ def facts_from_document(
     resources = doc.get("resource", {})
     sas = {
         n: str(c.get("account_id", ""))
-        for n, c in _entries(resources.get("google_service_account"))
+        for name, conf in _entries(resources.get("google_service_account"))
+        for n, c in instances(name, conf)
     }
     buckets = {
-        n: str(c.get("name", "")) for n, c in _entries(resources.get("google_storage_bucket"))
+        n: str(c.get("name", ""))
+        for name, conf in _entries(resources.get("google_storage_bucket"))
+        for n, c in instances(name, conf)
     }
     policies: dict[str, list[tuple[str, list[str]]]] = {}
     for name, conf in _entries(doc.get("data", {}).get("google_iam_policy")):

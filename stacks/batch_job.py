@@ -113,12 +113,27 @@ class BatchJob(Construct):
             )
 
     def grant_client(self, client: str) -> None:
-        """Read a client's inputs (and outputs, for done markers); write its outputs."""
-        self.grant_prefixes(
-            f"client-{client}",
-            read=[f"{client}/inputs/", f"{client}/outputs/"],
-            write=[f"{client}/outputs/"],
-        )
+        """Read a client's inputs (and outputs, for done markers); write its outputs.
+
+        Entries of the clients' `for_each` bucket grants (keys `<client>/<job>/job-reads`,
+        `.../job-writes`), not resources of this job: one onboarding costs no construct.
+        """
+        bucket = self.platform.settings.data_bucket
+        name = self.spec.name
+        read = [f"{client}/inputs/", f"{client}/outputs/"]
+        write = [f"{client}/outputs/"]
+        grants = self.platform.client_resources
+        for kind, role, prefixes, verb in (
+            ("read", "roles/storage.objectViewer", read, "reads"),
+            ("write", "roles/storage.objectCreator", write, "writes"),
+        ):
+            grants.add("bucket-grants", f"{client}/{name}/job-{kind}s", {
+                "role": role,
+                "member": self.member,
+                "title": f"{name}-{kind}-client-{client}",
+                "description": f"{name} {verb} {', '.join(prefixes)}",
+                "expression": objects_under(bucket, *prefixes),
+            })
 
     def _declare_secrets(self) -> dict[str, SecretManagerSecret]:
         """Access to the job's own secrets; the containers are the platform's (shared ids)."""

@@ -15,18 +15,24 @@ Design choices (the reasons are in docs/clients.md):
 - Triggers use the platform's trigger service account: its two roles (eventarc.eventReceiver,
   workflows.invoker) only exist project-wide, so a per-client trigger account would hold the
   same power and isolate nothing.
+- Client resources are Terraform `for_each` resources with stable keys (`<client>` or
+  `<client>/<job>`, Cloud Foundation Fabric style): one resource per type and role for all
+  clients (`ClientResources`), its map filled by each onboarding and read at synth. The CDK
+  (a jsii round trip per construct) then costs the same for 1 client or 100; what varies per
+  key is in the map (`${each.value.x}`), what is the same for every client stays a literal
+  attribute (CMEK key, workflow and trigger service accounts, deletion protection) where
+  reviewers and the built-in checks see it. IAM conditions are literal strings in the map.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING
-
-from constructs import Construct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from stacks.conditions import list_under, objects_under
-from stacks.identity import project_role, sa_member, service_account
+from stacks.identity import project_role
 from stacks.provider import (
     CloudSchedulerJob,
     CloudSchedulerJobHttpTarget,
@@ -40,13 +46,15 @@ from stacks.provider import (
     PubsubSubscriptionIamMember,
     PubsubTopic,
     PubsubTopicIamMember,
+    ServiceAccount,
     ServiceAccountIamMember,
     StorageBucketIamMember,
     StorageBucketIamMemberCondition,
     WorkflowsWorkflow,
+    lazy_map,
 )
 from stacks.settings import CLIENT_NAME_RE, ClientSettings
-from stacks.workflow_source import WorkflowParams, workflow_source
+from stacks.workflow_source import SourceTemplate, WorkflowParams, terraform_literal
 
 if TYPE_CHECKING:
     from stacks.batch_job import BatchJob
@@ -81,211 +89,219 @@ def upload_pattern(bucket: str, client: str, job: str) -> str:
     return f"/projects/_/buckets/{bucket}/objects/{client}/inputs/{job}/*"
 
 
-class ClientOnboarding(Construct):
-    """Everything one client needs, from one `ClientSettings`."""
+def each(field: str) -> str:
+    """The value of `field` in the current `for_each` entry."""
+    return f"${{each.value.{field}}}"
 
-    def __init__(self, platform: PlatformStack, client: ClientSettings) -> None:
-        jobs = _validate(platform, client)  # before any resource exists
-        super().__init__(platform, f"client-{client.name}")
+
+# role -> (Terraform resource type, resource name (the construct id under the platform)).
+# The names are part of every client resource's address: renaming one moves state.
+RESOURCES: dict[str, tuple[str, str]] = {
+    "sa": ("google_service_account", "clients-sa"),
+    "bucket-grants": ("google_storage_bucket_iam_member", "clients-bucket-grants"),
+    "impersonation": ("google_service_account_iam_member", "clients-impersonation"),
+    "topic": ("google_pubsub_topic", "clients-results"),
+    "subscription": ("google_pubsub_subscription", "clients-results-sub"),
+    "subscribers": ("google_pubsub_subscription_iam_member", "clients-subscribers"),
+    "publishers": ("google_pubsub_topic_iam_member", "clients-publishers"),
+    "workflow": ("google_workflows_workflow", "clients-workflows"),
+    "trigger": ("google_eventarc_trigger", "clients-upload-triggers"),
+    "scheduler-sa": ("google_service_account", "clients-scheduler-sa"),
+    "scheduler-invoker": ("google_project_iam_member", "clients-scheduler-invoker"),
+    "schedule": ("google_cloud_scheduler_job", "clients-schedules"),
+}
+
+
+def ref(role: str, key: str, attribute: str) -> str:
+    """`${google_service_account.clients-sa["acme"].email}`: one entry's attribute."""
+    rtype, name = RESOURCES[role]
+    return f'${{{rtype}.{name}["{key}"].{attribute}}}'
+
+
+class ClientResources:
+    """The `for_each` resources of every client of one platform, keyed by stable keys.
+
+    `add(role, key, value)` is plain Python; the resource of a role is made (one jsii
+    construct) the first time the role gets an entry, with `for_each` read from the entries
+    when the app synthesizes.
+    """
+
+    def __init__(self, platform: PlatformStack) -> None:
         self.platform = platform
-        self.client = client
-        settings = platform.settings
-        project = settings.project_id
-        bucket = settings.data_bucket  # literal: conditions stay readable and testable
-        self.labels = {**settings.all_labels(), **client.labels, "client": client.name}
-        platform.clients[client.name] = self
+        self.entries: dict[str, dict[str, dict[str, Any]]] = {}
+        self.resources: dict[str, Any] = {}
+        self._templates: dict[str, SourceTemplate] = {}
+        self._builders: dict[str, Callable[[], Any]] = {
+            "sa": lambda: self._service_account("sa"),
+            "bucket-grants": self._bucket_grants,
+            "impersonation": self._impersonation,
+            "topic": self._topic,
+            "subscription": self._subscription,
+            "subscribers": self._subscribers,
+            "publishers": self._publishers,
+            "workflow": self._workflow,
+            "trigger": self._trigger,
+            "scheduler-sa": lambda: self._service_account("scheduler-sa"),
+            "scheduler-invoker": self._scheduler_invoker,
+            "schedule": self._schedule,
+        }
 
-        # --- identity and prefix-scoped object access ------------------------------------
-        contact = f" (contact {client.contact})" if client.contact else ""
-        self.service_account = service_account(
-            self,
-            "sa",
-            project,
-            client_sa_id(client.name),
-            f"Client {client.name}{contact}: uploads inputs, reads outputs and results",
-        )
-        self.member = sa_member(self.service_account)
-        self._bucket_grant(
-            "create-inputs",
-            "roles/storage.objectCreator",
-            objects_under(bucket, f"{client.name}/inputs/"),
-            f"{client.name} creates objects under {client.name}/inputs/",
-        )
-        self._bucket_grant(
-            "read-outputs",
-            "roles/storage.objectViewer",
-            objects_under(bucket, f"{client.name}/outputs/"),
-            f"{client.name} reads objects under {client.name}/outputs/",
-        )
-        # objectViewer carries storage.objects.list; this condition is true only for list
-        # calls on the bucket whose prefix is inside the client's folder.
-        self._bucket_grant(
-            "list-own",
-            "roles/storage.objectViewer",
-            list_under(bucket, f"{client.name}/"),
-            f"{client.name} lists only under {client.name}/",
-        )
-        if client.principal is not None:
-            # The client's people act through the client account (impersonation), never with
-            # bucket roles of their own; token creator on this one account only.
-            ServiceAccountIamMember(
-                self,
-                "principal-impersonates",
-                service_account_id=self.service_account.name,
-                role="roles/iam.serviceAccountTokenCreator",
-                member=client.principal,
+    def add(self, role: str, key: str, value: dict[str, Any]) -> None:
+        entries = self.entries.get(role)
+        if entries is None:
+            entries = self.entries[role] = {}
+            resource = self._builders[role]()
+            resource.add_override("for_each", lazy_map(entries))
+            self.resources[role] = resource
+        if key in entries:
+            raise ValueError(f"{RESOURCES[role][1]}: key {key!r} is declared twice")
+        entries[key] = value
+
+    def template(self, job: BatchJob, topic_for: Callable[[str], str]) -> SourceTemplate:
+        """The job's workflow source template, rendered once per platform."""
+        name = job.spec.name
+        if name not in self._templates:
+            settings = self.platform.settings
+            params = WorkflowParams(
+                client="",
+                job=name,
+                project_id=settings.project_id,
+                job_region=job.spec.region or settings.region,
+                bucket=settings.data_bucket,
+                results_topic="",
+                job_json=job.job_json,
+                input_format=job.spec.input_format,
+                files_per_task=job.spec.files_per_task,
+                max_parallelism=min(
+                    job.spec.peak_parallelism, settings.guardrails.max_parallelism
+                ),
+                fixed_task_count=len(job.spec.task_environments) or None,
             )
+            self._templates[name] = SourceTemplate(params, topic_for)
+        return self._templates[name]
 
-        # --- results ---------------------------------------------------------------------
-        key_deps = list(platform.kms.grants.values()) if platform.kms else []
-        self.topic = PubsubTopic(
-            self,
-            "results",
-            project=project,
-            name=results_topic_id(client.name),
-            kms_key_name=platform.kms_key,
-            message_retention_duration=RESULTS_RETENTION,
-            labels=self.labels,
-            depends_on=[*platform.apis.all(), *key_deps],
+    # ---- one builder per role: literal where every client is the same ----------------------
+    def _id(self, role: str) -> str:
+        return RESOURCES[role][1]
+
+    def _service_account(self, role: str) -> ServiceAccount:
+        return ServiceAccount(
+            self.platform,
+            self._id(role),
+            project=self.platform.settings.project_id,
+            account_id=each("account_id"),
+            display_name=each("display_name"),
+            description=each("description"),
         )
-        self.topic_path = f"projects/{project}/topics/{results_topic_id(client.name)}"
-        self.topic_name: str = self.topic.name  # read once (a jsii round trip); used per job
-        self.subscription = PubsubSubscription(
-            self,
-            "results-sub",
-            project=project,
-            name=results_subscription_id(client.name),
-            topic=self.topic.id,
-            labels=self.labels,
+
+    def _bucket_grants(self) -> StorageBucketIamMember:
+        return StorageBucketIamMember(
+            self.platform,
+            self._id("bucket-grants"),
+            bucket=self.platform.buckets.data_bucket_name,
+            role=each("role"),
+            member=each("member"),
+            condition=StorageBucketIamMemberCondition(
+                title=each("title"), description=each("description"), expression=each("expression")
+            ),
+        )
+
+    def _impersonation(self) -> ServiceAccountIamMember:
+        # The client's people act through the client account (impersonation), never with
+        # bucket roles of their own; token creator on this one account only.
+        return ServiceAccountIamMember(
+            self.platform,
+            self._id("impersonation"),
+            service_account_id=each("service_account"),
+            role="roles/iam.serviceAccountTokenCreator",
+            member=each("member"),
+        )
+
+    def _deps(self, *, key_grants: bool = False) -> list[Any]:
+        platform = self.platform
+        deps: list[Any] = list(platform.apis.all())
+        if key_grants and platform.kms:
+            deps += list(platform.kms.grants.values())
+        return deps
+
+    def _topic(self) -> PubsubTopic:
+        topic = PubsubTopic(
+            self.platform,
+            self._id("topic"),
+            project=self.platform.settings.project_id,
+            name=each("name"),
+            kms_key_name=self.platform.kms_key,
+            message_retention_duration=RESULTS_RETENTION,
+            depends_on=self._deps(key_grants=True),
+        )
+        topic.add_override("labels", each("labels"))
+        return topic
+
+    def _subscription(self) -> PubsubSubscription:
+        sub = PubsubSubscription(
+            self.platform,
+            self._id("subscription"),
+            project=self.platform.settings.project_id,
+            name=each("name"),
+            topic=each("topic"),
             message_retention_duration=RESULTS_RETENTION,
             ack_deadline_seconds=60,
             expiration_policy=PubsubSubscriptionExpirationPolicy(ttl=""),  # never expires
         )
-        subscribers = [self.member] + ([client.principal] if client.principal else [])
-        for i, member in enumerate(subscribers):
-            PubsubSubscriptionIamMember(
-                self,
-                f"subscriber-{i}",
-                project=project,
-                subscription=self.subscription.name,
-                role="roles/pubsub.subscriber",
-                member=member,
-            )
-        PubsubTopicIamMember(
-            self,
-            "workflow-publishes",
-            project=project,
-            topic=self.topic_name,
+        sub.add_override("labels", each("labels"))
+        return sub
+
+    def _subscribers(self) -> PubsubSubscriptionIamMember:
+        return PubsubSubscriptionIamMember(
+            self.platform,
+            self._id("subscribers"),
+            project=self.platform.settings.project_id,
+            subscription=each("subscription"),
+            role="roles/pubsub.subscriber",
+            member=each("member"),
+        )
+
+    def _publishers(self) -> PubsubTopicIamMember:
+        return PubsubTopicIamMember(
+            self.platform,
+            self._id("publishers"),
+            project=self.platform.settings.project_id,
+            topic=each("topic"),
             role="roles/pubsub.publisher",
-            member=sa_member(platform.workflow_sa),
-        )
-        # Prefix runs list the client's inputs (names only) from the workflow.
-        self._bucket_grant(
-            "workflow-lists-inputs",
-            "roles/storage.objectViewer",
-            list_under(bucket, f"{client.name}/inputs/"),
-            f"job workflows list {client.name}/inputs/",
-            member=sa_member(platform.workflow_sa),
+            member=each("member"),
         )
 
-        # --- per job: grants, workflow, upload trigger -----------------------------------
-        self.workflows: dict[str, WorkflowsWorkflow] = {}
-        self.triggers: dict[str, EventarcTrigger] = {}
-        for job in jobs:
-            self._add_job(job)
-
-        # --- schedules ---------------------------------------------------------------------
-        self.schedules: list[CloudSchedulerJob] = []
-        if client.schedules:
-            self.scheduler_sa = service_account(
-                self,
-                "scheduler-sa",
-                project,
-                scheduler_sa_id(client.name),
-                f"Cloud Scheduler runs of client {client.name}'s job workflows",
-            )
-            project_role(
-                self,
-                "scheduler-invoker",
-                project,
-                "roles/workflows.invoker",
-                sa_member(self.scheduler_sa),
-            )
-            for i, schedule in enumerate(client.schedules):
-                self._add_schedule(
-                    i, schedule.job, schedule.cron, schedule.time_zone, schedule.input_prefix
-                )
-
-    # ------------------------------------------------------------------------------------
-    def _bucket_grant(
-        self, id_: str, role: str, expression: str, description: str, member: str | None = None
-    ) -> StorageBucketIamMember:
-        return StorageBucketIamMember(
-            self,
-            id_,
-            bucket=self.platform.buckets.data_bucket_name,
-            role=role,
-            member=member or self.member,
-            condition=StorageBucketIamMemberCondition(
-                title=f"{self.client.name}-{id_}",
-                description=description,
-                expression=expression,
-            ),
-        )
-
-    def _add_job(self, job: BatchJob) -> None:
+    def _workflow(self) -> WorkflowsWorkflow:
         settings = self.platform.settings
-        name = job.spec.name
-        job.grant_client(self.client.name)
-        # Batch publishes the failure notification as the job's service account.
-        PubsubTopicIamMember(
-            self,
-            f"{name}-notifies",
-            project=settings.project_id,
-            topic=self.topic_name,
-            role="roles/pubsub.publisher",
-            member=job.member,
-        )
-        params = WorkflowParams(
-            client=self.client.name,
-            job=name,
-            project_id=settings.project_id,
-            job_region=job.spec.region or settings.region,
-            bucket=settings.data_bucket,
-            results_topic=self.topic_path,
-            job_json=job.job_json,
-            input_format=job.spec.input_format,
-            files_per_task=job.spec.files_per_task,
-            max_parallelism=min(job.spec.peak_parallelism, settings.guardrails.max_parallelism),
-            fixed_task_count=len(job.spec.task_environments) or None,
-        )
-        labels = {**self.labels, "job": name}
         workflow = WorkflowsWorkflow(
-            self,
-            f"{name}-workflow",
+            self.platform,
+            self._id("workflow"),
             project=settings.project_id,
             region=settings.region,
-            name=workflow_name(self.client.name, name),
-            description=f"Runs {name} for client {self.client.name} on uploads and schedules",
+            name=each("name"),
+            description=each("description"),
             service_account=self.platform.workflow_sa_id,
-            source_contents=workflow_source(params),
+            source_contents=each("source"),
             call_log_level="LOG_ERRORS_ONLY",
             deletion_protection=settings.name == "prod",
             # The source embeds the job JSON; encrypt it with the environment's key when CMEK.
             crypto_key_name=self.platform.kms_key,
-            labels=labels,
-            depends_on=self.platform.apis.all(),
+            depends_on=self._deps(),
         )
-        self.workflows[name] = workflow
-        bucket = settings.data_bucket
-        self.triggers[name] = EventarcTrigger(
-            self,
-            f"{name}-upload",
+        workflow.add_override("labels", each("labels"))
+        return workflow
+
+    def _trigger(self) -> EventarcTrigger:
+        settings = self.platform.settings
+        rtype, name = RESOURCES["workflow"]
+        trigger = EventarcTrigger(
+            self.platform,
+            self._id("trigger"),
             project=settings.project_id,
             # Regional like the bucket and the workflow: audit-log triggers in a region see
             # that region's resources; `global` would work too, but events stay in region.
             location=settings.region,
-            name=f"batch-{self.client.name}-{name}-upload",
+            name=each("name"),
             matching_criteria=[
                 EventarcTriggerMatchingCriteria(
                     attribute="type", value="google.cloud.audit.log.v1.written"
@@ -299,20 +315,208 @@ class ClientOnboarding(Construct):
                 EventarcTriggerMatchingCriteria(
                     attribute="resourceName",
                     operator="match-path-pattern",
-                    value=upload_pattern(bucket, self.client.name, name),
+                    value=each("path_pattern"),
                 ),
             ],
-            destination=EventarcTriggerDestination(workflow=workflow.id),
+            # Same key as the trigger: the (client, job) workflow.
+            destination=EventarcTriggerDestination(workflow=f"${{{rtype}.{name}[each.key].id}}"),
             service_account=self.platform.trigger_sa_email,
-            labels=labels,
-            depends_on=self.platform.apis.all(),
+            depends_on=self._deps(),
         )
+        trigger.add_override("labels", each("labels"))
+        return trigger
+
+    def _scheduler_invoker(self) -> Any:
+        return project_role(
+            self.platform,
+            self._id("scheduler-invoker"),
+            self.platform.settings.project_id,
+            "roles/workflows.invoker",
+            each("member"),
+        )
+
+    def _schedule(self) -> CloudSchedulerJob:
+        settings = self.platform.settings
+        return CloudSchedulerJob(
+            self.platform,
+            self._id("schedule"),
+            project=settings.project_id,
+            region=settings.region,
+            name=each("name"),
+            description=each("description"),
+            schedule=each("schedule"),
+            time_zone=each("time_zone"),
+            attempt_deadline="60s",
+            retry_config=CloudSchedulerJobRetryConfig(retry_count=1),
+            http_target=CloudSchedulerJobHttpTarget(
+                uri=each("uri"),
+                http_method="POST",
+                body=each("body"),
+                headers={"Content-Type": "application/json"},
+                oauth_token=CloudSchedulerJobHttpTargetOauthToken(
+                    service_account_email=each("service_account_email"),
+                    scope="https://www.googleapis.com/auth/cloud-platform",
+                ),
+            ),
+            depends_on=[self.resources["workflow"], *self._deps()],
+        )
+
+
+class ClientOnboarding:
+    """Everything one client needs, from one `ClientSettings`: entries in the platform's
+    `ClientResources` under the keys `<client>`, `<client>/<grant>` and `<client>/<job>`."""
+
+    def __init__(self, platform: PlatformStack, client: ClientSettings) -> None:
+        jobs = _validate(platform, client)  # before any entry exists
+        self.platform = platform
+        self.client = client
+        settings = platform.settings
+        project = settings.project_id
+        name = client.name
+        self.labels = {**settings.all_labels(), **client.labels, "client": name}
+        self.topic_path = f"projects/{project}/topics/{results_topic_id(name)}"
+        # Every source first: a too-big workflow fails the call before any entry is added.
+        sources = {
+            job.spec.name: platform.client_resources.template(job, self._topic_path_for).source(
+                name
+            )
+            for job in jobs
+        }
+        res = platform.client_resources
+        platform.clients[name] = self
+
+        # --- identity and prefix-scoped object access ------------------------------------
+        contact = f" (contact {client.contact})" if client.contact else ""
+        description = f"Client {name}{contact}: uploads inputs, reads outputs and results"
+        res.add("sa", name, {
+            "account_id": client_sa_id(name),
+            "display_name": description[:100],
+            "description": description,
+        })
+        self.service_account_email = ref("sa", name, "email")
+        self.member = f"serviceAccount:{self.service_account_email}"
+        self._bucket_grant(
+            "create-inputs",
+            "roles/storage.objectCreator",
+            objects_under(settings.data_bucket, f"{name}/inputs/"),
+            f"{name} creates objects under {name}/inputs/",
+        )
+        self._bucket_grant(
+            "read-outputs",
+            "roles/storage.objectViewer",
+            objects_under(settings.data_bucket, f"{name}/outputs/"),
+            f"{name} reads objects under {name}/outputs/",
+        )
+        # objectViewer carries storage.objects.list; this condition is true only for list
+        # calls on the bucket whose prefix is inside the client's folder.
+        self._bucket_grant(
+            "list-own",
+            "roles/storage.objectViewer",
+            list_under(settings.data_bucket, f"{name}/"),
+            f"{name} lists only under {name}/",
+        )
+        if client.principal is not None:
+            res.add("impersonation", name, {
+                "service_account": ref("sa", name, "name"),
+                "member": client.principal,
+            })
+
+        # --- results ---------------------------------------------------------------------
+        res.add("topic", name, {"name": results_topic_id(name), "labels": self.labels})
+        self.topic_name = ref("topic", name, "name")
+        res.add("subscription", name, {
+            "name": results_subscription_id(name),
+            "topic": ref("topic", name, "id"),
+            "labels": self.labels,
+        })
+        subscription = ref("subscription", name, "name")
+        res.add("subscribers", f"{name}/client", {
+            "subscription": subscription, "member": self.member,
+        })
+        if client.principal is not None:
+            res.add("subscribers", f"{name}/principal", {
+                "subscription": subscription, "member": client.principal,
+            })
+        workflow_member = platform.workflow_sa_member
+        res.add("publishers", f"{name}/workflow", {
+            "topic": self.topic_name, "member": workflow_member,
+        })
+        # Prefix runs list the client's inputs (names only) from the workflow.
+        self._bucket_grant(
+            "workflow-lists-inputs",
+            "roles/storage.objectViewer",
+            list_under(settings.data_bucket, f"{name}/inputs/"),
+            f"job workflows list {name}/inputs/",
+            member=workflow_member,
+        )
+
+        # --- per job: grants, workflow, upload trigger -----------------------------------
+        self.workflow_names: dict[str, str] = {}
+        for job in jobs:
+            self._add_job(job, sources[job.spec.name])
+
+        # --- schedules ---------------------------------------------------------------------
+        if client.schedules:
+            res.add("scheduler-sa", name, {
+                "account_id": scheduler_sa_id(name),
+                "display_name": f"Cloud Scheduler runs of client {name}'s job workflows",
+                "description": f"Cloud Scheduler runs of client {name}'s job workflows",
+            })
+            self.scheduler_sa_email = ref("scheduler-sa", name, "email")
+            res.add("scheduler-invoker", name, {
+                "member": f"serviceAccount:{self.scheduler_sa_email}",
+            })
+            for i, schedule in enumerate(client.schedules):
+                self._add_schedule(
+                    i, schedule.job, schedule.cron, schedule.time_zone, schedule.input_prefix
+                )
+
+    def _topic_path_for(self, client: str) -> str:
+        return f"projects/{self.platform.settings.project_id}/topics/{results_topic_id(client)}"
+
+    # ------------------------------------------------------------------------------------
+    def _bucket_grant(
+        self, id_: str, role: str, expression: str, description: str, member: str | None = None
+    ) -> None:
+        name = self.client.name
+        self.platform.client_resources.add("bucket-grants", f"{name}/{id_}", {
+            "role": role,
+            "member": member or self.member,
+            "title": f"{name}-{id_}",
+            "description": description,
+            "expression": expression,
+        })
+
+    def _add_job(self, job: BatchJob, source: str) -> None:
+        settings = self.platform.settings
+        res = self.platform.client_resources
+        name = job.spec.name
+        client = self.client.name
+        key = f"{client}/{name}"
+        job.grant_client(client)
+        # Batch publishes the failure notification as the job's service account.
+        res.add("publishers", f"{key}/job", {"topic": self.topic_name, "member": job.member})
+        labels = {**self.labels, "job": name}
+        self.workflow_names[name] = workflow_name(client, name)
+        res.add("workflow", key, {
+            "name": workflow_name(client, name),
+            "description": f"Runs {name} for client {client} on uploads and schedules",
+            # Workflows syntax (`${...}`) escaped: the map is a Terraform expression.
+            "source": terraform_literal(source),
+            "labels": labels,
+        })
+        res.add("trigger", key, {
+            "name": f"batch-{client}-{name}-upload",
+            "path_pattern": upload_pattern(settings.data_bucket, client, name),
+            "labels": labels,
+        })
 
     def _add_schedule(
         self, index: int, job: str, cron: str, time_zone: str, input_prefix: str
     ) -> None:
         settings = self.platform.settings
-        wf = workflow_name(self.client.name, job)
+        client = self.client.name
+        wf = workflow_name(client, job)
         uri = (
             f"https://workflowexecutions.googleapis.com/v1/projects/{settings.project_id}"
             f"/locations/{settings.region}/workflows/{wf}/executions"
@@ -320,31 +524,15 @@ class ClientOnboarding(Construct):
         # Executions take their argument as a JSON string inside the JSON body.
         argument = json.dumps({"input_prefix": input_prefix, "trigger": "schedule"})
         body = json.dumps({"argument": argument, "callLogLevel": "LOG_ERRORS_ONLY"})
-        self.schedules.append(
-            CloudSchedulerJob(
-                self,
-                f"schedule-{index}",
-                project=settings.project_id,
-                region=settings.region,
-                name=f"batch-{self.client.name}-{job}-{index}",
-                description=f"{job} for {self.client.name} on {input_prefix or 'all inputs'}",
-                schedule=cron,
-                time_zone=time_zone,
-                attempt_deadline="60s",
-                retry_config=CloudSchedulerJobRetryConfig(retry_count=1),
-                http_target=CloudSchedulerJobHttpTarget(
-                    uri=uri,
-                    http_method="POST",
-                    body=base64.b64encode(body.encode()).decode(),
-                    headers={"Content-Type": "application/json"},
-                    oauth_token=CloudSchedulerJobHttpTargetOauthToken(
-                        service_account_email=self.scheduler_sa.email,
-                        scope="https://www.googleapis.com/auth/cloud-platform",
-                    ),
-                ),
-                depends_on=[self.workflows[job], *self.platform.apis.all()],
-            )
-        )
+        self.platform.client_resources.add("schedule", f"{client}/schedule-{index}", {
+            "name": f"batch-{client}-{job}-{index}",
+            "description": f"{job} for {client} on {input_prefix or 'all inputs'}",
+            "schedule": cron,
+            "time_zone": time_zone,
+            "uri": uri,
+            "body": base64.b64encode(body.encode()).decode(),
+            "service_account_email": self.scheduler_sa_email,
+        })
 
 
 def _validate(platform: PlatformStack, client: ClientSettings) -> list[BatchJob]:

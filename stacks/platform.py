@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from constructs import Construct
 
 from stacks.budget import ProjectBudget
+from stacks.client import ClientOnboarding, ClientResources
 from stacks.identity import project_role, sa_member, service_account
 from stacks.kms import DataKey, service_agent
 from stacks.provider import (
@@ -32,7 +33,6 @@ from stacks.storage import PlatformBuckets
 if TYPE_CHECKING:
     from jobs import JobSpec
     from stacks.batch_job import BatchJob
-    from stacks.client import ClientOnboarding
 
 
 class PlatformStack(TerraformStack):
@@ -101,6 +101,7 @@ class PlatformStack(TerraformStack):
         # Read once (jsii round trips): every client workflow and trigger names them.
         self.workflow_sa_id: str = self.workflow_sa.id
         self.trigger_sa_email: str = self.trigger_sa.email
+        self.workflow_sa_member: str = sa_member(self.workflow_sa)
         for role in ("roles/batch.jobsEditor", "roles/logging.logWriter"):
             project_role(
                 self,
@@ -132,6 +133,8 @@ class PlatformStack(TerraformStack):
         self._secrets: dict[str, SecretManagerSecret] = {}
         self.jobs: dict[str, BatchJob] = {}
         self.clients: dict[str, ClientOnboarding] = {}
+        # Every client's resources: for_each resources keyed by client (see stacks/client.py).
+        self.client_resources = ClientResources(self)
         for spec in settings.jobs:
             self.add_job(spec)
         for client in settings.clients:
@@ -155,8 +158,6 @@ class PlatformStack(TerraformStack):
         return job
 
     def onboard_client(self, client: ClientSettings) -> ClientOnboarding:
-        from stacks.client import ClientOnboarding
-
         return ClientOnboarding(self, client)
 
     def secret(self, secret_id: str) -> SecretManagerSecret:

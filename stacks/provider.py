@@ -7,11 +7,19 @@ path may import it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import jsii
+
 # The jsii Node end-of-life banner is silenced in `stacks/__init__.py`, which runs first.
 from cdktn import (
     App,
     Fn,
     GcsBackend,
+    IAnyProducer,
+    IResolvable,
+    Lazy,
     TerraformOutput,
     TerraformStack,
     Testing,
@@ -100,6 +108,23 @@ from cdktn_provider_google.storage_bucket_iam_member import (
 )
 from cdktn_provider_google.workflows_workflow import WorkflowsWorkflow
 
+
+@jsii.implements(IAnyProducer)
+class _MapProducer:
+    """Hands a Python dict to the CDK when it synthesizes (not when the resource is made)."""
+
+    def __init__(self, entries: Mapping[str, Any]) -> None:
+        self._entries = entries
+
+    def produce(self, context: Any) -> Any:
+        return dict(self._entries)
+
+
+def lazy_map(entries: Mapping[str, Any]) -> IResolvable:
+    """A value read from `entries` at synth: entries added after this call are included."""
+    return Lazy.any_value(_MapProducer(entries))
+
+
 __all__ = [
     "App",
     "ArtifactRegistryRepository",
@@ -160,4 +185,5 @@ __all__ = [
     "TerraformStack",
     "Testing",
     "WorkflowsWorkflow",
+    "lazy_map",
 ]

@@ -10,16 +10,17 @@ from pydantic import ValidationError
 from jobs.registry import ALL_JOBS
 from stacks.quotas import GpuDemand, quota_id_and_dimensions
 from stacks.settings import EnvironmentSettings
+from tests._tf import resources
 
 Stack = dict[str, Any]
 
 
 def _res(stack: Stack, rtype: str) -> list[dict[str, Any]]:
-    return list(stack.get("resource", {}).get(rtype, {}).values())
+    return list(resources(stack, rtype).values())  # for_each entries expanded
 
 
 def _sa_ref(stack: Stack, account_id: str) -> str:
-    for key, sa in stack["resource"]["google_service_account"].items():
+    for key, sa in resources(stack, "google_service_account").items():
         if sa["account_id"] == account_id:
             return f"serviceAccount:${{google_service_account.{key}.email}}"
     raise AssertionError(f"no service account {account_id}")

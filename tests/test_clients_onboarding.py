@@ -13,7 +13,7 @@ import base64
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from stacks.workflow_source import (
     failure_notification,
     runtime_assignments,
 )
+from tests._tf import all_resources, path_of
 
 Stack = dict[str, Any]
 OBJECT = "storage.googleapis.com/Object"
@@ -40,20 +41,10 @@ ROLE_PERMISSIONS = {
     "roles/storage.objectCreator": {"storage.objects.create"},
     "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
 }
-REF_RE = re.compile(r"\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.")
+REF_RE = re.compile(r'\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+(?:\["[^"]*"\])?)\.')
 
 
 # ---- helpers ------------------------------------------------------------------------------
-def path_of(resource: dict[str, Any]) -> str:
-    return str(resource["//"]["metadata"]["path"])
-
-
-def all_resources(stack: Stack) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for rtype, items in stack.get("resource", {}).items():
-        for key, body in items.items():
-            yield rtype, key, body
-
-
 def find(stack: Stack, rtype: str, path_suffix: str) -> tuple[str, dict[str, Any]]:
     hits = [(k, r) for t, k, r in all_resources(stack)
             if t == rtype and path_of(r).endswith(path_suffix)]
@@ -67,10 +58,8 @@ def sa_member_ref(stack: Stack, path_suffix: str) -> str:
 
 
 def owner(path: str) -> str | None:
-    """The client a resource belongs to: its construct, or a job's grant for it."""
-    m = re.search(r"/client-([a-z0-9-]+)(?:/|$)", path) or re.search(
-        r"/(?:read|write)-client-([a-z0-9-]+)$", path
-    )
+    """The client an instance belongs to: the first part of its for_each key."""
+    m = re.search(r'\["([a-z0-9-]+)(?:/[^"]*)?"\]$', path)
     return m.group(1) if m else None
 
 
@@ -137,7 +126,7 @@ def test_client_conditions_keep_each_client_in_its_prefix(
 ) -> None:
     stack = stacks_json[env]
     bucket = f"example-ml-{env}-batch-data"
-    grants = bucket_grants(stack, sa_member_ref(stack, f"client-{client}/sa"))
+    grants = bucket_grants(stack, sa_member_ref(stack, f'clients-sa["{client}"]'))
     assert {g["role"] for g in grants} == set(ROLE_PERMISSIONS)
     assert all(g.get("condition") for g in grants), "every client bucket grant is conditional"
 
@@ -196,8 +185,8 @@ def test_principal_acts_only_through_its_client_account(stacks_json: dict[str, S
     stack = stacks_json["dev"]
     principal = "group:batch-users@globex.example"
     grants = [(t, r) for t, _, r in all_resources(stack) if r.get("member") == principal]
-    sa_key, _ = find(stack, "google_service_account", "client-globex/sa")
-    sub_key, _ = find(stack, "google_pubsub_subscription", "client-globex/results-sub")
+    sa_key, _ = find(stack, "google_service_account", 'clients-sa["globex"]')
+    sub_key, _ = find(stack, "google_pubsub_subscription", 'clients-results-sub["globex"]')
     assert sorted((t, r["role"]) for t, r in grants) == [
         ("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber"),
         ("google_service_account_iam_member", "roles/iam.serviceAccountTokenCreator"),
@@ -210,19 +199,19 @@ def test_principal_acts_only_through_its_client_account(stacks_json: dict[str, S
 
 # ---- results topic, workflow, trigger, schedule --------------------------------------------
 def test_results_topic_cmek_in_prod_and_subscribers(stacks_json: dict[str, Stack]) -> None:
-    _, prod_topic = find(stacks_json["prod"], "google_pubsub_topic", "client-acme/results")
-    _, dev_topic = find(stacks_json["dev"], "google_pubsub_topic", "client-acme/results")
+    _, prod_topic = find(stacks_json["prod"], "google_pubsub_topic", 'clients-results["acme"]')
+    _, dev_topic = find(stacks_json["dev"], "google_pubsub_topic", 'clients-results["acme"]')
     assert prod_topic["name"] == "batch-acme-results"
     assert "kms_key_name" in prod_topic and "kms_key_name" not in dev_topic
     assert prod_topic["message_retention_duration"] == "604800s"
     stack = stacks_json["dev"]
-    sub_key, sub = find(stack, "google_pubsub_subscription", "client-acme/results-sub")
+    sub_key, sub = find(stack, "google_pubsub_subscription", 'clients-results-sub["acme"]')
     assert sub["name"] == "batch-acme-results-sub"
     subscribers = {r["member"] for t, _, r in all_resources(stack)
                    if t == "google_pubsub_subscription_iam_member"
                    and r["subscription"] == f"${{google_pubsub_subscription.{sub_key}.name}}"}
-    assert subscribers == {sa_member_ref(stack, "client-acme/sa")}  # acme has no principal
-    topic_key, _ = find(stack, "google_pubsub_topic", "client-acme/results")
+    assert subscribers == {sa_member_ref(stack, 'clients-sa["acme"]')}  # acme has no principal
+    topic_key, _ = find(stack, "google_pubsub_topic", 'clients-results["acme"]')
     publishers = {r["member"] for t, _, r in all_resources(stack)
                   if t == "google_pubsub_topic_iam_member"
                   and r["topic"] == f"${{google_pubsub_topic.{topic_key}.name}}"}
@@ -318,7 +307,7 @@ def test_upload_trigger_matches_what_the_workflow_accepts(stacks_json: dict[str,
             assert criteria["resourceName"]["operator"] == "match-path-pattern"
             assert t["service_account"] == trigger_sa and t["location"] == settings.region
             wf_key, _ = find(stack, "google_workflows_workflow",
-                             f"client-{client.name}/{job}-workflow")
+                             f'clients-workflows["{client.name}/{job}"]')
             assert t["destination"]["workflow"] == f"${{google_workflows_workflow.{wf_key}.id}}"
             # The path pattern's `*` is one path segment; the workflow's check agrees.
             pattern = re.compile("^" + re.escape(criteria["resourceName"]["value"][1:])
@@ -362,12 +351,12 @@ def test_schedule_starts_the_workflow_with_its_own_account(stacks_json: dict[str
                              "/locations/europe-west4/workflows/batch-globex-uppercase/executions")
     body = json.loads(base64.b64decode(target["body"]))
     assert json.loads(body["argument"]) == {"input_prefix": "", "trigger": "schedule"}
-    sched_sa = sa_member_ref(stack, "client-globex/scheduler-sa")
+    sched_sa = sa_member_ref(stack, 'clients-scheduler-sa["globex"]')
     assert target["oauth_token"]["service_account_email"] == sched_sa.removeprefix(
         "serviceAccount:")
     roles = sorted(r["role"] for t, _, r in all_resources(stack) if r.get("member") == sched_sa)
     assert roles == ["roles/workflows.invoker"]
-    _, sa = find(stack, "google_service_account", "client-globex/scheduler-sa")
+    _, sa = find(stack, "google_service_account", 'clients-scheduler-sa["globex"]')
     assert sa["account_id"] == "sched-globex"
     # acme has no schedule, so no scheduler account.
     assert not [r for t, _, r in all_resources(stack)
@@ -425,6 +414,71 @@ def test_one_call_adds_a_fixed_set_and_a_second_adds_it_again(counted: dict[str,
     assert two - one == ONE_CALL and one - two == Counter()
     by_owner = Counter(owner(path_of(r)) for _, _, r in all_resources(counted["ctwo"]))
     assert by_owner["northwind"] == by_owner["initech"] == sum(ONE_CALL.values())
+
+
+def raw_counts(stack: Stack) -> Counter[str]:
+    """Resources as the CDK made them (one construct each), for_each instances not expanded."""
+    return Counter(t for t, items in stack.get("resource", {}).items() for _ in items)
+
+
+# The for_each resources of clients: one construct per type and role, whatever the clients.
+CLIENT_RESOURCES = Counter({
+    "google_service_account": 2,              # clients-sa, clients-scheduler-sa
+    "google_storage_bucket_iam_member": 1,
+    "google_service_account_iam_member": 1,
+    "google_pubsub_topic": 1,
+    "google_pubsub_topic_iam_member": 1,
+    "google_pubsub_subscription": 1,
+    "google_pubsub_subscription_iam_member": 1,
+    "google_workflows_workflow": 1,
+    "google_eventarc_trigger": 1,
+    "google_cloud_scheduler_job": 1,
+    "google_project_iam_member": 1,
+})
+
+
+def test_constructs_do_not_grow_with_clients(counted: dict[str, Stack]) -> None:
+    zero, one, two = (raw_counts(counted[n]) for n in ("czero", "cone", "ctwo"))
+    assert one - zero == CLIENT_RESOURCES and zero - one == Counter()
+    assert two == one
+
+
+def test_map_keys_are_stable_and_client_scoped(counted: dict[str, Stack]) -> None:
+    stack = counted["ctwo"]
+    keys = {
+        name: set(body["for_each"])
+        for items in stack["resource"].values() for name, body in items.items()
+        if "for_each" in body
+    }
+    for client in ("northwind", "initech"):
+        job_keys = {f"{client}/{j}" for j in ("embed", "uppercase")}
+        want = {
+            "clients-sa": {client}, "clients-scheduler-sa": {client},
+            "clients-impersonation": {client}, "clients-results": {client},
+            "clients-results-sub": {client}, "clients-scheduler-invoker": {client},
+            "clients-subscribers": {f"{client}/client", f"{client}/principal"},
+            "clients-publishers": {f"{client}/workflow"} | {f"{k}/job" for k in job_keys},
+            "clients-bucket-grants": {f"{client}/{g}" for g in (
+                "create-inputs", "read-outputs", "list-own", "workflow-lists-inputs")}
+                | {f"{k}/job-{rw}" for k in job_keys for rw in ("reads", "writes")},
+            "clients-workflows": job_keys, "clients-upload-triggers": job_keys,
+            "clients-schedules": {f"{client}/schedule-0"},
+        }
+        got = {name: {k for k in ks if k.split("/")[0] == client} for name, ks in keys.items()}
+        assert got == want
+    # Nothing but the two clients' keys.
+    assert all(k.split("/")[0] in ("northwind", "initech") for ks in keys.values() for k in ks)
+
+
+def test_workflow_sources_are_escaped_for_terraform(stacks_json: dict[str, Stack]) -> None:
+    # The map is a Terraform expression: Workflows' `${...}` must reach it as `$${...}`.
+    for stack in stacks_json.values():
+        for name, body in stack["resource"]["google_workflows_workflow"].items():
+            for key, entry in body["for_each"].items():
+                source = entry["source"]
+                assert "$${" in source, (name, key)
+                assert not re.search(r"(?<!\$)\$\{", source), (name, key)
+                assert not re.search(r"(?<!%)%\{", source), (name, key)
 
 
 def test_clients_share_nothing_but_documented_platform_resources(

@@ -145,3 +145,24 @@ def test_expression_lookalike_in_the_job_is_refused() -> None:
 def test_job_rendered_without_environment_is_refused() -> None:
     with pytest.raises(ValueError, match="no task environment variables or labels"):
         workflow_source(params({"taskGroups": [{"taskSpec": {}}]}))
+
+
+@pytest.mark.parametrize("client", ["acme", "client-007", "a-b", "x" * 23, "true", "yes", "null"])
+def test_template_gives_the_same_source_as_a_full_render(client: str) -> None:
+    from stacks.workflow_source import SourceTemplate
+
+    def topic(c: str) -> str:
+        return f"projects/p-dev/topics/batch-{c}-results"
+
+    template = SourceTemplate(params(), topic)
+    assert template.source(client) == workflow_source(params(client=client,
+                                                             results_topic=topic(client)))
+
+
+def test_template_checks_the_size_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    import stacks.workflow_source as ws
+
+    template = ws.SourceTemplate(params(), lambda c: f"projects/p/topics/batch-{c}-results")
+    monkeypatch.setattr(ws, "WORKFLOW_SOURCE_LIMIT", len(template.text.encode()) - 200)
+    with pytest.raises(ValueError, match=r"clients\.acme\.jobs: the workflow for 'embed'"):
+        template.source("acme")

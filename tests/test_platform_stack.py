@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from stacks.identity import PROJECT_LEVEL_ONLY
+from tests._tf import instances
 
 Stack = dict[str, Any]
 
 
 def resources(stack: Stack, rtype: str) -> dict[str, dict[str, Any]]:
-    return stack.get("resource", {}).get(rtype, {})
+    """Resource instances of a type (for_each entries expanded, as Terraform would)."""
+    return instances(stack.get("resource", {}).get(rtype, {}))
 
 
 def only(stack: Stack, rtype: str, path_suffix: str) -> dict[str, Any]:
@@ -39,7 +41,7 @@ def iam_members(stack: Stack) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for rtype, items in stack.get("resource", {}).items():
         if rtype.endswith(("_iam_member", "_iam_binding", "_iam_policy")):
-            out.extend((rtype, r) for r in items.values())
+            out.extend((rtype, r) for r in instances(items).values())
     return out
 
 

@@ -95,3 +95,47 @@ def test_facts_from_labels_and_overrides() -> None:
     assert facts_from_document(doc, env="dev", cmek=False) == StackFacts(
         env="dev", cmek=False, service_accounts={"sa_1": "client-acme"}
     )
+
+
+# ---- for_each resources: every map entry is checked --------------------------------------
+FOREACH = {"CKV_GPUB_1": "invokers", "CKV_GPUB_3": "client_grants", "CKV_GPUB_9": "workflows"}
+
+
+@pytest.mark.parametrize(("rule", "name"), sorted(FOREACH.items()))
+def test_for_each_entries_are_each_checked(results: Results, rule: str, name: str) -> None:
+    good = results[("foreach_pass", rule)]
+    bad = results[("foreach_fail", rule)]
+    # Same resources, one entry (globex) differs: the whole resource fails on that entry.
+    assert set(good.values()) == {"PASSED"}, good
+    assert [state for res, state in bad.items() if res.endswith(f".bad_{name}")] == ["FAILED"]
+
+
+def test_for_each_failure_names_the_key() -> None:
+    path = FIXTURES / "foreach_fail.tf.json"
+    stack = StackInput("foreach", path, facts_from_document(json.loads(path.read_text())),
+                       GuardrailLimits())
+    report, _ = run_checkov([stack])
+    details = {r.check_id: r.details for r in report.failed_checks}
+    assert details["CKV_GPUB_1"] == ["[globex] basic role roles/editor granted; grant a "
+                                     "predefined role instead"]
+    assert details["CKV_GPUB_3"][0].startswith("[globex/create-inputs] serviceAccount:")
+    assert details["CKV_GPUB_3"][0].endswith("covers the whole bucket")
+    assert details["CKV_GPUB_9"][0].startswith("[globex/embed] ")
+
+
+def test_for_each_references_resolve_per_key() -> None:
+    from policies.tfjson import for_each_entries
+
+    doc = {"resource": {"google_service_account": {"clients-sa": {
+        "for_each": {"acme": {"account_id": "client-acme"}},
+        "account_id": "${each.value.account_id}",
+    }}}}
+    facts = facts_from_document(doc)
+    member = 'serviceAccount:${google_service_account.clients-sa["acme"].email}'
+    assert facts.service_account_id(member) == "client-acme"
+    assert facts.service_account_id(member.replace("acme", "other")) is None
+    conf = {"for_each": [{"k": [{"v": ["a $${x}"], "m": [{"a": 1}]}]}],
+            "x": ["${each.value.v}/${each.key}"], "y": ["${each.value.m}"]}
+    assert for_each_entries(conf) == [("k", {"x": ["a ${x}/k"], "y": [{"a": 1}]})]
+    assert for_each_entries({"for_each": ["${var.m}"], "x": [1]}) == []
+    assert for_each_entries({"x": [1]}) is None

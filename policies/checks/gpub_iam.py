@@ -54,7 +54,7 @@ class NoBasicRoles(GpubCheck):
             supported_resources=IAM_GRANTS,
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = ["role", "policy_data"]
         pairs = grants(conf, self.facts)
         if pairs is None:
@@ -78,7 +78,7 @@ class NoProjectWideActAs(GpubCheck):
             ],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = ["role", "policy_data"]
         pairs = grants(conf, self.facts)
         if pairs is None:
@@ -105,7 +105,7 @@ class ClientGrantsArePrefixScoped(GpubCheck):
             ],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = ["member", "members", "role", "bucket", "condition/[0]/expression"]
         facts = self.facts
         role = str(value(conf, "role", default=""))
@@ -153,7 +153,7 @@ class NoPublicPrincipals(GpubCheck):
             ],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = ["member", "members", "policy_data", "entity", "role_entity"]
         principals = members(conf)
         principals += flat_strings(conf.get("entity")) + flat_strings(conf.get("role_entity"))
@@ -177,7 +177,7 @@ class NoServiceAccountKeys(GpubCheck):
             supported_resources=["google_service_account_key"],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = []
         # Terraform state would hold the private key in clear text.
         return self.fail("google_service_account_key puts a long-lived private key in state")

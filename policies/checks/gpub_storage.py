@@ -26,7 +26,7 @@ class PublicAccessPreventionEnforced(GpubCheck):
             supported_resources=["google_storage_bucket"],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = ["public_access_prevention"]
         pap = value(conf, "public_access_prevention")
         if pap != "enforced":
@@ -44,7 +44,7 @@ class UniformBucketLevelAccess(GpubCheck):
             supported_resources=["google_storage_bucket"],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = ["uniform_bucket_level_access"]
         if not is_true(value(conf, "uniform_bucket_level_access")):
             return self.fail("uniform_bucket_level_access is not true; object ACLs bypass IAM")
@@ -60,7 +60,7 @@ class CmekWhereDeclared(GpubCheck):
             supported_resources=["google_storage_bucket", "google_pubsub_topic"],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         if not self.facts.cmek:
             return CheckResult.UNKNOWN  # Google-managed keys are the declared choice here
         if self.entity_type == "google_pubsub_topic":

@@ -32,7 +32,7 @@ class RegistryImmutableTags(GpubCheck):
             supported_resources=["google_artifact_registry_repository"],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = ["docker_config/[0]/immutable_tags"]
         if not _standard_docker(conf):
             return CheckResult.UNKNOWN
@@ -50,7 +50,7 @@ class RegistryCleanupPolicies(GpubCheck):
             supported_resources=["google_artifact_registry_repository"],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = ["cleanup_policies", "cleanup_policy_dry_run"]
         if str(value(conf, "mode", default="STANDARD_REPOSITORY")).upper() != "STANDARD_REPOSITORY":
             return CheckResult.UNKNOWN
@@ -78,7 +78,7 @@ class NoDefaultComputeServiceAccount(GpubCheck):
             supported_resources=[*self.IDENTITY, "google_cloud_scheduler_job"],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         if self.entity_type == "google_cloud_scheduler_job":
             self.evaluated_keys = ["http_target/[0]/oauth_token/[0]/service_account_email"]
             if not block(conf, "http_target"):
@@ -113,7 +113,7 @@ class WorkflowDeletionProtectionInProd(GpubCheck):
             supported_resources=["google_workflows_workflow"],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = ["deletion_protection"]
         if not self.facts.prod:
             return CheckResult.UNKNOWN
@@ -132,7 +132,7 @@ class QuotaPreferenceContact(GpubCheck):
             supported_resources=["google_cloud_quotas_quota_preference"],
         )
 
-    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         self.evaluated_keys = ["contact_email", "justification"]
         email = str(value(conf, "contact_email", default="")).strip()
         justification = str(value(conf, "justification", default="")).strip()
