@@ -28,8 +28,16 @@ from typing import Any
 REF_RE = re.compile(
     r"\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+(?:\[\"[^\"\]]*\"\])?)\.([a-z_]+)(?:\[\d+\])?\}"
 )
+# `${replace(local.sources[embed], "placeholder", acme)}` (a for_each entry, each.value resolved)
+# or `${local.sources["embed"]}`: a value built from a Terraform local.
+LOCAL_RE = re.compile(
+    r'\$\{(?:replace\(\s*)?local\.([A-Za-z0-9_-]+)(?:\[\s*"?([^"\]]*?)"?\s*\])?'
+    r'(?:\s*,\s*"([^"]*)"\s*,\s*"?([^")]*?)"?\s*\))?\}'
+)
 # "${each.key}", "${each.value}", "${each.value.member}", "${each.value.condition.title}"
 EACH_RE = re.compile(r"\$\{each\.(key|value)((?:\.[A-Za-z0-9_-]+)*)\}")
+BARE_EACH_RE = re.compile(r"(?<![\w.])each\.(key|value)((?:\.[A-Za-z0-9_-]+)*)")
+INTERPOLATION_RE = re.compile(r"(?<!\$)\$\{[^{}]*\}")
 SA_EMAIL_RE = re.compile(r"^([a-z][a-z0-9-]{4,28}[a-z0-9])@[a-z0-9-]+\.iam\.gserviceaccount\.com$")
 DEFAULT_COMPUTE_SA_RE = re.compile(r"-compute@developer\.gserviceaccount\.com")
 TRUE_WORDS = {"1", "on", "true", "yes"}
@@ -118,9 +126,18 @@ def _substitute(raw: Any, key: str, entry: Any) -> Any:
         whole = EACH_RE.fullmatch(raw)
         if whole:
             return _each_value(key, entry, whole.group(1), whole.group(2))
-        return EACH_RE.sub(
-            lambda m: str(_each_value(key, entry, m.group(1), m.group(2))), raw
-        )
+
+        def interpolation(m: re.Match[str]) -> str:
+            alone = EACH_RE.fullmatch(m.group(0))
+            if alone:  # "a/${each.key}" -> "a/acme"
+                return str(_each_value(key, entry, alone.group(1), alone.group(2)))
+            # Inside an expression: `local.x[each.value.k]` -> `local.x["embed"]`.
+            return BARE_EACH_RE.sub(
+                lambda b: json.dumps(_each_value(key, entry, b.group(1), b.group(2))),
+                m.group(0),
+            )
+
+        return INTERPOLATION_RE.sub(interpolation, raw)
     if isinstance(raw, list):
         return [_substitute(item, key, entry) for item in raw]
     if isinstance(raw, Mapping):
@@ -166,6 +183,8 @@ class StackFacts:
     buckets: Mapping[str, str] = field(default_factory=dict)
     # data.google_iam_policy name -> [(role, [members])]
     iam_policies: Mapping[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
+    # the file's `locals` (workflow source templates)
+    locals: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def prod(self) -> bool:
@@ -191,6 +210,24 @@ class StackFacts:
             return m.group(0)
 
         return REF_RE.sub(sub, text)
+
+    def resolve_locals(self, text: str) -> str:
+        """The value of `${local.x[key]}` or `${replace(local.x[key], "a", b)}` in `text`
+        (string locals are templates: `$${` unescaped); unresolvable ones stay as they are."""
+
+        def sub(m: re.Match[str]) -> str:
+            name, key, old, new = m.groups()
+            if m.group(0).startswith("${replace(") != (old is not None):
+                return m.group(0)
+            cur = self.locals.get(name)
+            if key is not None:
+                cur = cur.get(key) if isinstance(cur, Mapping) else None
+            if not isinstance(cur, str):
+                return m.group(0)
+            cur = cur.replace("$${", "${").replace("%%{", "%{")
+            return cur.replace(old, new or "") if old is not None else cur
+
+        return LOCAL_RE.sub(sub, text)
 
     def service_account_id(self, member: str) -> str | None:
         """`client-acme` for "serviceAccount:client-acme@p.iam..." or a reference to that SA."""
@@ -262,8 +299,14 @@ def facts_from_document(
             for b in (bindings if isinstance(bindings, list) else [bindings])
             if isinstance(b, dict)
         ]
+    local = doc.get("locals", {})
     return StackFacts(
-        env=env, cmek=bool(cmek), service_accounts=sas, buckets=buckets, iam_policies=policies
+        env=env,
+        cmek=bool(cmek),
+        service_accounts=sas,
+        buckets=buckets,
+        iam_policies=policies,
+        locals=local if isinstance(local, dict) else {},
     )
 
 

@@ -22,6 +22,9 @@ Design choices (the reasons are in docs/clients.md):
   key is in the map (`${each.value.x}`), what is the same for every client stays a literal
   attribute (CMEK key, workflow and trigger service accounts, deletion protection) where
   reviewers and the built-in checks see it. IAM conditions are literal strings in the map.
+- Workflow sources: one template per job in the Terraform local `clients_workflow_sources`,
+  the client's name substituted by Terraform (`replace`), so the stack does not carry one
+  ~9 KB source per (client, job); see `SourceTemplate`.
 """
 
 from __future__ import annotations
@@ -50,11 +53,17 @@ from stacks.provider import (
     ServiceAccountIamMember,
     StorageBucketIamMember,
     StorageBucketIamMemberCondition,
+    TerraformLocal,
     WorkflowsWorkflow,
     lazy_map,
 )
 from stacks.settings import CLIENT_NAME_RE, ClientSettings
-from stacks.workflow_source import SourceTemplate, WorkflowParams, terraform_literal
+from stacks.workflow_source import (
+    CLIENT_PLACEHOLDER,
+    SourceTemplate,
+    WorkflowParams,
+    terraform_literal,
+)
 
 if TYPE_CHECKING:
     from stacks.batch_job import BatchJob
@@ -112,6 +121,10 @@ RESOURCES: dict[str, tuple[str, str]] = {
 }
 
 
+# The Terraform local holding the workflow source templates (one per job; see SourceTemplate).
+SOURCES_LOCAL = "clients_workflow_sources"
+
+
 def ref(role: str, key: str, attribute: str) -> str:
     """`${google_service_account.clients-sa["acme"].email}`: one entry's attribute."""
     rtype, name = RESOURCES[role]
@@ -131,6 +144,9 @@ class ClientResources:
         self.entries: dict[str, dict[str, dict[str, Any]]] = {}
         self.resources: dict[str, Any] = {}
         self._templates: dict[str, SourceTemplate] = {}
+        # template key (job, or `<client>/<job>` for a full render) -> source, escaped
+        self.sources: dict[str, str] = {}
+        self._sources_local: Any = None
         self._builders: dict[str, Callable[[], Any]] = {
             "sa": lambda: self._service_account("sa"),
             "bucket-grants": self._bucket_grants,
@@ -179,6 +195,22 @@ class ClientResources:
             )
             self._templates[name] = SourceTemplate(params, topic_for)
         return self._templates[name]
+
+    def workflow_source(
+        self, job: BatchJob, client: str, topic_for: Callable[[str], str]
+    ) -> dict[str, str]:
+        """The workflow map fields that make the client's source from a template."""
+        template = self.template(job, topic_for)
+        own, substitute = template.for_client(client)
+        key = job.spec.name if own is None else f"{client}/{job.spec.name}"
+        if key not in self.sources:
+            # Workflows syntax (`${...}`) escaped: a local's strings are Terraform templates.
+            self.sources[key] = terraform_literal(own if own is not None else template.text)
+        if self._sources_local is None:
+            self._sources_local = TerraformLocal(
+                self.platform, SOURCES_LOCAL, lazy_map(self.sources)
+            )
+        return {"source_template": key, "source_client": substitute}
 
     # ---- one builder per role: literal where every client is the same ----------------------
     def _id(self, role: str) -> str:
@@ -281,7 +313,12 @@ class ClientResources:
             name=each("name"),
             description=each("description"),
             service_account=self.platform.workflow_sa_id,
-            source_contents=each("source"),
+            # The job's template with the client's name for the placeholder (one template per
+            # job in the stack, not one source per (client, job)).
+            source_contents=(
+                f"${{replace(local.{SOURCES_LOCAL}[each.value.source_template], "
+                f'"{CLIENT_PLACEHOLDER}", each.value.source_client)}}'
+            ),
             call_log_level="LOG_ERRORS_ONLY",
             deletion_protection=settings.name == "prod",
             # The source embeds the job JSON; encrypt it with the environment's key when CMEK.
@@ -377,8 +414,8 @@ class ClientOnboarding:
         self.topic_path = f"projects/{project}/topics/{results_topic_id(name)}"
         # Every source first: a too-big workflow fails the call before any entry is added.
         sources = {
-            job.spec.name: platform.client_resources.template(job, self._topic_path_for).source(
-                name
+            job.spec.name: platform.client_resources.workflow_source(
+                job, name, self._topic_path_for
             )
             for job in jobs
         }
@@ -487,7 +524,7 @@ class ClientOnboarding:
             "expression": expression,
         })
 
-    def _add_job(self, job: BatchJob, source: str) -> None:
+    def _add_job(self, job: BatchJob, source: dict[str, str]) -> None:
         settings = self.platform.settings
         res = self.platform.client_resources
         name = job.spec.name
@@ -501,8 +538,7 @@ class ClientOnboarding:
         res.add("workflow", key, {
             "name": workflow_name(client, name),
             "description": f"Runs {name} for client {client} on uploads and schedules",
-            # Workflows syntax (`${...}`) escaped: the map is a Terraform expression.
-            "source": terraform_literal(source),
+            **source,
             "labels": labels,
         })
         res.add("trigger", key, {

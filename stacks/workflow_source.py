@@ -592,9 +592,11 @@ class SourceTemplate:
     """One job's source rendered once for a stand-in client; per-client text by substitution.
 
     Rendering and dumping the YAML costs ~1.5 ms per (client, job); substituting the client's
-    name into the job's template costs microseconds. The result is the text `workflow_source`
-    gives for that client (tests compare both); names YAML would quote, or a job body that
-    happens to hold the placeholder, fall back to a full render.
+    name into the job's template costs microseconds, and Terraform can do it (`replace`), so
+    the stack carries one template per job instead of one source per (client, job). The
+    result is the text `workflow_source` gives for that client (tests compare both). Names
+    YAML would quote (`true`, `null`, ...) get a full render of their own, used as a template
+    whose substitution is a no-op (the placeholder replaced by itself).
     """
 
     def __init__(self, p: WorkflowParams, topic_for: Callable[[str], str]) -> None:
@@ -605,15 +607,27 @@ class SourceTemplate:
             build_workflow(self.params), Dumper=_NoAliases, sort_keys=False, width=4096,
             allow_unicode=True,
         )
+        self._size = len(self.text.encode("utf-8"))
+        self._count = self.text.count(CLIENT_PLACEHOLDER)
         self._usable = CLIENT_PLACEHOLDER not in json.dumps(p.job_json)
 
-    def source(self, client: str) -> str:
-        params = replace(self.params, client=client, results_topic=self._topic_for(client))
+    def for_client(self, client: str) -> tuple[str | None, str]:
+        """(None, client) when this template serves `client` (the client substitutes the
+        placeholder), else (full source, placeholder) (substitution is a no-op).
+        Raises when the client's source would exceed the Workflows size limit."""
         if not (self._usable and _plain_yaml_word(client)):
-            return workflow_source(params)
-        text = self.text.replace(CLIENT_PLACEHOLDER, client)
-        _check_size(params, text)
-        return text
+            params = replace(self.params, client=client, results_topic=self._topic_for(client))
+            return workflow_source(params), CLIENT_PLACEHOLDER
+        size = self._size + self._count * (len(client.encode()) - len(CLIENT_PLACEHOLDER))
+        if size > WORKFLOW_SOURCE_LIMIT:
+            _check_size(replace(self.params, client=client), self.text.replace(
+                CLIENT_PLACEHOLDER, client))
+        return None, client
+
+    def source(self, client: str) -> str:
+        """The client's source, as Terraform makes it (`replace(template, placeholder, s)`)."""
+        own, substitute = self.for_client(client)
+        return (own or self.text).replace(CLIENT_PLACEHOLDER, substitute)
 
 
 def terraform_literal(text: str) -> str:

@@ -15,22 +15,37 @@ from typing import Any
 
 Stack = dict[str, Any]
 EACH_RE = re.compile(r"\$\{each\.(key|value)((?:\.[a-z_]+)*)\}")
+# `${replace(local.L[each.value.k], "placeholder", each.value.c)}`: the workflow sources.
+REPLACE_RE = re.compile(
+    r'\$\{replace\(local\.([A-Za-z0-9_-]+)\[each\.value\.([a-z_]+)\], ("[^"]*"), '
+    r"each\.value\.([a-z_]+)\)\}"
+)
+
+
+def unescape(text: str) -> str:
+    """A Terraform template without interpolations: `$${` -> `${`, `%%{` -> `%{`."""
+    return text.replace("$${", "${").replace("%%{", "%{")
 
 
 def path_of(resource: dict[str, Any]) -> str:
     return str(resource["//"]["metadata"]["path"])
 
 
-def _each(body: Any, key: str, entry: dict[str, Any]) -> Any:
+def _each(body: Any, key: str, entry: dict[str, Any], local: dict[str, Any]) -> Any:
     def value(kind: str, path: str) -> Any:
         if kind == "key":
             return key
         cur: Any = entry
         for part in filter(None, path.split(".")):
             cur = cur[part]
-        return cur.replace("$${", "${").replace("%%{", "%{") if isinstance(cur, str) else cur
+        return unescape(cur) if isinstance(cur, str) else cur
 
     if isinstance(body, str):
+        call = REPLACE_RE.fullmatch(body)
+        if call:
+            name, template_field, literal, substitute_field = call.groups()
+            template = unescape(local[name][entry[template_field]])
+            return template.replace(json.loads(literal), entry[substitute_field])
         body = body.replace("[each.key]", json.dumps([key]))
         whole = EACH_RE.fullmatch(body)
         if whole:
@@ -38,15 +53,17 @@ def _each(body: Any, key: str, entry: dict[str, Any]) -> Any:
         assert "each." not in EACH_RE.sub("", body), f"unresolved for_each reference in {body!r}"
         return EACH_RE.sub(lambda m: str(value(m.group(1), m.group(2))), body)
     if isinstance(body, list):
-        return [_each(b, key, entry) for b in body]
+        return [_each(b, key, entry, local) for b in body]
     if isinstance(body, dict):
-        return {k: _each(v, key, entry) for k, v in body.items()}
+        return {k: _each(v, key, entry, local) for k, v in body.items()}
     return body
 
 
-def instances(items: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def instances(
+    items: dict[str, Any], local: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """{address name: body} of one resource type; `name["key"]` per for_each entry, whose
-    construct path becomes `path["key"]`."""
+    construct path becomes `path["key"]`; `local` is the stack's `locals`."""
     out: dict[str, dict[str, Any]] = {}
     for name, body in items.items():
         if "for_each" not in body:
@@ -55,7 +72,7 @@ def instances(items: dict[str, Any]) -> dict[str, dict[str, Any]]:
         assert isinstance(body["for_each"], dict), f"{name}: for_each is not a literal map"
         rest = {k: v for k, v in body.items() if k not in ("for_each", "//")}
         for key, entry in body["for_each"].items():
-            instance = _each(rest, key, entry)
+            instance = _each(rest, key, entry, local or {})
             instance["//"] = {"metadata": {"path": f"{path_of(body)}[{json.dumps(key)}]"}}
             out[f"{name}[{json.dumps(key)}]"] = instance
     return out
@@ -64,9 +81,9 @@ def instances(items: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def all_resources(stack: Stack) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(type, address name, body) of every resource instance."""
     for rtype, items in stack.get("resource", {}).items():
-        for name, body in instances(items).items():
+        for name, body in instances(items, stack.get("locals", {})).items():
             yield rtype, name, body
 
 
 def resources(stack: Stack, rtype: str) -> dict[str, dict[str, Any]]:
-    return instances(stack.get("resource", {}).get(rtype, {}))
+    return instances(stack.get("resource", {}).get(rtype, {}), stack.get("locals", {}))

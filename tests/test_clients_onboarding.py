@@ -470,15 +470,21 @@ def test_map_keys_are_stable_and_client_scoped(counted: dict[str, Stack]) -> Non
     assert all(k.split("/")[0] in ("northwind", "initech") for ks in keys.values() for k in ks)
 
 
-def test_workflow_sources_are_escaped_for_terraform(stacks_json: dict[str, Stack]) -> None:
-    # The map is a Terraform expression: Workflows' `${...}` must reach it as `$${...}`.
-    for stack in stacks_json.values():
-        for name, body in stack["resource"]["google_workflows_workflow"].items():
-            for key, entry in body["for_each"].items():
-                source = entry["source"]
-                assert "$${" in source, (name, key)
-                assert not re.search(r"(?<!\$)\$\{", source), (name, key)
-                assert not re.search(r"(?<!%)%\{", source), (name, key)
+def test_workflow_sources_are_one_escaped_template_per_job(
+    stacks_json: dict[str, Stack],
+) -> None:
+    for env, stack in stacks_json.items():
+        settings = {"dev": dev, "prod": prod}[env]()
+        templates = stack["locals"]["clients_workflow_sources"]
+        # One template per job a client uses, not one source per (client, job).
+        assert set(templates) == {j for c in settings.clients for j in c.jobs}
+        for name, source in templates.items():
+            # Locals are Terraform templates: Workflows' `${...}` must be written `$${...}`.
+            assert "$${" in source, name
+            assert not re.search(r"(?<!\$)\$\{", source), name
+            assert not re.search(r"(?<!%)%\{", source), name
+            for client in settings.clients:  # no client's name in a shared template
+                assert f"{client.name}/" not in source, (name, client.name)
 
 
 def test_clients_share_nothing_but_documented_platform_resources(

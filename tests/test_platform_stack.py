@@ -17,7 +17,7 @@ Stack = dict[str, Any]
 
 def resources(stack: Stack, rtype: str) -> dict[str, dict[str, Any]]:
     """Resource instances of a type (for_each entries expanded, as Terraform would)."""
-    return instances(stack.get("resource", {}).get(rtype, {}))
+    return instances(stack.get("resource", {}).get(rtype, {}), stack.get("locals", {}))
 
 
 def only(stack: Stack, rtype: str, path_suffix: str) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def iam_members(stack: Stack) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for rtype, items in stack.get("resource", {}).items():
         if rtype.endswith(("_iam_member", "_iam_binding", "_iam_policy")):
-            out.extend((rtype, r) for r in instances(items).values())
+            out.extend((rtype, r) for r in instances(items, stack.get("locals", {})).values())
     return out
 
 

@@ -120,7 +120,10 @@ def test_for_each_failure_names_the_key() -> None:
                                      "predefined role instead"]
     assert details["CKV_GPUB_3"][0].startswith("[globex/create-inputs] serviceAccount:")
     assert details["CKV_GPUB_3"][0].endswith("covers the whole bucket")
-    assert details["CKV_GPUB_9"][0].startswith("[globex/embed] ")
+    # The workflow source comes from a Terraform local (one template per job): resolved.
+    assert details["CKV_GPUB_9"] == [
+        "[globex/embed] workflow source names the default compute service account"
+    ]
 
 
 def test_for_each_references_resolve_per_key() -> None:
@@ -137,5 +140,8 @@ def test_for_each_references_resolve_per_key() -> None:
     conf = {"for_each": [{"k": [{"v": ["a $${x}"], "m": [{"a": 1}]}]}],
             "x": ["${each.value.v}/${each.key}"], "y": ["${each.value.m}"]}
     assert for_each_entries(conf) == [("k", {"x": ["a ${x}/k"], "y": [{"a": 1}]})]
+    expr = {"for_each": {"k": {"t": "embed"}},
+            "s": '${replace(local.x[each.value.t], "P", each.key)}'}
+    assert for_each_entries(expr) == [("k", {"s": '${replace(local.x["embed"], "P", "k")}'})]
     assert for_each_entries({"for_each": ["${var.m}"], "x": [1]}) == []
     assert for_each_entries({"x": [1]}) is None

@@ -98,7 +98,7 @@ class NoDefaultComputeServiceAccount(GpubCheck):
         if DEFAULT_COMPUTE_SA_RE.search(str(identity)):
             return self.fail(f"runs as the default compute service account {identity}")
         # A workflow that creates Batch jobs must not let them fall back to the default SA.
-        source = str(value(conf, "source_contents", default=""))
+        source = self.facts.resolve_locals(str(value(conf, "source_contents", default="")))
         if DEFAULT_COMPUTE_SA_RE.search(source):
             return self.fail("workflow source names the default compute service account")
         return CheckResult.PASSED
