@@ -11,6 +11,7 @@ import sys
 
 from pydantic import ValidationError
 
+from jobs import one_line
 from stacks.app import synth
 from stacks.environments import example_environments
 
@@ -20,7 +21,7 @@ def main() -> int:
         envs = example_environments()
         synth(envs)
     except (ValidationError, ValueError) as exc:
-        print(f"synth: {exc}", file=sys.stderr)
+        print(f"synth: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0
 

@@ -59,11 +59,22 @@ def _synth(out: Path) -> None:
     console.print(f"synth: {out} in {time.monotonic() - started:.1f}s")
 
 
+def _read_json(path: Path, option: str) -> Any:
+    """A file given on the command line, or a one-line message and exit 2 (nothing checked)."""
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        console.print(f"[red]{option}: cannot read {path}: {exc.strerror}[/]")
+    except ValueError as exc:
+        console.print(f"[red]{option}: {path} is not valid JSON: {exc}[/]")
+    raise typer.Exit(2)
+
+
 def _stack_inputs(
     stack_files: list[Path], job_files: list[Path], out: Path, env_override: str | None
 ) -> list[Any]:
-    import json
-
     from policies.scan import StackInput
 
     envs = _environments()
@@ -75,11 +86,13 @@ def _stack_inputs(
     stacks: list[StackInput] = []
     for tf in stack_files:
         name = tf.parent.name
-        doc = json.loads(tf.read_text(encoding="utf-8"))
+        doc = _read_json(tf, "--stack-file")
         env_name, cmek, limits = envs.get(name, (None, None, GuardrailLimits()))
         facts = facts_from_document(doc, env=env_override or env_name, cmek=cmek)
         jobs = sorted((out / "jobs" / name).glob("*.json")) if not job_files else []
         stacks.append(StackInput(name, tf, facts, limits, jobs))
+    for job in job_files:
+        _read_json(job, "--job-file")
     if job_files:
         # Loose job files (tests, reviews): checked against the named or default environment.
         name = f"platform-{env_override}" if env_override else "jobs"

@@ -167,3 +167,25 @@ def test_matcher_globs_and_expiry() -> None:
 def test_repository_registry_is_valid_and_small() -> None:
     entries = load(REGISTRY)
     assert len(entries) <= 3
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "message"),
+    [
+        ("--stack-file", None, "--stack-file: cannot read"),
+        ("--job-file", None, "--job-file: cannot read"),
+        ("--job-file", '{"taskGroups": [', "is not valid JSON"),
+        ("--stack-file", "not json", "is not valid JSON"),
+    ],
+)
+def test_bad_input_files_exit_2_with_one_line(
+    tmp_path: Path, option: str, content: str | None, message: str
+) -> None:
+    path = tmp_path / "input.json"
+    if content is not None:
+        path.write_text(content)
+    proc = bin_check(tmp_path, option, str(path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "reports").exists(), "nothing is written for bad input"
