@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
@@ -56,15 +57,20 @@ def policy_checks() -> None:
         sys.exit(result.returncode)
 
 
-def upload_inputs(gcs_endpoint: str, bucket_name: str, prefix: str) -> list[str]:
+def storage_client(gcs_endpoint: str) -> Any:
+    """google-cloud-storage against the local fake-gcs-server (no credentials needed)."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage  # type: ignore[attr-defined]
 
-    client = storage.Client(
+    return storage.Client(
         project="demo",
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": gcs_endpoint},
     )
+
+
+def upload_inputs(gcs_endpoint: str, bucket_name: str, prefix: str) -> list[str]:
+    client = storage_client(gcs_endpoint)
     bucket = client.bucket(bucket_name)
     if not bucket.exists():
         client.create_bucket(bucket_name)
@@ -77,14 +83,7 @@ def upload_inputs(gcs_endpoint: str, bucket_name: str, prefix: str) -> list[str]
 
 
 def show_outputs(gcs_endpoint: str, bucket_name: str, prefix: str) -> None:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage  # type: ignore[attr-defined]
-
-    client = storage.Client(
-        project="demo",
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        client_options={"api_endpoint": gcs_endpoint},
-    )
+    client = storage_client(gcs_endpoint)
     table = Table(title=f"gs://{bucket_name}/{prefix}")
     table.add_column("object")
     table.add_column("bytes", justify="right")

@@ -31,6 +31,13 @@ class MachineType(BaseModel):
     price_exact: bool = False  # False: approximate figure, re-check before budgeting
     regions: list[str]
 
+    def price_usd_h(self, spot: bool) -> float:
+        """USD per VM-hour: the spot price for spot VMs when the catalog has one, else on-demand
+        (without a spot figure, budget at the on-demand price rather than guess)."""
+        if spot and self.price_spot_usd_h is not None:
+            return self.price_spot_usd_h
+        return self.price_on_demand_usd_h
+
     @property
     def series(self) -> str:
         """Machine series ("g2", "n1", ...): GPUs attach by series."""

@@ -76,7 +76,7 @@ def estimate(
     on_demand = vm_hours * machine.price_on_demand_usd_h
     spot = None if machine.price_spot_usd_h is None else vm_hours * machine.price_spot_usd_h
     chosen = provisioning or spec.provisioning or "standard"
-    usd = spot if chosen == "spot" and spot is not None else on_demand
+    usd = vm_hours * machine.price_usd_h(chosen == "spot")
     return CostEstimate(
         machine_type=machine.name,
         tasks=tasks,

@@ -333,11 +333,7 @@ def run_cost_bound_usd(job: Mapping[str, Any]) -> float | None:
     if machine is None:
         return None
     spot = str(policy.get("provisioningModel", "")).upper() in SPOT_MODELS
-    price = (
-        machine.price_spot_usd_h
-        if spot and machine.price_spot_usd_h
-        else machine.price_on_demand_usd_h
-    )
+    price = machine.price_usd_h(spot)
     for group in job.get("taskGroups") or []:
         spec = group.get("taskSpec") or {}
         seconds = _seconds(spec.get("maxRunDuration"))

@@ -27,6 +27,17 @@ from stacks.quotas import GpuDemand
 if TYPE_CHECKING:
     from stacks.platform import PlatformStack
 
+def _object_grants(
+    read: list[str], write: list[str]
+) -> tuple[tuple[str, str, list[str], str], ...]:
+    """(kind, role, prefixes, verb) of a job's object grants: viewer to read, creator to write
+    (outputs are create-once; the job never needs to overwrite or delete)."""
+    return (
+        ("read", "roles/storage.objectViewer", read, "reads"),
+        ("write", "roles/storage.objectCreator", write, "writes"),
+    )
+
+
 JOB_PROJECT_ROLES = ("roles/batch.agentReporter", "roles/logging.logWriter")
 
 
@@ -85,30 +96,19 @@ class BatchJob(Construct):
     def grant_prefixes(self, key: str, *, read: list[str], write: list[str]) -> None:
         """Object read on `read` prefixes and create on `write` prefixes of the data bucket."""
         bucket = self.platform.settings.data_bucket
-        if read:
+        for kind, role, prefixes, verb in _object_grants(read, write):
+            if not prefixes:
+                continue
             StorageBucketIamMember(
                 self,
-                f"read-{key}",
+                f"{kind}-{key}",
                 bucket=self.platform.buckets.data_bucket_name,
-                role="roles/storage.objectViewer",
+                role=role,
                 member=self.member,
                 condition=StorageBucketIamMemberCondition(
-                    title=f"{self.spec.name}-read-{key}",
-                    description=f"{self.spec.name} reads {', '.join(read)}",
-                    expression=objects_under(bucket, *read),
-                ),
-            )
-        if write:
-            StorageBucketIamMember(
-                self,
-                f"write-{key}",
-                bucket=self.platform.buckets.data_bucket_name,
-                role="roles/storage.objectCreator",
-                member=self.member,
-                condition=StorageBucketIamMemberCondition(
-                    title=f"{self.spec.name}-write-{key}",
-                    description=f"{self.spec.name} writes {', '.join(write)}",
-                    expression=objects_under(bucket, *write),
+                    title=f"{self.spec.name}-{kind}-{key}",
+                    description=f"{self.spec.name} {verb} {', '.join(prefixes)}",
+                    expression=objects_under(bucket, *prefixes),
                 ),
             )
 
@@ -123,10 +123,7 @@ class BatchJob(Construct):
         read = [f"{client}/inputs/", f"{client}/outputs/"]
         write = [f"{client}/outputs/"]
         grants = self.platform.client_resources
-        for kind, role, prefixes, verb in (
-            ("read", "roles/storage.objectViewer", read, "reads"),
-            ("write", "roles/storage.objectCreator", write, "writes"),
-        ):
+        for kind, role, prefixes, verb in _object_grants(read, write):
             grants.add("bucket-grants", f"{client}/{name}/job-{kind}s", {
                 "role": role,
                 "member": self.member,

@@ -13,8 +13,7 @@ from stacks.provider import (
     ArtifactRegistryRepositoryIamMember,
 )
 from stacks.settings import EnvironmentSettings
-
-DAY_S = 86400
+from stacks.storage import DAY_S
 
 
 class ImageRegistry(Construct):

@@ -7,15 +7,12 @@ settings the stacks are built from.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from jobs import JobSpec
+from jobs import JobSpec, RenderContext
 from jobs.spec import LABEL_KEY_RE, LABEL_VALUE_RE, REGION_RE
-
-if TYPE_CHECKING:
-    from jobs.render import RenderContext
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -222,8 +219,6 @@ class EnvironmentSettings(BaseModel):
         )
 
     def render_context(self, job: str) -> RenderContext:
-        from jobs.render import RenderContext
-
         return RenderContext(
             env_name=self.name,
             project_id=self.project_id,

@@ -73,9 +73,7 @@ def vm_price_per_hour(shape: JobShape) -> float:
             f"job JSON: machine type {shape.machine_type!r} is not in the price catalog "
             "(jobs/machines.yaml); cannot estimate the cost"
         )
-    if shape.spot and machine.price_spot_usd_h is not None:
-        return machine.price_spot_usd_h
-    return machine.price_on_demand_usd_h
+    return machine.price_usd_h(shape.spot)
     # Attached GPUs (T4 on n1) are priced into the catalog's machine entry or not at all;
     # the catalog owner decides, this module never hard-codes a price.
 
