@@ -4,7 +4,7 @@
    one g2-standard-8 at $0.8963/h -> about $0.05 on demand. We estimate the same run, then the
    same work on spot, and with one product per task (one VM start-up each) for comparison.
 2. 10,000 files: one file per task (each task pays 60 s of VM start-up, as some peers do)
-   against the planner's packing (`jobs.submit.planner.plan_tasks`, the job's files per task).
+   against the planner's packing (`submit.planner.plan_tasks`, the job's files per task).
 
     .venv/bin/python bench/cost.py    # pure arithmetic, well under a second
 """
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from jobs.cost import estimate
     from jobs.registry import ALL_JOBS
-    from jobs.submit.manifest import ObjectInfo
-    from jobs.submit.planner import plan_tasks
+    from submit.manifest import ObjectInfo
+    from submit.planner import plan_tasks
 
     t0 = time.perf_counter()
     m = machine()

@@ -93,8 +93,8 @@ def bench_startup(repeat: int, tmp: Path) -> None:
             say(f"{name}: median {med:.3f}s of {samples} (python floor {floor:.3f}s, "
                 f"import stacks.provider alone {provider:.3f}s); target < 1.5 s")
         # No provider import on the dry-run path: ask the interpreter what it loaded.
-        probe = ("import runpy, sys\nsys.argv = ['jobs.submit', *sys.argv[1:]]\n"
-                 "try:\n    runpy.run_module('jobs.submit', run_name='__main__')\n"
+        probe = ("import runpy, sys\nsys.argv = ['submit', *sys.argv[1:]]\n"
+                 "try:\n    runpy.run_module('submit', run_name='__main__')\n"
                  "except SystemExit:\n    pass\n"
                  f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {BAD_MODULES[1:]!r}"
                  f" or m == {BAD_MODULES[0]!r})\n"
@@ -158,8 +158,8 @@ def _start_seeded_gcs(root: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _plan(objects: list[Any], files_per_task: int | None) -> dict[str, float]:
-    """The submit path after the listing: filter, plan, encode, hash (jobs/submit)."""
-    from jobs.submit import manifest, planner
+    """The submit path after the listing: filter, plan, encode, hash (submit)."""
+    from submit import manifest, planner
 
     t0 = time.perf_counter()
     inputs = planner.select_inputs(objects, "jsonl")
@@ -179,8 +179,8 @@ def bench_listing(n: int, tmp: Path) -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage  # type: ignore[attr-defined]
 
-    from jobs.submit import gcs
-    from jobs.submit.uris import parse_prefix
+    from submit import gcs
+    from submit.uris import parse_prefix
 
     m = machine()
     data = tmp / "gcs-root"
@@ -221,7 +221,7 @@ def bench_listing(n: int, tmp: Path) -> None:
 
 
 def bench_in_memory(n: int) -> None:
-    from jobs.submit.manifest import ObjectInfo
+    from submit.manifest import ObjectInfo
 
     m = machine()
     rng = random.Random(8)

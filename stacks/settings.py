@@ -199,6 +199,30 @@ class EnvironmentSettings(BaseModel):
     def registry_host(self) -> str:
         return f"{self.region}-docker.pkg.dev/{self.project_id}/{self.registry_repo}"
 
+    # Tenancy v2 (docs/contracts.md "Tenancy v2"): one bucket and one run-time identity per
+    # client. Every module that needs a client's bucket, prefixes or identities asks here.
+    def client_bucket(self, client: str) -> str:
+        return f"{self.project_id}-{client}"
+
+    def client_sa_id(self, client: str) -> str:
+        """The identity a client uploads inputs and reads outputs with."""
+        return f"client-{client}"
+
+    def client_sa_email(self, client: str) -> str:
+        return f"{self.client_sa_id(client)}@{self.project_id}.iam.gserviceaccount.com"
+
+    def run_sa_id(self, client: str) -> str:
+        """The identity every task of every job of this client runs as."""
+        return f"run-{client}"
+
+    def run_sa_email(self, client: str) -> str:
+        return f"{self.run_sa_id(client)}@{self.project_id}.iam.gserviceaccount.com"
+
+    @property
+    def operator_sa_email(self) -> str:
+        """The identity `bin/submit` acts as locally (operators' grants come from the stack)."""
+        return f"operator@{self.project_id}.iam.gserviceaccount.com"
+
     def job_sa_id(self, job: str) -> str:
         # Service account ids are 6-30 chars; BatchJob validates that "job-<name>" fits.
         return f"job-{job}"

@@ -145,7 +145,7 @@ def _check_runtime_slots(job: Mapping[str, Any], p: WorkflowParams) -> None:
 
 
 def _size_steps(p: WorkflowParams) -> list[dict[str, Any]]:
-    """Task count and parallelism for `n_objects` inputs (mirrors jobs.submit.planner)."""
+    """Task count and parallelism for `n_objects` inputs (mirrors submit.planner)."""
     cap = p.max_parallelism
     if p.fixed_task_count is not None:
         count = str(p.fixed_task_count)

@@ -42,7 +42,7 @@ class Backend:
         return env
 
     def submit(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "jobs.submit", *args], cwd=REPO,
+        return subprocess.run([sys.executable, "-m", "submit", *args], cwd=REPO,
                               env=self.env(), capture_output=True, text=True, timeout=180)
 
     def storage(self) -> Any:
@@ -182,7 +182,7 @@ def test_dry_run_never_loads_the_provider_bindings(local: Backend) -> None:
     local.upload("inputs/imports/", 2)
     code = (
         "import sys\n"
-        "from jobs.submit.cli import main\n"
+        "from submit.cli import main\n"
         "try:\n"
         f"    main({['uppercase', '--env', 'dev', *_io('imports'), '--local', '--dry-run']!r})\n"
         "except SystemExit as e:\n"
@@ -217,7 +217,7 @@ def test_duplicate_concurrent_submit_is_refused_with_exit_3(local: Backend) -> N
 def test_retried_submit_creates_one_job(local: Backend) -> None:
     from google.cloud import batch_v1
 
-    from jobs.submit import batch
+    from submit import batch
 
     # 1. The same CreateJob request sent twice (a retry after a lost reply): one job.
     local.upload("inputs/retry/", 3)

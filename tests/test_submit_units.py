@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.submit import cli, costing, ids, manifest, planner, synth
-from jobs.submit.errors import SubmitError
-from jobs.submit.manifest import ObjectInfo
-from jobs.submit.uris import GcsPrefix, check_disjoint, parse_prefix
+from submit import cli, costing, ids, manifest, planner, synth
+from submit.errors import SubmitError
+from submit.manifest import ObjectInfo
+from submit.uris import GcsPrefix, check_disjoint, parse_prefix
 
 # ---------------------------------------------------------------------------------- ids
 

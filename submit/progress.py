@@ -11,8 +11,8 @@ from google.cloud import batch_v1
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jobs.submit import batch
-from jobs.submit.batch import Connection
+from submit import batch
+from submit.batch import Connection
 
 PREEMPTION_EXIT_CODE = 50001
 _TASK_FINAL = ("SUCCEEDED", "FAILED")

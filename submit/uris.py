@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from jobs.submit.errors import SubmitError
+from submit.errors import SubmitError
 
 # Bucket names: 3-63 chars of lowercase letters, digits, '-', '_' and '.', starting and ending
 # with a letter or digit (dotted names may reach 222 chars; we accept that too).

@@ -15,8 +15,8 @@ from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.cloud import batch_v1
 
-from jobs.submit import localmode
-from jobs.submit.errors import ServiceError, SubmitError
+from submit import localmode
+from submit.errors import ServiceError, SubmitError
 
 ACTIVE_STATES = frozenset({
     batch_v1.JobStatus.State.STATE_UNSPECIFIED,  # just created, no status yet

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jobs.submit.errors import ServiceError, SubmitError
+from submit.errors import ServiceError, SubmitError
 
 _LOGGING_API = "https://logging.googleapis.com/v2/entries:list"
 

@@ -7,7 +7,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 
-from jobs.submit.errors import SubmitError
+from submit.errors import SubmitError
 
 JOB_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 JOB_ID_MAX = 63

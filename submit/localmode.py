@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from jobs.submit.errors import ServiceError
+from submit.errors import ServiceError
 
 
 def root() -> Path:

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from jobs.submit.errors import SubmitError
-from jobs.submit.manifest import ObjectInfo
+from submit.errors import SubmitError
+from submit.manifest import ObjectInfo
 
 # Google Batch system limits (cloud.google.com/batch/quotas): fixed, cannot be raised.
 BATCH_MAX_TASKS = 100_000

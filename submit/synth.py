@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.submit.errors import SubmitError
+from submit.errors import SubmitError
 
 if TYPE_CHECKING:
     from jobs.spec import JobSpec

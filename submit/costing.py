@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.catalog import PRICE_DATE, get_machine
-from jobs.submit.errors import SubmitError
-from jobs.submit.planner import Plan
+from submit.errors import SubmitError
+from submit.planner import Plan
 
 
 @dataclass(frozen=True)

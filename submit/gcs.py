@@ -16,9 +16,9 @@ from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[attr-defined]
 
-from jobs.submit.errors import ServiceError, SubmitError
-from jobs.submit.manifest import ObjectInfo
-from jobs.submit.uris import GcsPrefix
+from submit.errors import ServiceError, SubmitError
+from submit.manifest import ObjectInfo
+from submit.uris import GcsPrefix
 
 _TIMEOUT_S = 60.0
 

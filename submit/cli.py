@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from jobs.submit import ids, manifest, planner, synth
-from jobs.submit.errors import ConflictError, SubmitError
-from jobs.submit.uris import GcsPrefix, check_disjoint, parse_prefix
+from submit import ids, manifest, planner, synth
+from submit.errors import ConflictError, SubmitError
+from submit.uris import GcsPrefix, check_disjoint, parse_prefix
 
 if TYPE_CHECKING:
     from google.cloud import batch_v1
 
     from jobs.spec import JobSpec
-    from jobs.submit.batch import Connection
-    from jobs.submit.costing import CostEstimate, JobShape
     from stacks.settings import EnvironmentSettings
+    from submit.batch import Connection
+    from submit.costing import CostEstimate, JobShape
 
 COMMANDS = ("run", "status", "list", "cancel", "logs")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -111,7 +111,7 @@ def prepare(
 ) -> Prepared:
     """Plan a run: pure apart from the storage listing (`storage` is a storage.Client)."""
     from jobs.render import fill_runtime
-    from jobs.submit import costing, gcs, guard
+    from submit import costing, gcs, guard
 
     env = synth.load_environment(env_name)
     spec = synth.load_spec(env, job)
@@ -192,7 +192,7 @@ def _client(env: EnvironmentSettings, job: str, client: str | None) -> str:
 
 
 def _describe(p: Prepared) -> None:
-    from jobs.submit import costing
+    from submit import costing
 
     plan = p.plan
     per_task = (f"{plan.files_per_task} files per task" if plan.files_per_task
@@ -244,7 +244,7 @@ def run_cmd(
     _client(env_settings, job, client)
     synth.load_job_json(synth.synth_dir(out_dir), env_settings, spec)
 
-    from jobs.submit import gcs, localmode
+    from submit import gcs, localmode
 
     if local:
         localmode.start()
@@ -255,7 +255,7 @@ def run_cmd(
     _describe(p)
     conn: Connection | None = None
     if not dry_run:
-        from jobs.submit import batch
+        from submit import batch
 
         conn = batch.connect(local=local, project=p.env.project_id, region=p.env.region)
         # Checked before the output: a running job's output is never empty, and the more
@@ -274,7 +274,7 @@ def run_cmd(
         sys.stdout.write(p.job_text + "\n")
         return 0
 
-    from jobs.submit import batch
+    from submit import batch
 
     gcs.write_manifest(storage, p.out, manifest.MANIFEST_NAME, p.manifest_data,
                        overwrite=overwrite)
@@ -306,8 +306,8 @@ def run_cmd(
 
 def _wait_and_summarise(conn: Connection, job_id: str, task_count: int, poll_s: float,
                         cost_usd: float | None, result: dict[str, Any]) -> int:
-    from jobs.submit import progress
-    from jobs.submit.costing import usd
+    from submit import progress
+    from submit.costing import usd
 
     job, stats = progress.wait(conn, job_id, task_count=task_count, poll_s=poll_s, console=err)
     state = progress.job_state(job)
@@ -334,14 +334,14 @@ def _submitter() -> str:
 
 
 def _connect(env: str, local: bool) -> Connection:
-    from jobs.submit import batch
+    from submit import batch
 
     settings = synth.load_environment(env)
     return batch.connect(local=local, project=settings.project_id, region=settings.region)
 
 
 def _job_summary(job: batch_v1.Job) -> dict[str, Any]:
-    from jobs.submit import batch, progress
+    from submit import batch, progress
 
     group = job.task_groups[0] if job.task_groups else None
     return {
@@ -363,7 +363,7 @@ def status_cmd(
     env: EnvDefault = "dev", local: LocalOpt = False, json_out: JsonOpt = False,
 ) -> int:
     """Show a job's state and its tasks."""
-    from jobs.submit import batch, progress
+    from submit import batch, progress
 
     conn = _connect(env, local)
     job = batch.get_job(conn, job_id)
@@ -384,7 +384,7 @@ def status_cmd(
 @app.command("list")
 def list_cmd(env: EnvDefault = "dev", local: LocalOpt = False, json_out: JsonOpt = False) -> int:
     """List the environment's jobs, newest first."""
-    from jobs.submit import batch
+    from submit import batch
 
     conn = _connect(env, local)
     jobs = sorted(batch.list_jobs(conn), key=lambda j: j.create_time.timestamp()
@@ -405,7 +405,7 @@ def cancel_cmd(
     env: EnvDefault = "dev", local: LocalOpt = False,
 ) -> int:
     """Cancel a job (tasks stop; outputs already written stay)."""
-    from jobs.submit import batch
+    from submit import batch
 
     conn = _connect(env, local)
     batch.cancel_job(conn, job_id)
@@ -421,7 +421,7 @@ def logs_cmd(
                      ] = 1000,
 ) -> int:
     """Print a job's task logs (local files, or Cloud Logging in production)."""
-    from jobs.submit import batch, localmode, logs
+    from submit import batch, localmode, logs
 
     if local:
         for line in logs.local_lines(localmode.backend(), batch.short_id(job_id)):

@@ -1,0 +1,5 @@
+"""`python -m submit ...` (what `bin/submit` runs)."""
+
+from submit.cli import main
+
+main()
