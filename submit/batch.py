@@ -14,24 +14,15 @@ from dataclasses import dataclass
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.cloud import batch_v1
+from gpub_runner import contract
 
 from submit import localmode
 from submit.errors import ServiceError, SubmitError
 
-ACTIVE_STATES = frozenset({
-    batch_v1.JobStatus.State.STATE_UNSPECIFIED,  # just created, no status yet
-    batch_v1.JobStatus.State.QUEUED,
-    batch_v1.JobStatus.State.SCHEDULED,
-    batch_v1.JobStatus.State.RUNNING,
-    # Tasks may still be writing outputs while a cancellation is in progress.
-    batch_v1.JobStatus.State.CANCELLATION_IN_PROGRESS,
-})
-FINAL_STATES = frozenset({
-    batch_v1.JobStatus.State.SUCCEEDED,
-    batch_v1.JobStatus.State.FAILED,
-    batch_v1.JobStatus.State.CANCELLED,
-    batch_v1.JobStatus.State.DELETION_IN_PROGRESS,
-})
+# One definition of active and final (gpub_runner.contract): CANCELLED is final everywhere.
+_STATES = list(batch_v1.JobStatus.State)
+ACTIVE_STATES = frozenset(s for s in _STATES if s.name in contract.JOB_ACTIVE_STATES)
+FINAL_STATES = frozenset(s for s in _STATES if s.name in contract.JOB_FINAL_STATES)
 _TIMEOUT_S = 60.0
 
 

@@ -1,7 +1,8 @@
 """Plan a storage-based run: which input objects, how many tasks, how many at once (pure).
 
 The runner gives task k the manifest lines `[k*F, (k+1)*F)` when `GPUB_FILES_PER_TASK` (F) is
-set, and `[k*n//c, (k+1)*n//c)` otherwise (gpub_runner.config.task_share). So the plan is just
+set, and `[k*n//c, (k+1)*n//c)` otherwise: `gpub_runner.contract.task_share`, the one
+definition both sides import. So the plan is just
 an order of the manifest plus a task count: with F set, files are packed F per task in name
 order; without it, files are dealt to tasks so every task gets about the same number of bytes
 and the manifest is written task by task.
@@ -15,8 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gpub_runner.contract import input_name_problem, task_share
+
 from submit.errors import SubmitError
 from submit.manifest import ObjectInfo
+
+__all__ = ["Plan", "input_name_problem", "plan_tasks", "select_inputs", "task_share"]
 
 # Google Batch system limits (cloud.google.com/batch/quotas): fixed, cannot be raised.
 BATCH_MAX_TASKS = 100_000
@@ -40,7 +45,16 @@ def matches_format(name: str, input_format: str | None) -> bool:
 
 
 def select_inputs(objects: Iterable[ObjectInfo], input_format: str | None) -> list[ObjectInfo]:
-    return [o for o in objects if matches_format(o.name, input_format)]
+    """The job's inputs; SubmitError when one of them has a name the runner would refuse
+    (such as `b1/sub/../x.jsonl`), so a run never starts with a file it cannot process."""
+    selected = [o for o in objects if matches_format(o.name, input_format)]
+    bad = [(o.name, why) for o in selected if (why := input_name_problem(o.name)) is not None]
+    if bad:
+        name, why = bad[0]
+        more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise SubmitError(f"--input: object name {name!r} {why}{more}; rename or move it, "
+                          "it cannot be processed safely")
+    return selected
 
 
 @dataclass(frozen=True)
@@ -58,19 +72,12 @@ class Plan:
 
     def task_size(self, index: int) -> int:
         """How many files task `index` processes (without slicing the manifest)."""
-        n = len(self.objects)
-        if self.files_per_task is not None:
-            start = min(n, index * self.files_per_task)
-            return min(n, start + self.files_per_task) - start
-        return (index + 1) * n // self.task_count - index * n // self.task_count
+        return len(task_share(len(self.objects), index, self.task_count, self.files_per_task))
 
     def task_files(self, index: int) -> Sequence[ObjectInfo]:
-        """The objects task `index` processes (same rule as the runner)."""
-        n = len(self.objects)
-        if self.files_per_task is not None:
-            start = min(n, index * self.files_per_task)
-            return self.objects[start : min(n, start + self.files_per_task)]
-        return self.objects[index * n // self.task_count : (index + 1) * n // self.task_count]
+        """The objects task `index` processes (the runner's rule, imported)."""
+        share = task_share(len(self.objects), index, self.task_count, self.files_per_task)
+        return self.objects[share.start : share.stop]
 
 
 def _cap_parallelism(caps: Sequence[tuple[str, int | None]]) -> tuple[int, str]:
@@ -98,10 +105,10 @@ def _balance(objects: list[ObjectInfo], task_count: int) -> list[ObjectInfo]:
         for t in order:
             buckets[t].append(by_size[i])
             i += 1
-    # The runner's split gives the extra (n % c) files to tasks where (k+1)*n//c - k*n//c is
-    # one larger than n//c; hand the smallest leftovers to exactly those tasks.
+    # The runner's split gives the extra (n % c) files to tasks whose share is one larger
+    # than n//c; hand the smallest leftovers to exactly those tasks.
     for t in range(task_count):
-        if (t + 1) * n // task_count - t * n // task_count > full_rounds:
+        if len(task_share(n, t, task_count, None)) > full_rounds:
             buckets[t].append(by_size[i])
             i += 1
     out: list[ObjectInfo] = []

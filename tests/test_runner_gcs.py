@@ -99,6 +99,12 @@ def objects(bucket: storage.Bucket, prefix: str) -> dict[str, storage.Blob]:
     return {b.name[len(prefix):]: b for b in bucket.client.list_blobs(bucket, prefix=prefix)}
 
 
+def done_rels(keys: object) -> set[str]:
+    """Input names that have a done marker (`_done/<rel>.<generation tag>.done`)."""
+    return {k[len("_done/"):].rsplit(".", 2)[0] for k in keys  # type: ignore[attr-defined]
+            if k.startswith("_done/")}
+
+
 def expected(i: int) -> bytes:
     return f'{{"id": {i}, "text": "ROW {i}"}}\n'.encode()
 
@@ -117,7 +123,7 @@ def test_two_tasks_split_the_manifest(gcs: tuple[str, storage.Bucket]) -> None:
     out = objects(bucket, f"{run}/out/")
     for i in range(7):
         assert out[f"part/{i:04d}.jsonl"].download_as_bytes() == expected(i)
-        assert f"_done/part/{i:04d}.jsonl.done" in out
+        assert f"part/{i:04d}.jsonl" in done_rels(out)
     assert {"_tasks/00000.json", "_tasks/00001.json"} <= set(out)
 
 
@@ -150,11 +156,11 @@ def test_sigkill_midway_then_rerun_completes_exactly_once(
     assert code == 0
     assert logs[-1]["skipped"] == len(done_before)
     after = objects(bucket, f"{run}/out/")
-    assert set(after) == (
-        {f"part/{i:04d}.jsonl" for i in range(n)}
-        | {f"_done/part/{i:04d}.jsonl.done" for i in range(n)}
-        | {"_manifest.jsonl", "_tasks/00000.json"}
+    assert {k for k in after if not k.startswith("_done/")} == (
+        {f"part/{i:04d}.jsonl" for i in range(n)} | {"_manifest.jsonl", "_tasks/00000.json"}
     )
+    assert sum(k.startswith("_done/") for k in after) == n
+    assert done_rels(after) == {f"part/{i:04d}.jsonl" for i in range(n)}
     for i in range(n):
         assert after[f"part/{i:04d}.jsonl"].download_as_bytes() == expected(i)
     # Create-once: nothing the killed attempt wrote was rewritten by the second one.

@@ -13,6 +13,7 @@ import requests
 from google.api_core import exceptions as gexc
 from gpub_runner import Failure, Item, Output, Result
 from gpub_runner.config import Config, ConfigError, GcsUri, task_share
+from gpub_runner.contract import done_marker_name
 from gpub_runner.gcs import InfraError
 from gpub_runner.logs import JsonLogger
 from gpub_runner.runner import EXIT_BUDGET, EXIT_OK, TaskRunner, _group, load_handler
@@ -82,6 +83,12 @@ def seed(store: MemStore, n: int, bad: Sequence[int] = ()) -> None:
         store.objects[f"bkt/in/{name}"] = b"bad" if i in bad else f'{{"i": {i}}}\n'.encode()
         lines.append(json.dumps({"name": name, "size": 10, "generation": "1"}))
     store.objects["bkt/out/_manifest.jsonl"] = ("\n".join(lines) + "\n").encode()
+
+
+def marker(i: int, generation: str = "1") -> str:
+    """Key of the done marker of seeded input i (see `seed`)."""
+    name = f"d/f{i:03d}.jsonl"
+    return "bkt/out/" + done_marker_name(name, f"gs://bkt/in/{name}", generation)
 
 
 def echo(batch: list[Item]) -> Sequence[Result]:
@@ -174,8 +181,8 @@ def test_run_writes_outputs_markers_and_summary() -> None:
     assert len(store.names("bkt/out/d/")) == 10
     assert store.objects["bkt/out/d/f003.out"] == b'{"I": 3}\n'
     assert len(store.names("bkt/out/_done/d/")) == 10
-    marker = json.loads(store.objects["bkt/out/_done/d/f003.jsonl.done"])
-    assert marker["outputs"] == ["d/f003.out"]
+    record = json.loads(store.objects[marker(3)])
+    assert record["outputs"] == ["d/f003.out"]
     summary = json.loads(store.objects["bkt/out/_tasks/00000.json"])
     assert summary["ok"] == 10 and summary["status"] == "succeeded"
     final = logs[-1]
@@ -206,7 +213,7 @@ def test_bad_item_in_batch_is_isolated_and_budget_decides_exit() -> None:
     assert len(store.names("bkt/out/d/")) == 9  # the rest of f004's batch still went through
     err = json.loads(store.objects["bkt/out/_errors/d/f004.jsonl.json"])
     assert "cannot parse d/f004.jsonl" in err["error"]
-    assert "bkt/out/_done/d/f004.jsonl.done" not in store.objects
+    assert marker(4) not in store.objects
     assert any(r["message"] == "batch failed; retrying its files one by one" for r in logs)
 
     store2 = MemStore()

@@ -38,7 +38,8 @@ class Backend:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
         env.update(GPUB_LOCAL_ROOT=str(self.root), GPUB_SYNTH_DIR=str(self.synth),
-                   GPUB_SUBMITTER="ci-test", PYTHONPATH=str(REPO))
+                   GPUB_SUBMITTER="ci-test",
+                   PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'images/runner/src'}")
         return env
 
     def submit(self, *args: str) -> subprocess.CompletedProcess[str]:

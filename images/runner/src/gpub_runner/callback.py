@@ -51,6 +51,11 @@ def send_callback(
     if key:
         headers["Authorization"] = f"Bearer {key}"
     safe_url = redact_url(url)
+    # Defence in depth on top of the logger's URL scrubbing: the query string and credentials
+    # of this URL never appear in any field, whatever text they end up in.
+    parts = urlsplit(url)
+    for secret in (parts.query, parts.password, parts.fragment):
+        log.add_secret(secret)
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -6,6 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gpub_runner.contract import task_share
+
+__all__ = ["Config", "ConfigError", "GcsUri", "task_share"]
+
 
 class ConfigError(Exception):
     """Bad or missing configuration: exit code 2, retrying will not help."""
@@ -131,11 +135,3 @@ def _as_prefix(uri: GcsUri) -> GcsUri:
     if uri.name and not uri.name.endswith("/"):
         return GcsUri(uri.bucket, uri.name + "/")
     return uri
-
-
-def task_share(n: int, index: int, count: int, files_per_task: int | None) -> range:
-    """Manifest lines task `index` processes: [k*F, (k+1)*F) or an even split."""
-    if files_per_task is not None:
-        start = min(n, index * files_per_task)
-        return range(start, min(n, start + files_per_task))
-    return range(index * n // count, (index + 1) * n // count)

@@ -4,10 +4,22 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+# Query strings and user:password@ parts of URLs carry tokens. They reach logs not only through
+# a `url` field but inside exception texts (requests writes "url: /cb?token=..."), so every
+# line is scrubbed, whatever field the text is in.
+_QUERY = re.compile(r"\?[^\s\"'<>\\]*=[^\s\"'<>\\]*")
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s\"'@]+@")
+
+
+def redact(text: str) -> str:
+    """`text` without URL query strings and credentials (`?<redacted>`, `<redacted>@`)."""
+    return _USERINFO.sub(r"\1<redacted>@", _QUERY.sub("?<redacted>", text))
 
 
 class JsonLogger:
@@ -34,7 +46,7 @@ class JsonLogger:
             **self._context,
             **fields,
         }
-        line = json.dumps(record, default=str, ensure_ascii=False)
+        line = redact(json.dumps(record, default=str, ensure_ascii=False))
         for secret in self._secrets:
             line = line.replace(secret, "***")
         stream = self._stream or sys.stdout

@@ -8,6 +8,7 @@ a window of in-flight items.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -22,19 +23,23 @@ from typing import Any, cast
 
 from google.api_core import exceptions as gexc
 
+from gpub_runner import contract
 from gpub_runner.api import Failure, Handler, Item, Output
 from gpub_runner.callback import CallbackError, send_callback
-from gpub_runner.config import Config, ConfigError, GcsUri, task_share
+from gpub_runner.config import Config, ConfigError, GcsUri
+from gpub_runner.contract import (
+    EXIT_BUDGET,
+    EXIT_CONFIG,
+    EXIT_INFRA,
+    EXIT_OK,
+    RESERVED_OUTPUT_PREFIXES,
+    task_share,
+)
 from gpub_runner.gcs import InfraError, Store, is_infra_error
 from gpub_runner.logs import JsonLogger
 
-EXIT_OK = 0
-EXIT_CONFIG = 2
-EXIT_BUDGET = 3
-EXIT_INFRA = 4
-
-# Names the runner itself writes under the output prefix; handlers may not use them.
-RESERVED = ("_done/", "_errors/", "_tasks/", "_manifest", "_callback")
+__all__ = ["EXIT_BUDGET", "EXIT_CONFIG", "EXIT_INFRA", "EXIT_OK", "TaskRunner", "main"]
+RESERVED = RESERVED_OUTPUT_PREFIXES
 
 
 @dataclass(frozen=True)
@@ -82,10 +87,19 @@ def load_handler(spec: str) -> tuple[Handler, Callable[[], None] | None]:
     return cast(Handler, func), (setup if callable(setup) else None)
 
 
-def _check_rel(rel: object, where: str) -> str:
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in rel.split("/"):
-        raise ConfigError(f"{where}: bad object name {rel!r}")
-    return rel
+@dataclass(frozen=True)
+class BadName:
+    """A manifest entry whose name breaks the input-name rules: quarantined, never fatal."""
+
+    raw: object
+    problem: str
+    where: str
+
+    @property
+    def key(self) -> str:
+        """A safe error-record name for it (the bad name itself must not become a path)."""
+        digest = hashlib.sha256(repr(self.raw).encode()).hexdigest()[:16]
+        return f"_bad-names/{digest}"
 
 
 def _now() -> str:
@@ -110,13 +124,14 @@ class TaskRunner:
         self._lock = threading.Lock()
         self._abort = _Abort()
         self._set_up = False
+        self.bad_names: list[BadName] = []
 
     # ---- object names --------------------------------------------------------------------
     def _out(self, name: str) -> GcsUri:
         return GcsUri(self.cfg.output_prefix.bucket, self.cfg.output_prefix.name + name)
 
-    def marker_uri(self, rel: str) -> GcsUri:
-        return self._out(f"_done/{rel}.done")
+    def marker_uri(self, rel: str, input_uri: str, generation: str | None) -> GcsUri:
+        return self._out(contract.done_marker_name(rel, input_uri, generation))
 
     def error_uri(self, rel: str) -> GcsUri:
         return self._out(f"_errors/{rel}.json")
@@ -124,13 +139,17 @@ class TaskRunner:
     def summary_uri(self, index: int) -> GcsUri:
         return self._out(f"_tasks/{index:05d}.json")
 
+    def _marker(self, work: Work) -> GcsUri:
+        return self.marker_uri(work.rel, str(work.uri), work.generation)
+
     # ---- planning ------------------------------------------------------------------------
     def plan(self) -> list[Work]:
         cfg = self.cfg
         if cfg.manifest is None:
-            works = [self._work_for_object(u) for u in cfg.input_objects]
-            share = task_share(len(works), cfg.task_index, cfg.task_count, cfg.files_per_task)
-            return works[share.start : share.stop]
+            share = task_share(len(cfg.input_objects), cfg.task_index, cfg.task_count,
+                               cfg.files_per_task)
+            mine = (self._work_for_object(u) for u in cfg.input_objects[share.start:share.stop])
+            return [w for w in mine if w is not None]
         try:
             text = self.store.read(cfg.manifest).decode("utf-8")
         except gexc.NotFound:
@@ -147,7 +166,12 @@ class TaskRunner:
                 raise ConfigError(f"{where}: not JSON: {exc}") from None
             if not isinstance(entry, dict):
                 raise ConfigError(f"{where}: expected an object")
-            rel = _check_rel(entry.get("name"), where)
+            raw = entry.get("name")
+            problem = contract.input_name_problem(raw)
+            if problem is not None:
+                self.bad_names.append(BadName(raw, problem, where))
+                continue
+            rel = str(raw)
             gen = entry.get("generation")
             works.append(Work(
                 rel=rel,
@@ -156,13 +180,17 @@ class TaskRunner:
             ))
         return works
 
-    def _work_for_object(self, uri: GcsUri) -> Work:
+    def _work_for_object(self, uri: GcsUri) -> Work | None:
         prefix = self.cfg.input_prefix
         if prefix and uri.bucket == prefix.bucket and uri.name.startswith(prefix.name):
             rel = uri.name[len(prefix.name) :]
         else:
             rel = uri.name  # outside the prefix: key by the full object name
-        return Work(rel=_check_rel(rel, f"GPUB_INPUT_OBJECTS {uri}"), uri=uri)
+        problem = contract.input_name_problem(rel)
+        if problem is not None:
+            self.bad_names.append(BadName(rel, problem, f"GPUB_INPUT_OBJECTS {uri}"))
+            return None
+        return Work(rel=rel, uri=uri)
 
     def pending(self, works: list[Work]) -> list[Work]:
         """Drop inputs whose done marker exists. One listing of the markers under the common
@@ -175,9 +203,9 @@ class TaskRunner:
         limit = max(2000, 4 * len(works))
         names = self.store.list_names(self._out(f"_done/{common}"), limit=limit)
         if names is not None:
-            return [w for w in works if self.marker_uri(w.rel).name not in names]
+            return [w for w in works if self._marker(w).name not in names]
         with ThreadPoolExecutor(self.cfg.concurrency, thread_name_prefix="check") as pool:
-            done = list(pool.map(lambda w: self.store.exists(self.marker_uri(w.rel)), works))
+            done = list(pool.map(lambda w: self.store.exists(self._marker(w)), works))
         return [w for w, d in zip(works, done, strict=True) if not d]
 
     # ---- per-file steps (worker threads) -------------------------------------------------
@@ -210,7 +238,8 @@ class TaskRunner:
             marker = {"input": item.uri, "generation": item.generation,
                       "outputs": [o.name for o in outputs], "task": self.cfg.task_index,
                       "attempt": self.cfg.attempt, "finished": _now()}
-            self.store.create(self.marker_uri(item.name), json.dumps(marker).encode(),
+            self.store.create(self.marker_uri(item.name, item.uri, item.generation),
+                              json.dumps(marker).encode(),
                               "application/json")
             if self.cfg.attempt > 0:
                 # An earlier attempt may have quarantined this file; it is fine now.
@@ -346,8 +375,11 @@ class TaskRunner:
         t0 = time.monotonic()
         works = self.plan()
         todo = self.pending(works)
-        self.counts.total = len(works)
+        self.counts.total = len(works) + len(self.bad_names)
         self.counts.skipped = len(works) - len(todo)
+        for bad in self.bad_names:  # one odd name costs that file, never the task
+            self._quarantine(bad.key, repr(bad.raw),
+                             f"{bad.where}: bad object name {bad.raw!r}: {bad.problem}")
         self.log.info("task started", files=len(works), to_do=len(todo),
                       skipped=self.counts.skipped, batch_size=cfg.batch_size,
                       concurrency=cfg.concurrency, output_prefix=str(cfg.output_prefix))

@@ -1,0 +1,180 @@
+"""The run-time contract (gpub_runner.contract) and the runner's safety rules: odd input names
+are quarantined one by one, done markers are tied to the input's generation, and URL secrets
+never reach a log line."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from gpub_runner import contract
+from gpub_runner.callback import CallbackError, send_callback
+from gpub_runner.logs import JsonLogger, redact
+from gpub_runner.runner import EXIT_BUDGET, EXIT_OK
+
+from tests.test_runner_unit import MemStore, make_cfg, marker, run, seed
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---- one home for each rule ----------------------------------------------------------------
+
+def test_planner_runner_and_config_share_one_task_split() -> None:
+    from gpub_runner import config, runner
+
+    from submit import planner
+
+    assert config.task_share is contract.task_share
+    assert runner.task_share is contract.task_share
+    assert planner.task_share is contract.task_share
+    assert planner.input_name_problem is contract.input_name_problem
+
+
+def test_states_cancelled_is_final_and_sets_are_disjoint() -> None:
+    from google.cloud import batch_v1
+
+    assert "CANCELLED" in contract.JOB_FINAL_STATES
+    assert not contract.JOB_FINAL_STATES & contract.JOB_ACTIVE_STATES
+    # Every Batch job state is either final or active: nothing can poll forever.
+    names = {s.name for s in batch_v1.JobStatus.State}
+    assert names == contract.JOB_FINAL_STATES | contract.JOB_ACTIVE_STATES
+    assert contract.JOB_RESUMABLE_STATES < contract.JOB_FINAL_STATES
+    task_names = {s.name for s in batch_v1.TaskStatus.State} - {"STATE_UNSPECIFIED"}
+    assert task_names == contract.TASK_FINAL_STATES | contract.TASK_ACTIVE_STATES
+
+
+def test_submit_uses_the_contract_states() -> None:
+    from submit import batch
+
+    assert {s.name for s in batch.ACTIVE_STATES} == contract.JOB_ACTIVE_STATES
+    assert {s.name for s in batch.FINAL_STATES} == contract.JOB_FINAL_STATES
+
+
+def test_runtime_variables_match_the_renderer() -> None:
+    from jobs.render import RUNTIME_VARIABLES
+
+    assert tuple(RUNTIME_VARIABLES) == contract.RUNTIME_VARIABLES
+
+
+def test_runner_image_ships_the_contract_module() -> None:
+    # The image installs images/runner (Dockerfile: COPY runner; pip install), so the module
+    # the container imports is this very file, not a copy that could drift.
+    dockerfile = (REPO / "images/runner/Dockerfile").read_text()
+    assert "COPY runner /tmp/runner" in dockerfile and "pip install /tmp/runner" in dockerfile
+    assert Path(contract.__file__).resolve() == (
+        REPO / "images/runner/src/gpub_runner/contract.py").resolve()
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("b1/sub/../x.jsonl", "'..'"),
+    ("./x.jsonl", "'.'"),
+    ("a//b.jsonl", "empty path segment"),
+    ("/abs.jsonl", "starts with '/'"),
+    ("a\nb.jsonl", "control character"),
+    ("", "empty"),
+    (None, "empty"),
+])
+def test_input_name_rules_refuse_names_that_escape_the_output(name: object,
+                                                              problem: str) -> None:
+    found = contract.input_name_problem(name)
+    assert found is not None and problem in found
+
+
+@pytest.mark.parametrize("name", ["a.jsonl", "b1/sub/x.jsonl", "..x.jsonl", "a..b/c.jsonl",
+                                  "é/ü.jsonl", "dir/"])
+def test_input_name_rules_accept_ordinary_names(name: str) -> None:
+    assert contract.input_name_problem(name) is None
+
+
+# ---- finding 4: one odd name never fails a task --------------------------------------------
+
+def test_odd_manifest_name_is_quarantined_and_the_good_files_succeed() -> None:
+    store = MemStore()
+    seed(store, 9)
+    bad = json.dumps({"name": "b1/sub/../x.jsonl", "size": 1, "generation": "1"})
+    store.objects["bkt/out/_manifest.jsonl"] += (bad + "\n").encode()
+    code, logs = run(store, make_cfg(GPUB_FAILURE_BUDGET="0.2"))
+    assert code == EXIT_OK
+    assert len(store.names("bkt/out/d/")) == 9  # every good file done
+    errors = store.names("bkt/out/_errors/")
+    assert len(errors) == 1 and errors[0].startswith("bkt/out/_errors/_bad-names/")
+    record = json.loads(store.objects[errors[0]])
+    assert "b1/sub/../x.jsonl" in record["error"] and "'..'" in record["error"]
+    assert not any(".." in k for k in store.objects if k != errors[0])
+    assert logs[-1]["failed"] == 1 and logs[-1]["total"] == 10
+
+    # With no failure budget the task fails on its budget (exit 3, not retried), but the
+    # nine good files are still written and marked done.
+    store2 = MemStore()
+    seed(store2, 9)
+    store2.objects["bkt/out/_manifest.jsonl"] += (bad + "\n").encode()
+    assert run(store2, make_cfg())[0] == EXIT_BUDGET
+    assert len(store2.names("bkt/out/d/")) == 9
+
+
+# ---- finding 2: done markers are tied to the input generation -------------------------------
+
+def test_marker_of_an_older_generation_does_not_skip_the_new_input() -> None:
+    store = MemStore()
+    seed(store, 3)
+    assert run(store, make_cfg())[0] == EXIT_OK
+    assert marker(1) in store.objects
+    # Same names, new content: a new generation in the manifest.
+    lines = [json.loads(x) for x in store.objects["bkt/out/_manifest.jsonl"].splitlines()]
+    for rec in lines:
+        rec["generation"] = "2"
+    store.objects["bkt/out/_manifest.jsonl"] = "".join(
+        json.dumps(r) + "\n" for r in lines).encode()
+    calls: list[str] = []
+
+    def counting(batch: list) -> list:  # type: ignore[type-arg]
+        calls.extend(i.name for i in batch)
+        return [i.output(i.data.upper(), suffix=".v2") for i in batch]
+
+    code, logs = run(store, make_cfg(), counting)
+    assert code == EXIT_OK and sorted(calls) == [f"d/f{i:03d}.jsonl" for i in range(3)]
+    assert logs[-1]["skipped"] == 0
+    assert all(marker(i, "2") in store.objects for i in range(3))
+
+
+def test_marker_name_depends_on_input_uri_and_generation() -> None:
+    a = contract.done_marker_name("x.jsonl", "gs://b/in1/x.jsonl", "1")
+    assert a.startswith("_done/x.jsonl.") and a.endswith(".done")
+    assert a != contract.done_marker_name("x.jsonl", "gs://b/in1/x.jsonl", "2")
+    assert a != contract.done_marker_name("x.jsonl", "gs://b/in2/x.jsonl", "1")
+    assert a == contract.done_marker_name("x.jsonl", "gs://b/in1/x.jsonl", "1")
+
+
+# ---- finding 7: no URL secret in any log field ---------------------------------------------
+
+def test_callback_errors_never_log_the_query_string() -> None:
+    buf = io.StringIO()
+    log = JsonLogger(buf)
+    # Port 9 (discard) refuses the connection: requests' error text carries the URL's path
+    # and query ("Max retries exceeded with url: /cb?token=...").
+    with pytest.raises(CallbackError) as info:
+        send_callback("http://127.0.0.1:9/cb?token=QUERYSECRET", "KEY", {"a": 1}, log,
+                      attempts=2, backoff_s=0.01, timeout_s=2)
+    log.error("callback failed", error=str(info.value))
+    text = buf.getvalue()
+    assert "QUERYSECRET" not in text and "KEY" not in text.replace('"KEY"', "")
+    assert "callback attempt failed" in text and "/cb" in text
+
+
+@pytest.mark.parametrize(("raw", "leak"), [
+    ("error: HTTPConnectionPool(host='h', port=9): Max retries exceeded with url: "
+     "/cb?token=S3CRET (Caused by x)", "S3CRET"),
+    ("GET https://user:PASSW0RD@example.com/path failed", "PASSW0RD"),
+    ("see https://example.com/a?sig=ABC&x=1 and more", "ABC"),
+])
+def test_logger_scrubs_urls_in_every_field(raw: str, leak: str) -> None:
+    buf = io.StringIO()
+    log = JsonLogger(buf, context_field=raw)
+    log.warning(raw, error=raw, nested={"deep": [raw]})
+    line = buf.getvalue()
+    assert leak not in line
+    assert json.loads(line)["severity"] == "WARNING"
+    assert leak not in redact(raw)
+    assert redact("is this ok? yes") == "is this ok? yes"  # prose keeps its question marks
