@@ -59,17 +59,64 @@ def _synth(out: Path) -> None:
     console.print(f"synth: {out} in {time.monotonic() - started:.1f}s")
 
 
-def _read_json(path: Path, option: str) -> Any:
-    """A file given on the command line, or a one-line message and exit 2 (nothing checked)."""
+# Terraform JSON and Batch job JSON nest a dozen levels; anything far deeper is not one of them
+# (and would exhaust the recursion of the checks that walk it).
+MAX_JSON_DEPTH = 64
+
+
+def _depth(doc: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_JSON_DEPTH:
+                break
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
+    return deepest
+
+
+def _bad_input(message: str) -> typer.Exit:
+    """One line on the console, exit 2, nothing checked or written."""
+    console.print(f"[red]{escape(message)}[/]", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _read_json(path: Path, option: str) -> dict[str, Any]:
+    """A JSON object from a file given on the command line, or one line and exit 2."""
     import json
 
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        console.print(f"[red]{option}: cannot read {path}: {exc.strerror}[/]")
-    except ValueError as exc:
-        console.print(f"[red]{option}: {path} is not valid JSON: {exc}[/]")
-    raise typer.Exit(2)
+        raise _bad_input(f"{option}: cannot read {path}: {exc.strerror}") from None
+    except RecursionError:
+        raise _bad_input(f"{option}: {path} nests deeper than {MAX_JSON_DEPTH} levels; "
+                         "not a Terraform or Batch job JSON") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise _bad_input(f"{option}: {path} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _bad_input(f"{option}: {path} holds a JSON {type(doc).__name__}; expected an "
+                         "object")
+    if _depth(doc) > MAX_JSON_DEPTH:
+        raise _bad_input(f"{option}: {path} nests deeper than {MAX_JSON_DEPTH} levels; "
+                         "not a Terraform or Batch job JSON")
+    return doc
+
+
+def _check_options(env: str | None, reports: Path) -> None:
+    """Refuse a bad --env or an unusable --reports before anything runs (exit 2)."""
+    known = sorted({name for name, _, _ in _environments().values()})
+    if env is not None and known and env not in known:
+        raise _bad_input(f"--env: unknown environment {env!r} (known: {', '.join(known)})")
+    probe = reports
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise _bad_input(f"--reports: cannot create {reports}: {probe} is not a writable "
+                         "directory")
 
 
 def _stack_inputs(
@@ -92,7 +139,7 @@ def _stack_inputs(
         jobs = sorted((out / "jobs" / name).glob("*.json")) if not job_files else []
         stacks.append(StackInput(name, tf, facts, limits, jobs))
     for job in job_files:
-        _read_json(job, "--job-file")
+        _read_json(job, "--job-file")  # refuse unreadable input before any check runs
     if job_files:
         # Loose job files (tests, reviews): checked against the named or default environment.
         name = f"platform-{env_override}" if env_override else "jobs"
@@ -182,6 +229,7 @@ def main(
     started = time.monotonic()
     out = out if out.is_absolute() else Path.cwd() / out
     stack_files, job_files = list(stack_file or []), list(job_file or [])
+    _check_options(env, reports)
     try:
         entries = load(suppressions)
     except SuppressionError as exc:
@@ -213,7 +261,11 @@ def main(
                 f"{record.file_line_range[0]}): {escape(detail)}",
                 soft_wrap=True,
             )
-    problems = matcher.problems()
+    # An entry is "unused" only when every stack was scanned: checking a single --stack-file
+    # or loose --job-file leaves most entries nothing to match (expired ones still fail).
+    full_scan = not stack_files and not job_files
+    problems = [p for p in matcher.problems()
+                if full_scan or not p.endswith("matches no failing result: remove it")]
     for problem in problems:
         console.print(f"[red]SUPPRESSIONS[/] {escape(problem)}", soft_wrap=True)
     written = _write_reports(all_reports, reports)

@@ -1,8 +1,9 @@
 """Google Batch API calls (imported only by commands that talk to Batch: google-cloud-batch
 and grpc cost ~0.4 s to import).
 
-Production: `BatchServiceClient()` with Application Default Credentials. Local: the very same
-client class over an insecure channel to the local backend (`local.client.batch_client`).
+The connection comes from the command's backend (submit/backend.py): production
+`BatchServiceClient()` with Application Default Credentials, or the very same client class over
+an insecure channel to the local backend (`local.client.batch_client`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from google.auth import exceptions as auth_exc
 from google.cloud import batch_v1
 from gpub_runner import contract
 
-from submit import localmode
-from submit.errors import ServiceError, SubmitError
+from submit.errors import ConflictError, ServiceError, SubmitError
 
 # One definition of active and final (gpub_runner.contract): CANCELLED is final everywhere.
 _STATES = list(batch_v1.JobStatus.State)
@@ -31,19 +31,6 @@ class Connection:
     client: batch_v1.BatchServiceClient
     parent: str  # projects/P/locations/R
     local: bool
-
-
-def connect(*, local: bool, project: str, region: str) -> Connection:
-    """A Batch client for production (ADC) or the local backend; in local mode also points
-    google-cloud-storage at the backend's fake-gcs-server."""
-    parent = f"projects/{project}/locations/{region}"
-    if local:
-        from local.client import batch_client
-
-        endpoints = localmode.start()
-        return Connection(batch_client(endpoints.batch_target), parent, True)
-    with api_errors("Batch"):
-        return Connection(batch_v1.BatchServiceClient(), parent, False)
 
 
 @contextmanager
@@ -76,44 +63,12 @@ def variables(job: batch_v1.Job) -> dict[str, str]:
     return dict(job.task_groups[0].task_spec.environment.variables)
 
 
-def find_active(
-    conn: Connection, *, job: str, run_key: str, input_uri: str, output_uri: str
-) -> batch_v1.Job | None:
-    """A job of the same run (job, input, output) that is not finished yet, if any."""
-    with api_errors("Batch ListJobs"):
-        try:
-            # Narrow on the server where it can; the exact match is made here either way.
-            jobs = list(conn.client.list_jobs(
-                request={"parent": conn.parent, "filter": f'labels.job="{job}"'},
-                timeout=_TIMEOUT_S))
-        except gexc.InvalidArgument:
-            jobs = list(conn.client.list_jobs(parent=conn.parent, timeout=_TIMEOUT_S))
-    for j in jobs:
-        same = j.labels.get("run-key") == run_key or (
-            j.labels.get("job") == job
-            and variables(j).get("GPUB_INPUT_PREFIX") == input_uri
-            and variables(j).get("GPUB_OUTPUT_PREFIX") == output_uri
-        )
-        if same and j.status.state in ACTIVE_STATES:
-            return j
-    return None
-
-
-def find_by_manifest(conn: Connection, *, run_key: str, manifest_hash: str) -> batch_v1.Job | None:
-    with api_errors("Batch ListJobs"):
-        for j in conn.client.list_jobs(parent=conn.parent, timeout=_TIMEOUT_S):
-            labels = j.labels
-            if labels.get("run-key") == run_key and labels.get("manifest-hash") == manifest_hash:
-                return j
-    return None
-
-
 def create_job(
     conn: Connection, *, job_id: str, job: batch_v1.Job, request_id: str,
-    run_key: str, manifest_hash: str,
 ) -> tuple[batch_v1.Job, bool]:
-    """CreateJob with an idempotency key. Returns (job, created); created is False when Batch
-    recognised the request as a retry and returned (or pointed at) the existing job."""
+    """CreateJob with a deterministic job id and an idempotency key. Returns (job, created);
+    created is False when this very request was already served (a retry after a lost reply):
+    the job with this id carries the same manifest hash. Another job with the id: exit 3."""
     request = batch_v1.CreateJobRequest(
         parent=conn.parent, job_id=job_id, job=job, request_id=request_id
     )
@@ -121,15 +76,17 @@ def create_job(
         try:
             created = conn.client.create_job(request=request, timeout=_TIMEOUT_S)
         except (gexc.AlreadyExists, gexc.InvalidArgument) as exc:
-            # A re-run of the same submit (same request id, new job id): Batch refuses the
-            # second request; the job the first one created is the answer.
             if isinstance(exc, gexc.InvalidArgument) and "request_id" not in str(exc.message):
                 raise
-            existing = find_by_manifest(conn, run_key=run_key, manifest_hash=manifest_hash)
-            if existing is None:
-                raise
+            try:
+                existing = conn.client.get_job(name=job_name(conn, job_id), timeout=_TIMEOUT_S)
+            except gexc.NotFound:
+                raise exc from None
+            if existing.labels.get("manifest-hash") != job.labels.get("manifest-hash"):
+                raise ConflictError(f"job {job_id} already exists with other inputs; "
+                                    "another submit into the same output just started") from None
             return existing, False
-    return created, short_id(created.name) == job_id
+    return created, True
 
 
 def get_job(conn: Connection, job_id: str) -> batch_v1.Job:

@@ -1,14 +1,16 @@
 """The few Cloud Storage calls the submit helper makes (imported only by commands that need
 storage: google-cloud-storage costs ~0.3 s to import).
 
-Local mode sets STORAGE_EMULATOR_HOST (fake-gcs-server) and uses anonymous credentials;
-production uses Application Default Credentials. Nothing else differs.
+Local mode passes fake-gcs-server's endpoint as a client option and uses anonymous
+credentials; production uses Application Default Credentials. Nothing else differs (and no
+environment variable is set: see submit/backend.py).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from google.api_core import exceptions as gexc
@@ -16,16 +18,18 @@ from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[attr-defined]
 
-from submit.errors import ServiceError, SubmitError
+from submit.errors import ConflictError, ServiceError, SubmitError
 from submit.manifest import ObjectInfo
 from submit.uris import GcsPrefix
 
 _TIMEOUT_S = 60.0
 
 
-def make_client(project: str) -> storage.Client:
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return storage.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+def make_client(project: str, *, endpoint: str | None = None) -> storage.Client:
+    """A storage client for Google (ADC), or for the server at `endpoint` (local mode)."""
+    if endpoint is not None:
+        return storage.Client(project=project, credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                              client_options={"api_endpoint": endpoint})
     with _errors("--input", "Cloud Storage"):  # ADC is looked up here
         return storage.Client(project=project)
 
@@ -84,7 +88,47 @@ def write_manifest(
                 if_generation_match=None if overwrite else 0,
             )
         except gexc.PreconditionFailed:
-            raise SubmitError(
+            raise ConflictError(
                 f"--output: {output.uri(name)} already exists (another submit into the same "
                 "output?); use a new output prefix or --overwrite"
             ) from None
+
+
+def read_object(client: storage.Client, prefix: GcsPrefix, name: str, arg: str) -> bytes | None:
+    """The bytes of `<prefix><name>`, or None when it does not exist."""
+    blob = client.bucket(prefix.bucket).blob(prefix.child(name))
+    with _errors(arg, prefix.uri(name)):
+        try:
+            return bytes(blob.download_as_bytes(timeout=_TIMEOUT_S))
+        except gexc.NotFound:
+            return None
+
+
+def put_object(client: storage.Client, prefix: GcsPrefix, name: str, data: bytes,
+               arg: str) -> None:
+    blob = client.bucket(prefix.bucket).blob(prefix.child(name))
+    with _errors(arg, prefix.uri(name)):
+        blob.upload_from_string(data, content_type="application/json", timeout=_TIMEOUT_S)
+
+
+def delete_prefix(client: storage.Client, prefix: GcsPrefix, arg: str,
+                  first: Sequence[str] = ()) -> int:
+    """Delete every object under `prefix`; the names in `first` (relative) go before the rest,
+    so a reader that checks them sees the location stop claiming a complete run at once.
+    With bucket versioning on, deleted objects stay as noncurrent versions."""
+    bucket = client.bucket(prefix.bucket)
+    with _errors(arg, str(prefix)):
+        for name in first:
+            with contextlib.suppress(gexc.NotFound):
+                bucket.blob(prefix.child(name)).delete(timeout=_TIMEOUT_S)
+        listing = client.list_blobs(prefix.bucket, prefix=prefix.prefix or None,
+                                    timeout=_TIMEOUT_S, fields="items(name),nextPageToken")
+        names = [str(b.name) for b in listing]
+
+        def delete(name: str) -> None:
+            with contextlib.suppress(gexc.NotFound):  # a racing delete got there first
+                bucket.blob(name).delete(timeout=_TIMEOUT_S)
+
+        with ThreadPoolExecutor(16, thread_name_prefix="delete") as pool:
+            list(pool.map(delete, names))
+    return len(names) + len(first)

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import re
-import secrets
 import uuid
-from datetime import UTC, datetime
 
 from submit.errors import SubmitError
 
 JOB_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 JOB_ID_MAX = 63
-# len("-yyyymmdd-hhmmss-abcd"): what the timestamp and random suffix add to the job name.
-_SUFFIX_LEN = 21
+# len("-0123456789-999"): what the run tag and the attempt number add to the job name.
+_SUFFIX_LEN = 15
 _LABEL_VALUE_MAX = 63
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
-# Fixed namespace: the same (job, input, output, manifest) always maps to the same request id,
-# on every machine, so a retried submit is recognised by Batch as the same request.
+# Fixed namespace: the same run always maps to the same job id and request id, on every machine.
 REQUEST_NAMESPACE = uuid.UUID("6f1c2a52-5b0e-4a57-9d0a-2f4f0e6c9b11")
 
 
-def make_job_id(job: str, now: datetime | None = None, rand: str | None = None) -> str:
-    """`<job>-<yyyymmdd-hhmmss>-<4 hex>`, checked against Batch's id rule and length."""
-    now = now or datetime.now(UTC)
-    rand = rand if rand is not None else secrets.token_hex(2)
-    job_id = f"{job}-{now.strftime('%Y%m%d-%H%M%S')}-{rand}"
+def run_base(job: str, client: str, output_uri: str, manifest_hash: str) -> str:
+    """`<job>-<10 hex>`: deterministic for (job, client, output location, manifest hash).
+
+    Batch dedupes `request_id` only for a limited time, so a long-lived idempotency key must be
+    the job id itself: the same run always gets the same ids, and attempt n of it is
+    `<base>-<n>` (a resume after FAILED or CANCELLED is the next n, never the finished job)."""
+    digest = uuid.uuid5(REQUEST_NAMESPACE, f"job|{job}|{client}|{output_uri}|{manifest_hash}")
+    return f"{job}-{digest.hex[:10]}"
+
+
+def run_job_id(base: str, attempt: int) -> str:
+    """Attempt `attempt` (1, 2, ...) of the run `base`, checked against Batch's id rule."""
+    job_id = f"{base}-{attempt}"
+    job = base.rsplit("-", 1)[0]
     if len(job_id) > JOB_ID_MAX:
         raise SubmitError(
             f"JOB: name {job!r} is too long for a Batch job id: {job_id!r} has {len(job_id)} "
@@ -38,21 +44,28 @@ def make_job_id(job: str, now: datetime | None = None, rand: str | None = None) 
     return job_id
 
 
+def attempt_of(job_id: str, base: str) -> int | None:
+    """The attempt number of `job_id` when it is an attempt of `base`, else None."""
+    head, _, tail = job_id.rpartition("-")
+    return int(tail) if head == base and tail.isdigit() else None
+
+
 def sanitize_label(value: str, *, fallback: str = "unknown") -> str:
     """Map any string onto the label value rules: lowercase [a-z0-9_-], at most 63 chars."""
     cleaned = _LABEL_BAD.sub("-", value.lower()).strip("-")[:_LABEL_VALUE_MAX].rstrip("-")
     return cleaned or fallback
 
 
-def run_key(job: str, env: str, input_uri: str, output_uri: str) -> str:
-    """Short stable key of "this job on this input into this output" (a label, so the
-    duplicate-run check can ask Batch for matching jobs instead of reading all of them)."""
-    return uuid.uuid5(REQUEST_NAMESPACE, f"run|{env}|{job}|{input_uri}|{output_uri}").hex[:20]
+def run_key(env: str, output_uri: str) -> str:
+    """Short stable key of an output location: at most one active run may own it (a label, so
+    the ownership check can match jobs however they were created)."""
+    return uuid.uuid5(REQUEST_NAMESPACE, f"out|{env}|{output_uri}").hex[:20]
 
 
-def request_id(job: str, input_uri: str, output_uri: str, manifest_hash: str) -> str:
-    """Idempotency key for CreateJob: the same submit, retried, is the same request."""
-    return str(uuid.uuid5(REQUEST_NAMESPACE, f"{job}|{input_uri}|{output_uri}|{manifest_hash}"))
+def request_id(job_id: str) -> str:
+    """Idempotency key for CreateJob: one attempt's request, retried, is the same request;
+    another attempt (a resume) is a different one."""
+    return str(uuid.uuid5(REQUEST_NAMESPACE, f"create|{job_id}"))
 
 
 def build_labels(

@@ -1,7 +1,8 @@
 """Local mode: the embedded backend (local/), started on demand.
 
 Only the endpoint differs from production: the Batch client talks gRPC to the local server,
-google-cloud-storage talks to fake-gcs-server through STORAGE_EMULATOR_HOST.
+google-cloud-storage talks to fake-gcs-server (its endpoint is a client option; this module
+never sets environment variables).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from submit.errors import ServiceError
 def root() -> Path:
     """Where the local backend keeps its state: GPUB_LOCAL_ROOT, else <repo>/.local."""
     env = os.environ.get("GPUB_LOCAL_ROOT")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / ".local"
+    return Path(env) if env else Path(__file__).resolve().parents[1] / ".local"
 
 
 def backend() -> Any:
@@ -28,11 +29,10 @@ def backend() -> Any:
 
 
 def start() -> Any:
-    """Start (or find) the local servers and point google-cloud-storage at fake-gcs-server."""
+    """Start (or find) the local servers; returns their endpoints."""
     try:
         endpoints = backend().ensure_running()
     except (RuntimeError, OSError) as exc:
         raise ServiceError(f"--local: the local backend did not start: {exc}".splitlines()[0]
                            ) from None
-    os.environ["STORAGE_EMULATOR_HOST"] = endpoints.gcs_endpoint
     return endpoints

@@ -189,3 +189,61 @@ def test_bad_input_files_exit_2_with_one_line(
     assert message in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "reports").exists(), "nothing is written for bad input"
+
+
+# ---- issue 13: bad input gets one line and exit 2 ------------------------------------------
+
+@pytest.mark.parametrize(
+    ("option", "content", "message"),
+    [
+        ("--job-file", "[" * 100_000 + "]" * 100_000, "nests deeper than 64 levels"),
+        ("--stack-file", "[" * 100_000 + "]" * 100_000, "nests deeper than 64 levels"),
+        ("--job-file", '{"a":' * 200 + "1" + "}" * 200, "nests deeper than 64 levels"),
+        ("--job-file", '[{"taskGroups": []}]', "holds a JSON list; expected an object"),
+        ("--stack-file", '"just a string"', "holds a JSON str; expected an object"),
+        ("--job-file", b"\xff\xfe{}", "is not valid JSON"),
+    ],
+)
+def test_deep_list_and_binary_json_exit_2_with_one_line(
+    tmp_path: Path, option: str, content: str | bytes, message: str
+) -> None:
+    path = tmp_path / "input.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    proc = bin_check(tmp_path, option, str(path))
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert message in text and "Traceback" not in text
+    assert len(text.strip().splitlines()) == 1, text
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "nope", "--job-file", str(FIXTURES / "jobs" / "good_gpu_spot.json")],
+         "--env: unknown environment 'nope' (known: dev, prod)"),
+        (["--reports", "/dev/null/x", "--job-file", str(FIXTURES / "jobs" / "good_gpu_spot.json")],
+         "--reports: cannot create /dev/null/x"),
+    ],
+)
+def test_bad_env_and_reports_dir_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [str(ROOT / "bin" / "check"), "--no-synth", *args],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert message in " ".join(text.split()) and "Traceback" not in text
+
+
+def test_a_good_loose_job_file_passes(tmp_path: Path) -> None:
+    # Stack suppressions that a lone job file cannot use are not "unused" in this mode.
+    proc = bin_check(tmp_path, "--job-file", str(FIXTURES / "jobs" / "good_gpu_spot.json"),
+                     "--env", "dev")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "matches no failing result" not in proc.stdout
+    assert "policy checks passed" in proc.stdout

@@ -25,7 +25,9 @@ pytestmark = [
     pytest.mark.skipif(not (REPO / "local" / "backend.py").is_file(),
                        reason="local backend (local/backend.py) not present yet"),
 ]
-BUCKET = "example-ml-dev-batch-data"
+BUCKET = "example-ml-dev-batch-data"  # the platform's data bucket: runs without --client
+ACME = "example-ml-dev-acme"  # client acme's bucket (Tenancy v2)
+GLOBEX = "example-ml-dev-globex"
 
 
 @dataclass
@@ -58,18 +60,19 @@ class Backend:
 
         return batch_client(self.endpoints.batch_target)
 
-    def upload(self, prefix: str, n: int, extra: dict[str, str] | None = None) -> dict[str, str]:
-        bucket = self.storage().bucket(BUCKET)
+    def upload(self, prefix: str, n: int, extra: dict[str, str] | None = None,
+               bucket_name: str = BUCKET) -> dict[str, str]:
+        bucket = self.storage().bucket(bucket_name)
         files = {f"f{i:03d}.jsonl": json.dumps({"id": i, "text": f"hello {i}"}) + "\n"
                  for i in range(n)}
         for name, text in {**files, **(extra or {})}.items():
             bucket.blob(prefix + name).upload_from_string(text)
         return files
 
-    def objects(self, prefix: str) -> dict[str, bytes]:
+    def objects(self, prefix: str, bucket: str = BUCKET) -> dict[str, bytes]:
         client = self.storage()
         return {b.name[len(prefix):]: b.download_as_bytes()
-                for b in client.list_blobs(BUCKET, prefix=prefix)}
+                for b in client.list_blobs(bucket, prefix=prefix)}
 
     def jobs(self) -> list[Any]:
         return list(self.batch().list_jobs(parent="projects/example-ml-dev/locations/europe-west4"))
@@ -94,7 +97,8 @@ def _start(tmp: Path, env: dict[str, str] | None = None) -> Backend:
     backend = LocalBackend(root=tmp / "local", env=env or {})
     endpoints = backend.ensure_running()
     b = Backend(tmp / "local", synth, endpoints, backend)
-    b.storage().create_bucket(BUCKET)
+    for name in (BUCKET, ACME, GLOBEX):
+        b.storage().create_bucket(name)
     return b
 
 
@@ -113,8 +117,16 @@ def _io(name: str) -> list[str]:
             f"gs://{BUCKET}/outputs/{name}/"]
 
 
-def _outputs(b: Backend, name: str) -> dict[str, bytes]:
-    return {k: v for k, v in b.objects(f"outputs/{name}/").items() if not k.startswith("_")}
+def _acme_io(name: str) -> list[str]:
+    """Input and output of a run for client acme (its bucket, its job folders)."""
+    return ["--client", "acme", "--input", f"gs://{ACME}/inputs/uppercase/{name}/",
+            "--output", f"gs://{ACME}/outputs/uppercase/{name}/"]
+
+
+def _outputs(b: Backend, name: str, bucket: str = BUCKET,
+             prefix: str = "outputs/") -> dict[str, bytes]:
+    return {k: v for k, v in b.objects(f"{prefix}{name}/", bucket).items()
+            if not k.startswith("_")}
 
 
 def _expected(files: dict[str, str]) -> dict[str, bytes]:
@@ -134,19 +146,20 @@ def _wait_final(b: Backend, job_id: str, timeout: float = 60) -> str:
 
 
 def test_n_inputs_give_n_outputs_with_wait(local: Backend) -> None:
-    files = local.upload("inputs/basic/", 23, extra={"notes.txt": "not an input"})
-    proc = local.submit("uppercase", "--env", "dev", *_io("basic"), "--local", "--wait",
-                        "--json", "--client", "acme", "--poll", "0.3")
+    files = local.upload("inputs/uppercase/basic/", 23, extra={"notes.txt": "not an input"},
+                         bucket_name=ACME)
+    proc = local.submit("uppercase", "--env", "dev", *_acme_io("basic"), "--local", "--wait",
+                        "--json", "--poll", "0.3")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["state"] == "SUCCEEDED" and result["created"] is True
     assert result["task_count"] == 3 and result["files"] == 23
     assert "estimated cost: at most $" in proc.stderr
     assert "SUCCEEDED: tasks 3/3 succeeded" in proc.stderr
-    assert _outputs(local, "basic") == _expected(files)
+    assert _outputs(local, "basic", ACME, "outputs/uppercase/") == _expected(files)
 
-    manifest = local.objects("outputs/basic/")["_manifest.jsonl"].decode().splitlines()
-    assert sorted(json.loads(line)["name"] for line in manifest) == sorted(files)
+    raw = local.objects("outputs/uppercase/basic/", ACME)["_manifest.jsonl"]
+    assert sorted(json.loads(line)["name"] for line in raw.decode().splitlines()) == sorted(files)
     job = next(j for j in local.jobs() if j.name.endswith(result["job_id"]))
     assert dict(job.labels).items() >= {
         "job": "uppercase", "env": "dev", "client": "acme", "submitter": "ci-test"}.items()

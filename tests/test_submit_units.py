@@ -6,7 +6,6 @@ import json
 import os
 import re
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,25 @@ from submit.uris import GcsPrefix, check_disjoint, parse_prefix
 # ---------------------------------------------------------------------------------- ids
 
 
-def test_job_id_format_and_validity() -> None:
-    job_id = ids.make_job_id("uppercase", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "0a1b")
-    assert job_id == "uppercase-20260102-030405-0a1b"
-    assert ids.JOB_ID_RE.match(job_id)
-    assert ids.JOB_ID_RE.match(ids.make_job_id("embed"))
+def test_job_id_is_deterministic_per_run_and_numbered_per_attempt() -> None:
+    base = ids.run_base("uppercase", "acme", "gs://b/outputs/uppercase/x/", "h1")
+    assert base == ids.run_base("uppercase", "acme", "gs://b/outputs/uppercase/x/", "h1")
+    assert re.fullmatch(r"uppercase-[0-9a-f]{10}", base)
+    for other in (("embed", "acme", "gs://b/outputs/uppercase/x/", "h1"),
+                  ("uppercase", "globex", "gs://b/outputs/uppercase/x/", "h1"),
+                  ("uppercase", "acme", "gs://b/outputs/uppercase/y/", "h1"),
+                  ("uppercase", "acme", "gs://b/outputs/uppercase/x/", "h2")):
+        assert ids.run_base(*other) != base
+    job_id = ids.run_job_id(base, 2)
+    assert job_id == f"{base}-2" and ids.JOB_ID_RE.match(job_id)
+    assert ids.attempt_of(job_id, base) == 2
+    assert ids.attempt_of(f"{base}x-2", base) is None
 
 
 def test_job_id_too_long_names_the_limit() -> None:
     with pytest.raises(SubmitError, match=r"too long.*limit is 63"):
-        ids.make_job_id("x" * 43)
-    assert len(ids.make_job_id("x" * 42)) == 63
+        ids.run_job_id(ids.run_base("x" * 50, "c", "o", "h"), 10)
+    assert len(ids.run_job_id(ids.run_base("x" * 50, "c", "o", "h"), 9)) == 63
 
 
 def test_labels_are_sanitized() -> None:
@@ -40,10 +47,10 @@ def test_labels_are_sanitized() -> None:
     assert len(ids.sanitize_label("a" * 100)) == 63
 
 
-def test_request_id_is_a_stable_uuid() -> None:
-    a = ids.request_id("embed", "gs://b/in/", "gs://b/out/", "h1")
-    assert a == ids.request_id("embed", "gs://b/in/", "gs://b/out/", "h1")
-    assert a != ids.request_id("embed", "gs://b/in/", "gs://b/out/", "h2")
+def test_request_id_is_a_stable_uuid_per_attempt() -> None:
+    a = ids.request_id("uppercase-0123456789-1")
+    assert a == ids.request_id("uppercase-0123456789-1")
+    assert a != ids.request_id("uppercase-0123456789-2")  # a resume is a new request
     assert uuid.UUID(a).version == 5
 
 

@@ -1,0 +1,92 @@
+"""Where a command's Batch and Cloud Storage calls go: Google Cloud, or the embedded local
+backend. Chosen once per command (`backend_for(local)`), so no command branches on `--local`.
+
+Both implementations hand out the same client classes (`BatchServiceClient`,
+`storage.Client`); only the endpoint and the credentials differ. Nothing here touches
+`os.environ`: the local storage endpoint is a client option, not STORAGE_EMULATOR_HOST.
+
+Imported only by commands that talk to a service (google-cloud-* cost ~0.7 s to import).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from submit import gcs, localmode
+
+if TYPE_CHECKING:
+    from google.cloud import batch_v1, storage  # type: ignore[attr-defined]
+
+    from submit.batch import Connection
+
+
+class Backend(Protocol):
+    """The services one command talks to."""
+
+    name: str
+
+    def storage(self, project: str) -> storage.Client: ...
+
+    def batch(self, project: str, region: str) -> Connection: ...
+
+    def log_lines(self, conn: Connection, job: batch_v1.Job, *, limit: int) -> Iterator[str]: ...
+
+
+class GoogleBackend:
+    """Production: Application Default Credentials and Google's endpoints."""
+
+    name = "google"
+
+    def storage(self, project: str) -> storage.Client:
+        return gcs.make_client(project)
+
+    def batch(self, project: str, region: str) -> Connection:
+        from google.cloud import batch_v1
+
+        from submit.batch import Connection, api_errors
+
+        with api_errors("Batch"):  # ADC is looked up here
+            client = batch_v1.BatchServiceClient()
+        return Connection(client, f"projects/{project}/locations/{region}", local=False)
+
+    def log_lines(self, conn: Connection, job: batch_v1.Job, *, limit: int) -> Iterator[str]:
+        from submit import logs
+
+        for line in logs.cloud_lines(conn.parent.split("/")[1], job.uid, limit=limit):
+            yield line + "\n"
+
+
+class LocalBackend:
+    """The embedded backend (`local/`): started on first use, then reused by this process."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._endpoints: Any = None
+
+    def endpoints(self) -> Any:
+        if self._endpoints is None:
+            self._endpoints = localmode.start()
+        return self._endpoints
+
+    def storage(self, project: str) -> storage.Client:
+        return gcs.make_client(project, endpoint=self.endpoints().gcs_endpoint)
+
+    def batch(self, project: str, region: str) -> Connection:
+        from local.client import batch_client
+        from submit.batch import Connection
+
+        client = batch_client(self.endpoints().batch_target)
+        return Connection(client, f"projects/{project}/locations/{region}", local=True)
+
+    def log_lines(self, conn: Connection, job: batch_v1.Job, *, limit: int) -> Iterator[str]:
+        from submit import logs
+        from submit.batch import short_id
+
+        # Local task logs are files; `limit` applies to Cloud Logging entries only.
+        yield from logs.local_lines(localmode.backend(), short_id(job.name))
+
+
+def backend_for(local: bool) -> Backend:
+    return LocalBackend() if local else GoogleBackend()
