@@ -73,6 +73,12 @@ def create_job(
         parent=conn.parent, job_id=job_id, job=job, request_id=request_id
     )
     with api_errors("Batch CreateJob"):
+        try:  # the id is deterministic: an earlier try of this request may have created it
+            existing = conn.client.get_job(name=job_name(conn, job_id), timeout=_TIMEOUT_S)
+        except gexc.NotFound:
+            existing = None
+        if existing is not None:
+            return _same_request(existing, job, job_id), False
         try:
             created = conn.client.create_job(request=request, timeout=_TIMEOUT_S)
         except (gexc.AlreadyExists, gexc.InvalidArgument) as exc:
@@ -82,11 +88,15 @@ def create_job(
                 existing = conn.client.get_job(name=job_name(conn, job_id), timeout=_TIMEOUT_S)
             except gexc.NotFound:
                 raise exc from None
-            if existing.labels.get("manifest-hash") != job.labels.get("manifest-hash"):
-                raise ConflictError(f"job {job_id} already exists with other inputs; "
-                                    "another submit into the same output just started") from None
-            return existing, False
+            return _same_request(existing, job, job_id), False
     return created, True
+
+
+def _same_request(existing: batch_v1.Job, job: batch_v1.Job, job_id: str) -> batch_v1.Job:
+    if existing.labels.get("manifest-hash") != job.labels.get("manifest-hash"):
+        raise ConflictError(f"job {job_id} already exists with other inputs; another submit "
+                            "into the same output just started")
+    return existing
 
 
 def get_job(conn: Connection, job_id: str) -> batch_v1.Job:

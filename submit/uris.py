@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gpub_runner.contract import MANIFEST_NAME, OBJECT_NAME_MAX_BYTES
+
 from submit.errors import SubmitError
 
 # Bucket names: 3-63 chars of lowercase letters, digits, '-', '_' and '.', starting and ending
@@ -50,6 +52,13 @@ def parse_prefix(value: str, arg: str) -> GcsPrefix:
     # "gs://b/in" and "gs://b/in/" name the same folder (the runner reads them the same way).
     if prefix and not prefix.endswith("/"):
         prefix += "/"
+    # Object names are at most 1,024 bytes (https://cloud.google.com/storage/docs/naming-objects);
+    # the folder must leave room for the files the run keeps in it.
+    room = OBJECT_NAME_MAX_BYTES - len(MANIFEST_NAME)
+    if len(prefix.encode()) > room:
+        raise SubmitError(f"{arg}: the prefix is {len(prefix.encode()):,} bytes; object names "
+                          f"are at most {OBJECT_NAME_MAX_BYTES:,} bytes, so a folder may have "
+                          f"{room:,}")
     return GcsPrefix(bucket, prefix)
 
 

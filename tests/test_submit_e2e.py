@@ -231,36 +231,34 @@ def test_duplicate_concurrent_submit_is_refused_with_exit_3(local: Backend) -> N
 def test_retried_submit_creates_one_job(local: Backend) -> None:
     from google.cloud import batch_v1
 
-    from submit import batch
+    from submit import batch, ids
 
     # 1. The same CreateJob request sent twice (a retry after a lost reply): one job.
     local.upload("inputs/retry/", 3)
     proc = local.submit("uppercase", "--env", "dev", *_io("retry"), "--local", "--dry-run")
     job = batch_v1.Job.from_json(proc.stdout)
     conn = batch.Connection(local.batch(), "projects/example-ml-dev/locations/europe-west4", True)
-    kwargs: dict[str, Any] = dict(job_id="uppercase-retry-0001", job=job,
-                                  request_id="1b4e28ba-2fa1-11d2-883f-0016d3cca427",
-                                  run_key=job.labels["run-key"],
-                                  manifest_hash=job.labels["manifest-hash"])
+    job_id = job.task_groups[0].task_spec.environment.variables["GPUB_JOB_NAME"]
+    assert job_id.startswith("uppercase-") and job_id.endswith("-1")
+    kwargs: dict[str, Any] = dict(job_id=job_id, job=job, request_id=ids.request_id(job_id))
     a, created_a = batch.create_job(conn, **kwargs)
-    b, _ = batch.create_job(conn, **kwargs)
-    assert a.name == b.name and a.uid == b.uid and created_a
+    b, created_b = batch.create_job(conn, **kwargs)
+    assert a.name == b.name and a.uid == b.uid and created_a and not created_b
     assert sum(j.name == a.name for j in local.jobs()) == 1
-    _wait_final(local, "uppercase-retry-0001")
+    _wait_final(local, job_id)
 
-    # 2. The whole submit run again on the same input (same manifest, so same request id):
-    # reported as the existing job, not a second one.
+    # 2. The whole submit run again after it SUCCEEDED (same inputs, same output): reported
+    # as the job that completed it, not a second one.
     local.upload("inputs/retry2/", 3)
     first = local.submit("uppercase", "--env", "dev", *_io("retry2"), "--local", "--wait",
                          "--json", "--poll", "0.3")
     assert first.returncode == 0, first.stderr
-    again = local.submit("uppercase", "--env", "dev", *_io("retry2"), "--local", "--overwrite",
-                         "--json")
+    again = local.submit("uppercase", "--env", "dev", *_io("retry2"), "--local", "--json")
     assert again.returncode == 0, again.stderr
     r1, r2 = json.loads(first.stdout), json.loads(again.stdout)
     assert r2["created"] is False and r2["job_id"] == r1["job_id"]
     assert r2["request_id"] == r1["request_id"]
-    assert "already submitted as job" in again.stderr
+    assert "already completed this run" in again.stderr
     key = next(j for j in local.jobs() if j.name.endswith(r1["job_id"])).labels["run-key"]
     assert sum(j.labels.get("run-key") == key for j in local.jobs()) == 1
 
