@@ -444,12 +444,18 @@ def _note(log: IO[bytes], line: str) -> None:
 def _should_retry(
     code: int, attempt: int, max_retries: int, policies: list[LifecyclePolicy]
 ) -> bool:
-    """Batch semantics: a policy whose exit codes match decides (RETRY_TASK retries within
-    maxRetryCount, FAIL_TASK fails now); otherwise any non-zero exit is retried while
+    """Batch semantics (cloud.google.com/python/docs/reference/batch/latest/
+    google.cloud.batch_v1.types.LifecyclePolicy): "When RETRY_TASK is specified, we will retry
+    failed tasks if we notice any exit code match and fail tasks if no match is found.
+    Likewise, when FAIL_TASK is specified, we will fail tasks if we notice any exit code match
+    and retry tasks if no match is found." Without a policy any non-zero exit is retried while
     retries remain."""
     if attempt >= max_retries:
         return False
     for policy in policies:
-        if code in list(policy.action_condition.exit_codes):
-            return bool(policy.action != LifecyclePolicy.Action.FAIL_TASK)
+        matched = code in list(policy.action_condition.exit_codes)
+        if policy.action == LifecyclePolicy.Action.RETRY_TASK:
+            return matched
+        if policy.action == LifecyclePolicy.Action.FAIL_TASK:
+            return not matched
     return True

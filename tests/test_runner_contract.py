@@ -178,3 +178,29 @@ def test_logger_scrubs_urls_in_every_field(raw: str, leak: str) -> None:
     assert json.loads(line)["severity"] == "WARNING"
     assert leak not in redact(raw)
     assert redact("is this ok? yes") == "is this ok? yes"  # prose keeps its question marks
+
+
+# ---- runner exit codes 2 and 3 are never retried (local backend = Batch semantics) ----------
+
+@pytest.mark.parametrize(("action", "codes", "exit_code", "retried"), [
+    ("RETRY_TASK", [50001], 50001, True),  # a preemption is retried
+    ("RETRY_TASK", [50001], contract.EXIT_CONFIG, False),  # "fail tasks if no match is found"
+    ("RETRY_TASK", [50001], contract.EXIT_BUDGET, False),
+    ("RETRY_TASK", [50001], contract.EXIT_INFRA, False),
+    ("FAIL_TASK", list(contract.NO_RETRY_EXIT_CODES), contract.EXIT_CONFIG, False),
+    ("FAIL_TASK", list(contract.NO_RETRY_EXIT_CODES), contract.EXIT_BUDGET, False),
+    ("FAIL_TASK", list(contract.NO_RETRY_EXIT_CODES), contract.EXIT_INFRA, True),
+    ("FAIL_TASK", list(contract.NO_RETRY_EXIT_CODES), 50001, True),
+    (None, [], contract.EXIT_CONFIG, True),  # no policy: every non-zero exit is retried
+])
+def test_local_backend_follows_batch_lifecycle_semantics(action: str | None, codes: list[int],
+                                                         exit_code: int, retried: bool) -> None:
+    from google.cloud.batch_v1 import LifecyclePolicy
+
+    from local.executor import _should_retry
+
+    policies = [] if action is None else [LifecyclePolicy(
+        action=LifecyclePolicy.Action[action],
+        action_condition=LifecyclePolicy.ActionCondition(exit_codes=codes))]
+    assert _should_retry(exit_code, 0, 3, policies) is retried
+    assert _should_retry(exit_code, 3, 3, policies) is False  # no retries left
