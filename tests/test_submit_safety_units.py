@@ -276,3 +276,46 @@ def test_commands_pick_a_backend_instead_of_branching_on_local() -> None:
     for name in ("run.py", "jobcmds.py"):
         source = (REPO / "submit" / name).read_text()
         assert "if local" not in source and "local=local" not in source, name
+
+
+# ---- docs/submit.md: every output-ownership sentence has its test ----------------------------
+
+# The opening words of each rule in docs/submit.md "## Output ownership" -> the tests that
+# check it. A rule added to the page without a test here fails the test below.
+OWNERSHIP_RULES = {
+    "One active run per output location": [
+        "test_submit_runsafety.py::test_overwrite_into_a_running_jobs_output_is_refused_with_exit_3",
+        "test_submit_safety_units.py::test_one_active_run_per_output_location"],
+    "An output location belongs to one run": [
+        "test_submit_runsafety.py::test_cancelled_run_resumes_with_a_new_attempt",
+        "test_submit_safety_units.py::test_run_record_round_trip_and_garbage"],
+    "Re-running the same command resumes a FAILED or CANCELLED run": [
+        "test_submit_runsafety.py::test_cancelled_run_resumes_with_a_new_attempt",
+        "test_submit_safety_units.py::test_output_ownership_decisions"],
+    "Re-running the same command after the run SUCCEEDED": [
+        "test_submit_e2e.py::test_retried_submit_creates_one_job",
+        "test_submit_safety_units.py::test_output_ownership_decisions"],
+    "A used output location that belongs to another run": [
+        "test_submit_runsafety.py::test_overwrite_with_new_content_recomputes_every_file",
+        "test_submit_safety_units.py::test_a_used_output_of_another_run_needs_overwrite"],
+    "`--overwrite` first deletes everything under the output location": [
+        "test_submit_runsafety.py::test_overwrite_with_new_content_recomputes_every_file"],
+    "Done markers are tied to the input object's generation": [
+        "test_runner_contract.py::test_marker_of_an_older_generation_does_not_skip_the_new_input",
+        "test_runner_contract.py::test_marker_name_depends_on_input_uri_and_generation"],
+}
+
+
+def test_every_output_ownership_rule_in_the_docs_has_tests() -> None:
+    page = (REPO / "docs" / "submit.md").read_text()
+    section = page.split("## Output ownership", 1)[1].split("\n## ", 1)[0]
+    bullets = [b.strip() for b in re.findall(r"^- (.+?)(?=^- |^\s*$)", section, re.M | re.S)]
+    assert len(bullets) == len(OWNERSHIP_RULES), bullets
+    for bullet in bullets:
+        keys = [k for k in OWNERSHIP_RULES if " ".join(bullet.split()).startswith(k)]
+        assert len(keys) == 1, f"no test listed for the rule: {bullet[:60]}..."
+    for tests in OWNERSHIP_RULES.values():
+        for ref in tests:
+            file, name = ref.split("::")
+            tree = ast.parse((REPO / "tests" / file).read_text())
+            assert any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body), ref
