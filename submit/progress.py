@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from google.cloud import batch_v1
+from gpub_runner.contract import PREEMPTION_EXIT_CODE
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from submit import batch
 from submit.batch import Connection
 
-PREEMPTION_EXIT_CODE = 50001
 _TASK_FINAL = ("SUCCEEDED", "FAILED")
 
 
