@@ -95,23 +95,23 @@ def test_odd_manifest_name_is_quarantined_and_the_good_files_succeed() -> None:
     seed(store, 9)
     bad = json.dumps({"name": "b1/sub/../x.jsonl", "size": 1, "generation": "1"})
     store.objects["bkt/out/_manifest.jsonl"] += (bad + "\n").encode()
-    code, logs = run(store, make_cfg(GPUB_FAILURE_BUDGET="0.2"))
-    assert code == EXIT_OK
+    code, logs = run(store, make_cfg())  # no failure budget at all
+    assert code == EXIT_OK  # never fails the task
     assert len(store.names("bkt/out/d/")) == 9  # every good file done
     errors = store.names("bkt/out/_errors/")
     assert len(errors) == 1 and errors[0].startswith("bkt/out/_errors/_bad-names/")
     record = json.loads(store.objects[errors[0]])
     assert "b1/sub/../x.jsonl" in record["error"] and "'..'" in record["error"]
     assert not any(".." in k for k in store.objects if k != errors[0])
-    assert logs[-1]["failed"] == 1 and logs[-1]["total"] == 10
+    assert logs[-1]["bad_names"] == 1 and logs[-1]["ok"] == 9 and logs[-1]["failed"] == 0
+    assert any(r["message"] == "file failed; quarantined" for r in logs)
 
-    # With no failure budget the task fails on its budget (exit 3, not retried), but the
-    # nine good files are still written and marked done.
+    # A real failure next to it still counts against the budget as before.
     store2 = MemStore()
-    seed(store2, 9)
+    seed(store2, 9, bad=[3])
     store2.objects["bkt/out/_manifest.jsonl"] += (bad + "\n").encode()
     assert run(store2, make_cfg())[0] == EXIT_BUDGET
-    assert len(store2.names("bkt/out/d/")) == 9
+    assert len(store2.names("bkt/out/d/")) == 8
 
 
 # ---- finding 2: done markers are tied to the input generation -------------------------------

@@ -57,6 +57,9 @@ class Counts:
     failed: int = 0
     outputs_created: int = 0
     outputs_existing: int = 0  # already there: written by an earlier or racing attempt
+    # Manifest entries with an unsafe name: quarantined, outside the failure budget (the
+    # planner refuses such names, so they are a manifest writer's bug, never a task failure).
+    bad_names: int = 0
 
 
 class HandlerTimeout(Exception):
@@ -255,9 +258,10 @@ class TaskRunner:
             self.counts.outputs_created += created
             self.counts.outputs_existing += existing
 
-    def _quarantine(self, rel: str, uri: str, error: str) -> None:
+    def _quarantine(self, rel: str, uri: str, error: str, *, counts: bool = True) -> None:
         with self._lock:
-            self.counts.failed += 1
+            if counts:
+                self.counts.failed += 1
         self.log.warning("file failed; quarantined", file=rel, error=error[:2000])
         record = {"input": uri, "error": error, "job": self.cfg.job_name,
                   "task": self.cfg.task_index, "attempt": self.cfg.attempt, "time": _now()}
@@ -375,11 +379,13 @@ class TaskRunner:
         t0 = time.monotonic()
         works = self.plan()
         todo = self.pending(works)
-        self.counts.total = len(works) + len(self.bad_names)
+        self.counts.total = len(works)
         self.counts.skipped = len(works) - len(todo)
+        self.counts.bad_names = len(self.bad_names)
         for bad in self.bad_names:  # one odd name costs that file, never the task
             self._quarantine(bad.key, repr(bad.raw),
-                             f"{bad.where}: bad object name {bad.raw!r}: {bad.problem}")
+                             f"{bad.where}: bad object name {bad.raw!r}: {bad.problem}",
+                             counts=False)
         self.log.info("task started", files=len(works), to_do=len(todo),
                       skipped=self.counts.skipped, batch_size=cfg.batch_size,
                       concurrency=cfg.concurrency, output_prefix=str(cfg.output_prefix))
