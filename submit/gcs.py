@@ -94,36 +94,73 @@ def write_manifest(
             ) from None
 
 
-def read_object(client: storage.Client, prefix: GcsPrefix, name: str, arg: str) -> bytes | None:
-    """The bytes of `<prefix><name>`, or None when it does not exist."""
+def read_object(client: storage.Client, prefix: GcsPrefix, name: str,
+                arg: str) -> tuple[bytes | None, int]:
+    """(bytes, generation) of `<prefix><name>`; (None, 0) when it does not exist. Generation 0
+    is Cloud Storage's precondition for "does not exist yet", so the pair can be handed to
+    `put_object` and `delete_object` as an optimistic lock."""
     blob = client.bucket(prefix.bucket).blob(prefix.child(name))
     with _errors(arg, prefix.uri(name)):
         try:
-            return bytes(blob.download_as_bytes(timeout=_TIMEOUT_S))
+            blob.reload(timeout=_TIMEOUT_S)
+            generation = int(blob.generation or 0)
+            return bytes(blob.download_as_bytes(if_generation_match=generation,
+                                                timeout=_TIMEOUT_S)), generation
         except gexc.NotFound:
-            return None
+            return None, 0
+        except gexc.PreconditionFailed:
+            raise _changed(prefix.uri(name)) from None
 
 
-def put_object(client: storage.Client, prefix: GcsPrefix, name: str, data: bytes,
-               arg: str) -> None:
+def _changed(uri: str) -> ConflictError:
+    return ConflictError(f"--output: {uri} changed while this submit was deciding (another "
+                         "submit into the same output?); nothing was created, try again")
+
+
+def put_object(client: storage.Client, prefix: GcsPrefix, name: str, data: bytes, arg: str,
+               *, if_generation_match: int | None = None) -> None:
+    """Write `<prefix><name>`; with `if_generation_match` only if it is still that generation
+    (0: only if absent), else ConflictError
+    (https://cloud.google.com/storage/docs/request-preconditions)."""
     blob = client.bucket(prefix.bucket).blob(prefix.child(name))
     with _errors(arg, prefix.uri(name)):
-        blob.upload_from_string(data, content_type="application/json", timeout=_TIMEOUT_S)
+        try:
+            blob.upload_from_string(data, content_type="application/json", timeout=_TIMEOUT_S,
+                                    if_generation_match=if_generation_match)
+        except gexc.PreconditionFailed:
+            raise _changed(prefix.uri(name)) from None
+
+
+def delete_object(client: storage.Client, prefix: GcsPrefix, name: str, arg: str,
+                  *, if_generation_match: int) -> None:
+    """Delete `<prefix><name>` only if it is still at `if_generation_match`, else
+    ConflictError: the first step of --overwrite, so of two racing submits one stops before
+    it deleted anything else."""
+    blob = client.bucket(prefix.bucket).blob(prefix.child(name))
+    with _errors(arg, prefix.uri(name)):
+        try:
+            blob.delete(if_generation_match=if_generation_match, timeout=_TIMEOUT_S)
+        except (gexc.PreconditionFailed, gexc.NotFound):
+            raise _changed(prefix.uri(name)) from None
 
 
 def delete_prefix(client: storage.Client, prefix: GcsPrefix, arg: str,
-                  first: Sequence[str] = ()) -> int:
-    """Delete every object under `prefix`; the names in `first` (relative) go before the rest,
-    so a reader that checks them sees the location stop claiming a complete run at once.
-    With bucket versioning on, deleted objects stay as noncurrent versions."""
+                  first: Sequence[str] = (), keep: Sequence[str] = ()) -> int:
+    """Delete every object under `prefix` except `keep` (relative names); the names in
+    `first` go before the rest, so a reader that checks them sees the location stop claiming
+    a complete run at once. With bucket versioning on, deleted objects stay as noncurrent
+    versions."""
     bucket = client.bucket(prefix.bucket)
+    kept = {prefix.child(name) for name in keep}
     with _errors(arg, str(prefix)):
+        deleted = 0
         for name in first:
             with contextlib.suppress(gexc.NotFound):
                 bucket.blob(prefix.child(name)).delete(timeout=_TIMEOUT_S)
+                deleted += 1
         listing = client.list_blobs(prefix.bucket, prefix=prefix.prefix or None,
                                     timeout=_TIMEOUT_S, fields="items(name),nextPageToken")
-        names = [str(b.name) for b in listing]
+        names = [str(b.name) for b in listing if b.name not in kept]
 
         def delete(name: str) -> None:
             with contextlib.suppress(gexc.NotFound):  # a racing delete got there first
@@ -131,4 +168,4 @@ def delete_prefix(client: storage.Client, prefix: GcsPrefix, arg: str,
 
         with ThreadPoolExecutor(16, thread_name_prefix="delete") as pool:
             list(pool.map(delete, names))
-    return len(names) + len(first)
+    return deleted + len(names)

@@ -95,8 +95,8 @@ def _dry_run_checks(p: Prepared, storage: storage.Client, overwrite: bool) -> No
     from submit import gcs, ownership
 
     first = gcs.first_object(storage, p.out, "--output")
-    record = ownership.RunRecord.decode(
-        gcs.read_object(storage, p.out, ownership.RUN_RECORD, "--output"))
+    data, _ = gcs.read_object(storage, p.out, ownership.RUN_RECORD, "--output")
+    record = ownership.RunRecord.decode(data)
     ownership.decide(ours=p.record, record=record, first_object=first, last_state=None,
                      overwrite=overwrite)
 
@@ -112,8 +112,8 @@ def _claim_and_create(p: Prepared, conn: Connection, storage: storage.Client,
     # Checked before the output's contents: a running job's output is never empty, and the
     # useful answer is which job is running. Its manifest must never be rewritten.
     ownership.refuse_if_active(jobs, p.out)
-    record = ownership.RunRecord.decode(
-        gcs.read_object(storage, p.out, ownership.RUN_RECORD, "--output"))
+    data, generation = gcs.read_object(storage, p.out, ownership.RUN_RECORD, "--output")
+    record = ownership.RunRecord.decode(data)
     previous = record.attempts[-1] if record and record.attempts else None
     last_state = _state(conn, previous) if previous else None
     decision = ownership.decide(
@@ -124,23 +124,29 @@ def _claim_and_create(p: Prepared, conn: Connection, storage: storage.Client,
             "another (use --overwrite to recompute)")
         return str(decision.previous), False
 
+    # The run record is the lock of the output location: every change to it is conditional
+    # on the generation read above, so of two racing submits exactly one goes on (the other
+    # gets exit 3 before it deleted or wrote anything).
     _say_decision(decision, p, last_state)
-    if decision.action == "overwrite":
-        removed = gcs.delete_prefix(storage, p.out, "--output",
-                                    first=(ownership.RUN_RECORD, manifest.MANIFEST_NAME))
-        say(f"--overwrite: removed {removed} objects under {p.out}")
-    if decision.action == "resume":
-        existing = gcs.read_object(storage, p.out, manifest.MANIFEST_NAME, "--output")
-        if existing != p.manifest_data:
-            gcs.write_manifest(storage, p.out, manifest.MANIFEST_NAME, p.manifest_data,
-                               overwrite=True)
-    else:
-        gcs.write_manifest(storage, p.out, manifest.MANIFEST_NAME, p.manifest_data,
-                           overwrite=False)
     job_id = ids.run_job_id(p.run_base, ownership.next_attempt(jobs, p.run_base))
     attempts = [*(record.attempts if record and decision.action == "resume" else []), job_id]
-    gcs.put_object(storage, p.out, ownership.RUN_RECORD,
-                   p.record.model_copy(update={"attempts": attempts}).encode(), "--output")
+    claim = p.record.model_copy(update={"attempts": attempts}).encode()
+    if decision.action == "overwrite":
+        if data is not None:
+            gcs.delete_object(storage, p.out, ownership.RUN_RECORD, "--output",
+                              if_generation_match=generation)
+        gcs.put_object(storage, p.out, ownership.RUN_RECORD, claim, "--output",
+                       if_generation_match=0)
+        removed = gcs.delete_prefix(storage, p.out, "--output", keep=(ownership.RUN_RECORD,),
+                                    first=(manifest.MANIFEST_NAME,))
+        say(f"--overwrite: removed {removed} objects under {p.out}")
+    else:  # new: the record must not exist yet; resume: it must be the one we read
+        gcs.put_object(storage, p.out, ownership.RUN_RECORD, claim, "--output",
+                       if_generation_match=generation)
+    existing, _ = gcs.read_object(storage, p.out, manifest.MANIFEST_NAME, "--output")
+    if existing != p.manifest_data:
+        gcs.write_manifest(storage, p.out, manifest.MANIFEST_NAME, p.manifest_data,
+                           overwrite=True)
     created, is_new = batch.create_job(
         conn, job_id=job_id, job=batch_v1.Job.from_json(p.job_text(job_id)),
         request_id=ids.request_id(job_id))

@@ -150,6 +150,33 @@ def test_cancelled_run_resumes_with_a_new_attempt(local: Backend) -> None:
     assert cancel.returncode == 0 and "already ended (CANCELLED)" in cancel.stderr
 
 
+def test_racing_overwrites_create_exactly_one_job(local: Backend) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    upload(local, "race-a", 4)
+    upload(local, "race-b", 4, text="other")
+    seed = local.submit(*S, "--wait", "--poll", "0.3", "--input", inp("race-a"),
+                        "--output", out("race"))
+    assert seed.returncode == 0, seed.stderr
+    before = len(local.jobs())
+    with ThreadPoolExecutor(2) as pool:
+        procs = list(pool.map(lambda batch: local.submit(
+            *S, "--overwrite", "--input", inp(batch), "--output", out("race")),
+            ["race-a", "race-b"]))
+    codes = sorted(p.returncode for p in procs)
+    assert codes in ([0, 3], [0, 0]), [p.stderr for p in procs]
+    winners = [p for p in procs if p.returncode == 0]
+    for loser in (p for p in procs if p.returncode == 3):
+        assert "Traceback" not in loser.stderr and loser.stdout == ""
+    # [0, 0] only when the second started after the first's job had finished deciding and
+    # ended; either way every created job is recorded, and one record owns the output.
+    assert len(local.jobs()) == before + len(winners)
+    record = json.loads(local.objects("outputs/uppercase/race/", ACME)["_run.json"])
+    assert record["attempts"][-1] in {w.stdout.strip() for w in winners}
+    for w in winners:
+        wait_final(local, w.stdout.strip())
+
+
 # ---- finding 5: --client binds both locations to that client ------------------------------
 
 @pytest.mark.parametrize(("io", "message"), [
