@@ -298,8 +298,10 @@ OWNERSHIP_RULES = {
     "A used output location that belongs to another run": [
         "test_submit_runsafety.py::test_overwrite_with_new_content_recomputes_every_file",
         "test_submit_safety_units.py::test_a_used_output_of_another_run_needs_overwrite"],
-    "`--overwrite` first deletes everything under the output location": [
+    "`--overwrite` first replaces the run record, then deletes everything else": [
         "test_submit_runsafety.py::test_overwrite_with_new_content_recomputes_every_file"],
+    "Racing submits into one output location": [
+        "test_submit_runsafety.py::test_racing_overwrites_create_exactly_one_job"],
     "Done markers are tied to the input object's generation": [
         "test_runner_contract.py::test_marker_of_an_older_generation_does_not_skip_the_new_input",
         "test_runner_contract.py::test_marker_name_depends_on_input_uri_and_generation"],
