@@ -12,7 +12,6 @@ from gpub_runner import contract
 
 from submit import ids, manifest, planner, synth, tenancy
 from submit.errors import SubmitError
-from submit.ownership import RunRecord
 from submit.ui import say
 from submit.uris import GcsPrefix, check_disjoint, parse_prefix
 
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from jobs.spec import JobSpec
     from stacks.settings import EnvironmentSettings
     from submit.costing import CostEstimate, JobShape
+    from submit.ownership import RunRecord
 
 
 @dataclass
@@ -138,6 +138,7 @@ def prepare(
     """Plan a run: pure apart from the storage listing (`storage` is a storage.Client)."""
     from jobs.render import fill_runtime
     from submit import costing, gcs, guard
+    from submit.ownership import RunRecord
 
     env, client_name, inp, out = check_locations(env_name, job, client, input_uri, output_uri)
     spec = synth.load_spec(env, job)
