@@ -92,9 +92,11 @@ def refuse_if_active(jobs: Iterable[batch_v1.Job], out: GcsPrefix) -> None:
             f"cancel it (bin/submit cancel {name})")
 
 
-def next_attempt(jobs: Iterable[batch_v1.Job], base: str) -> int:
-    """1 + the highest attempt number of `base` that Batch knows."""
-    numbers = [ids.attempt_of(j.name.rsplit("/", 1)[-1], base) for j in jobs]
+def next_attempt(jobs: Iterable[batch_v1.Job], base: str, recorded: Iterable[str] = ()) -> int:
+    """1 + the highest attempt number of `base` that Batch or the run record knows (Batch
+    forgets deleted jobs; an id is never reused for another attempt)."""
+    names = [j.name.rsplit("/", 1)[-1] for j in jobs] + list(recorded)
+    numbers = [ids.attempt_of(name, base) for name in names]
     return 1 + max((n for n in numbers if n is not None), default=0)
 
 

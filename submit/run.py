@@ -128,7 +128,8 @@ def _claim_and_create(p: Prepared, conn: Connection, storage: storage.Client,
     # on the generation read above, so of two racing submits exactly one goes on (the other
     # gets exit 3 before it deleted or wrote anything).
     _say_decision(decision, p, last_state)
-    job_id = ids.run_job_id(p.run_base, ownership.next_attempt(jobs, p.run_base))
+    job_id = ids.run_job_id(p.run_base, ownership.next_attempt(
+        jobs, p.run_base, record.attempts if record else ()))
     attempts = [*(record.attempts if record and decision.action == "resume" else []), job_id]
     claim = p.record.model_copy(update={"attempts": attempts}).encode()
     if decision.action == "overwrite":

@@ -170,6 +170,8 @@ def test_next_attempt_counts_only_this_runs_jobs() -> None:
             _job("uppercase-9999999999-7", "FAILED", "gs://b/o/")]
     assert ownership.next_attempt(jobs, base) == 4
     assert ownership.next_attempt([], base) == 1
+    # A job Batch has forgotten still counts when the run record lists it.
+    assert ownership.next_attempt(jobs, base, [f"{base}-6", "embed-0123456789-9"]) == 7
 
 
 def test_run_record_round_trip_and_garbage() -> None:
