@@ -25,7 +25,12 @@ _TIMEOUT_S = 60.0
 
 def make_client(project: str) -> storage.Client:
     if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return storage.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+        # Local mode: the principal named by GPUB_LOCAL_PRINCIPAL (the operator identity),
+        # through local.identity, the one way local clients get credentials.
+        from local.identity import principal_credentials
+
+        creds = principal_credentials() or AnonymousCredentials()  # type: ignore[no-untyped-call]
+        return storage.Client(project=project, credentials=creds)
     with _errors("--input", "Cloud Storage"):  # ADC is looked up here
         return storage.Client(project=project)
 
