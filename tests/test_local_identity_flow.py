@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.cloud import batch_v1, storage  # type: ignore[attr-defined]
@@ -91,7 +92,7 @@ def _manifest(ep: Endpoints, bucket: str, out: str) -> None:
 
 
 def _run(ep: Endpoints, bucket: str, out: str, email: str | None) -> batch_v1.Job:
-    job = {
+    job: dict[str, Any] = {
         "taskGroups": [{"taskCount": "1", "taskSpec": {
             "runnables": [{"container": {"imageUri": "europe-docker.pkg.dev/p/r/uppercase:1"}}],
             "environment": {"variables": {
