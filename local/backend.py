@@ -34,6 +34,8 @@ from local.procs import (
     terminate,
     write_json_atomic,
 )
+from local.pubsub_launcher import MODULE as PUBSUB_MODULE
+from local.pubsub_launcher import start_pubsub
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the directory holding `local/`
 BATCH_MODULE = "local.batch_server"
@@ -50,7 +52,8 @@ def default_root() -> Path:
 class Endpoints:
     batch_target: str  # "127.0.0.1:PORT": BatchServiceClient over an insecure channel
     gcs_endpoint: str  # "http://127.0.0.1:PORT": STORAGE_EMULATOR_HOST (the IAM proxy if on)
-    gcs_upstream: str = ""  # fake-gcs-server itself (== gcs_endpoint when IAM is off)
+    gcs_upstream: str = ""  # fake-gcs-server itself (== gcs_endpoint without stacks)
+    pubsub_target: str = ""  # "127.0.0.1:PORT" for PUBSUB_EMULATOR_HOST ("" without stacks)
 
 
 class LocalBackend:
@@ -89,10 +92,19 @@ class LocalBackend:
         self.root.mkdir(parents=True, exist_ok=True)
         with self._locked():
             servers = self._read_servers()
+            pubsub = servers.get("pubsub", {})
+            if not self.stacks:
+                self._stop_entry(servers.pop("pubsub", {}), PUBSUB_MODULE)
+                pubsub = {}
+            elif not self._pubsub_alive(pubsub):
+                self._stop_entry(pubsub, PUBSUB_MODULE)
+                pubsub = servers["pubsub"] = start_pubsub(self.root, self.stacks,
+                                                          ready_timeout=self.start_timeout)
+                write_json_atomic(self.servers_file, servers)
             iam = servers.get("iam", {})
-            # Clients see the proxy's address when IAM is on: fake-gcs-server must put that
-            # address (not its own) into upload session URLs and media links.
-            iam_port = self._port_for(iam) if self.iam else None
+            # With stacks, clients reach GCS through the proxy (IAM, notifications):
+            # fake-gcs-server must put the proxy's address into upload URLs and media links.
+            iam_port = self._port_for(iam) if self.stacks else None
             external = f"http://127.0.0.1:{iam_port}" if iam_port else None
             gcs = servers.get("gcs", {})
             if not self._gcs_alive(gcs) or gcs.get("external", gcs.get("endpoint")) != (
@@ -106,9 +118,9 @@ class LocalBackend:
                 self._stop_entry(servers.pop("iam", {}), IAM_MODULE)
                 public = gcs["endpoint"]
             else:
-                if not self._iam_alive(iam, gcs["endpoint"]):
+                if not self._iam_alive(iam, gcs["endpoint"], pubsub.get("target")):
                     self._stop_entry(iam, IAM_MODULE)
-                    iam = self._start_iam(iam_port, gcs["endpoint"])
+                    iam = self._start_iam(iam_port, gcs["endpoint"], pubsub.get("target"))
                     servers["iam"] = iam
                     write_json_atomic(self.servers_file, servers)
                 public = iam["endpoint"]
@@ -119,7 +131,7 @@ class LocalBackend:
                 batch = self._start_batch(public)
                 servers["batch"] = batch
                 write_json_atomic(self.servers_file, servers)
-            return Endpoints(batch["target"], public, gcs["endpoint"])
+            return Endpoints(batch["target"], public, gcs["endpoint"], pubsub.get("target", ""))
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM both servers (the Batch server first, so tasks stop before storage does),
@@ -130,6 +142,7 @@ class LocalBackend:
             servers = self._read_servers()
             self._stop_entry(servers.pop("batch", {}), BATCH_MODULE, timeout)
             self._stop_entry(servers.pop("iam", {}), IAM_MODULE, timeout)
+            self._stop_entry(servers.pop("pubsub", {}), PUBSUB_MODULE, timeout)
             self._stop_entry(servers.pop("gcs", {}), BINARY_NAME, timeout)
             write_json_atomic(self.servers_file, servers)
 
@@ -216,19 +229,31 @@ class LocalBackend:
             return port
         return free_port()
 
-    def _iam_alive(self, entry: Mapping[str, Any], upstream: str) -> bool:
+    def _iam_alive(self, entry: Mapping[str, Any], upstream: str, pubsub: str | None) -> bool:
         return (
             bool(entry)
             and self._alive(entry, IAM_MODULE)
             and entry.get("upstream") == upstream
             and entry.get("stacks") == [str(s) for s in self.stacks]
+            and entry.get("iam") == self.iam
+            and entry.get("pubsub") == pubsub
             and iam_ready(str(entry.get("endpoint", "")))
         )
 
-    def _start_iam(self, port: int, upstream: str) -> dict[str, Any]:
-        proc = start_iam_proxy(self.root, port, upstream, self.stacks, self.start_timeout)
+    def _start_iam(self, port: int, upstream: str, pubsub: str | None) -> dict[str, Any]:
+        proc = start_iam_proxy(self.root, port, upstream, self.stacks, self.start_timeout,
+                               iam=self.iam, pubsub=pubsub)
         return {"pid": proc.pid, "port": port, "endpoint": f"http://127.0.0.1:{port}",
-                "upstream": upstream, "stacks": [str(s) for s in self.stacks]}
+                "upstream": upstream, "stacks": [str(s) for s in self.stacks],
+                "iam": self.iam, "pubsub": pubsub}
+
+    def _pubsub_alive(self, entry: Mapping[str, Any]) -> bool:
+        return (
+            bool(entry)
+            and self._alive(entry, PUBSUB_MODULE)
+            and entry.get("stacks") == [str(s) for s in self.stacks]
+            and port_answers(int(entry.get("port", 0)))
+        )
 
     def _start_batch(self, gcs_endpoint: str) -> dict[str, Any]:
         batch_dir = self.root / "batch"

@@ -41,12 +41,19 @@ def iam_ready(endpoint: str, timeout: float = 1.0) -> bool:
 
 
 def start_iam_proxy(
-    root: Path, port: int, upstream: str, stacks: Sequence[Path], ready_timeout: float = 20.0
+    root: Path, port: int, upstream: str, stacks: Sequence[Path], ready_timeout: float = 20.0,
+    *, iam: bool = True, pubsub: str | None = None,
 ) -> subprocess.Popen[bytes]:
+    """`iam=False`: pass everything (still needs an identity); `pubsub`: the local Pub/Sub
+    target the stacks' GCS notifications are published to."""
     endpoint = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", MODULE, "--port", str(port), "--upstream", upstream]
     for s in stacks:
         cmd += ["--stack", str(s)]
+    if not iam:
+        cmd.append("--no-iam")
+    if pubsub:
+        cmd += ["--pubsub", pubsub]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(PACKAGE_PARENT), *filter(None, [env.get("PYTHONPATH")])]

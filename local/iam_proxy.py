@@ -13,7 +13,9 @@ when they change, so a new synth is enforced without a restart.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +24,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from local.gcs_events import DELETE, FINALIZE, notification_message
 from local.gcs_requests import PROJECT_BUCKET, Need, Unmapped, classify
 from local.iam_policy import Policy, Request, load_policy
 from local.identity import ADMIN_EMAIL, email_from_authorization
+from local.pubsub_stack import declared_notifications
 
 log = logging.getLogger("local.iam_proxy")
 READY_PATH = "/_gpub/iam/ready"
@@ -72,9 +76,12 @@ class PolicySource:
 
 
 class IamProxy:
-    def __init__(self, upstream: str, policies: PolicySource) -> None:
+    def __init__(self, upstream: str, policies: PolicySource, *, iam: bool = True,
+                 events: Events | None = None) -> None:
         self.upstream = upstream.rstrip("/")
         self.policies = policies
+        self.iam = iam  # False (LOCAL_IAM=off): identities still required, nothing denied
+        self.events = events
         self._session: aiohttp.ClientSession | None = None
 
     async def session(self) -> aiohttp.ClientSession:
@@ -95,21 +102,48 @@ class IamProxy:
             return web.json_response({"ready": True})
         body = await request.read()
         email = email_from_authorization(request.headers.get("Authorization"))
-        if email is None:
+        if email is None and self.iam:
             return web.json_response(
                 error_body(401, "Login Required", "required", locationType="header",
                            location="Authorization"), status=401)
-        if email != ADMIN_EMAIL:
-            denied = await self._authorize(request, email, body)
-            if denied is not None:
-                return denied
-        return await self._forward(request, body)
-
-    async def _authorize(self, request: web.Request, email: str, body: bytes
-                         ) -> web.Response | None:
         raw_path = request.raw_path.split("?", 1)[0]
         needs = classify(request.method, raw_path, dict(request.query), body,
                          request.headers.get("Content-Type", ""))
+        if self.iam and email is not None and email != ADMIN_EMAIL:
+            denied = await self._authorize(request, email, needs)
+            if denied is not None:
+                return denied
+        resp = await self._forward(request, body)
+        if self.events is not None and 200 <= resp.status < 300 and not isinstance(
+                needs, Unmapped):
+            await self._emit(needs)
+        return resp
+
+    async def _emit(self, needs: list[Need]) -> None:
+        """What the bucket's notification configurations would publish for this request."""
+        assert self.events is not None
+        for need in needs:
+            if need.object is None or need.permission not in EVENT_OF:
+                continue
+            event = EVENT_OF[need.permission]
+            if not self.events.wanted(need.bucket, event, need.object):
+                continue
+            obj: dict[str, Any] = {"bucket": need.bucket, "name": need.object}
+            if event == FINALIZE:
+                obj = await self._metadata(need.bucket, need.object) or obj
+            self.events.publish(event, obj)
+
+    async def _metadata(self, bucket: str, name: str) -> dict[str, Any] | None:
+        from urllib.parse import quote
+
+        url = f"{self.upstream}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
+        async with (await self.session()).get(url) as resp:
+            data = await resp.read()
+            return json.loads(data) if resp.status == 200 else None
+
+    async def _authorize(self, request: web.Request, email: str, needs: list[Need] | Unmapped
+                         ) -> web.Response | None:
+        raw_path = request.raw_path.split("?", 1)[0]
         if isinstance(needs, Unmapped):
             msg = f"{email}: the local IAM layer cannot authorize this request ({needs.reason})"
             log.warning("DENY %s %s: %s", request.method, raw_path, msg)
@@ -160,8 +194,34 @@ def _req(email: str, need: Need) -> Request:
     return Request(email, need.permission, need.bucket, need.object, need.list_prefix)
 
 
-def make_app(upstream: str, stack_files: Sequence[Path]) -> web.Application:
-    proxy = IamProxy(upstream, PolicySource(stack_files))
+class Events:
+    """GCS notification configurations from the stacks, published to the local Pub/Sub."""
+
+    def __init__(self, stack_files: Sequence[Path], pubsub_target: str) -> None:
+        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_target  # read by the client library
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+        docs = [json.loads(p.read_text(encoding="utf-8")) for p in stack_files if p.is_file()]
+        self.notifications = declared_notifications(docs)
+        self.publisher = pubsub_v1.PublisherClient()
+
+    def wanted(self, bucket: str, event: str, name: str) -> bool:
+        return any(n.bucket == bucket and n.wants(event, name) for n in self.notifications)
+
+    def publish(self, event: str, obj: dict[str, Any]) -> None:
+        for i, n in enumerate(self.notifications, start=1):
+            if n.bucket == obj["bucket"] and n.wants(event, str(obj["name"])):
+                data, attributes = notification_message(n, i, event, obj)
+                self.publisher.publish(n.topic, data, **attributes)  # batched, asynchronous
+
+
+EVENT_OF = {"storage.objects.create": FINALIZE, "storage.objects.delete": DELETE}
+
+
+def make_app(upstream: str, stack_files: Sequence[Path], *, iam: bool = True,
+             pubsub: str | None = None) -> web.Application:
+    events = Events(stack_files, pubsub) if pubsub else None
+    proxy = IamProxy(upstream, PolicySource(stack_files), iam=iam, events=events)
     app = web.Application(client_max_size=1024**3)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
 
@@ -177,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--upstream", required=True, help="fake-gcs-server endpoint")
     p.add_argument("--stack", type=Path, action="append", default=[], help="cdk.tf.json")
+    p.add_argument("--no-iam", action="store_true", help="authorize nothing (LOCAL_IAM=off)")
+    p.add_argument("--pubsub", help="local Pub/Sub target: publish the stacks' GCS notifications")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    web.run_app(make_app(a.upstream, a.stack), host="127.0.0.1", port=a.port,
+    app = make_app(a.upstream, a.stack, iam=not a.no_iam, pubsub=a.pubsub)
+    web.run_app(app, host="127.0.0.1", port=a.port,
                 access_log=None, print=None)
     return 0
 

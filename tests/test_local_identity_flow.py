@@ -177,3 +177,33 @@ def test_no_list_grant_for_the_job_identity_fails_the_run(
         doc["resource"]["google_storage_bucket_iam_member"]["run-viewer"] = saved
         stack.write_text(json.dumps(doc))
         time.sleep(0.6)
+
+
+def test_an_upload_publishes_the_gcs_notification_the_stack_declares(
+    endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", endpoints.pubsub_target)
+    sub = pubsub_v1.SubscriberClient()
+    name = "projects/demo-proj/subscriptions/test-uploads"
+    sub.create_subscription(name=name, topic="projects/demo-proj/topics/gpub-uploads")
+    client = _storage(endpoints.gcs_endpoint, "client-acme@demo-proj.iam.gserviceaccount.com")
+    client.bucket(ACME).blob("inputs/up/b9/new.jsonl").upload_from_string(b'{"id": 1}\n')
+    # Outside the notification's object_name_prefix (inputs/): no message.
+    _storage(endpoints.gcs_endpoint, ADMIN_EMAIL).bucket(ACME).blob("other/x").upload_from_string(
+        b"x")
+    got = []
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        got = list(sub.pull(subscription=name, max_messages=10, timeout=5).received_messages)
+    assert len(got) == 1
+    attrs = dict(got[0].message.attributes)
+    assert attrs["eventType"] == "OBJECT_FINALIZE" and attrs["payloadFormat"] == "JSON_API_V1"
+    assert attrs["bucketId"] == ACME and attrs["objectId"] == "inputs/up/b9/new.jsonl"
+    assert attrs["notificationConfig"].startswith(f"projects/_/buckets/{ACME}/notificationConfigs/")
+    body = json.loads(got[0].message.data)
+    assert body["name"] == "inputs/up/b9/new.jsonl" and body["bucket"] == ACME
+    assert attrs["objectGeneration"] == str(body["generation"])
+    sub.acknowledge(subscription=name, ack_ids=[got[0].ack_id])
+    assert not sub.pull(subscription=name, max_messages=10, timeout=5).received_messages
