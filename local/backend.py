@@ -157,8 +157,12 @@ class LocalBackend:
             "gcs": {**gcs, "running": self._gcs_alive(gcs)},
             "batch": {**batch, "running": self._batch_alive(batch, public)},
         }
+        pubsub = servers.get("pubsub", {})
         if iam:
-            out["iam"] = {**iam, "running": self._iam_alive(iam, str(gcs.get("endpoint")))}
+            running = self._iam_alive(iam, str(gcs.get("endpoint")), pubsub.get("target"))
+            out["iam"] = {**iam, "running": running}
+        if pubsub:
+            out["pubsub"] = {**pubsub, "running": self._pubsub_alive(pubsub)}
         return out
 
     def task_log_paths(self, job_id: str) -> list[Path]:

@@ -193,7 +193,7 @@ def test_an_upload_publishes_the_gcs_notification_the_stack_declares(
     # Outside the notification's object_name_prefix (inputs/): no message.
     _storage(endpoints.gcs_endpoint, ADMIN_EMAIL).bucket(ACME).blob("other/x").upload_from_string(
         b"x")
-    got = []
+    got: list[Any] = []
     deadline = time.monotonic() + 10
     while not got and time.monotonic() < deadline:
         got = list(sub.pull(subscription=name, max_messages=10, timeout=5).received_messages)
