@@ -74,7 +74,8 @@ class Connectors:
     def _job_json(job: Any) -> Any:
         from google.cloud import batch_v1
 
-        return json.loads(batch_v1.Job.to_json(job))
+        # REST (what connectors return) names enums: "SUCCEEDED", not 4.
+        return json.loads(batch_v1.Job.to_json(job, use_integers_for_enums=False))
 
     def batch_create(self, args: dict[str, Any]) -> Any:
         from google.cloud import batch_v1
@@ -82,8 +83,9 @@ class Connectors:
         params = args.get("connector_params") or {}
         job = batch_v1.Job.from_json(json.dumps(args.get("body") or {}))
         client = self._batch()
-        created = client.create_job(parent=args["parent"], job=job, job_id=args.get("jobId", ""),
-                                    request_id=args.get("requestId", ""))
+        created = client.create_job(request=batch_v1.CreateJobRequest(
+            parent=args["parent"], job=job, job_id=args.get("jobId", ""),
+            request_id=args.get("requestId", "")))
         if params.get("skip_polling"):
             return self._job_json(created)
         timeout = float(params.get("timeout", DEFAULT_TIMEOUT_S))

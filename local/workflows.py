@@ -81,8 +81,18 @@ def _emulator() -> Any:
     if not hasattr(typeguard, "install_import_hook"):
         typeguard.install_import_hook = lambda *_a, **_k: None  # type: ignore[attr-defined]
     from workflows_emulator import main
+    from workflows_emulator.utils import ContextDict
 
     if not getattr(main.StepCall, "_gpub_local", False):
+        # In Workflows `listing.items` is the map's "items" key (GCS and Pub/Sub answers carry
+        # one); the emulator's attribute-dicts return dict.items instead. Keys win for "items".
+        def getattribute(self: Any, name: str) -> Any:
+            if name == "items" and dict.__contains__(self, "items"):
+                return dict.__getitem__(self, "items")
+            return dict.__getattribute__(self, name)
+
+        ContextDict.__getattribute__ = getattribute  # type: ignore[method-assign]
+
         def execute_connector(rendered_step: Mapping[str, Any]) -> Any:
             return _CURRENT.get().call(str(rendered_step["call"]),
                                        dict(rendered_step.get("args") or {}))
