@@ -44,7 +44,8 @@ def stack_document() -> dict[str, object]:
     }}
 
 
-def one_round(seed: Path, work: Path, n: int, iam: bool, concurrency: int) -> float:
+def one_round(seed: Path, work: Path, n: int, iam: bool, concurrency: int,
+              latency_ms: float = 0.0) -> float:
     from local.iam_launcher import start_iam_proxy
     from local.identity import ADMIN_EMAIL, credentials_for, token_for
     from local.procs import free_port, terminate
@@ -60,6 +61,12 @@ def one_round(seed: Path, work: Path, n: int, iam: bool, concurrency: int) -> fl
             pport = free_port()
             procs.append(start_iam_proxy(work, pport, endpoint, [stack]).pid)
             endpoint = f"http://127.0.0.1:{pport}"
+        if latency_ms > 0:  # GCS request latency from a VM, as in bench/runner.py
+            from bench.runner import start_proxy
+
+            lat, lport = start_proxy(int(endpoint.rsplit(":", 1)[1]), latency_ms)
+            procs.append(lat.pid)
+            endpoint = f"http://127.0.0.1:{lport}"
         from google.cloud import storage  # type: ignore[attr-defined]
 
         admin = storage.Client(project="bench", credentials=credentials_for(ADMIN_EMAIL),
@@ -84,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", type=int, help="inputs (default 2000; --quick 100)")
     p.add_argument("--rounds", type=int, help="rounds of (off, on) (default 3; --quick 1)")
     p.add_argument("--concurrency", type=int, default=32, help="GPUB_CONCURRENCY")
+    p.add_argument("--latency-ms", type=float, default=0.0,
+                   help="added latency per request in front of GCS (default 0: CPU-bound)")
     p.add_argument("--quick", action="store_true")
     a = p.parse_args(argv)
     n = a.files or (100 if a.quick else 2000)
@@ -101,12 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(rounds):
             # Alternate which goes first: the shared machine's noise hits both alike.
             for iam in ((False, True) if r % 2 == 0 else (True, False)):
-                fps = one_round(work / "seed", work / f"r{r}-{iam}", n, iam, a.concurrency)
+                fps = one_round(work / "seed", work / f"r{r}-{iam}", n, iam, a.concurrency,
+                                a.latency_ms)
                 (on if iam else off).append(fps)
                 say(f"round {r}: IAM {'on ' if iam else 'off'} {fps:.0f} files/s")
     med_off, med_on = statistics.median(off), statistics.median(on)
     overhead = 1 - med_on / med_off
-    emit("iam", "runner_throughput", files=n, file_kib=10, rounds=rounds,
+    emit("iam", f"runner_throughput_latency_{a.latency_ms:g}ms", files=n, file_kib=10,
+         rounds=rounds, latency_ms=a.latency_ms,
          concurrency=a.concurrency, iam_off_files_per_s=[round(x, 1) for x in off],
          iam_on_files_per_s=[round(x, 1) for x in on], median_off=round(med_off, 1),
          median_on=round(med_on, 1), overhead=round(overhead, 3),
