@@ -31,8 +31,13 @@ def backend() -> Any:
     return LocalBackend(root=root())
 
 
-def start() -> Any:
-    """Start (or find) the local servers and point google-cloud-storage at fake-gcs-server."""
+def start(principal: str | None = None) -> Any:
+    """Start (or find) the local servers and point google-cloud-storage at fake-gcs-server.
+
+    `principal` (bin/submit: `settings.operator_sa_email`) is who local storage calls act as,
+    unless GPUB_LOCAL_PRINCIPAL already names someone (see local.identity)."""
+    if principal:
+        os.environ.setdefault("GPUB_LOCAL_PRINCIPAL", principal)
     try:
         endpoints = backend().ensure_running()
     except (RuntimeError, OSError) as exc:

@@ -233,3 +233,26 @@ def test_a_new_synth_is_enforced_without_restart(proxy: tuple[str, Path]) -> Non
         stack.write_text(json.dumps(doc))
         time.sleep(0.6)
     assert list(_client(endpoint, RUN_ACME).list_blobs(ACME, prefix="inputs/"))
+
+
+def test_submit_storage_client_acts_as_the_local_principal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from submit import gcs, localmode
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:1")
+    monkeypatch.setenv("GPUB_LOCAL_PRINCIPAL", "x")  # registers the restore of the original
+    monkeypatch.delenv("GPUB_LOCAL_PRINCIPAL")
+    assert isinstance(gcs.make_client("p")._credentials, AnonymousCredentials)
+    # bin/submit --local: localmode.start(settings.operator_sa_email) names the principal.
+    monkeypatch.setattr(localmode, "backend", lambda: _FakeBackend())
+    localmode.start(OPERATOR)
+    assert gcs.make_client("p")._credentials.token == token_for(OPERATOR)
+
+
+class _FakeBackend:
+    def ensure_running(self) -> object:
+        class Ep:
+            gcs_endpoint = "http://127.0.0.1:1"
+
+        return Ep()
