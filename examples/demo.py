@@ -101,7 +101,7 @@ def run_job_locally() -> int:
     from local.backend import LocalBackend
 
     step("3. Start the local backend (Google Batch gRPC API + fake-gcs-server)")
-    backend = LocalBackend(root=ROOT / ".local")
+    backend = LocalBackend()  # local.backend.default_root(): the rule bin/submit uses too
     endpoints = backend.ensure_running()
     console.print(f"Batch API: {endpoints.batch_target}   GCS: {endpoints.gcs_endpoint}")
 

@@ -6,16 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from local.backend import LocalBackend
+from local.backend import LocalBackend, default_root
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m local", description=__doc__)
     p.add_argument("command", choices=["start", "stop", "status"])
-    p.add_argument("--root", type=Path, default=Path(".local"), help="state directory")
+    p.add_argument("--root", type=Path, default=None,
+                   help="state directory (default: GPUB_LOCAL_ROOT, else <repo>/.local)")
     p.add_argument("--repo-root", type=Path, default=None, help="where images/ live")
     a = p.parse_args(argv)
-    backend = LocalBackend(a.root, repo_root=a.repo_root)
+    backend = LocalBackend(a.root or default_root(), repo_root=a.repo_root)
     if a.command == "start":
         ep = backend.ensure_running()
         print(f"batch: {ep.batch_target}\ngcs:   {ep.gcs_endpoint}")

@@ -18,12 +18,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from local.gcs import BINARY_NAME, gcs_ready, start_gcs
+from local.iam_launcher import MODULE as IAM_MODULE
+from local.iam_launcher import iam_ready, iam_wanted, stacks_from_env, start_iam_proxy
 from local.procs import (
     cmdline_contains,
     free_port,
@@ -32,32 +34,53 @@ from local.procs import (
     terminate,
     write_json_atomic,
 )
+from local.pubsub_launcher import MODULE as PUBSUB_MODULE
+from local.pubsub_launcher import start_pubsub
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the directory holding `local/`
 BATCH_MODULE = "local.batch_server"
 
 
+def default_root() -> Path:
+    """The one root rule for every command (bin/submit, bin/demo, python -m local):
+    GPUB_LOCAL_ROOT when set, else <repo>/.local."""
+    env = os.environ.get("GPUB_LOCAL_ROOT", "").strip()
+    return Path(env).resolve() if env else PACKAGE_PARENT / ".local"
+
+
 @dataclass(frozen=True)
 class Endpoints:
     batch_target: str  # "127.0.0.1:PORT": BatchServiceClient over an insecure channel
-    gcs_endpoint: str  # "http://127.0.0.1:PORT": STORAGE_EMULATOR_HOST
+    gcs_endpoint: str  # "http://127.0.0.1:PORT": STORAGE_EMULATOR_HOST (the IAM proxy if on)
+    gcs_upstream: str = ""  # fake-gcs-server itself (== gcs_endpoint without stacks)
+    pubsub_target: str = ""  # "127.0.0.1:PORT" for PUBSUB_EMULATOR_HOST ("" without stacks)
 
 
 class LocalBackend:
     def __init__(
         self,
-        root: Path = Path(".local"),
+        root: Path | None = None,
         repo_root: Path | None = None,
         env: Mapping[str, str] | None = None,
         start_timeout: float = 30.0,
+        stacks: Sequence[Path] | None = None,
+        iam: bool | None = None,
     ) -> None:
-        """`root` holds state, GCS data and logs; `repo_root` is where `images/<name>/
-        local.json` are looked up (default: this checkout); `env` adds variables to the Batch
-        server's environment when this call starts it (e.g. LOCAL_BATCH_PREEMPT_RATE)."""
-        self.root = root.resolve()
+        """`root` holds state, GCS data and logs (default: `default_root()`); `repo_root` is
+        where `images/<name>/local.json` are looked up (default: this checkout); `env` adds
+        variables to the Batch server's environment when this call starts it (e.g.
+        LOCAL_BATCH_PREEMPT_RATE). `stacks` are the synthesized cdk.tf.json files whose
+        bucket IAM the local GCS enforces (default: GPUB_LOCAL_STACKS); `iam` forces the IAM
+        layer on or off (default: on when there are stacks, unless LOCAL_IAM=off)."""
+        self.root = (root or default_root()).resolve()
         self.repo_root = (repo_root or PACKAGE_PARENT).resolve()
         self.env = dict(env or {})
         self.start_timeout = start_timeout
+        self.stacks = [Path(s).resolve() for s in (stacks if stacks is not None
+                                                    else stacks_from_env())]
+        self.iam = iam_wanted(self.stacks) if iam is None else iam
+        if self.iam and not self.stacks:
+            raise ValueError("iam=True needs the stack files whose IAM it enforces (stacks=)")
 
     @property
     def servers_file(self) -> Path:
@@ -69,20 +92,46 @@ class LocalBackend:
         self.root.mkdir(parents=True, exist_ok=True)
         with self._locked():
             servers = self._read_servers()
+            pubsub = servers.get("pubsub", {})
+            if not self.stacks:
+                self._stop_entry(servers.pop("pubsub", {}), PUBSUB_MODULE)
+                pubsub = {}
+            elif not self._pubsub_alive(pubsub):
+                self._stop_entry(pubsub, PUBSUB_MODULE)
+                pubsub = servers["pubsub"] = start_pubsub(self.root, self.stacks,
+                                                          ready_timeout=self.start_timeout)
+                write_json_atomic(self.servers_file, servers)
+            iam = servers.get("iam", {})
+            # With stacks, clients reach GCS through the proxy (IAM, notifications):
+            # fake-gcs-server must put the proxy's address into upload URLs and media links.
+            iam_port = self._port_for(iam) if self.stacks else None
+            external = f"http://127.0.0.1:{iam_port}" if iam_port else None
             gcs = servers.get("gcs", {})
-            if not self._gcs_alive(gcs):
+            if not self._gcs_alive(gcs) or gcs.get("external", gcs.get("endpoint")) != (
+                external or gcs.get("endpoint")
+            ):
                 self._stop_entry(gcs, BINARY_NAME)
-                gcs = self._start_gcs(gcs.get("port"))
+                gcs = self._start_gcs(gcs.get("port"), external)
                 servers["gcs"] = gcs
                 write_json_atomic(self.servers_file, servers)
+            if iam_port is None:
+                self._stop_entry(servers.pop("iam", {}), IAM_MODULE)
+                public = gcs["endpoint"]
+            else:
+                if not self._iam_alive(iam, gcs["endpoint"], pubsub.get("target")):
+                    self._stop_entry(iam, IAM_MODULE)
+                    iam = self._start_iam(iam_port, gcs["endpoint"], pubsub.get("target"))
+                    servers["iam"] = iam
+                    write_json_atomic(self.servers_file, servers)
+                public = iam["endpoint"]
             batch = servers.get("batch", {})
-            if not self._batch_alive(batch, gcs["endpoint"]):
+            if not self._batch_alive(batch, public):
                 # Also restarts a live server that points at an older GCS endpoint or repo.
                 self._stop_entry(batch, BATCH_MODULE)
-                batch = self._start_batch(gcs["endpoint"])
+                batch = self._start_batch(public)
                 servers["batch"] = batch
                 write_json_atomic(self.servers_file, servers)
-            return Endpoints(batch_target=batch["target"], gcs_endpoint=gcs["endpoint"])
+            return Endpoints(batch["target"], public, gcs["endpoint"], pubsub.get("target", ""))
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM both servers (the Batch server first, so tasks stop before storage does),
@@ -92,6 +141,8 @@ class LocalBackend:
         with self._locked():
             servers = self._read_servers()
             self._stop_entry(servers.pop("batch", {}), BATCH_MODULE, timeout)
+            self._stop_entry(servers.pop("iam", {}), IAM_MODULE, timeout)
+            self._stop_entry(servers.pop("pubsub", {}), PUBSUB_MODULE, timeout)
             self._stop_entry(servers.pop("gcs", {}), BINARY_NAME, timeout)
             write_json_atomic(self.servers_file, servers)
 
@@ -99,11 +150,20 @@ class LocalBackend:
         """What servers.json says, plus whether each server is really up."""
         servers = self._read_servers()
         gcs, batch = servers.get("gcs", {}), servers.get("batch", {})
-        return {
+        iam = servers.get("iam", {})
+        public = iam.get("endpoint") if iam else gcs.get("endpoint")
+        out = {
             "root": str(self.root),
             "gcs": {**gcs, "running": self._gcs_alive(gcs)},
-            "batch": {**batch, "running": self._batch_alive(batch, gcs.get("endpoint"))},
+            "batch": {**batch, "running": self._batch_alive(batch, public)},
         }
+        pubsub = servers.get("pubsub", {})
+        if iam:
+            running = self._iam_alive(iam, str(gcs.get("endpoint")), pubsub.get("target"))
+            out["iam"] = {**iam, "running": running}
+        if pubsub:
+            out["pubsub"] = {**pubsub, "running": self._pubsub_alive(pubsub)}
+        return out
 
     def task_log_paths(self, job_id: str) -> list[Path]:
         """Every attempt log of a job, ordered by task index then attempt."""
@@ -158,11 +218,46 @@ class LocalBackend:
         if entry and self._alive(entry, needle):
             terminate(int(entry["pid"]), timeout)
 
-    def _start_gcs(self, previous_port: int | None) -> dict[str, Any]:
+    def _start_gcs(self, previous_port: int | None, external: str | None) -> dict[str, Any]:
         # Keep the old port when we can: URLs printed earlier stay valid.
         port = previous_port if previous_port and not port_answers(previous_port) else free_port()
-        proc = start_gcs(self.root, port, ready_timeout=self.start_timeout)
-        return {"pid": proc.pid, "port": port, "endpoint": f"http://127.0.0.1:{port}"}
+        proc = start_gcs(self.root, port, ready_timeout=self.start_timeout, external_url=external)
+        endpoint = f"http://127.0.0.1:{port}"
+        return {"pid": proc.pid, "port": port, "endpoint": endpoint,
+                "external": external or endpoint}
+
+    def _port_for(self, entry: Mapping[str, Any]) -> int:
+        """The proxy's port: the running proxy's, else its old one if free, else a new one."""
+        port = int(entry.get("port", 0) or 0)
+        if port and (self._alive(entry, IAM_MODULE) or not port_answers(port)):
+            return port
+        return free_port()
+
+    def _iam_alive(self, entry: Mapping[str, Any], upstream: str, pubsub: str | None) -> bool:
+        return (
+            bool(entry)
+            and self._alive(entry, IAM_MODULE)
+            and entry.get("upstream") == upstream
+            and entry.get("stacks") == [str(s) for s in self.stacks]
+            and entry.get("iam") == self.iam
+            and entry.get("pubsub") == pubsub
+            and iam_ready(str(entry.get("endpoint", "")))
+        )
+
+    def _start_iam(self, port: int, upstream: str, pubsub: str | None) -> dict[str, Any]:
+        proc = start_iam_proxy(self.root, port, upstream, self.stacks, self.start_timeout,
+                               iam=self.iam, pubsub=pubsub)
+        return {"pid": proc.pid, "port": port, "endpoint": f"http://127.0.0.1:{port}",
+                "upstream": upstream, "stacks": [str(s) for s in self.stacks],
+                "iam": self.iam, "pubsub": pubsub}
+
+    def _pubsub_alive(self, entry: Mapping[str, Any]) -> bool:
+        return (
+            bool(entry)
+            and self._alive(entry, PUBSUB_MODULE)
+            and entry.get("stacks") == [str(s) for s in self.stacks]
+            and port_answers(int(entry.get("port", 0)))
+        )
 
     def _start_batch(self, gcs_endpoint: str) -> dict[str, Any]:
         batch_dir = self.root / "batch"

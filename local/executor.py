@@ -24,6 +24,7 @@ from typing import IO
 
 from google.cloud.batch_v1 import LifecyclePolicy, Runnable, TaskSpec
 
+from local.identity import DEFAULT_COMPUTE_EMAIL, token_for
 from local.images import find_local_image, local_command
 from local.procs import kill_group
 from local.state import JobRecord, JobState, Store, TaskState
@@ -274,8 +275,17 @@ class JobRunner:
             BATCH_JOB_ID=self.rec.job_id,
             BATCH_JOB_UID=str(self.rec.job.uid),
             STORAGE_EMULATOR_HOST=self.config.gcs_endpoint,
+            # The job's identity, as a VM's metadata server would hand it to the task.
+            GPUB_LOCAL_TOKEN=token_for(self.identity),
         )
         return env
+
+    @property
+    def identity(self) -> str:
+        """allocationPolicy.serviceAccount.email; Batch's default is the Compute Engine
+        default service account (https://cloud.google.com/batch/docs/create-run-job-custom-service-account)."""
+        email = str(self.rec.job.allocation_policy.service_account.email or "")
+        return email or DEFAULT_COMPUTE_EMAIL
 
     def _resolve(self, environment: object) -> dict[str, str]:
         """Plain variables plus `secretVariables` looked up in <root>/secrets.json."""

@@ -46,11 +46,17 @@ def gcs_ready(endpoint: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def start_gcs(root: Path, port: int, ready_timeout: float = 20.0) -> subprocess.Popen[bytes]:
-    """Start a detached fake-gcs-server on 127.0.0.1:port and wait until it answers."""
+def start_gcs(
+    root: Path, port: int, ready_timeout: float = 20.0, external_url: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a detached fake-gcs-server on 127.0.0.1:port and wait until it answers.
+
+    `external_url` is where clients reach it (the IAM proxy when there is one): upload session
+    URLs and media links point there, so no request can bypass the proxy."""
     data_dir = root / "gcs"
     data_dir.mkdir(parents=True, exist_ok=True)
     endpoint = f"http://127.0.0.1:{port}"
+    external = external_url or endpoint
     log = (root / "gcs.log").open("ab")
     cmd = [
         str(gcs_binary()),
@@ -60,8 +66,8 @@ def start_gcs(root: Path, port: int, ready_timeout: float = 20.0) -> subprocess.
         "-backend", "filesystem",
         "-filesystem-root", str(data_dir.resolve()),
         # Upload Location headers and media links must point back at us, not at Google.
-        "-external-url", endpoint,
-        "-public-host", f"127.0.0.1:{port}",
+        "-external-url", external,
+        "-public-host", external.split("://", 1)[-1],
         "-log-level", "warn",
     ]  # fmt: skip
     # Own session: a Ctrl-C in the terminal that started us must not kill the server.

@@ -180,6 +180,8 @@ class StackFacts:
     cmek: bool = False
     # resource name (the part after the type) -> service account id / bucket name
     service_accounts: Mapping[str, str] = field(default_factory=dict)
+    # resource name -> the service account's literal `project` (its email's domain part)
+    service_account_projects: Mapping[str, str] = field(default_factory=dict)
     buckets: Mapping[str, str] = field(default_factory=dict)
     # data.google_iam_policy name -> [(role, [members])]
     iam_policies: Mapping[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
@@ -199,10 +201,12 @@ class StackFacts:
                 return m.group(0)
             if rtype == "google_service_account" and name in self.service_accounts:
                 account_id = self.service_accounts[name]
+                # The email Google derives: <account_id>@<project>.iam.gserviceaccount.com.
+                project = self.service_account_projects.get(name) or "resolved"
                 if attr == "email":
-                    return f"{account_id}@resolved.iam.gserviceaccount.com"
+                    return f"{account_id}@{project}.iam.gserviceaccount.com"
                 if attr == "member":
-                    return f"serviceAccount:{account_id}@resolved.iam.gserviceaccount.com"
+                    return f"serviceAccount:{account_id}@{project}.iam.gserviceaccount.com"
                 if attr in {"account_id", "name", "id", "unique_id"}:
                     return account_id
             if rtype == "google_storage_bucket" and name in self.buckets and attr in {"name", "id"}:
@@ -286,6 +290,12 @@ def facts_from_document(
         for name, conf in _entries(resources.get("google_service_account"))
         for n, c in instances(name, conf)
     }
+    sa_projects = {
+        n: project
+        for name, conf in _entries(resources.get("google_service_account"))
+        for n, c in instances(name, conf)
+        if isinstance(project := c.get("project"), str) and "${" not in project
+    }
     buckets = {
         n: str(c.get("name", ""))
         for name, conf in _entries(resources.get("google_storage_bucket"))
@@ -304,6 +314,7 @@ def facts_from_document(
         env=env,
         cmek=bool(cmek),
         service_accounts=sas,
+        service_account_projects=sa_projects,
         buckets=buckets,
         iam_policies=policies,
         locals=local if isinstance(local, dict) else {},

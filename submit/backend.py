@@ -62,8 +62,11 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, principal: str | None = None) -> None:
         self._endpoints: Any = None
+        # Who local storage calls act as: GPUB_LOCAL_PRINCIPAL, else `principal` (commands
+        # pass the environment's operator identity), else anonymous (IAM layer off only).
+        self.principal = principal
 
     def endpoints(self) -> Any:
         if self._endpoints is None:
@@ -71,7 +74,12 @@ class LocalBackend:
         return self._endpoints
 
     def storage(self, project: str) -> storage.Client:
-        return gcs.make_client(project, endpoint=self.endpoints().gcs_endpoint)
+        from local.identity import credentials_for, principal_credentials
+
+        creds = principal_credentials() or (
+            credentials_for(self.principal) if self.principal else None
+        )
+        return gcs.make_client(project, endpoint=self.endpoints().gcs_endpoint, credentials=creds)
 
     def batch(self, project: str, region: str) -> Connection:
         from local.client import batch_client
@@ -88,5 +96,6 @@ class LocalBackend:
         yield from logs.local_lines(localmode.backend(), short_id(job.name))
 
 
-def backend_for(local: bool) -> Backend:
-    return LocalBackend() if local else GoogleBackend()
+def backend_for(local: bool, principal: str | None = None) -> Backend:
+    """`principal`: who a local command acts as (ignored on Google, where ADC decides)."""
+    return LocalBackend(principal) if local else GoogleBackend()

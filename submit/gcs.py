@@ -1,8 +1,8 @@
 """The few Cloud Storage calls the submit helper makes (imported only by commands that need
 storage: google-cloud-storage costs ~0.3 s to import).
 
-Local mode passes fake-gcs-server's endpoint as a client option and uses anonymous
-credentials; production uses Application Default Credentials. Nothing else differs (and no
+Local mode passes the local GCS endpoint as a client option and the local principal's
+credentials (`local.identity`); production uses Application Default Credentials. Nothing else differs (and no
 environment variable is set: see submit/backend.py).
 """
 
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
-from google.auth.credentials import AnonymousCredentials
+from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from submit.errors import ConflictError, ServiceError, SubmitError
@@ -25,10 +25,14 @@ from submit.uris import GcsPrefix
 _TIMEOUT_S = 60.0
 
 
-def make_client(project: str, *, endpoint: str | None = None) -> storage.Client:
-    """A storage client for Google (ADC), or for the server at `endpoint` (local mode)."""
+def make_client(
+    project: str, *, endpoint: str | None = None, credentials: Credentials | None = None
+) -> storage.Client:
+    """A storage client for Google (ADC), or for the server at `endpoint` (local mode), where
+    `credentials` name the local principal (`local.identity`); anonymous when None."""
     if endpoint is not None:
-        return storage.Client(project=project, credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        creds = credentials or AnonymousCredentials()  # type: ignore[no-untyped-call]
+        return storage.Client(project=project, credentials=creds,
                               client_options={"api_endpoint": endpoint})
     with _errors("--input", "Cloud Storage"):  # ADC is looked up here
         return storage.Client(project=project)

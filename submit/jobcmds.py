@@ -49,7 +49,7 @@ def _open(env: str, local: bool, job_id: str | None = None
     settings = synth.load_environment(env)
     short = "" if job_id is None else job_id_in_env(job_id, settings.project_id,
                                                      settings.region, env)
-    backend = backend_for(local)
+    backend = backend_for(local, settings.operator_sa_email)
     return backend, backend.batch(settings.project_id, settings.region), short
 
 

@@ -7,7 +7,6 @@ never sets environment variables).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,13 @@ from submit.errors import ServiceError
 
 
 def root() -> Path:
-    """Where the local backend keeps its state: GPUB_LOCAL_ROOT, else <repo>/.local."""
-    env = os.environ.get("GPUB_LOCAL_ROOT")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / ".local"
+    """Where the local backend keeps its state: the one rule, `local.backend.default_root()`
+    (GPUB_LOCAL_ROOT, else <repo>/.local)."""
+    try:
+        from local.backend import default_root
+    except ImportError as exc:
+        raise ServiceError(f"--local: the local backend is not available ({exc})") from None
+    return default_root()
 
 
 def backend() -> Any:

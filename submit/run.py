@@ -54,7 +54,7 @@ def run_cmd(
     synth.load_job_json(synth.synth_dir(out_dir), env_settings,
                         synth.load_spec(env_settings, job))
 
-    backend = backend_for(local)
+    backend = backend_for(local, env_settings.operator_sa_email)
     storage = backend.storage(env_settings.project_id)
     p = prepare(job=job, env_name=env, input_uri=input_uri, output_uri=output_uri,
                 parallelism=parallelism, max_cost=max_cost, client=client, out_dir=out_dir,

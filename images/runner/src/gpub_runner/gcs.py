@@ -21,6 +21,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[attr-defined]
 from google.cloud.storage.bucket import Bucket
 from google.cloud.storage.retry import DEFAULT_RETRY
+from google.oauth2.credentials import Credentials as OAuthCredentials
 from requests.adapters import HTTPAdapter
 
 from gpub_runner.config import GcsUri
@@ -54,10 +55,17 @@ def is_infra_error(exc: BaseException) -> bool:
 class Store:
     def __init__(self, *, pool_size: int, timeout_s: float = 60.0) -> None:
         if os.environ.get("STORAGE_EMULATOR_HOST"):
-            # Local mode (fake-gcs-server): no credentials, no project lookup.
+            # Local mode (fake-gcs-server): no project lookup; the task's identity comes from
+            # the local backend as a bearer token (GPUB_LOCAL_TOKEN), as a VM's comes from its
+            # metadata server. Without one, anonymous (the IAM layer then answers 401).
+            token = os.environ.get("GPUB_LOCAL_TOKEN", "").strip()
             self._client = storage.Client(
                 project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
-                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                credentials=(
+                    OAuthCredentials(token=token)  # type: ignore[no-untyped-call]
+                    if token
+                    else AnonymousCredentials()  # type: ignore[no-untyped-call]
+                ),
             )
         else:
             self._client = storage.Client()

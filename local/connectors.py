@@ -1,0 +1,144 @@
+"""Workflows connectors (`googleapis.*` calls) served by the local backend, with the calling
+workflow's identity.
+
+Semantics from the connector reference
+(https://cloud.google.com/workflows/docs/reference/googleapis/batch/v1/projects.locations.jobs/create):
+`batch.v1...jobs.create` waits until the job completes, fails or times out (default timeout
+1,800 s, `connector_params.timeout`; `skip_polling: true` returns at creation); a timeout raises
+`TimeoutError`, an HTTP status >= 400 `HttpError` with `code`. A job that ends FAILED (or
+CANCELLED) raises `OperationError` (the built-in tag for a long-running operation that finished
+unsuccessfully, https://cloud.google.com/workflows/docs/reference/catching-errors).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from google.api_core import exceptions as gexc
+
+from local.identity import credentials_for
+
+DEFAULT_TIMEOUT_S = 1800.0
+_FINAL_OK = {"SUCCEEDED"}
+_FINAL_BAD = {"FAILED", "CANCELLED", "DELETION_IN_PROGRESS"}
+
+
+def _error(message: str, tags: list[str], code: int | None = None) -> Exception:
+    from workflows_emulator.utils import WorkflowError
+
+    payload: dict[str, Any] = {"message": message, "tags": tags}
+    if code is not None:
+        payload["code"] = code
+    return WorkflowError(**payload)  # type: ignore[no-any-return]
+
+
+class Connectors:
+    def __init__(self, *, batch_target: str, gcs_endpoint: str, pubsub_target: str,
+                 identity: str, poll_s: float = 0.2) -> None:
+        self.batch_target = batch_target
+        self.gcs_endpoint = gcs_endpoint
+        self.pubsub_target = pubsub_target
+        self.identity = identity
+        self.poll_s = poll_s
+        self._calls: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "googleapis.batch.v1.projects.locations.jobs.create": self.batch_create,
+            "googleapis.batch.v1.projects.locations.jobs.get": self.batch_get,
+            "googleapis.batch.v1.projects.locations.jobs.delete": self.batch_delete,
+            "googleapis.pubsub.v1.projects.topics.publish": self.pubsub_publish,
+            "googleapis.storage.v1.objects.list": self.storage_list,
+            "googleapis.storage.v1.objects.get": self.storage_get,
+        }
+
+    def call(self, name: str, args: dict[str, Any]) -> Any:
+        fn = self._calls.get(name)
+        if fn is None:
+            raise _error(f"local backend: connector {name} is not emulated", ["SystemError"])
+        try:
+            return fn(args)
+        except gexc.GoogleAPICallError as exc:
+            code = int(exc.code or 500)
+            raise _error(str(exc.message), ["HttpError"], code) from None
+
+    # ---- Batch ------------------------------------------------------------------------------
+    def _batch(self) -> Any:
+        from local.client import batch_client
+
+        return batch_client(self.batch_target)
+
+    @staticmethod
+    def _job_json(job: Any) -> Any:
+        from google.cloud import batch_v1
+
+        # REST (what connectors return) names enums: "SUCCEEDED", not 4.
+        return json.loads(batch_v1.Job.to_json(job, use_integers_for_enums=False))
+
+    def batch_create(self, args: dict[str, Any]) -> Any:
+        from google.cloud import batch_v1
+
+        params = args.get("connector_params") or {}
+        job = batch_v1.Job.from_json(json.dumps(args.get("body") or {}))
+        client = self._batch()
+        created = client.create_job(request=batch_v1.CreateJobRequest(
+            parent=args["parent"], job=job, job_id=args.get("jobId", ""),
+            request_id=args.get("requestId", "")))
+        if params.get("skip_polling"):
+            return self._job_json(created)
+        timeout = float(params.get("timeout", DEFAULT_TIMEOUT_S))
+        deadline = time.monotonic() + timeout
+        while True:
+            got = client.get_job(name=created.name)
+            state = got.status.state.name
+            if state in _FINAL_OK:
+                return self._job_json(got)
+            if state in _FINAL_BAD:
+                raise _error(f"job {created.name} ended {state}", ["OperationError"])
+            if time.monotonic() >= deadline:
+                raise _error(f"job {created.name} still {state} after {timeout:g}s",
+                             ["TimeoutError"])
+            time.sleep(self.poll_s)
+
+    def batch_get(self, args: dict[str, Any]) -> Any:
+        return self._job_json(self._batch().get_job(name=args["name"]))
+
+    def batch_delete(self, args: dict[str, Any]) -> Any:
+        self._batch().delete_job(name=args["name"])
+        return {"name": args["name"], "done": False}
+
+    # ---- Pub/Sub ---------------------------------------------------------------------------
+    def pubsub_publish(self, args: dict[str, Any]) -> Any:
+        os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_target
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+        publisher = pubsub_v1.PublisherClient()
+        ids = []
+        for m in (args.get("body") or {}).get("messages", []):
+            data = base64.b64decode(m.get("data", "") or "")
+            attrs = {str(k): str(v) for k, v in (m.get("attributes") or {}).items()}
+            ids.append(publisher.publish(args["topic"], data, **attrs).result(timeout=30))
+        return {"messageIds": ids}
+
+    # ---- Cloud Storage (as the workflow's service account, through the IAM layer) -----------
+    def _storage(self) -> Any:
+        from google.cloud import storage  # type: ignore[attr-defined]
+
+        return storage.Client(project="local", credentials=credentials_for(self.identity),
+                              client_options={"api_endpoint": self.gcs_endpoint})
+
+    def storage_list(self, args: dict[str, Any]) -> Any:
+        blobs = self._storage().list_blobs(args["bucket"], prefix=args.get("prefix") or None)
+        items = [{"name": b.name, "bucket": b.bucket.name, "size": str(b.size),
+                  "generation": str(b.generation)} for b in blobs]
+        return {"kind": "storage#objects", "items": items} if items else {"kind": "storage#objects"}
+
+    def storage_get(self, args: dict[str, Any]) -> Any:
+        blob = self._storage().bucket(args["bucket"]).blob(args["object"])
+        if args.get("alt") == "media":
+            return blob.download_as_text()
+        blob.reload()
+        return {"name": blob.name, "bucket": args["bucket"], "size": str(blob.size),
+                "generation": str(blob.generation)}

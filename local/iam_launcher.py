@@ -1,0 +1,75 @@
+"""Start the IAM proxy (`local.iam_proxy`) as a detached process, without importing aiohttp
+into the caller (the submit path must start fast)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from local.procs import pid_alive
+
+MODULE = "local.iam_proxy"
+READY_PATH = "/_gpub/iam/ready"  # answered by the proxy itself, no identity needed
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]
+OFF_WORDS = {"0", "off", "false", "no"}
+
+
+def iam_wanted(stacks: Sequence[Path], env: dict[str, str] | None = None) -> bool:
+    """IAM is enforced when there is a policy to enforce, unless LOCAL_IAM=off."""
+    value = (env if env is not None else os.environ).get("LOCAL_IAM", "").strip().lower()
+    return bool(stacks) and value not in OFF_WORDS
+
+
+def stacks_from_env(env: dict[str, str] | None = None) -> list[Path]:
+    """GPUB_LOCAL_STACKS: the synthesized cdk.tf.json files whose IAM is enforced."""
+    raw = (env if env is not None else os.environ).get("GPUB_LOCAL_STACKS", "")
+    return [Path(p).resolve() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def iam_ready(endpoint: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(endpoint + READY_PATH, timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def start_iam_proxy(
+    root: Path, port: int, upstream: str, stacks: Sequence[Path], ready_timeout: float = 20.0,
+    *, iam: bool = True, pubsub: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """`iam=False`: pass everything (still needs an identity); `pubsub`: the local Pub/Sub
+    target the stacks' GCS notifications are published to."""
+    endpoint = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", MODULE, "--port", str(port), "--upstream", upstream]
+    for s in stacks:
+        cmd += ["--stack", str(s)]
+    if not iam:
+        cmd.append("--no-iam")
+    if pubsub:
+        cmd += ["--pubsub", pubsub]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PACKAGE_PARENT), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    log_path = root / "iam-proxy.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log, start_new_session=True)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None or not pid_alive(proc.pid):
+            tail = log_path.read_text(errors="replace")[-2000:].strip()
+            raise RuntimeError(f"local IAM proxy exited with {proc.returncode}: {tail}")
+        if iam_ready(endpoint, timeout=0.5):
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"local IAM proxy did not answer on {endpoint} within {ready_timeout}s")

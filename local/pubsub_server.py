@@ -1,0 +1,341 @@
+"""A Pub/Sub server speaking the real gRPC API (`google.pubsub.v1.Publisher` and `Subscriber`:
+topics, subscriptions, Publish, Pull, Acknowledge, ModifyAckDeadline, StreamingPull), so the
+real google-cloud-pubsub client works against it through PUBSUB_EMULATOR_HOST, the variable the
+client library reads to talk to an emulator
+(https://cloud.google.com/pubsub/docs/emulator#env).
+
+    python -m local.pubsub_server --port P [--stack cdk.tf.json ...]
+
+Topics and subscriptions declared in the stacks (`google_pubsub_topic`,
+`google_pubsub_subscription`) exist from the start. Delivery is at-least-once as in Pub/Sub:
+a message not acknowledged within its subscription's ack deadline (default 10 s,
+https://cloud.google.com/pubsub/docs/lease-management) is delivered again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2, timestamp_pb2
+from google.pubsub_v1 import types as ps
+
+from local.procs import write_json_atomic
+from local.pubsub_stack import declared_topics_and_subscriptions
+
+DEFAULT_ACK_DEADLINE_S = 10
+WAIT_S = 0.5  # how long an empty Pull waits for a message before answering
+
+
+class RpcError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class _Sub:
+    sub: ps.Subscription
+    ready: deque[tuple[ps.PubsubMessage, int]] = field(default_factory=deque)  # (msg, attempts)
+    # ack_id -> (message, attempts, deadline as time.monotonic())
+    leased: dict[str, tuple[ps.PubsubMessage, int, float]] = field(default_factory=dict)
+
+
+class PubSub:
+    """All state, in memory, behind one lock and one condition (messages arrived)."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, ps.Topic] = {}
+        self.subs: dict[str, _Sub] = {}
+        self.cond = threading.Condition()
+        self._ids = itertools.count(1)
+
+    # ---- topics ---------------------------------------------------------------------------
+    def create_topic(self, topic: ps.Topic) -> ps.Topic:
+        with self.cond:
+            if topic.name in self.topics:
+                raise RpcError(grpc.StatusCode.ALREADY_EXISTS, "Topic already exists")
+            self.topics[topic.name] = topic
+            return topic
+
+    def get_topic(self, req: ps.GetTopicRequest) -> ps.Topic:
+        with self.cond:
+            return self._topic(req.topic)
+
+    def _topic(self, name: str) -> ps.Topic:
+        if name not in self.topics:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"Topic not found: {name}")
+        return self.topics[name]
+
+    def list_topics(self, req: ps.ListTopicsRequest) -> ps.ListTopicsResponse:
+        with self.cond:
+            prefix = req.project + "/topics/"
+            return ps.ListTopicsResponse(
+                topics=[t for n, t in sorted(self.topics.items()) if n.startswith(prefix)])
+
+    def delete_topic(self, req: ps.DeleteTopicRequest) -> empty_pb2.Empty:
+        with self.cond:
+            self._topic(req.topic)
+            del self.topics[req.topic]
+            for s in self.subs.values():
+                if s.sub.topic == req.topic:
+                    s.sub.topic = "_deleted-topic_"
+            return empty_pb2.Empty()
+
+    def list_topic_subscriptions(
+        self, req: ps.ListTopicSubscriptionsRequest
+    ) -> ps.ListTopicSubscriptionsResponse:
+        with self.cond:
+            self._topic(req.topic)
+            names = sorted(n for n, s in self.subs.items() if s.sub.topic == req.topic)
+            return ps.ListTopicSubscriptionsResponse(subscriptions=names)
+
+    def publish(self, req: ps.PublishRequest) -> ps.PublishResponse:
+        with self.cond:
+            self._topic(req.topic)
+            if not req.messages:
+                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "No messages to publish")
+            ids = []
+            stamp = timestamp_pb2.Timestamp()
+            stamp.GetCurrentTime()
+            for m in req.messages:
+                msg = ps.PubsubMessage(data=m.data, attributes=dict(m.attributes),
+                                       ordering_key=m.ordering_key,
+                                       message_id=str(next(self._ids)), publish_time=stamp)
+                ids.append(msg.message_id)
+                for s in self.subs.values():
+                    if s.sub.topic == req.topic:
+                        s.ready.append((msg, 0))
+            self.cond.notify_all()
+            return ps.PublishResponse(message_ids=ids)
+
+    # ---- subscriptions ----------------------------------------------------------------------
+    def create_subscription(self, sub: ps.Subscription) -> ps.Subscription:
+        with self.cond:
+            if sub.name in self.subs:
+                raise RpcError(grpc.StatusCode.ALREADY_EXISTS, "Subscription already exists")
+            self._topic(sub.topic)
+            if not sub.ack_deadline_seconds:
+                sub.ack_deadline_seconds = DEFAULT_ACK_DEADLINE_S
+            self.subs[sub.name] = _Sub(sub)
+            return sub
+
+    def _sub(self, name: str) -> _Sub:
+        if name not in self.subs:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"Subscription does not exist: {name}")
+        return self.subs[name]
+
+    def get_subscription(self, req: ps.GetSubscriptionRequest) -> ps.Subscription:
+        with self.cond:
+            return self._sub(req.subscription).sub
+
+    def list_subscriptions(self, req: ps.ListSubscriptionsRequest) -> ps.ListSubscriptionsResponse:
+        with self.cond:
+            prefix = req.project + "/subscriptions/"
+            return ps.ListSubscriptionsResponse(
+                subscriptions=[s.sub for n, s in sorted(self.subs.items()) if n.startswith(prefix)])
+
+    def delete_subscription(self, req: ps.DeleteSubscriptionRequest) -> empty_pb2.Empty:
+        with self.cond:
+            self._sub(req.subscription)
+            del self.subs[req.subscription]
+            return empty_pb2.Empty()
+
+    # ---- delivery ---------------------------------------------------------------------------
+    def take(self, name: str, max_messages: int, deadline_s: float | None = None
+             ) -> list[ps.ReceivedMessage]:
+        """Lease up to `max_messages` (expired leases first come back); [] when none."""
+        s = self._sub(name)
+        now = time.monotonic()
+        for ack_id, (msg, attempts, until) in list(s.leased.items()):
+            if until <= now:
+                del s.leased[ack_id]
+                s.ready.appendleft((msg, attempts))
+        out: list[ps.ReceivedMessage] = []
+        lease = deadline_s or s.sub.ack_deadline_seconds or DEFAULT_ACK_DEADLINE_S
+        while s.ready and len(out) < max_messages:
+            msg, attempts = s.ready.popleft()
+            ack_id = f"{name}:{next(self._ids)}"
+            s.leased[ack_id] = (msg, attempts + 1, now + lease)
+            out.append(ps.ReceivedMessage(ack_id=ack_id, message=msg,
+                                          delivery_attempt=attempts + 1))
+        return out
+
+    def pull(self, req: ps.PullRequest) -> ps.PullResponse:
+        end = time.monotonic() + WAIT_S
+        with self.cond:
+            while True:
+                got = self.take(req.subscription, max(1, req.max_messages))
+                if got or time.monotonic() >= end:
+                    return ps.PullResponse(received_messages=got)
+                self.cond.wait(max(0.0, end - time.monotonic()))
+
+    def acknowledge(self, req: ps.AcknowledgeRequest) -> empty_pb2.Empty:
+        with self.cond:
+            s = self._sub(req.subscription)
+            for ack_id in req.ack_ids:
+                s.leased.pop(ack_id, None)
+            return empty_pb2.Empty()
+
+    def modify_ack_deadline(self, req: ps.ModifyAckDeadlineRequest) -> empty_pb2.Empty:
+        with self.cond:
+            self._modify(self._sub(req.subscription), req.ack_ids, req.ack_deadline_seconds)
+            return empty_pb2.Empty()
+
+    def _modify(self, s: _Sub, ack_ids: Any, seconds: int) -> None:
+        for ack_id in ack_ids:
+            if ack_id in s.leased:
+                msg, attempts, _ = s.leased[ack_id]
+                s.leased[ack_id] = (msg, attempts, time.monotonic() + seconds)
+        if seconds == 0:
+            self.cond.notify_all()  # a nack: the message is ready again now
+
+    def streaming_pull(self, requests: Iterator[ps.StreamingPullRequest],
+                       context: grpc.ServicerContext) -> Iterator[ps.StreamingPullResponse]:
+        first = next(requests)
+        name = first.subscription
+        with self.cond:
+            s = self._sub(name)
+        lease = first.stream_ack_deadline_seconds or s.sub.ack_deadline_seconds
+        closed = threading.Event()
+
+        def apply(req: ps.StreamingPullRequest) -> None:
+            with self.cond:
+                for ack_id in req.ack_ids:
+                    s.leased.pop(ack_id, None)
+                for ack_id, secs in zip(req.modify_deadline_ack_ids,
+                                        req.modify_deadline_seconds, strict=False):
+                    self._modify(s, [ack_id], secs)
+
+        def read() -> None:
+            try:
+                for req in requests:
+                    apply(req)
+            except grpc.RpcError:
+                pass
+            finally:
+                closed.set()
+                with self.cond:
+                    self.cond.notify_all()
+
+        apply(first)
+        threading.Thread(target=read, daemon=True).start()
+        while context.is_active() and not closed.is_set():
+            with self.cond:
+                self._sub(name)  # deleted while streaming: NOT_FOUND
+                got = self.take(name, 100, lease)
+                if not got:
+                    self.cond.wait(WAIT_S)
+                    continue
+            yield ps.StreamingPullResponse(received_messages=got)
+
+
+# ---- gRPC plumbing -------------------------------------------------------------------------
+def _unary(fn: Callable[[Any], Any], req_type: Any, serialize: Callable[[Any], bytes]
+           ) -> grpc.RpcMethodHandler:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(request)
+        except RpcError as e:
+            context.abort(e.code, str(e))
+
+    return grpc.unary_unary_rpc_method_handler(
+        handler, request_deserializer=req_type.deserialize, response_serializer=serialize)
+
+
+def handlers(state: PubSub) -> list[grpc.GenericRpcHandler]:
+    empty = empty_pb2.Empty.SerializeToString
+
+    def stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from state.streaming_pull(requests, context)
+        except RpcError as e:
+            context.abort(e.code, str(e))
+
+    publisher = {
+        "CreateTopic": _unary(state.create_topic, ps.Topic, ps.Topic.serialize),
+        "GetTopic": _unary(state.get_topic, ps.GetTopicRequest, ps.Topic.serialize),
+        "ListTopics": _unary(state.list_topics, ps.ListTopicsRequest,
+                             ps.ListTopicsResponse.serialize),
+        "DeleteTopic": _unary(state.delete_topic, ps.DeleteTopicRequest, empty),
+        "ListTopicSubscriptions": _unary(state.list_topic_subscriptions,
+                                         ps.ListTopicSubscriptionsRequest,
+                                         ps.ListTopicSubscriptionsResponse.serialize),
+        "Publish": _unary(state.publish, ps.PublishRequest, ps.PublishResponse.serialize),
+    }
+    subscriber = {
+        "CreateSubscription": _unary(state.create_subscription, ps.Subscription,
+                                     ps.Subscription.serialize),
+        "GetSubscription": _unary(state.get_subscription, ps.GetSubscriptionRequest,
+                                  ps.Subscription.serialize),
+        "ListSubscriptions": _unary(state.list_subscriptions, ps.ListSubscriptionsRequest,
+                                    ps.ListSubscriptionsResponse.serialize),
+        "DeleteSubscription": _unary(state.delete_subscription, ps.DeleteSubscriptionRequest,
+                                     empty),
+        "Pull": _unary(state.pull, ps.PullRequest, ps.PullResponse.serialize),
+        "Acknowledge": _unary(state.acknowledge, ps.AcknowledgeRequest, empty),
+        "ModifyAckDeadline": _unary(state.modify_ack_deadline, ps.ModifyAckDeadlineRequest,
+                                    empty),
+        "StreamingPull": grpc.stream_stream_rpc_method_handler(
+            stream, request_deserializer=ps.StreamingPullRequest.deserialize,
+            response_serializer=ps.StreamingPullResponse.serialize),
+    }
+    return [grpc.method_handlers_generic_handler("google.pubsub.v1.Publisher", publisher),
+            grpc.method_handlers_generic_handler("google.pubsub.v1.Subscriber", subscriber)]
+
+
+def load_stacks(state: PubSub, stacks: list[Path]) -> None:
+    topics, subs = declared_topics_and_subscriptions(
+        json.loads(p.read_text(encoding="utf-8")) for p in stacks)
+    for name in topics:
+        state.create_topic(ps.Topic(name=name))
+    for name, (topic, ack_deadline) in subs.items():
+        if topic in state.topics:
+            state.create_subscription(ps.Subscription(name=name, topic=topic,
+                                                      ack_deadline_seconds=ack_deadline))
+
+
+def serve(port: int, stacks: list[Path], port_file: Path | None = None) -> None:
+    state = PubSub()
+    load_stacks(state, stacks)
+    # StreamingPull holds a worker per open stream: room for many subscribers.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ps"))
+    server.add_generic_rpc_handlers(handlers(state))
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    if bound == 0:
+        raise SystemExit(f"local pubsub: cannot bind 127.0.0.1:{port}")
+    server.start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if port_file is not None:
+        write_json_atomic(port_file, {"pid": os.getpid(), "port": bound})
+    print(f"local pubsub: serving on 127.0.0.1:{bound}: {len(state.topics)} topics, "
+          f"{len(state.subs)} subscriptions", flush=True)
+    stop.wait()
+    server.stop(grace=1).wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m local.pubsub_server", description=__doc__)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--port-file", type=Path)
+    p.add_argument("--stack", type=Path, action="append", default=[])
+    a = p.parse_args(argv)
+    serve(a.port, a.stack, a.port_file)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""What a synthesized stack declares for Pub/Sub: topics, subscriptions, and the GCS
+notifications that publish into them. `for_each` expanded by `policies.tfjson.instances`,
+references resolved the way Terraform would:
+
+- `google_pubsub_topic`: id `projects/{project}/topics/{name}`;
+- `google_pubsub_subscription.topic`: that id, or a bare name in the subscription's project
+  (https://registry.terraform.io/providers/hashicorp/google/latest/docs/resources/pubsub_subscription);
+- `google_storage_notification.topic`: `projects/P/topics/T` or a bare name in the provider's
+  project (https://registry.terraform.io/providers/hashicorp/google/latest/docs/resources/storage_notification).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from policies.tfjson import facts_from_document, instances
+
+_TOPIC_REF = re.compile(
+    r"\$\{google_pubsub_topic\.([A-Za-z0-9_-]+(?:\[\"[^\"\]]*\"\])?)\.(id|name)\}"
+)
+
+
+@dataclass(frozen=True)
+class Notification:
+    bucket: str
+    topic: str  # projects/P/topics/T
+    payload_format: str = "JSON_API_V1"
+    event_types: tuple[str, ...] = ()  # empty: every event type
+    object_name_prefix: str = ""
+    custom_attributes: tuple[tuple[str, str], ...] = ()
+    address: str = ""
+
+    def wants(self, event_type: str, name: str) -> bool:
+        return (not self.event_types or event_type in self.event_types) and name.startswith(
+            self.object_name_prefix)
+
+
+def _str(raw: Any) -> str:
+    while isinstance(raw, list) and len(raw) == 1:
+        raw = raw[0]
+    return raw if isinstance(raw, str) else ""
+
+
+def _section(doc: Mapping[str, Any], rtype: str) -> Iterable[tuple[str, dict[str, Any]]]:
+    section = doc.get("resource", {}).get(rtype, {})
+    for name, conf in (section.items() if isinstance(section, dict) else ()):
+        if isinstance(conf, dict):
+            yield from instances(name, conf)
+
+
+def _provider_project(doc: Mapping[str, Any]) -> str:
+    providers = doc.get("provider", {}).get("google", [])
+    for p in providers if isinstance(providers, list) else [providers]:
+        if isinstance(p, dict) and isinstance(p.get("project"), str):
+            return str(p["project"])
+    return ""
+
+
+class _Resolver:
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        self.default_project = _provider_project(doc)
+        self.topics: dict[str, str] = {}  # resource instance name -> id
+        for name, conf in _section(doc, "google_pubsub_topic"):
+            project = _str(conf.get("project")) or self.default_project
+            self.topics[name] = f"projects/{project}/topics/{_str(conf.get('name'))}"
+
+    def topic(self, raw: str, project: str) -> str:
+        m = _TOPIC_REF.fullmatch(raw.strip())
+        if m and m.group(1) in self.topics:
+            return self.topics[m.group(1)]
+        if raw.startswith("projects/"):
+            return raw
+        return f"projects/{project or self.default_project}/topics/{raw}"
+
+
+def declared_topics_and_subscriptions(
+    docs: Iterable[Mapping[str, Any]],
+) -> tuple[list[str], dict[str, tuple[str, int]]]:
+    """Topic ids, and subscription id -> (topic id, ack deadline seconds)."""
+    topics: list[str] = []
+    subs: dict[str, tuple[str, int]] = {}
+    for doc in docs:
+        r = _Resolver(doc)
+        topics += [t for t in r.topics.values() if t not in topics]
+        for _, conf in _section(doc, "google_pubsub_subscription"):
+            project = _str(conf.get("project")) or r.default_project
+            name = f"projects/{project}/subscriptions/{_str(conf.get('name'))}"
+            ack = conf.get("ack_deadline_seconds")
+            subs[name] = (r.topic(_str(conf.get("topic")), project),
+                          int(ack) if isinstance(ack, int | str) and str(ack).isdigit() else 10)
+    return topics, subs
+
+
+def declared_notifications(docs: Iterable[Mapping[str, Any]]) -> list[Notification]:
+    out: list[Notification] = []
+    for doc in docs:
+        r = _Resolver(doc)
+        facts = facts_from_document(doc)
+        for name, conf in _section(doc, "google_storage_notification"):
+            attrs = conf.get("custom_attributes")
+            out.append(Notification(
+                bucket=facts.resolve_text(_str(conf.get("bucket"))),
+                topic=r.topic(_str(conf.get("topic")), ""),
+                payload_format=_str(conf.get("payload_format")) or "JSON_API_V1",
+                event_types=tuple(str(e) for e in conf.get("event_types") or ()),
+                object_name_prefix=_str(conf.get("object_name_prefix")),
+                custom_attributes=tuple(sorted((str(k), str(v)) for k, v in
+                                               (attrs.items() if isinstance(attrs, dict) else ()))),
+                address=f"google_storage_notification.{name}",
+            ))
+    return out

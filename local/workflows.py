@@ -1,0 +1,254 @@
+"""The deployed workflows, read from the synthesized stack and run unchanged on this machine.
+
+- Source: `google_workflows_workflow.source_contents` after Terraform's substitutions (locals
+  via `replace()`, resource references, `$${` -> `${`), evaluated by `policies.tfjson`.
+- Syntax: checked against the Workflows JSON schema shipped with workflows-emulator; a source
+  it rejects fails here before anything runs (`WorkflowSyntaxError`).
+- Interpreter: workflows-emulator (PyPI `workflows-emulator`, pinned). Its own connectors call
+  the real googleapis.com endpoints; here every `googleapis.*` call goes to
+  `local.connectors` (the local Batch server, GCS through the IAM layer as the workflow's
+  service account, the local Pub/Sub).
+- Runtime argument: the CloudEvent Eventarc delivers, as a JSON object
+  (https://cloud.google.com/workflows/docs/trigger-workflow-eventarc).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import copy
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from local.connectors import Connectors
+from policies.tfjson import INTERPOLATION_RE, LOCAL_RE, facts_from_document, instances
+
+_CURRENT: contextvars.ContextVar[Connectors] = contextvars.ContextVar("local_connectors")
+
+
+class WorkflowSyntaxError(ValueError):
+    """The source is not a workflow Workflows would deploy."""
+
+
+class WorkflowFailed(RuntimeError):
+    """The execution ended with an uncaught error (the execution's FAILED state)."""
+
+    def __init__(self, message: str, payload: Any) -> None:
+        super().__init__(message)
+        self.payload = payload
+
+
+@dataclass(frozen=True)
+class DeployedWorkflow:
+    address: str
+    name: str
+    project: str
+    region: str
+    service_account: str
+    source: str
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}/workflows/{self.name}"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """An Eventarc trigger on a Pub/Sub topic whose destination is a workflow."""
+
+    address: str
+    name: str
+    topic: str
+    workflow: str  # the workflow's resource name or id, as written in the stack
+
+
+def _emulator() -> Any:
+    """workflows_emulator.main, importable next to cdktn's pinned typeguard 2.13.3.
+
+    workflows-emulator 1.10.0 calls `typeguard.install_import_hook` (typeguard >= 4) for module
+    names ('lib_http', ...) that match no importable module, so the hook never instruments
+    anything; a no-op stands in for it when typeguard 2 is installed."""
+    import typeguard
+
+    if not hasattr(typeguard, "install_import_hook"):
+        typeguard.install_import_hook = lambda *_a, **_k: None  # type: ignore[attr-defined]
+    from workflows_emulator import main
+    from workflows_emulator.utils import ContextDict
+
+    if not getattr(main.StepCall, "_gpub_local", False):
+        # In Workflows `listing.items` is the map's "items" key (GCS and Pub/Sub answers carry
+        # one); the emulator's attribute-dicts return dict.items instead. Keys win for "items".
+        def getattribute(self: Any, name: str) -> Any:
+            if name == "items" and dict.__contains__(self, "items"):
+                return dict.__getitem__(self, "items")
+            return dict.__getattribute__(self, name)
+
+        ContextDict.__getattribute__ = getattribute  # type: ignore[method-assign]
+
+        def execute_connector(rendered_step: Mapping[str, Any]) -> Any:
+            return _CURRENT.get().call(str(rendered_step["call"]),
+                                       dict(rendered_step.get("args") or {}))
+
+        main.StepCall.execute_connector = staticmethod(execute_connector)
+        main.StepCall._gpub_local = True
+    return main
+
+
+# ---- reading the stack -------------------------------------------------------------------
+def _str(raw: Any) -> str:
+    while isinstance(raw, list) and len(raw) == 1:
+        raw = raw[0]
+    return raw if isinstance(raw, str) else ""
+
+
+def terraform_string(raw: str, doc: Mapping[str, Any]) -> str:
+    """A string attribute as Terraform would pass it to the provider."""
+    facts = facts_from_document(doc)
+    if LOCAL_RE.fullmatch(raw.strip()):
+        text = facts.resolve_locals(raw)  # a local's template: already unescaped
+        if LOCAL_RE.fullmatch(text.strip()):
+            raise WorkflowSyntaxError(f"cannot resolve {raw[:80]!r} from the stack's locals")
+        return text
+    text = facts.resolve_text(raw)
+    left = INTERPOLATION_RE.search(text)
+    if left:
+        raise WorkflowSyntaxError(f"unresolved Terraform interpolation {left.group(0)!r}")
+    return text.replace("$${", "${").replace("%%{", "%{")
+
+
+def _section(doc: Mapping[str, Any], rtype: str) -> Iterable[tuple[str, dict[str, Any]]]:
+    section = doc.get("resource", {}).get(rtype, {})
+    for name, conf in (section.items() if isinstance(section, dict) else ()):
+        if isinstance(conf, dict):
+            yield from ((f"{rtype}.{n}", c) for n, c in instances(name, conf))
+
+
+def deployed_workflows(doc: Mapping[str, Any]) -> list[DeployedWorkflow]:
+    facts = facts_from_document(doc)
+    out = []
+    for address, conf in _section(doc, "google_workflows_workflow"):
+        env = conf.get("user_env_vars")
+        out.append(DeployedWorkflow(
+            address=address,
+            name=_str(conf.get("name")),
+            project=_str(conf.get("project")),
+            region=_str(conf.get("region")),
+            service_account=facts.resolve_text(_str(conf.get("service_account"))),
+            source=terraform_string(_str(conf.get("source_contents")), doc),
+            env=tuple(sorted((str(k), str(v)) for k, v in
+                             (env.items() if isinstance(env, dict) else ()))),
+        ))
+    return out
+
+
+def deployed_triggers(doc: Mapping[str, Any]) -> list[Trigger]:
+    from local.pubsub_stack import _Resolver
+
+    topics = _Resolver(doc)
+    out = []
+    for address, conf in _section(doc, "google_eventarc_trigger"):
+        transport = conf.get("transport") or {}
+        transport = transport[0] if isinstance(transport, list) and transport else transport
+        pubsub = transport.get("pubsub") if isinstance(transport, dict) else None
+        pubsub = pubsub[0] if isinstance(pubsub, list) and pubsub else pubsub
+        dest = conf.get("destination") or {}
+        dest = dest[0] if isinstance(dest, list) and dest else dest
+        topic = _str(pubsub.get("topic")) if isinstance(pubsub, dict) else ""
+        workflow = _str(dest.get("workflow")) if isinstance(dest, dict) else ""
+        if topic and workflow:
+            out.append(Trigger(address, _str(conf.get("name")),
+                               topics.topic(topic, _str(conf.get("project"))), workflow))
+    return out
+
+
+def workflow_for(trigger: Trigger, workflows: Iterable[DeployedWorkflow]) -> DeployedWorkflow:
+    for wf in workflows:
+        ref = trigger.workflow
+        if ref in {wf.id, wf.name} or ref.endswith(f".{wf.address.split('.', 1)[1]}.id}}"):
+            return wf
+    raise LookupError(f"{trigger.address}: destination workflow {trigger.workflow!r} not found")
+
+
+# ---- validation and execution ---------------------------------------------------------------
+def parse_source(source: str) -> Any:
+    """The workflow definition; WorkflowSyntaxError where Workflows would refuse it."""
+    import jsonschema
+
+    try:
+        definition = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        raise WorkflowSyntaxError(f"not YAML: {exc}".splitlines()[0]) from None
+    main = _emulator()
+    try:
+        jsonschema.validate(definition, main.WORKFLOW_SCHEMA)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise WorkflowSyntaxError(f"{where}: {exc.message}") from None
+    return definition
+
+
+def pubsub_cloudevent(topic: str, subscription: str, message: Any) -> dict[str, Any]:
+    """The CloudEvent (google.cloud.pubsub.topic.v1.messagePublished) for one message, as the
+    workflow receives it (https://cloud.google.com/eventarc/docs/workflows/cloudevents)."""
+    published = message.publish_time
+    stamp = (published.isoformat() if hasattr(published, "isoformat")
+             else datetime.now(UTC).isoformat()).replace("+00:00", "Z")
+    return {
+        "specversion": "1.0",
+        "id": message.message_id,
+        "source": f"//pubsub.googleapis.com/{topic}",
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "datacontenttype": "application/json",
+        "time": stamp,
+        "data": {
+            "subscription": subscription,
+            "message": {
+                "data": base64.b64encode(bytes(message.data)).decode(),
+                "attributes": dict(message.attributes),
+                "messageId": message.message_id,
+                "publishTime": stamp,
+            },
+        },
+    }
+
+
+def execute(wf: DeployedWorkflow, argument: Any, connectors: Connectors) -> Any:
+    """Run one execution; its result, or WorkflowFailed with the uncaught error."""
+    definition = parse_source(wf.source)
+    main = _emulator()
+    from workflows_emulator.utils import WorkflowError
+
+    if isinstance(definition, list):
+        definition = {"main": {"steps": definition}}
+    params = definition.get("main", {}).get("params") or []
+    args = {str(params[0]): argument} if params else {}
+    # Built-in environment variables (https://cloud.google.com/workflows/docs/reference/environment-variables).
+    env = {
+        "GOOGLE_CLOUD_PROJECT_ID": wf.project, "GOOGLE_CLOUD_LOCATION": wf.region,
+        "GOOGLE_CLOUD_WORKFLOW_ID": wf.name, "GOOGLE_CLOUD_WORKFLOW_REVISION_ID": "000001-local",
+        "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID": str(uuid.uuid4()), **dict(wf.env),
+    }  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    token = _CURRENT.set(connectors)
+    try:
+        return main.execute_workflow(copy.deepcopy(definition), args)
+    except WorkflowError as exc:
+        payload = exc.payload
+        raise WorkflowFailed(f"{wf.name}: {json.dumps(payload, default=str)[:500]}",
+                             payload) from None
+    finally:
+        _CURRENT.reset(token)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
