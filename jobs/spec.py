@@ -1,45 +1,66 @@
 """`JobSpec`: one Google Batch job, declared once, validated against the machine catalog.
 
-Pure pydantic, no provider or Batch client import: the submit path imports this module.
-Rendering to Batch JSON lives in `jobs.render`, importing JSON back in `jobs.importer`.
+Pure pydantic, no provider or Batch client import: the submit path imports this module. The
+model imports neither the renderer nor the importer: `jobs.to_batch_json(spec)` and
+`jobs.from_batch_json(text)` are package-level functions (`jobs.render`, `jobs.importer`).
+
+The model refuses only what Batch itself would refuse or what cannot be rendered; opinions
+about what is wise (a GPU job's boot disk, Spot retries, Cloud Logging) are guardrail findings
+(`policies.guardrails`), and environment defaults are applied by the renderer.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from jobs.catalog import MachineType, attachable_gpu, get_machine, gpu_family, gpu_types
+from jobs.catalog import MachineType, attachable_gpu, get_machine, gpu_family
+from jobs.errors import JobSpecError
+from jobs.parts import (
+    ENV_NAME_RE,
+    IMAGE_REF_RE,
+    IMAGE_URI_RE,
+    LABEL_KEY_RE,
+    LABEL_VALUE_RE,
+    REGION_RE,
+    SECRET_ID_RE,
+    SECRET_NAME_RE,
+    STRICT,
+    TOPIC_ID_RE,
+    ZONE_RE,
+    GcsVolume,
+    GpuDemand,
+    GpuSpec,
+    JobState,
+    Notification,
+    NotificationType,
+    Runnable,
+    TaskState,
+)
 
-if TYPE_CHECKING:
-    from jobs.render import RenderContext
+__all__ = [
+    "LABEL_KEY_RE", "LABEL_VALUE_RE", "REGION_RE", "GcsVolume", "GpuDemand", "GpuSpec",
+    "JobSpec", "JobState", "Notification", "NotificationType", "Runnable", "TaskState",
+]  # fmt: skip
 
 # Batch job ids are `^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`; submit appends
 # "-yyyymmdd-hhmmss-xxxx" (21 chars), so the declared name keeps to 63 - 21 = 42.
 JOB_ID_SUFFIX_LEN = 21
 NAME_MAX = 63 - JOB_ID_SUFFIX_LEN
 NAME_RE = re.compile(rf"^[a-z]([a-z0-9-]{{0,{NAME_MAX - 2}}}[a-z0-9])?$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
-REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
-ZONE_RE = re.compile(r"^([a-z]+-[a-z]+[0-9]+)-[a-z]$")
-IMAGE_REF_RE = re.compile(
-    r"^images/(?P<name>[a-z0-9][a-z0-9._-]*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
-IMAGE_URI_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
-SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-SECRET_NAME_RE = re.compile(
-    r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/[A-Za-z0-9_-]+$"
-)
-TOPIC_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
-TOPIC_NAME_RE = re.compile(r"^projects/[^/\s]+/topics/[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
 HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 DISK_TYPE_RE = re.compile(r"^(pd|hyperdisk)-[a-z-]+$")
+# Predefined ("g2-standard-8") and custom ("e2-custom-32-98304", "custom-8-30720") types.
+MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
+# `policy.reservation`: "NO_RESERVATION", a reservation name, or its resource path
+# (https://cloud.google.com/batch/docs/create-run-job-reservation).
+RESERVATION_RE = re.compile(
+    r"^(NO_RESERVATION|[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
+    r"|projects/[^/\s]+/(zones/[a-z0-9-]+/)?reservations/[a-z]([-a-z0-9]{0,61}[a-z0-9])?)$"
+)
 
 PREEMPTION_EXIT_CODE = 50001  # Batch's reserved exit code for a Spot VM preemption
 DEFAULT_RETRIES = 3  # retry budget when retries are implied (spot) but not given
@@ -47,14 +68,11 @@ GPU_MIN_BOOT_DISK_GB = 100  # CUDA images are large (Robotoff: 100 GB for a ~24 
 DEV_ENVIRONMENTS = ("dev",)  # environments (and "dev-*" names) where GPU jobs default to spot
 
 InputFormat = Literal["csv", "parquet", "feather", "jsonl"]
-Provisioning = Literal["standard", "spot"]
+# Batch's provisioning models, lower case (AllocationPolicy.ProvisioningModel).
+Provisioning = Literal["standard", "spot", "preemptible", "flex_start", "reservation_bound"]
+# Models that draw on preemptible GPU quota and can lose their VM (FLEX_START: DWS).
+PREEMPTIBLE_QUOTA_MODELS = ("spot", "preemptible", "flex_start")
 SchedulingPolicy = Literal["AS_SOON_AS_POSSIBLE", "IN_ORDER"]
-JobState = Literal[
-    "QUEUED", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED",
-    "DELETION_IN_PROGRESS", "CANCELLATION_IN_PROGRESS", "CANCELLED",
-]  # fmt: skip
-TaskState = Literal["PENDING", "ASSIGNED", "RUNNING", "FAILED", "SUCCEEDED", "UNEXECUTED"]
-NotificationType = Literal["JOB_STATE_CHANGED", "TASK_STATE_CHANGED"]
 
 # Storage-execution settings become these static task variables (see docs/contracts.md).
 STORAGE_VARIABLES: dict[str, str] = {
@@ -66,7 +84,6 @@ STORAGE_VARIABLES: dict[str, str] = {
     "handler": "GPUB_HANDLER",
 }
 
-_STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 PosInt = Annotated[int, Field(ge=1)]
 
 
@@ -74,112 +91,49 @@ def is_dev_environment(env_name: str) -> bool:
     return env_name in DEV_ENVIRONMENTS or env_name.startswith("dev")
 
 
-class GpuSpec(BaseModel):
-    """Accelerators per VM. On g2/a2/a3 they must match what the machine carries."""
-
-    model_config = _STRICT
-
-    type: str
-    count: Annotated[int, Field(ge=1, le=16)] = 1
-    driver_version: str | None = None
-
-    @field_validator("type")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in gpu_types():
-            raise ValueError(f"unknown accelerator {v!r}; known: {', '.join(gpu_types())}")
-        return v
-
-
-class GcsVolume(BaseModel):
-    """A Cloud Storage bucket (or a folder of it) mounted into every task with gcsfuse."""
-
-    model_config = _STRICT
-
-    remote_path: str  # "bucket" or "bucket/folder", no gs://
-    mount_path: str  # absolute path inside the VM and container
-
-    @field_validator("remote_path")
-    @classmethod
-    def _bucket_path(cls, v: str) -> str:
-        if v.startswith("gs://") or not re.match(r"^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/.*)?$", v):
-            raise ValueError(
-                f"remote_path must be 'bucket' or 'bucket/folder' (no gs://); got {v!r}"
-            )
-        return v
-
-    @field_validator("mount_path")
-    @classmethod
-    def _absolute(cls, v: str) -> str:
-        if not v.startswith("/") or v == "/":
-            raise ValueError(f"mount_path must be an absolute path below /; got {v!r}")
-        return v
-
-
-class Notification(BaseModel):
-    """A Pub/Sub message on job or task state changes."""
-
-    model_config = _STRICT
-
-    topic: str  # topic id in the job's project, or "projects/<p>/topics/<t>"
-    type: NotificationType | None = None
-    job_state: JobState | None = None
-    task_state: TaskState | None = None
-
-    @field_validator("topic")
-    @classmethod
-    def _topic(cls, v: str) -> str:
-        if not (TOPIC_ID_RE.match(v) or TOPIC_NAME_RE.match(v)):
-            raise ValueError(f"topic must be a topic id or 'projects/<p>/topics/<t>'; got {v!r}")
-        return v
-
-    @model_validator(mode="after")
-    def _state_matches_type(self) -> Notification:
-        if self.job_state and self.type != "JOB_STATE_CHANGED":
-            raise ValueError("job_state: needs type='JOB_STATE_CHANGED'")
-        if self.task_state and self.type != "TASK_STATE_CHANGED":
-            raise ValueError("task_state: needs type='TASK_STATE_CHANGED'")
-        return self
-
-
-class GpuDemand(NamedTuple):
-    """Peak GPUs a job can hold at once: what the environment's quota must cover."""
-
-    family: str  # quota family, "L4"
-    count: int  # type: ignore[assignment]  # shadows tuple.count on purpose
-    spot: bool
+def resolve_topic(topic: str, project_id: str | None) -> str:
+    """A bare topic id -> `projects/<p>/topics/<id>`."""
+    if project_id is None or not TOPIC_ID_RE.match(topic) or topic.startswith("projects/"):
+        return topic
+    return f"projects/{project_id}/topics/{topic}"
 
 
 class JobSpec(BaseModel):
     """One Batch job. Fields left None take the environment's defaults at render time."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     # Identity. `name` is the Batch job-id prefix and the `job` label.
     name: str
-    # What runs: a container (image + optional entrypoint/commands) or a bash script.
+    # The main runnable (the runner contract applies to it): a container or a bash script.
     image: str | None = None  # "images/<name>[:tag|@sha256:..]" or a full image URI
     entrypoint: str | None = None
     commands: list[str] = Field(default_factory=list)
     script: str | None = None
-    # Where it runs.
-    machine_type: str
+    script_path: str | None = None  # a script file already on the VM
+    # Runnables before and after the main one (setup, barriers, background agents, teardown).
+    setup: list[Runnable] = Field(default_factory=list)
+    teardown: list[Runnable] = Field(default_factory=list)
+    # Where it runs. No machine type: Batch picks one from computeResource.
+    machine_type: str | None = None
     gpus: GpuSpec | None = None  # None on g2/a2/a3: the machine's own GPUs, no accelerators
+    install_gpu_drivers: bool | None = None  # None: true for GPU jobs rendered for an env
     cpu_milli: PosInt | None = None  # per task
     memory_mib: PosInt | None = None  # per task
     boot_disk_gb: Annotated[int, Field(ge=10, le=65536)] | None = None
     boot_disk_image: str | None = None
     boot_disk_type: str | None = None
     provisioning: Provisioning | None = None  # None: spot for GPU jobs in dev, else standard
+    reservation: str | None = None  # a reservation name, or "NO_RESERVATION"; None: any
     region: str | None = None  # None: the environment's region
     zones: list[str] = Field(default_factory=list)
     network: str | None = None
     subnetwork: str | None = None
     no_external_ip_address: bool = False
     # Retries and limits.
-    max_retry_count: Annotated[int, Field(ge=0, le=10)] | None = None
+    max_retry_count: Annotated[int, Field(ge=0, le=10)] | None = None  # Batch: [0, 10]
     retry_on_preemption: bool | None = None  # None: on exactly when the job runs on spot
-    retry_exit_codes: list[int] = Field(default_factory=list)  # more RETRY_TASK exit codes
+    retry_exit_codes: list[int] = Field(default_factory=list)  # RETRY_TASK codes, in order
     max_run_duration_s: PosInt | None = None  # None: 3600 s when rendered for an environment
     # Task shape. task_count/parallelism are usually filled in at submit time.
     task_count: PosInt | None = None
@@ -204,6 +158,9 @@ class JobSpec(BaseModel):
     failure_budget: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     batch_size: PosInt | None = None
     handler: str | None = None  # "module:function"
+    # Every other Batch field, as Batch job JSON (camelCase) laid over the rendering: lists
+    # merge element by element. Checked against the Batch Job proto. See docs/jobs.md.
+    batch_overrides: dict[str, Any] = Field(default_factory=dict)
 
     # ---- field checks (messages name the field through pydantic's location) ----
 
@@ -235,14 +192,10 @@ class JobSpec(BaseModel):
 
     @field_validator("machine_type")
     @classmethod
-    def _machine(cls, v: str) -> str:
-        if get_machine(v) is None:
-            from jobs.catalog import machine_names
-
-            raise ValueError(
-                f"unknown machine type {v!r}; the catalog (jobs/machines.yaml) has: "
-                + ", ".join(machine_names())
-            )
+    def _machine(cls, v: str | None) -> str | None:
+        # Unknown types are allowed (Batch knows more than our catalog); guardrails warn.
+        if v is not None and not MACHINE_TYPE_RE.match(v):
+            raise ValueError(f"must be a machine type like 'n2-standard-8'; got {v!r}")
         return v
 
     @field_validator("gpus")
@@ -302,6 +255,16 @@ class JobSpec(BaseModel):
             raise ValueError(f"must be a disk type like 'pd-balanced' or 'pd-ssd'; got {v!r}")
         return v
 
+    @field_validator("reservation")
+    @classmethod
+    def _reservation(cls, v: str | None) -> str | None:
+        if v is not None and not RESERVATION_RE.match(v):
+            raise ValueError(
+                "must be 'NO_RESERVATION', a reservation name, or "
+                f"'projects/<p>/reservations/<name>'; got {v!r}"
+            )
+        return v
+
     @field_validator("region")
     @classmethod
     def _region(cls, v: str | None) -> str | None:
@@ -326,11 +289,6 @@ class JobSpec(BaseModel):
     @field_validator("retry_exit_codes")
     @classmethod
     def _exit_codes(cls, v: list[int]) -> list[int]:
-        for code in v:
-            if code == PREEMPTION_EXIT_CODE:
-                raise ValueError("use retry_on_preemption=True for exit code 50001")
-            if code < 1:
-                raise ValueError(f"exit codes must be >= 1; got {code}")
         if len(set(v)) != len(v):
             raise ValueError(f"must not repeat an exit code; got {v}")
         return v
@@ -379,12 +337,24 @@ class JobSpec(BaseModel):
             raise ValueError(f"must be 'module:function'; got {v!r}")
         return v
 
+    @field_validator("batch_overrides")
+    @classmethod
+    def _overrides_are_batch_json(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v:
+            return v
+        from jobs.batch_proto import problems  # google-cloud-batch, only when used
+
+        found = problems(v)
+        if found:
+            path, why = found[0]
+            raise ValueError(f"{path}: {why} (batch_overrides is Batch job JSON)")
+        return v
+
     # ---- cross-field checks (messages start with the field they blame) ----
 
     @model_validator(mode="after")
     def _cross_checks(self) -> JobSpec:
         self._check_runnable()
-        self._check_gpu_job()
         self._check_retries()
         self._check_task_shape()
         dup = set(self.env) & set(self.secrets)
@@ -393,37 +363,25 @@ class JobSpec(BaseModel):
         return self
 
     def _check_runnable(self) -> None:
-        if self.script is not None:
+        scripts = [k for k in ("script", "script_path") if getattr(self, k) is not None]
+        if scripts:
             if self.image is not None or self.entrypoint is not None or self.commands:
                 raise ValueError(
-                    "script: a job runs either a script or a container (image, entrypoint, "
-                    "commands), not both"
+                    f"{scripts[0]}: a job runs either a script or a container (image, "
+                    "entrypoint, commands), not both"
                 )
-            if not self.script.strip():
+            if len(scripts) > 1:
+                raise ValueError("script_path: a script is either text or a path, not both")
+            if self.script is not None and not self.script.strip():
                 raise ValueError("script: must not be empty")
         elif self.image is None:
             raise ValueError("image: required unless the job runs a script")
 
-    def _check_gpu_job(self) -> None:
-        disk = self.boot_disk_gb
-        if self.is_gpu and disk is not None and disk < GPU_MIN_BOOT_DISK_GB:
-            raise ValueError(
-                f"boot_disk_gb: GPU jobs need at least {GPU_MIN_BOOT_DISK_GB} GB for CUDA "
-                f"images; got {disk}"
-            )
-
     def _check_retries(self) -> None:
-        may_be_spot = self.provisioning == "spot" or (self.provisioning is None and self.is_gpu)
-        why = (
-            "spot jobs" if self.provisioning == "spot"
-            else "GPU jobs run on spot in dev unless provisioning='standard', and spot jobs"
-        )  # fmt: skip
-        if may_be_spot and self.retry_on_preemption is False:
-            raise ValueError(f"retry_on_preemption: {why} must retry on preemption (exit 50001)")
-        if may_be_spot and self.max_retry_count == 0:
-            raise ValueError(f"max_retry_count: {why} need at least 1 retry; got 0")
-        if self.max_retry_count == 0 and (self.retry_on_preemption or self.retry_exit_codes):
-            raise ValueError("max_retry_count: retrying on exit codes needs at least 1 retry")
+        if self.retry_on_preemption is False and PREEMPTION_EXIT_CODE in self.retry_exit_codes:
+            raise ValueError(
+                "retry_on_preemption: False contradicts exit code 50001 in retry_exit_codes"
+            )
 
     def _check_task_shape(self) -> None:
         if self.task_environments and self.task_count not in (None, len(self.task_environments)):
@@ -435,30 +393,48 @@ class JobSpec(BaseModel):
             raise ValueError(
                 f"parallelism: {self.parallelism} exceeds max_parallelism {self.max_parallelism}"
             )
-        if self.tasks_per_node and self.cpu_milli and self.machine:
+        machine = self.catalog_machine
+        if self.tasks_per_node and self.cpu_milli and machine:
             need = self.tasks_per_node * self.cpu_milli
-            if need > self.machine.vcpus * 1000:
+            if need > machine.vcpus * 1000:
                 raise ValueError(
                     f"tasks_per_node: {self.tasks_per_node} tasks x cpuMilli {self.cpu_milli} "
-                    f"exceed {self.machine.name} ({self.machine.vcpus * 1000})"
+                    f"exceed {machine.name} ({machine.vcpus * 1000})"
                 )
 
     # ---- derived facts ----
 
     @property
+    def catalog_machine(self) -> MachineType | None:
+        """The catalog entry of the machine type, None when unset or unknown to the catalog."""
+        return get_machine(self.machine_type) if self.machine_type else None
+
+    @property
     def machine(self) -> MachineType:
-        machine = get_machine(self.machine_type)
-        assert machine is not None  # validated
+        """The catalog entry of the machine type; JobSpecError when it has none (cost needs it)."""
+        machine = self.catalog_machine
+        if machine is None:
+            raise JobSpecError(
+                f"{self.machine_type or 'no machine type'} is not in the machine catalog "
+                "(jobs/machines.yaml); set a catalog machine type to estimate cost",
+                "machine_type",
+            )
         return machine
 
     @property
     def gpu_type(self) -> str | None:
         """The accelerator type each VM carries (given or built into the machine)."""
-        return self.gpus.type if self.gpus else self.machine.gpu_type
+        if self.gpus:
+            return self.gpus.type
+        machine = self.catalog_machine
+        return machine.gpu_type if machine else None
 
     @property
     def gpus_per_vm(self) -> int:
-        return self.gpus.count if self.gpus else self.machine.gpu_count
+        if self.gpus:
+            return self.gpus.count
+        machine = self.catalog_machine
+        return machine.gpu_count if machine else 0
 
     @property
     def is_gpu(self) -> bool:
@@ -478,12 +454,21 @@ class JobSpec(BaseModel):
         return "standard"
 
     def retry_policy_for(self, env_name: str | None) -> tuple[int | None, list[int]]:
-        """(maxRetryCount, RETRY_TASK exit codes) in `env_name`; spot implies preemption retry."""
-        spot = self.provisioning_for(env_name) == "spot"
-        preempt = self.retry_on_preemption if self.retry_on_preemption is not None else spot
-        codes = ([PREEMPTION_EXIT_CODE] if preempt else []) + list(self.retry_exit_codes)
+        """(maxRetryCount, RETRY_TASK exit codes in order) in `env_name`.
+
+        With an environment, Spot implies retrying on preemption (50001) with a default budget.
+        Without one (an import round trip) only what the spec says is rendered.
+        """
+        codes = list(self.retry_exit_codes)
+        if env_name is None:
+            preempt = bool(self.retry_on_preemption)
+        else:
+            spot = self.provisioning_for(env_name) in ("spot", "preemptible")
+            preempt = self.retry_on_preemption if self.retry_on_preemption is not None else spot
+        if preempt and PREEMPTION_EXIT_CODE not in codes:
+            codes.insert(0, PREEMPTION_EXIT_CODE)
         count = self.max_retry_count
-        if count is None and codes:
+        if count is None and codes and env_name is not None:
             count = DEFAULT_RETRIES
         return count, codes
 
@@ -491,14 +476,14 @@ class JobSpec(BaseModel):
         """GPUs held at peak: VMs at peak parallelism x GPUs per VM; None for CPU jobs.
 
         Peak parallelism is `peak_parallelism` (max_parallelism, else parallelism, else
-        task_count, else 1); `tasks_per_node` tasks share a VM. `spot` follows
-        `provisioning_for(env_name)` (without an environment: only an explicit "spot").
+        task_count, else 1); `tasks_per_node` tasks share a VM. `spot` (preemptible quota)
+        follows `provisioning_for(env_name)`: SPOT, PREEMPTIBLE and FLEX_START draw on it.
         """
         gpu = self.gpu_type
         if gpu is None or not self.is_gpu:
             return None
         vms = math.ceil(self.peak_parallelism / (self.tasks_per_node or 1))
-        spot = self.provisioning_for(env_name) == "spot"
+        spot = self.provisioning_for(env_name) in PREEMPTIBLE_QUOTA_MODELS
         return GpuDemand(gpu_family(gpu), vms * self.gpus_per_vm, spot)
 
     def secret_ids(self) -> list[str]:
@@ -507,24 +492,7 @@ class JobSpec(BaseModel):
 
     def topic_names(self, project_id: str) -> list[str]:
         """Full Pub/Sub topic names this job publishes to (for `pubsub.publisher` grants)."""
-        from jobs.render import resolve_topic
-
         return list(dict.fromkeys(resolve_topic(n.topic, project_id) for n in self.notifications))
-
-    # ---- JSON ----
-
-    def to_batch_json(self, env: RenderContext | None = None) -> dict[str, Any]:
-        """The Batch job JSON (camelCase dict); see `jobs.render.render_job`."""
-        from jobs.render import render_job
-
-        return render_job(self, env)
-
-    @classmethod
-    def from_batch_json(cls, text: str, *, name: str = "imported") -> JobSpec:
-        """Import Batch job JSON; refuses (JobSpecError) anything it cannot render back."""
-        from jobs.importer import spec_from_batch_json
-
-        return spec_from_batch_json(text, name=name)
 
 
 def _machine_of(info: ValidationInfo) -> MachineType | None:
