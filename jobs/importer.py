@@ -106,15 +106,17 @@ def _validate(name: str, groups: dict[str, dict[str, Any]]) -> tuple[JobSpec, li
         except ValidationError as exc:
             err = JobSpecError.from_validation_error(exc)
         hard: list[tuple[str | None, str]] = []
+        dropped: set[str] = set()
         for spec_field, message in err.problems:
             top = (spec_field or "").split(".", 1)[0]
-            owner = next((g for g, vals in active.items() if top in vals), None)
+            owner = next((g for g, vals in groups.items() if top in vals), None)
             if top in HARD_FIELDS or owner is None or owner == "main" or _is_hard(message):
                 path = FIELD_PATHS.get(top, spec_field or "job")
                 hard.append((path, f"{message} (JobSpec.{spec_field})"))
-            else:
+            elif owner not in dropped:
+                dropped.add(owner)
                 untyped.append(f"{FIELD_PATHS.get(top, top)} ({message})")
-                active.pop(owner)
+                active.pop(owner, None)
         if hard:
             raise JobSpecError.many(hard)
     raise JobSpecError("could not type this job; please report")  # pragma: no cover
@@ -151,8 +153,9 @@ def _difference(original: Any, typed: Any, path: str) -> Any:
             raise JobSpecError("internal: the typed rendering has more elements", path)
         pairs = enumerate(zip(original, typed, strict=False))
         items = [_difference(o, t, f"{path}[{i}]") for i, (o, t) in pairs]
-        items += original[len(typed) :]
-        return None if all(i == {} for i in items) else items
+        items += original[len(typed) :]  # elements the typed rendering lacks, even empty ones
+        same = len(original) == len(typed) and all(i == {} for i in items)
+        return None if same else items
     return None if original == typed else original
 
 

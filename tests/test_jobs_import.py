@@ -250,3 +250,22 @@ def test_import_job_cli_runs_from_elsewhere(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "name='l4-spot-retries'" in out.stdout
     assert sys.executable  # the shim uses the repository's venv, not this interpreter
+
+
+def test_empty_list_elements_after_typed_ones_are_kept() -> None:
+    """Found by the property test: a second, empty lifecycle policy was lost."""
+    job = json.loads(L4.read_text())
+    job["taskGroups"][0]["taskSpec"]["lifecyclePolicies"].append({})
+    spec = from_batch_json(json.dumps(job))
+    assert spec.batch_overrides["taskGroups"][0]["taskSpec"]["lifecyclePolicies"] == [{}, {}]
+    assert batch_v1.Job.from_json(json.dumps(to_batch_json(spec))) == batch_v1.Job.from_json(
+        json.dumps(job)
+    )
+
+
+def test_two_problems_in_one_soft_group_drop_it_once() -> None:
+    """Found by the property test: two bad notifications made the import refuse."""
+    job = json.loads(L4.read_text())
+    job["notifications"] = [{}, {"pubsubTopic": "x"}]
+    spec = from_batch_json(json.dumps(job))
+    assert spec.notifications == [] and len(spec.batch_overrides["notifications"]) == 2
