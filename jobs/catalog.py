@@ -1,11 +1,15 @@
 """Machine catalog: machine shapes, the GPUs they carry, and their prices.
 
-The data lives in `machines.yaml` next to this module; this module only loads and queries it,
-so prices and shapes are changed in one reviewed data file, never in logic.
+The data lives next to this module: `machine_families.yaml` (every predefined shape of the
+families Batch runs on, and the custom-type series) and `machines.yaml` (prices and GPUs).
+This module only loads and queries them, so shapes and prices change in reviewed data files,
+never in logic. `machine_shape(name)` knows every predefined and custom type;
+`get_machine(name)` only the priced ones (what cost estimates need).
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,10 +18,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 _DATA = Path(__file__).with_name("machines.yaml")
+_FAMILIES = Path(__file__).with_name("machine_families.yaml")
+# "n2-custom-8-32768", "e2-custom-32-98304", "n2-custom-4-65536-ext", N1: "custom-8-30720".
+CUSTOM_RE = re.compile(
+    r"^(?:(?P<series>[a-z][a-z0-9]*)-)?custom-(?P<vcpus>\d+)-(?P<mib>\d+)(-ext)?$"
+)
 
 
-class MachineType(BaseModel):
-    """One Compute Engine machine type as the catalog knows it."""
+class MachineShape(BaseModel):
+    """A Compute Engine machine type's shape: what validation needs, no price."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -26,6 +35,17 @@ class MachineType(BaseModel):
     memory_mib: int
     gpu_type: str | None = None  # built-in accelerator, e.g. "nvidia-l4"
     gpu_count: int = 0
+
+    @property
+    def series(self) -> str:
+        """Machine series ("g2", "n1", ...): GPUs attach by series ("custom-*" is N1)."""
+        head = self.name.split("-", 1)[0]
+        return "n1" if head == "custom" else head
+
+
+class MachineType(MachineShape):
+    """One priced Compute Engine machine type."""
+
     price_on_demand_usd_h: float
     price_spot_usd_h: float | None = None
     price_exact: bool = False  # False: approximate figure, re-check before budgeting
@@ -37,11 +57,6 @@ class MachineType(BaseModel):
         if spot and self.price_spot_usd_h is not None:
             return self.price_spot_usd_h
         return self.price_on_demand_usd_h
-
-    @property
-    def series(self) -> str:
-        """Machine series ("g2", "n1", ...): GPUs attach by series."""
-        return self.name.split("-", 1)[0]
 
 
 class AttachableGpu(BaseModel):
@@ -106,8 +121,56 @@ PRICE_DATE: str = str(_raw()["price_date"])
 
 
 def get_machine(name: str) -> MachineType | None:
-    """The catalog entry for `name`, or None when the catalog does not know it."""
+    """The priced catalog entry for `name`, or None when the catalog has no price for it."""
     return _machines().get(name)
+
+
+@cache
+def _shapes() -> dict[str, MachineShape]:
+    with _FAMILIES.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = yaml.load(fh, Loader=_Loader)
+    out: dict[str, MachineShape] = {}
+    for series, classes in data["families"].items():
+        for cls, rule in classes.items():
+            for vcpus in rule["vcpus"]:
+                name = f"{series}-{cls}-{vcpus}"
+                mib = round(vcpus * float(rule["gib_per_vcpu"]) * 1024)
+                out[name] = MachineShape(name=name, vcpus=vcpus, memory_mib=mib)
+    for name, (vcpus, gib, *gpu) in data["shapes"].items():
+        out[name] = MachineShape(
+            name=name,
+            vcpus=int(vcpus),
+            memory_mib=round(float(gib) * 1024),
+            gpu_type=gpu[0] if gpu else None,
+            gpu_count=int(gpu[1]) if gpu else 0,
+        )
+    return out
+
+
+@cache
+def _custom_series() -> frozenset[str]:
+    with _FAMILIES.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = yaml.load(fh, Loader=_Loader)
+    return frozenset(data["custom_series"])
+
+
+def machine_shape(name: str) -> MachineShape | None:
+    """The shape of any predefined or custom machine type Batch runs; None when unknown."""
+    priced = _machines().get(name)
+    if priced is not None:
+        return priced
+    shape = _shapes().get(name)
+    if shape is not None:
+        return shape
+    m = CUSTOM_RE.match(name)
+    if m and (m["series"] or "n1") in _custom_series():
+        return MachineShape(name=name, vcpus=int(m["vcpus"]), memory_mib=int(m["mib"]))
+    return None
+
+
+def shape_names() -> list[str]:
+    """Every predefined machine type the catalog knows the shape of."""
+    return sorted(set(_shapes()) | set(_machines()))
 
 
 def machine_names() -> list[str]:

@@ -17,7 +17,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from jobs.catalog import MachineType, attachable_gpu, get_machine, gpu_family
+from jobs.catalog import (
+    MachineShape,
+    MachineType,
+    attachable_gpu,
+    get_machine,
+    gpu_family,
+    machine_shape,
+)
 from jobs.errors import JobSpecError
 from jobs.parts import (
     ENV_NAME_RE,
@@ -405,18 +412,18 @@ class JobSpec(BaseModel):
     # ---- derived facts ----
 
     @property
-    def catalog_machine(self) -> MachineType | None:
-        """The catalog entry of the machine type, None when unset or unknown to the catalog."""
-        return get_machine(self.machine_type) if self.machine_type else None
+    def catalog_machine(self) -> MachineShape | None:
+        """The machine type's shape, None when unset or unknown (a custom or new type)."""
+        return machine_shape(self.machine_type) if self.machine_type else None
 
     @property
     def machine(self) -> MachineType:
-        """The catalog entry of the machine type; JobSpecError when it has none (cost needs it)."""
-        machine = self.catalog_machine
+        """The priced catalog entry of the machine type; JobSpecError without one (cost)."""
+        machine = get_machine(self.machine_type) if self.machine_type else None
         if machine is None:
             raise JobSpecError(
-                f"{self.machine_type or 'no machine type'} is not in the machine catalog "
-                "(jobs/machines.yaml); set a catalog machine type to estimate cost",
+                f"{self.machine_type or 'no machine type'} has no price in the machine catalog "
+                "(jobs/machines.yaml); set a priced machine type to estimate cost",
                 "machine_type",
             )
         return machine
@@ -495,6 +502,6 @@ class JobSpec(BaseModel):
         return list(dict.fromkeys(resolve_topic(n.topic, project_id) for n in self.notifications))
 
 
-def _machine_of(info: ValidationInfo) -> MachineType | None:
+def _machine_of(info: ValidationInfo) -> MachineShape | None:
     name = info.data.get("machine_type")
-    return get_machine(name) if isinstance(name, str) else None
+    return machine_shape(name) if isinstance(name, str) else None

@@ -196,7 +196,7 @@ def _logging(job: Mapping[str, Any], ctx: _Ctx) -> None:
 
 
 def _machine_and_gpus(job: Mapping[str, Any], limits: GuardrailLimits, ctx: _Ctx) -> None:
-    from jobs.catalog import attachable_gpu, get_machine  # data file read once, cached
+    from jobs.catalog import attachable_gpu, machine_shape  # data files read once, cached
 
     for ii, inst in enumerate(_instances(job)):
         base = f"allocationPolicy.instances[{ii}]"
@@ -204,7 +204,7 @@ def _machine_and_gpus(job: Mapping[str, Any], limits: GuardrailLimits, ctx: _Ctx
         machine_name = str(policy.get("machineType") or "")
         accs = [a for a in policy.get("accelerators") or [] if isinstance(a, Mapping)]
         gpus = sum(_int(a.get("count"), 0) or 0 for a in accs)
-        machine = get_machine(machine_name) if machine_name else None
+        machine = machine_shape(machine_name) if machine_name else None
         _boot_disk(policy, machine, gpus, base, ctx)
         if not machine_name:
             if "instanceTemplate" not in inst:
@@ -219,8 +219,9 @@ def _machine_and_gpus(job: Mapping[str, Any], limits: GuardrailLimits, ctx: _Ctx
             ctx.add(
                 "GPUB_JOB_1",
                 f"{base}.policy.machineType",
-                f"{machine_name} is not in the machine catalog (jobs/machines.yaml), so its "
-                "GPUs and cost cannot be checked; use a catalog type or add it to the catalog",
+                f"{machine_name} is not a machine type the catalog knows (jobs/"
+                "machine_families.yaml), so its GPUs and cost cannot be checked; check the "
+                "name or add its shape to the catalog",
             )
             continue
         if machine.gpu_type:

@@ -98,7 +98,7 @@ ACCEPTED = [
     ("taskGroups.0.taskSpec.maxRetryCount", 0),
     ("taskGroups.0.taskSpec.environment.variables", {"GPUB_BATCH_SIZE": "many"}),
     ("taskGroups.0.taskSpec.environment.variables", {"lower-case.name": "x"}),
-    ("allocationPolicy.instances.0.policy.machineType", "n1-highmem-96"),
+    ("allocationPolicy.instances.0.policy.machineType", "z9-standard-8"),  # unknown: a warning
     ("allocationPolicy.instances.0.policy.bootDisk", {"sizeGb": "30"}),
     ("allocationPolicy.location", {"allowedLocations": ["zones/europe-west4-a", "regions/europe-west4"]}),
     ("labels", {"Team": "ML"}),
