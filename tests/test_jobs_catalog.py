@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import JobSpec
+from jobs import GpuSpec, JobSpec
 from jobs.catalog import _machines, machine_shape, shape_names
 from policies.guardrails import GuardrailLimits, check_job
 
@@ -69,7 +69,7 @@ def test_shapes_validate_gpus_and_unknown_types_only_warn() -> None:
     # A shape without a price still checks what the machine carries (Batch would refuse it).
     with pytest.raises(ValueError, match="a3-megagpu-8g carries 8 nvidia-h100-mega-80gb"):
         JobSpec(name="x", image="i", machine_type="a3-megagpu-8g",
-                gpus={"type": "nvidia-h100-mega-80gb", "count": 4})  # fmt: skip
+                gpus=GpuSpec(type="nvidia-h100-mega-80gb", count=4))  # fmt: skip
     with pytest.raises(ValueError, match="memoryMib 9000 exceeds e2-custom-2-8192"):
         JobSpec(name="x", image="i", machine_type="e2-custom-2-8192", memory_mib=9000)
     unknown = JobSpec(name="x", image="i", machine_type="z9-standard-8")
