@@ -68,7 +68,7 @@ def import_job(text: str, *, name: str = "imported") -> ImportResult:
     overrides = _difference(original, typed, "")
     if overrides:
         spec = spec.model_copy(update={"batch_overrides": overrides})
-        paths = ", ".join(_leaf_paths(overrides, "", 4))
+        paths = ", ".join(_leaf_paths(overrides, "", 8))
         notes.append(f"kept in batch_overrides (not typed, rendered back as is): {paths}")
     rendered = render_job(spec)
     if not same_job(rendered, original):  # pragma: no cover - a bug in the readers

@@ -91,3 +91,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, content: bytes, text: 
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert text in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_readme_shows_the_real_import_output() -> None:
+    """The README's import example is this command's actual stderr, line for line."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("$ bin/import-job tests/fixtures/batch_samples/spot_l4_finetune.json")[1]
+    shown = [line for line in block.split("```", 1)[0].splitlines() if line.strip()][1:]
+    out = run(str(SAMPLES / "spot_l4_finetune.json"))
+    assert out.returncode == 0
+    assert out.stderr.splitlines() == shown
