@@ -84,6 +84,35 @@ def _raw() -> dict[str, Any]:
 
 @cache
 def _machines() -> dict[str, MachineType]:
+    """Priced machines: from the SKU snapshot when one is committed, else machines.yaml."""
+    from jobs.sku_prices import SNAPSHOT, SkuSnapshot  # lazy: sku_prices imports this module
+
+    out = _yaml_priced()
+    if SNAPSHOT.is_file():
+        out.update(priced_from_snapshot(SkuSnapshot.load(SNAPSHOT), _raw()["defaults"]["regions"]))
+    return out
+
+
+def priced_from_snapshot(snapshot: Any, regions: list[str]) -> dict[str, MachineType]:
+    """Every known shape the snapshot prices in the first of `regions` (on-demand and Spot)."""
+    region = regions[0]
+    out: dict[str, MachineType] = {}
+    for name in sorted(set(_shapes())):
+        shape = _shapes()[name]
+        on_demand = snapshot.price_usd_h(shape, region, "OnDemand")
+        if on_demand is None:
+            continue
+        out[name] = MachineType(
+            **shape.model_dump(),
+            price_on_demand_usd_h=on_demand,
+            price_spot_usd_h=snapshot.price_usd_h(shape, region, "Preemptible"),
+            price_exact=True,
+            regions=list(regions),
+        )
+    return out
+
+
+def _yaml_priced() -> dict[str, MachineType]:
     raw = _raw()
     regions = list(raw["defaults"]["regions"])
     out: dict[str, MachineType] = {}
