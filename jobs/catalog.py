@@ -223,3 +223,33 @@ def gpu_family(gpu_type: str) -> str:
         return str(entry["family"])
     # Unknown types still get a stable family name (quota ids are upper case).
     return gpu_type.removeprefix("nvidia-").removeprefix("tesla-").upper()
+
+
+def gpu_fit_problem(machine: MachineShape, gpu_type: str, count: int) -> str | None:
+    """Why `count` x `gpu_type` cannot run on `machine` (what Batch/Compute refuse), or None.
+
+    The one home of this rule: JobSpec validation and the GPUB_JOB_1 guardrail both use it.
+    """
+    if machine.gpu_type is not None:
+        if gpu_type != machine.gpu_type:
+            return f"{machine.name} needs {machine.gpu_type}; got {gpu_type}"
+        if count != machine.gpu_count:
+            return f"{machine.name} carries {machine.gpu_count} {machine.gpu_type}; got {count}"
+        return None
+    att = attachable_gpu(gpu_type)
+    if att is None:
+        return (
+            f"{gpu_type} is built into its own machine series only; {machine.name} carries "
+            "no GPU (use g2-* for nvidia-l4, a2-* for A100, a3-* for H100)"
+        )
+    if att.series != machine.series:
+        return f"{gpu_type} attaches to {att.series}-* machines only; got {machine.name}"
+    if count not in att.max_vcpus:
+        allowed = ", ".join(str(c) for c in sorted(att.max_vcpus))
+        return f"{gpu_type} on {att.series} comes in counts {allowed}; got {count}"
+    if machine.vcpus > att.max_vcpus[count]:
+        return (
+            f"{count} {gpu_type} supports at most {att.max_vcpus[count]} vCPUs; "
+            f"{machine.name} has {machine.vcpus}"
+        )
+    return None

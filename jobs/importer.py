@@ -44,7 +44,6 @@ class ImportResult:
     notes: list[str] = field(default_factory=list)  # dropped fields, untyped groups
 
 
-
 def spec_from_batch_json(text: str, *, name: str = "imported") -> JobSpec:
     """The JobSpec that renders to the same Batch job as `text` (JSON or YAML)."""
     return import_job(text, name=name).spec

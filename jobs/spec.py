@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 from jobs.catalog import (
     MachineShape,
     MachineType,
-    attachable_gpu,
     get_machine,
     gpu_family,
+    gpu_fit_problem,
     machine_shape,
 )
 from jobs.errors import JobSpecError
@@ -209,34 +209,9 @@ class JobSpec(BaseModel):
     @classmethod
     def _gpus_fit_machine(cls, v: GpuSpec | None, info: ValidationInfo) -> GpuSpec | None:
         machine = _machine_of(info)
-        if v is None or machine is None:
-            return v
-        if machine.gpu_type is not None:
-            if v.type != machine.gpu_type:
-                raise ValueError(f"{machine.name} needs {machine.gpu_type}; got {v.type}")
-            if v.count != machine.gpu_count:
-                raise ValueError(
-                    f"{machine.name} carries {machine.gpu_count} {machine.gpu_type}; got {v.count}"
-                )
-            return v
-        att = attachable_gpu(v.type)
-        if att is None:
-            raise ValueError(
-                f"{v.type} is built into its own machine series only; {machine.name} carries "
-                "no GPU (use g2-* for nvidia-l4, a2-* for A100, a3-* for H100)"
-            )
-        if att.series != machine.series:
-            raise ValueError(
-                f"{v.type} attaches to {att.series}-* machines only; got {machine.name}"
-            )
-        if v.count not in att.max_vcpus:
-            allowed = ", ".join(str(c) for c in att.max_vcpus)
-            raise ValueError(f"{v.type} on {att.series} comes in counts {allowed}; got {v.count}")
-        if machine.vcpus > att.max_vcpus[v.count]:
-            raise ValueError(
-                f"{v.count} {v.type} supports at most {att.max_vcpus[v.count]} vCPUs; "
-                f"{machine.name} has {machine.vcpus}"
-            )
+        problem = gpu_fit_problem(machine, v.type, v.count) if v and machine else None
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("cpu_milli")

@@ -196,7 +196,7 @@ def _logging(job: Mapping[str, Any], ctx: _Ctx) -> None:
 
 
 def _machine_and_gpus(job: Mapping[str, Any], limits: GuardrailLimits, ctx: _Ctx) -> None:
-    from jobs.catalog import attachable_gpu, machine_shape  # data files read once, cached
+    from jobs.catalog import gpu_fit_problem, machine_shape  # data files read once, cached
 
     for ii, inst in enumerate(_instances(job)):
         base = f"allocationPolicy.instances[{ii}]"
@@ -224,36 +224,13 @@ def _machine_and_gpus(job: Mapping[str, Any], limits: GuardrailLimits, ctx: _Ctx
                 "name or add its shape to the catalog",
             )
             continue
+        for ai, acc in enumerate(accs):
+            a_type, a_count = str(acc.get("type")), _int(acc.get("count"), 0) or 0
+            problem = gpu_fit_problem(machine, a_type, a_count)
+            if problem:
+                ctx.add("GPUB_JOB_1", f"{base}.policy.accelerators[{ai}]", problem)
         if machine.gpu_type:
-            for ai, acc in enumerate(accs):
-                a_type, a_count = acc.get("type"), _int(acc.get("count"), 0)
-                if a_type != machine.gpu_type or a_count != machine.gpu_count:
-                    ctx.add(
-                        "GPUB_JOB_1",
-                        f"{base}.policy.accelerators[{ai}]",
-                        f"{machine_name} carries {machine.gpu_count} {machine.gpu_type}; "
-                        f"got {a_count} {a_type}",
-                    )
             gpus = machine.gpu_count
-        else:
-            for ai, acc in enumerate(accs):
-                a_type, a_count = str(acc.get("type")), _int(acc.get("count"), 0) or 0
-                att = attachable_gpu(a_type)
-                path = f"{base}.policy.accelerators[{ai}]"
-                if att is None or att.series != machine.series:
-                    ctx.add("GPUB_JOB_1", path, f"{a_type} does not attach to {machine_name}")
-                elif a_count not in att.max_vcpus:
-                    allowed = ", ".join(str(c) for c in sorted(att.max_vcpus))
-                    ctx.add(
-                        "GPUB_JOB_1", path, f"{a_type} attaches in counts {allowed}; got {a_count}"
-                    )
-                elif machine.vcpus > att.max_vcpus[a_count]:
-                    ctx.add(
-                        "GPUB_JOB_1",
-                        path,
-                        f"{a_count} {a_type} support at most {att.max_vcpus[a_count]} vCPUs; "
-                        f"{machine_name} has {machine.vcpus}",
-                    )
         if gpus and inst.get("installGpuDrivers") is not True:
             ctx.add(
                 "GPUB_JOB_1",
