@@ -96,6 +96,11 @@ def render_job(spec: JobSpec, env: RenderContext | None = None) -> dict[str, Any
         from jobs.batch_proto import merge  # google-cloud-batch, only for jobs that use it
 
         job = merge(job, spec.batch_overrides)
+        for inst in job.get("allocationPolicy", {}).get("instances", []):
+            if "instanceTemplate" in inst:
+                # policy and instanceTemplate are a oneof: an environment's defaults (the
+                # provisioning model) must not turn a template job into an invalid one.
+                inst.pop("policy", None)
     return job
 
 

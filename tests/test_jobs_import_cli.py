@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "tests" / "fixtures" / "batch_samples"
@@ -101,3 +107,34 @@ def test_readme_shows_the_real_import_output() -> None:
     out = run(str(SAMPLES / "spot_l4_finetune.json"))
     assert out.returncode == 0
     assert out.stderr.splitlines() == shown
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_FIELDS = st.sampled_from(["taskGroups", "allocationPolicy", "labels", "logsPolicy", "name"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    content=st.binary(max_size=200)
+    | _JSON.map(lambda v: json.dumps(v).encode())
+    | st.dictionaries(_FIELDS, _JSON, max_size=4).map(lambda v: json.dumps(v).encode())
+)
+def test_any_bytes_give_exit_0_or_2_and_never_a_traceback(content: bytes) -> None:
+    """Issue 13: random bytes and structures: exit 0 or 2, one line on error, no traceback."""
+    from jobs.import_cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "job.json"
+        path.write_bytes(content)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main([str(path)])
+    assert code in (0, 2)
+    if code == 2:
+        assert len(err.getvalue().strip().splitlines()) == 1, err.getvalue()

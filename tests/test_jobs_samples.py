@@ -152,3 +152,24 @@ def test_passthrough_survives_an_environment_render() -> None:
         "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
     }
     batch_v1.Job.from_json(json.dumps(job))  # still a valid job
+
+
+def test_instance_template_job_stays_valid_in_an_environment() -> None:
+    from jobs import RenderContext
+    from jobs.batch_proto import problems
+
+    text = json.dumps(
+        {
+            "taskGroups": [{"taskSpec": {"runnables": [{"script": {"text": "nvidia-smi"}}]}}],
+            "allocationPolicy": {"instances": [{"instanceTemplate": "gpu-template-v3"}]},
+        }
+    )
+    spec = from_batch_json(text)
+    env = RenderContext(
+        env_name="dev", project_id="p", region="us-central1",
+        registry_host="us-central1-docker.pkg.dev/p/batch-images",
+        job_service_account_email="job-x@p.iam.gserviceaccount.com",
+    )  # fmt: skip
+    job = to_batch_json(spec, env)
+    assert job["allocationPolicy"]["instances"] == [{"instanceTemplate": "gpu-template-v3"}]
+    assert problems(job) == []
