@@ -35,6 +35,14 @@ TaskState = Literal["PENDING", "ASSIGNED", "RUNNING", "FAILED", "SUCCEEDED", "UN
 NotificationType = Literal["JOB_STATE_CHANGED", "TASK_STATE_CHANGED"]
 
 STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
+# Batch's provisioning models, lower case (AllocationPolicy.ProvisioningModel).
+Provisioning = Literal["standard", "spot", "preemptible", "flex_start", "reservation_bound"]
+# `policy.reservation`: "NO_RESERVATION", a reservation name, or its resource path
+# (https://cloud.google.com/batch/docs/create-run-job-reservation).
+RESERVATION_RE = re.compile(
+    r"^(NO_RESERVATION|[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
+    r"|projects/[^/\s]+/(zones/[a-z0-9-]+/)?reservations/[a-z]([-a-z0-9]{0,61}[a-z0-9])?)$"
+)
 
 
 class GpuSpec(BaseModel):
@@ -138,6 +146,39 @@ class Runnable(BaseModel):
             )
         if (self.entrypoint or self.commands) and self.image is None:
             raise ValueError("entrypoint: entrypoint and commands belong to an image runnable")
+        return self
+
+
+class Rung(BaseModel):
+    """One rung of a provisioning ladder: how to ask for capacity, and how long to wait.
+
+    `bin/submit` tries the rungs in order and moves on when a rung shows no VM after its
+    `deadline_s` or fails for capacity (issue 15). The last rung may wait without a deadline.
+    """
+
+    model_config = STRICT
+
+    provisioning: Provisioning
+    reservation: str | None = None  # a reservation to consume ("r-l4"), or "NO_RESERVATION"
+    deadline_s: Annotated[int, Field(ge=60)] | None = None
+
+    @field_validator("reservation")
+    @classmethod
+    def _reservation(cls, v: str | None) -> str | None:
+        if v is not None and not RESERVATION_RE.match(v):
+            raise ValueError(
+                "must be 'NO_RESERVATION', a reservation name, or "
+                f"'projects/<p>/reservations/<name>'; got {v!r}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _bound_needs_a_reservation(self) -> Rung:
+        if self.provisioning == "reservation_bound" and self.reservation in (
+            None,
+            "NO_RESERVATION",
+        ):
+            raise ValueError("reservation: a reservation_bound rung names its reservation")
         return self
 
 

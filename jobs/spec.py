@@ -33,6 +33,7 @@ from jobs.parts import (
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
     REGION_RE,
+    RESERVATION_RE,
     SECRET_ID_RE,
     SECRET_NAME_RE,
     STRICT,
@@ -44,13 +45,16 @@ from jobs.parts import (
     JobState,
     Notification,
     NotificationType,
+    Provisioning,
+    Rung,
     Runnable,
     TaskState,
 )
 
 __all__ = [
     "LABEL_KEY_RE", "LABEL_VALUE_RE", "REGION_RE", "GcsVolume", "GpuDemand", "GpuSpec",
-    "JobSpec", "JobState", "Notification", "NotificationType", "Runnable", "TaskState",
+    "JobSpec", "JobState", "Notification", "NotificationType", "Provisioning", "Rung",
+    "Runnable", "TaskState",
 ]  # fmt: skip
 
 # Batch job ids are `^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`; submit appends
@@ -62,12 +66,6 @@ HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 DISK_TYPE_RE = re.compile(r"^(pd|hyperdisk)-[a-z-]+$")
 # Predefined ("g2-standard-8") and custom ("e2-custom-32-98304", "custom-8-30720") types.
 MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
-# `policy.reservation`: "NO_RESERVATION", a reservation name, or its resource path
-# (https://cloud.google.com/batch/docs/create-run-job-reservation).
-RESERVATION_RE = re.compile(
-    r"^(NO_RESERVATION|[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
-    r"|projects/[^/\s]+/(zones/[a-z0-9-]+/)?reservations/[a-z]([-a-z0-9]{0,61}[a-z0-9])?)$"
-)
 
 PREEMPTION_EXIT_CODE = 50001  # Batch's reserved exit code for a Spot VM preemption
 DEFAULT_RETRIES = 3  # retry budget when retries are implied (spot) but not given
@@ -75,8 +73,6 @@ GPU_MIN_BOOT_DISK_GB = 100  # CUDA images are large (Robotoff: 100 GB for a ~24 
 DEV_ENVIRONMENTS = ("dev",)  # environments (and "dev-*" names) where GPU jobs default to spot
 
 InputFormat = Literal["csv", "parquet", "feather", "jsonl"]
-# Batch's provisioning models, lower case (AllocationPolicy.ProvisioningModel).
-Provisioning = Literal["standard", "spot", "preemptible", "flex_start", "reservation_bound"]
 # Models that draw on preemptible GPU quota and can lose their VM (FLEX_START: DWS).
 PREEMPTIBLE_QUOTA_MODELS = ("spot", "preemptible", "flex_start")
 SchedulingPolicy = Literal["AS_SOON_AS_POSSIBLE", "IN_ORDER"]
@@ -134,6 +130,10 @@ class JobSpec(BaseModel):
     reservation: str | None = None  # a reservation name, or "NO_RESERVATION"; None: any
     region: str | None = None  # None: the environment's region
     zones: list[str] = Field(default_factory=list)
+    # Capacity (issue 15): rungs tried in order, and regions in order (Batch's allowedLocations
+    # holds one region per job, so trying several is the submit side's job). Not rendered.
+    ladder: list[Rung] = Field(default_factory=list)  # []: the environment's default ladder
+    candidate_regions: list[str] = Field(default_factory=list)
     network: str | None = None
     subnetwork: str | None = None
     no_external_ip_address: bool = False
@@ -266,6 +266,32 @@ class JobSpec(BaseModel):
                 raise ValueError(f"zone {zone!r} is not in region {region!r}")
         if len(set(v)) != len(v):
             raise ValueError(f"must not repeat a zone; got {v}")
+        return v
+
+    @field_validator("ladder")
+    @classmethod
+    def _ladder(cls, v: list[Rung]) -> list[Rung]:
+        for i, rung in enumerate(v[:-1]):
+            if rung.deadline_s is None:
+                raise ValueError(
+                    f"rung {i} ({rung.provisioning}) needs a deadline_s: a later rung follows"
+                )
+        keys = [(r.provisioning, r.reservation) for r in v]
+        if len(set(keys)) != len(keys):
+            raise ValueError("must not repeat a rung")
+        return v
+
+    @field_validator("candidate_regions")
+    @classmethod
+    def _candidate_regions(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        for region in v:
+            if not REGION_RE.match(region):
+                raise ValueError(f"must be regions like 'europe-west4'; got {region!r}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"must not repeat a region; got {v}")
+        home = info.data.get("region")
+        if v and home and v[0] != home:
+            raise ValueError(f"the first candidate is the job's region {home!r}; got {v[0]!r}")
         return v
 
     @field_validator("retry_exit_codes")
@@ -434,6 +460,25 @@ class JobSpec(BaseModel):
         if env_name is not None and self.is_gpu and is_dev_environment(env_name):
             return "spot"
         return "standard"
+
+    def rungs_for(self, env_name: str | None) -> list[Rung]:
+        """The ladder to climb in `env_name`: the declared one, else one rung of the
+        environment's provisioning rule (and the declared reservation)."""
+        if self.ladder:
+            return list(self.ladder)
+        return [Rung(provisioning=self.provisioning_for(env_name), reservation=self.reservation)]
+
+    def on_rung(self, rung: Rung, region: str | None = None) -> JobSpec:
+        """This job as submitted on `rung` (and in `region`): what gets rendered for it."""
+        update: dict[str, Any] = {
+            "provisioning": rung.provisioning,
+            "reservation": rung.reservation,
+        }
+        if region is not None:
+            zones = [z for z in self.zones if z.startswith(f"{region}-")]
+            rest = [r for r in self.candidate_regions if r != region]
+            update |= {"region": region, "zones": zones, "candidate_regions": [region, *rest]}
+        return JobSpec.model_validate(self.model_dump() | update)
 
     def retry_policy_for(self, env_name: str | None) -> tuple[int | None, list[int]]:
         """(maxRetryCount, RETRY_TASK exit codes in order) in `env_name`.

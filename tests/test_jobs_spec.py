@@ -193,3 +193,45 @@ def test_catalog() -> None:
         machine = get_machine(name)
         assert machine is not None, name
         assert machine.price_on_demand_usd_h > (machine.price_spot_usd_h or 0), name
+
+
+def test_a_capacity_ladder_and_candidate_regions_are_typed() -> None:
+    from jobs.spec import Rung
+
+    spec = JobSpec(
+        **L4,
+        region="us-central1",
+        zones=["us-central1-a"],
+        ladder=[
+            Rung(provisioning="reservation_bound", reservation="r-l4", deadline_s=600),
+            Rung(provisioning="flex_start", deadline_s=7200),
+            Rung(provisioning="spot", deadline_s=1800),
+            Rung(provisioning="standard"),
+        ],
+        candidate_regions=["us-central1", "europe-west4"],
+    )
+    assert [r.provisioning for r in spec.rungs_for("prod")][:2] == [
+        "reservation_bound",
+        "flex_start",
+    ]
+    flex = spec.on_rung(spec.ladder[1], "europe-west4")
+    assert (flex.provisioning, flex.region, flex.zones) == ("flex_start", "europe-west4", [])
+    assert flex.peak_gpu_demand("prod") == ("L4", 1, True)  # preemptible quota
+    # Without a ladder: one rung from the environment's rule.
+    assert JobSpec(**L4).rungs_for("dev") == [Rung(provisioning="spot")]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "text"),
+    [
+        ({"ladder": [{"provisioning": "spot"}, {"provisioning": "standard"}]}, "ladder", "needs a deadline_s"),
+        ({"ladder": [{"provisioning": "reservation_bound"}]}, "ladder.0.reservation", "names its reservation"),
+        ({"ladder": [{"provisioning": "spot", "deadline_s": 30}]}, "ladder.0.deadline_s", "greater than or equal to 60"),
+        ({"region": "us-central1", "candidate_regions": ["europe-west4"]}, "candidate_regions", "first candidate"),
+        ({"candidate_regions": ["eu", "eu"]}, "candidate_regions", "regions like"),
+    ],
+)  # fmt: skip
+def test_ladder_errors_name_the_field(kwargs: dict[str, Any], field: str, text: str) -> None:
+    err = error(**CPU, **kwargs)
+    assert err.field == field, str(err)
+    assert text in err.message
