@@ -12,7 +12,6 @@ about what is wise (a GPU job's boot disk, Spot retries, Cloud Logging) are guar
 from __future__ import annotations
 
 import math
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
@@ -22,23 +21,16 @@ from jobs.catalog import (
     MachineType,
     get_machine,
     gpu_family,
-    gpu_fit_problem,
     machine_shape,
 )
 from jobs.errors import JobSpecError
 from jobs.parts import (
-    ENV_NAME_RE,
-    IMAGE_REF_RE,
-    IMAGE_URI_RE,
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
     REGION_RE,
-    RESERVATION_RE,
     SECRET_ID_RE,
-    SECRET_NAME_RE,
     STRICT,
     TOPIC_ID_RE,
-    ZONE_RE,
     GcsVolume,
     GpuDemand,
     GpuSpec,
@@ -50,22 +42,19 @@ from jobs.parts import (
     Runnable,
     TaskState,
 )
+from jobs.spec_checks import (
+    FIELD_CHECKS,
+    JOB_ID_SUFFIX_LEN,
+    NAME_MAX,
+    NAME_RE,
+    STORAGE_VARIABLES,
+)
 
 __all__ = [
-    "LABEL_KEY_RE", "LABEL_VALUE_RE", "REGION_RE", "GcsVolume", "GpuDemand", "GpuSpec",
-    "JobSpec", "JobState", "Notification", "NotificationType", "Provisioning", "Rung",
-    "Runnable", "TaskState",
+    "JOB_ID_SUFFIX_LEN", "LABEL_KEY_RE", "LABEL_VALUE_RE", "NAME_MAX", "NAME_RE", "REGION_RE",
+    "STORAGE_VARIABLES", "GcsVolume", "GpuDemand", "GpuSpec", "JobSpec", "JobState",
+    "Notification", "NotificationType", "Provisioning", "Rung", "Runnable", "TaskState",
 ]  # fmt: skip
-
-# Batch job ids are `^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`; submit appends
-# "-yyyymmdd-hhmmss-xxxx" (21 chars), so the declared name keeps to 63 - 21 = 42.
-JOB_ID_SUFFIX_LEN = 21
-NAME_MAX = 63 - JOB_ID_SUFFIX_LEN
-NAME_RE = re.compile(rf"^[a-z]([a-z0-9-]{{0,{NAME_MAX - 2}}}[a-z0-9])?$")
-HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
-DISK_TYPE_RE = re.compile(r"^(pd|hyperdisk)-[a-z-]+$")
-# Predefined ("g2-standard-8") and custom ("e2-custom-32-98304", "custom-8-30720") types.
-MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
 
 PREEMPTION_EXIT_CODE = 50001  # Batch's reserved exit code for a Spot VM preemption
 DEFAULT_RETRIES = 3  # retry budget when retries are implied (spot) but not given
@@ -76,16 +65,6 @@ InputFormat = Literal["csv", "parquet", "feather", "jsonl"]
 # Models that draw on preemptible GPU quota and can lose their VM (FLEX_START: DWS).
 PREEMPTIBLE_QUOTA_MODELS = ("spot", "preemptible", "flex_start")
 SchedulingPolicy = Literal["AS_SOON_AS_POSSIBLE", "IN_ORDER"]
-
-# Storage-execution settings become these static task variables (see docs/contracts.md).
-STORAGE_VARIABLES: dict[str, str] = {
-    "input_format": "GPUB_INPUT_FORMAT",
-    "files_per_task": "GPUB_FILES_PER_TASK",
-    "file_timeout_s": "GPUB_FILE_TIMEOUT_S",
-    "failure_budget": "GPUB_FAILURE_BUDGET",
-    "batch_size": "GPUB_BATCH_SIZE",
-    "handler": "GPUB_HANDLER",
-}
 
 PosInt = Annotated[int, Field(ge=1)]
 
@@ -171,192 +150,10 @@ class JobSpec(BaseModel):
 
     # ---- field checks (messages name the field through pydantic's location) ----
 
-    @field_validator("name")
+    @field_validator(*FIELD_CHECKS)
     @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError(
-                f"must be 1-{NAME_MAX} chars of lowercase letters, digits and hyphens, starting "
-                f"with a letter and not ending with a hyphen (Batch job ids are 63 chars and "
-                f"submit appends a {JOB_ID_SUFFIX_LEN}-char timestamp); got {v!r}"
-            )
-        return v
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if v.startswith("images/"):
-            if not IMAGE_REF_RE.match(v):
-                raise ValueError(
-                    f"must be 'images/<name>', 'images/<name>:<tag>' or "
-                    f"'images/<name>@sha256:<64 hex>'; got {v!r}"
-                )
-        elif not IMAGE_URI_RE.match(v):
-            raise ValueError(f"must be 'images/<name>[:tag]' or a full image URI; got {v!r}")
-        return v
-
-    @field_validator("machine_type")
-    @classmethod
-    def _machine(cls, v: str | None) -> str | None:
-        # Unknown types are allowed (Batch knows more than our catalog); guardrails warn.
-        if v is not None and not MACHINE_TYPE_RE.match(v):
-            raise ValueError(f"must be a machine type like 'n2-standard-8'; got {v!r}")
-        return v
-
-    @field_validator("gpus")
-    @classmethod
-    def _gpus_fit_machine(cls, v: GpuSpec | None, info: ValidationInfo) -> GpuSpec | None:
-        machine = _machine_of(info)
-        problem = gpu_fit_problem(machine, v.type, v.count) if v and machine else None
-        if problem:
-            raise ValueError(problem)
-        return v
-
-    @field_validator("cpu_milli")
-    @classmethod
-    def _cpu_fits(cls, v: int | None, info: ValidationInfo) -> int | None:
-        machine = _machine_of(info)
-        if v is not None and machine is not None and v > machine.vcpus * 1000:
-            raise ValueError(f"cpuMilli {v} exceeds {machine.name} ({machine.vcpus * 1000})")
-        return v
-
-    @field_validator("memory_mib")
-    @classmethod
-    def _memory_fits(cls, v: int | None, info: ValidationInfo) -> int | None:
-        machine = _machine_of(info)
-        if v is not None and machine is not None and v > machine.memory_mib:
-            raise ValueError(f"memoryMib {v} exceeds {machine.name} ({machine.memory_mib})")
-        return v
-
-    @field_validator("boot_disk_type")
-    @classmethod
-    def _disk_type(cls, v: str | None) -> str | None:
-        if v is not None and not DISK_TYPE_RE.match(v):
-            raise ValueError(f"must be a disk type like 'pd-balanced' or 'pd-ssd'; got {v!r}")
-        return v
-
-    @field_validator("reservation")
-    @classmethod
-    def _reservation(cls, v: str | None) -> str | None:
-        if v is not None and not RESERVATION_RE.match(v):
-            raise ValueError(
-                "must be 'NO_RESERVATION', a reservation name, or "
-                f"'projects/<p>/reservations/<name>'; got {v!r}"
-            )
-        return v
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        if v is not None and not REGION_RE.match(v):
-            raise ValueError(f"must be a region like 'europe-west4'; got {v!r}")
-        return v
-
-    @field_validator("zones")
-    @classmethod
-    def _zones(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        region = info.data.get("region")
-        for zone in v:
-            m = ZONE_RE.match(zone)
-            if not m:
-                raise ValueError(f"must be zones like 'europe-west4-a'; got {zone!r}")
-            if region and m.group(1) != region:
-                raise ValueError(f"zone {zone!r} is not in region {region!r}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"must not repeat a zone; got {v}")
-        return v
-
-    @field_validator("ladder")
-    @classmethod
-    def _ladder(cls, v: list[Rung]) -> list[Rung]:
-        for i, rung in enumerate(v[:-1]):
-            if rung.deadline_s is None:
-                raise ValueError(
-                    f"rung {i} ({rung.provisioning}) needs a deadline_s: a later rung follows"
-                )
-        keys = [(r.provisioning, r.reservation) for r in v]
-        if len(set(keys)) != len(keys):
-            raise ValueError("must not repeat a rung")
-        return v
-
-    @field_validator("candidate_regions")
-    @classmethod
-    def _candidate_regions(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        for region in v:
-            if not REGION_RE.match(region):
-                raise ValueError(f"must be regions like 'europe-west4'; got {region!r}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"must not repeat a region; got {v}")
-        home = info.data.get("region")
-        if v and home and v[0] != home:
-            raise ValueError(f"the first candidate is the job's region {home!r}; got {v[0]!r}")
-        return v
-
-    @field_validator("retry_exit_codes")
-    @classmethod
-    def _exit_codes(cls, v: list[int]) -> list[int]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"must not repeat an exit code; got {v}")
-        return v
-
-    @field_validator("env", "task_environments")
-    @classmethod
-    def _env_names(cls, v: Any) -> Any:
-        envs = v if isinstance(v, list) else [v]
-        for env in envs:
-            for key in env:
-                if not ENV_NAME_RE.match(key):
-                    raise ValueError(f"{key!r} is not a valid environment variable name")
-                if key in STORAGE_VARIABLES.values():
-                    field = next(f for f, var in STORAGE_VARIABLES.items() if var == key)
-                    raise ValueError(f"{key} is rendered from the {field} field; set that instead")
-        return v
-
-    @field_validator("secrets")
-    @classmethod
-    def _secrets(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, secret in v.items():
-            if not ENV_NAME_RE.match(key):
-                raise ValueError(f"{key!r} is not a valid environment variable name")
-            if not (SECRET_ID_RE.match(secret) or SECRET_NAME_RE.match(secret)):
-                raise ValueError(
-                    f"{key}: must be a Secret Manager secret id or "
-                    f"'projects/<p>/secrets/<id>/versions/<v>'; got {secret!r}"
-                )
-        return v
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, value in v.items():
-            if not LABEL_KEY_RE.match(key) or not LABEL_VALUE_RE.match(value):
-                raise ValueError(
-                    f"{key}={value!r} is not a valid label (keys start with a lowercase letter; "
-                    "lowercase letters, digits, '_' and '-', at most 63 chars)"
-                )
-        return v
-
-    @field_validator("handler")
-    @classmethod
-    def _handler(cls, v: str | None) -> str | None:
-        if v is not None and not HANDLER_RE.match(v):
-            raise ValueError(f"must be 'module:function'; got {v!r}")
-        return v
-
-    @field_validator("batch_overrides")
-    @classmethod
-    def _overrides_are_batch_json(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if not v:
-            return v
-        from jobs.batch_proto import problems  # google-cloud-batch, only when used
-
-        found = problems(v)
-        if found:
-            path, why = found[0]
-            raise ValueError(f"{path}: {why} (batch_overrides is Batch job JSON)")
-        return v
+    def _field_checks(cls, v: Any, info: ValidationInfo) -> Any:
+        return FIELD_CHECKS[str(info.field_name)](v, info.data)  # jobs/spec_checks.py
 
     # ---- cross-field checks (messages start with the field they blame) ----
 
@@ -520,8 +317,3 @@ class JobSpec(BaseModel):
     def topic_names(self, project_id: str) -> list[str]:
         """Full Pub/Sub topic names this job publishes to (for `pubsub.publisher` grants)."""
         return list(dict.fromkeys(resolve_topic(n.topic, project_id) for n in self.notifications))
-
-
-def _machine_of(info: ValidationInfo) -> MachineShape | None:
-    name = info.data.get("machine_type")
-    return machine_shape(name) if isinstance(name, str) else None
