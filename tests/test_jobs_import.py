@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from google.cloud import batch_v1
 
 from jobs import JobSpecError, from_batch_json, to_batch_json
+from jobs.batch_proto import OUTPUT_ONLY
 from jobs.import_cli import main, to_python
 from jobs.registry import ALL_JOBS
 
@@ -213,7 +215,10 @@ def test_not_an_object_and_duplicates() -> None:
         from_batch_json("{}")
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+SAMPLES = sorted((ROOT / "tests/fixtures/batch_samples").iterdir())
+
+
+@pytest.mark.parametrize("path", FIXTURES + SAMPLES, ids=[p.name for p in FIXTURES + SAMPLES])
 def test_import_job_prints_code_that_renders_the_input(
     path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -224,7 +229,9 @@ def test_import_job_prints_code_that_renders_the_input(
     spec = namespace["SPEC"]
     assert spec.name == "migrated"
     rendered = json.dumps(to_batch_json(spec))
-    assert batch_v1.Job.from_json(rendered) == batch_v1.Job.from_json(path.read_text())
+    source = yaml.safe_load(path.read_text())  # JSON or YAML
+    expected = json.dumps({k: v for k, v in source.items() if k not in OUTPUT_ONLY})
+    assert batch_v1.Job.from_json(rendered) == batch_v1.Job.from_json(expected)
     assert to_python(spec).count("SPEC = JobSpec(") == 1
 
 

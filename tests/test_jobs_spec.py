@@ -235,3 +235,28 @@ def test_ladder_errors_name_the_field(kwargs: dict[str, Any], field: str, text: 
     err = error(**CPU, **kwargs)
     assert err.field == field, str(err)
     assert text in err.message
+
+
+def test_the_model_imports_neither_the_renderer_nor_the_importer() -> None:
+    """Issue 16: jobs/spec.py (and the modules it is made of) import neither jobs.render nor
+    jobs.importer, not even inside a function; conversions are jobs.to_batch_json and
+    jobs.from_batch_json."""
+    import ast
+    from pathlib import Path
+
+    forbidden = {"jobs.render", "jobs.importer", "jobs.import_read", "jobs.import_cli"}
+    root = Path(__file__).resolve().parents[1] / "jobs"
+    for module in ("spec.py", "spec_checks.py", "parts.py", "catalog.py"):
+        tree = ast.parse((root / module).read_text())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        } | {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        assert not imported & forbidden, (module, imported & forbidden)
+    assert not hasattr(JobSpec, "to_batch_json") and not hasattr(JobSpec, "from_batch_json")
