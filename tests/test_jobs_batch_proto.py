@@ -80,3 +80,33 @@ def test_same_job_ignores_exit_code_order_only() -> None:
     assert not same_job(job([1, 2]), job([1, 2, 50001]))
     assert not same_job(job([1]), job([1], count=2))
     assert same_job({"taskGroups": [{"taskCount": "3"}]}, {"taskGroups": [{"taskCount": 3}]})
+
+
+def _doc(cls: type) -> str:
+    return " ".join((inspect.getdoc(cls) or "").split())
+
+
+def test_facts_the_model_relies_on_match_the_client_documentation() -> None:
+    """Each fact below is in the google-cloud-batch docstrings (the REST reference's text);
+    a client upgrade that changes one fails here."""
+    from typing import get_args
+
+    from google.cloud import batch_v1
+    from google.cloud.batch_v1.types import task as task_types
+
+    from jobs.spec import Provisioning
+
+    # Exit codes are a set: any code in the list meets the condition (order is irrelevant).
+    assert "with any of the exit code in the list, the condition is met" in _doc(
+        task_types.LifecyclePolicy.ActionCondition
+    )
+    # maxRetryCount is 0-10 (JobSpec refuses 11 as Batch does).
+    assert "The valid value range is [0, 10]." in _doc(task_types.TaskSpec)
+    # reservation: unset = any, "NO_RESERVATION" = none, else that reservation.
+    assert 'If "NO_RESERVATION" is specified, VMs will not consume any reservation' in _doc(
+        job_types.AllocationPolicy.InstancePolicy
+    )
+    # The provisioning models JobSpec types are exactly Batch's.
+    enum = batch_v1.AllocationPolicy.pb().DESCRIPTOR.enum_types_by_name["ProvisioningModel"]
+    names = {v.name for v in enum.values} - {"PROVISIONING_MODEL_UNSPECIFIED"}
+    assert {p.upper() for p in get_args(Provisioning)} == names
