@@ -13,7 +13,16 @@ from typing import Any
 from jobs.catalog import PRICE_DATE, PRICE_SOURCE, MachineType, get_machine, gpu_family
 from jobs.errors import JobSpecError, one_line
 from jobs.render import RUNTIME_VARIABLES, RenderContext, fill_runtime, render_job
-from jobs.spec import GcsVolume, GpuDemand, GpuSpec, JobSpec, Notification, Runnable
+from jobs.spec import (
+    GcsVolume,
+    GpuDemand,
+    GpuPeak,
+    GpuSpec,
+    JobSpec,
+    Notification,
+    Rung,
+    Runnable,
+)
 
 
 def to_batch_json(spec: JobSpec, env: RenderContext | None = None) -> dict[str, Any]:
@@ -36,12 +45,14 @@ __all__ = [
     "RUNTIME_VARIABLES",
     "GcsVolume",
     "GpuDemand",
+    "GpuPeak",
     "GpuSpec",
     "JobSpec",
     "JobSpecError",
     "MachineType",
     "Notification",
     "RenderContext",
+    "Rung",
     "Runnable",
     "fill_runtime",
     "from_batch_json",

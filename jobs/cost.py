@@ -19,7 +19,9 @@ DEFAULT_STARTUP_S = 60.0  # VM boot + Batch agent, typical for Batch
 DEFAULT_IMAGE_PULL_S = 60.0  # a CUDA image of a few GB; ~10 s for a small CPU image
 
 
-class CostEstimate(BaseModel):
+class RunEstimate(BaseModel):
+    """The expected wall time and cost of one run (submit/costing.py bounds the worst case)."""
+
     model_config = ConfigDict(frozen=True)
 
     machine_type: str
@@ -51,7 +53,7 @@ def estimate(
     provisioning: Provisioning | None = None,
     files_per_task: int | None = None,
     parallelism: int | None = None,
-) -> CostEstimate:
+) -> RunEstimate:
     """Expected wall time and dollars for `items` units of `seconds_per_item` each.
 
     `files_per_task` and `parallelism` default to the spec's (parallelism: `peak_parallelism`);
@@ -76,7 +78,7 @@ def estimate(
     spot = None if machine.price_spot_usd_h is None else vm_hours * machine.price_spot_usd_h
     chosen = provisioning or spec.provisioning or "standard"
     usd = vm_hours * machine.price_usd_h(chosen in ("spot", "preemptible"))
-    return CostEstimate(
+    return RunEstimate(
         machine_type=machine.name,
         tasks=tasks,
         parallelism=slots,
@@ -88,3 +90,6 @@ def estimate(
         provisioning=chosen,
         usd=usd,
     )
+
+
+CostEstimate = RunEstimate  # the old name, still importable

@@ -182,9 +182,13 @@ class Rung(BaseModel):
         return self
 
 
-class GpuDemand(NamedTuple):
-    """Peak GPUs a job can hold at once: what the environment's quota must cover."""
+class GpuPeak(NamedTuple):
+    """Peak GPUs one job can hold at once: what the environment's quota must cover. The
+    stack adds the region and turns it into a quota demand (`stacks.quotas.GpuDemand`)."""
 
     family: str  # quota family, "L4"
     count: int  # type: ignore[assignment]  # shadows tuple.count on purpose
     spot: bool  # preemptible quota (SPOT and FLEX_START draw on it)
+
+
+GpuDemand = GpuPeak  # the old name, still importable (one model: stacks has the other name)

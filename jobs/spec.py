@@ -33,6 +33,7 @@ from jobs.parts import (
     TOPIC_ID_RE,
     GcsVolume,
     GpuDemand,
+    GpuPeak,
     GpuSpec,
     JobState,
     Notification,
@@ -52,7 +53,7 @@ from jobs.spec_checks import (
 
 __all__ = [
     "JOB_ID_SUFFIX_LEN", "LABEL_KEY_RE", "LABEL_VALUE_RE", "NAME_MAX", "NAME_RE", "REGION_RE",
-    "STORAGE_VARIABLES", "GcsVolume", "GpuDemand", "GpuSpec", "JobSpec", "JobState",
+    "STORAGE_VARIABLES", "GcsVolume", "GpuDemand", "GpuPeak", "GpuSpec", "JobSpec", "JobState",
     "Notification", "NotificationType", "Provisioning", "Rung", "Runnable", "TaskState",
 ]  # fmt: skip
 
@@ -296,7 +297,7 @@ class JobSpec(BaseModel):
             count = DEFAULT_RETRIES
         return count, codes
 
-    def peak_gpu_demand(self, env_name: str | None = None) -> GpuDemand | None:
+    def peak_gpu_demand(self, env_name: str | None = None) -> GpuPeak | None:
         """GPUs held at peak: VMs at peak parallelism x GPUs per VM; None for CPU jobs.
 
         Peak parallelism is `peak_parallelism` (max_parallelism, else parallelism, else
@@ -308,7 +309,7 @@ class JobSpec(BaseModel):
             return None
         vms = math.ceil(self.peak_parallelism / (self.tasks_per_node or 1))
         spot = self.provisioning_for(env_name) in PREEMPTIBLE_QUOTA_MODELS
-        return GpuDemand(gpu_family(gpu), vms * self.gpus_per_vm, spot)
+        return GpuPeak(gpu_family(gpu), vms * self.gpus_per_vm, spot)
 
     def secret_ids(self) -> list[str]:
         """Bare secret ids this job reads from its own project (for declaring and IAM)."""
