@@ -23,6 +23,19 @@ from jobs.catalog import MachineShape
 SNAPSHOT = Path(__file__).with_name("prices") / "compute_skus.json"
 COMPUTE_SERVICE = "services/6F81-5844-456A"  # Compute Engine in the Cloud Billing Catalog
 UsageType = Literal["OnDemand", "Preemptible"]
+# The words before "Core"/"Ram" in a series' SKU descriptions ("N2D AMD Instance Core running
+# in Netherlands"; Spot SKUs add "Preemptible " or "Spot Preemptible " in front). Series not
+# listed use "<SERIES> Instance"; a SKU that matches nothing leaves the machine unpriced.
+SERIES_SKU_WORDS: dict[str, str] = {
+    "n1": "N1 Predefined Instance",
+    "n2d": "N2D AMD Instance",
+    "c2": "Compute optimized",
+    "c2d": "C2D AMD Instance",
+    "t2d": "T2D AMD Instance",
+    "t2a": "T2A Arm Instance",
+    "m1": "Memory-optimized Instance",
+    "m2": "Memory-optimized Instance",
+}
 # SKU description words of a built-in or attached GPU type.
 GPU_SKU_WORDS: dict[str, str] = {
     "nvidia-l4": "Nvidia L4 GPU",
@@ -99,12 +112,16 @@ class SkuSnapshot(BaseModel):
 
     def price_usd_h(self, shape: MachineShape, region: str, usage: UsageType) -> float | None:
         """USD per hour of `shape` in `region`; None when the snapshot lacks a part."""
-        series = shape.series.upper()
-        custom = "custom" in shape.name
-        kind = "Custom " if custom else ""
-        prefix = r"^(Spot Preemptible )?"
-        core = re.compile(rf"{prefix}{series} {kind}(Predefined )?Instance Core\b")
-        ram = re.compile(rf"{prefix}{series} {kind}(Predefined )?Instance Ram\b")
+        words = SERIES_SKU_WORDS.get(shape.series, f"{shape.series.upper()} Instance")
+        if "custom" in shape.name:  # "Custom Instance Core" (N1), "E2 Custom Instance Core"
+            words = (
+                "Custom Instance"
+                if shape.series == "n1"
+                else f"{shape.series.upper()} Custom Instance"
+            )
+        prefix = r"^((Spot )?Preemptible )?"
+        core = re.compile(rf"{prefix}{re.escape(words)} Core\b")
+        ram = re.compile(rf"{prefix}{re.escape(words)} Ram\b")
         core_sku = self._find(core, "CPU", usage, region)
         ram_sku = self._find(ram, "RAM", usage, region)
         if core_sku is None or ram_sku is None:

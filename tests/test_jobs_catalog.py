@@ -44,7 +44,24 @@ def test_shapes(name: str, vcpus: int, mib: int, gpu: tuple[str, int] | None) ->
 
 def test_every_family_is_covered() -> None:
     series = {n.split("-", 1)[0] for n in shape_names()}
-    assert series >= {"n1", "n2", "n2d", "e2", "c2", "c2d", "c3", "c3d", "n4", "g2", "a2", "a3"}
+    assert series >= {
+        "n1",
+        "n2",
+        "n2d",
+        "e2",
+        "c2",
+        "c2d",
+        "c3",
+        "c3d",
+        "n4",
+        "g2",
+        "a2",
+        "a3",
+        "t2d",
+        "t2a",
+        "m1",
+        "m2",
+    }
     assert len(shape_names()) > 200
 
 
@@ -81,3 +98,13 @@ def test_shapes_validate_gpus_and_unknown_types_only_warn() -> None:
         v for v in check_job(job, GuardrailLimits(), env_name="dev") if v.rule_id == "GPUB_JOB_1"
     ]
     assert "z9-standard-8 is not a machine type the catalog knows" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("name", "vcpus", "gib"),
+    [("n2-highmem-128", 128, 864), ("t2d-standard-60", 60, 240), ("t2a-standard-48", 48, 192),
+     ("m1-megamem-96", 96, 1433.6), ("m2-hypermem-416", 416, 8832)],
+)  # fmt: skip
+def test_shapes_outside_the_per_vcpu_rules(name: str, vcpus: int, gib: float) -> None:
+    shape = machine_shape(name)
+    assert shape is not None and (shape.vcpus, shape.memory_mib) == (vcpus, round(gib * 1024))

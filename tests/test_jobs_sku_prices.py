@@ -72,3 +72,13 @@ def test_a_snapshot_prices_every_shape_it_covers(snapshot: SkuSnapshot) -> None:
         pytest.approx(2 * 0.007 + 8 * 0.001),
     )
     assert priced["g2-standard-96"].price_spot_usd_h is None  # no Spot GPU SKU in the test data
+
+
+def test_series_with_their_own_sku_words(snapshot: SkuSnapshot) -> None:
+    """N2D SKUs say "N2D AMD Instance Core"; older Spot SKUs start with "Preemptible "."""
+    assert snapshot.price_usd_h(shape("n2d-standard-4"), "europe-west4", "OnDemand") == (
+        pytest.approx(4 * 0.027 + 16 * 0.0036)
+    )
+    assert snapshot.price_usd_h(shape("n2d-standard-4"), "europe-west4", "Preemptible") == (
+        pytest.approx(4 * 0.006 + 16 * 0.0009)
+    )
