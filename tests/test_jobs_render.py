@@ -27,7 +27,7 @@ from jobs import (
 )
 from jobs.catalog import machine_names
 from jobs.registry import ALL_JOBS
-from jobs.spec import GcsVolume, GpuSpec, Notification
+from jobs.spec import GcsVolume, GpuSpec, Notification, Runnable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,6 +173,14 @@ _env_keys = st.from_regex(r"[A-Z][A-Z0-9_]{0,10}", fullmatch=True)
 _text = st.text(st.characters(codec="utf-8"), max_size=20)
 
 
+_runnables = st.one_of(
+    st.builds(Runnable, script=st.just("echo setup"), background=st.booleans()),
+    st.builds(Runnable, barrier=st.sampled_from(["", "ready"])),
+    st.builds(Runnable, image=st.just("gcr.io/p/agent:1"), always_run=st.booleans(),
+              timeout_s=st.none() | st.integers(1, 600), env=st.just({"A": "1"})),
+)  # fmt: skip
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> dict[str, Any]:
     machine = draw(st.sampled_from(machine_names()))
@@ -191,9 +199,19 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     optional: dict[str, st.SearchStrategy[Any]] = {
         "cpu_milli": st.integers(1, 4000),
         "memory_mib": st.integers(1, 8000),
-        "boot_disk_gb": st.integers(100, 500),
         "boot_disk_image": st.sampled_from(["batch-cos", "batch-debian"]),
-        "provisioning": st.sampled_from(["standard", "spot"]),
+        "provisioning": st.sampled_from(
+            ["standard", "spot", "preemptible", "flex_start", "reservation_bound"]
+        ),
+        "reservation": st.sampled_from(["NO_RESERVATION", "r-l4", "projects/p/reservations/r"]),
+        "install_gpu_drivers": st.booleans(),
+        "boot_disk_gb": st.integers(10, 500),
+        "setup": st.lists(_runnables, max_size=2),
+        "teardown": st.lists(_runnables, max_size=2),
+        "batch_overrides": st.sampled_from(
+            [{"priority": "5"}, {"taskGroups": [{"requireHostsFile": True}]},
+             {"allocationPolicy": {"instances": [{"installOpsAgent": True}]}}]
+        ),
         "region": st.just("europe-west4"),
         "zones": st.lists(st.sampled_from(["europe-west4-a", "europe-west4-b"]), unique=True),
         "max_retry_count": st.integers(1, 10),
@@ -231,7 +249,7 @@ def test_any_accepted_spec_renders_parseable_json(kwargs: dict[str, Any], env: s
         return  # refused at declaration: nothing to render
     job = render_job(spec, ctx(env) if env else None)
     assert canonical(job) == job
-    if spec.is_gpu and env is not None:
+    if spec.is_gpu and env is not None and spec.install_gpu_drivers is not False:
         assert job["allocationPolicy"]["instances"][0]["installGpuDrivers"] is True
     if env is None:  # without an environment the rendering imports back exactly
         assert to_batch_json(from_batch_json(json.dumps(job), name=spec.name)) == job
