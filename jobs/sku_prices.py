@@ -128,8 +128,8 @@ class SkuSnapshot(BaseModel):
             return None
         total = shape.vcpus * core_sku.usd + shape.memory_mib / 1024 * ram_sku.usd
         if shape.gpu_type:
-            words = GPU_SKU_WORDS.get(shape.gpu_type)
-            gpu = re.compile(rf"{prefix}{re.escape(words)} running in") if words else None
+            gpu_words = GPU_SKU_WORDS.get(shape.gpu_type)
+            gpu = re.compile(rf"{prefix}{re.escape(gpu_words)} running in") if gpu_words else None
             gpu_sku = self._find(gpu, "GPU", usage, region) if gpu else None
             if gpu_sku is None:
                 return None
