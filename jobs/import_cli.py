@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Print the JobSpec declaration (a module for jobs/declared/) equivalent "
         "to a Google Batch job file (JSON or YAML).",
     )
-    parser.add_argument("file", type=Path, help="Batch job JSON or YAML (gcloud --config)")
+    parser.add_argument(
+        "file", type=Path, help="Batch job JSON or YAML (gcloud --config); - for stdin"
+    )
     parser.add_argument("--name", help="job name (default: from the file name)")
     parser.add_argument(
         "--strict",
@@ -114,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shown = ascii(str(args.file))  # a file name is printed, never trusted
     try:
-        text = args.file.read_bytes().decode("utf-8")
+        # "-" reads stdin, as `gcloud batch jobs submit --config=-` does.
+        raw = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
+        text = raw.decode("utf-8")
     except OSError as exc:
         print(f"import-job: cannot read {shown}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -124,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.importer import import_job  # google-cloud-batch
 
     try:
-        result = import_job(text, name=args.name or default_name(args.file))
+        default = "imported" if str(args.file) == "-" else default_name(args.file)
+        result = import_job(text, name=args.name or default)
     except (JobSpecError, ValueError) as exc:
         print(f"import-job: {shown}: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}", file=sys.stderr)
     for v in found:
         print(f"finding: {v}", file=sys.stderr)
-    sys.stdout.write(to_python(result.spec, args.file.name))
+    sys.stdout.write(to_python(result.spec, "stdin" if str(args.file) == "-" else args.file.name))
     return 0
 
 

@@ -138,3 +138,13 @@ def test_any_bytes_give_exit_0_or_2_and_never_a_traceback(content: bytes) -> Non
     assert code in (0, 2)
     if code == 2:
         assert len(err.getvalue().strip().splitlines()) == 1, err.getvalue()
+
+
+def test_dash_reads_stdin_like_gcloud() -> None:
+    text = (SAMPLES / "config_trailing_commas.yaml").read_text()
+    out = subprocess.run(
+        [str(ROOT / "bin/import-job"), "-", "--name", "transcode"],
+        input=text, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "name='transcode'" in out.stdout and "imported from stdin" in out.stdout
