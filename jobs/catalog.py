@@ -1,11 +1,15 @@
 """Machine catalog: machine shapes, the GPUs they carry, and their prices.
 
-The data lives in `machines.yaml` next to this module; this module only loads and queries it,
-so prices and shapes are changed in one reviewed data file, never in logic.
+The data lives next to this module: `machine_families.yaml` (every predefined shape of the
+families Batch runs on, and the custom-type series) and `machines.yaml` (prices and GPUs).
+This module only loads and queries them, so shapes and prices change in reviewed data files,
+never in logic. `machine_shape(name)` knows every predefined and custom type;
+`get_machine(name)` only the priced ones (what cost estimates need).
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,10 +18,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 _DATA = Path(__file__).with_name("machines.yaml")
+_FAMILIES = Path(__file__).with_name("machine_families.yaml")
+# "n2-custom-8-32768", "e2-custom-32-98304", "n2-custom-4-65536-ext", N1: "custom-8-30720".
+CUSTOM_RE = re.compile(
+    r"^(?:(?P<series>[a-z][a-z0-9]*)-)?custom-(?P<vcpus>\d+)-(?P<mib>\d+)(-ext)?$"
+)
 
 
-class MachineType(BaseModel):
-    """One Compute Engine machine type as the catalog knows it."""
+class MachineShape(BaseModel):
+    """A Compute Engine machine type's shape: what validation needs, no price."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -26,6 +35,17 @@ class MachineType(BaseModel):
     memory_mib: int
     gpu_type: str | None = None  # built-in accelerator, e.g. "nvidia-l4"
     gpu_count: int = 0
+
+    @property
+    def series(self) -> str:
+        """Machine series ("g2", "n1", ...): GPUs attach by series ("custom-*" is N1)."""
+        head = self.name.split("-", 1)[0]
+        return "n1" if head == "custom" else head
+
+
+class MachineType(MachineShape):
+    """One priced Compute Engine machine type."""
+
     price_on_demand_usd_h: float
     price_spot_usd_h: float | None = None
     price_exact: bool = False  # False: approximate figure, re-check before budgeting
@@ -37,11 +57,6 @@ class MachineType(BaseModel):
         if spot and self.price_spot_usd_h is not None:
             return self.price_spot_usd_h
         return self.price_on_demand_usd_h
-
-    @property
-    def series(self) -> str:
-        """Machine series ("g2", "n1", ...): GPUs attach by series."""
-        return self.name.split("-", 1)[0]
 
 
 class AttachableGpu(BaseModel):
@@ -69,6 +84,35 @@ def _raw() -> dict[str, Any]:
 
 @cache
 def _machines() -> dict[str, MachineType]:
+    """Priced machines: from the SKU snapshot when one is committed, else machines.yaml."""
+    from jobs.sku_prices import SNAPSHOT, SkuSnapshot  # lazy: sku_prices imports this module
+
+    out = _yaml_priced()
+    if SNAPSHOT.is_file():
+        out.update(priced_from_snapshot(SkuSnapshot.load(SNAPSHOT), _raw()["defaults"]["regions"]))
+    return out
+
+
+def priced_from_snapshot(snapshot: Any, regions: list[str]) -> dict[str, MachineType]:
+    """Every known shape the snapshot prices in the first of `regions` (on-demand and Spot)."""
+    region = regions[0]
+    out: dict[str, MachineType] = {}
+    for name in sorted(set(_shapes())):
+        shape = _shapes()[name]
+        on_demand = snapshot.price_usd_h(shape, region, "OnDemand")
+        if on_demand is None:
+            continue
+        out[name] = MachineType(
+            **shape.model_dump(),
+            price_on_demand_usd_h=on_demand,
+            price_spot_usd_h=snapshot.price_usd_h(shape, region, "Preemptible"),
+            price_exact=True,
+            regions=list(regions),
+        )
+    return out
+
+
+def _yaml_priced() -> dict[str, MachineType]:
     raw = _raw()
     regions = list(raw["defaults"]["regions"])
     out: dict[str, MachineType] = {}
@@ -106,8 +150,56 @@ PRICE_DATE: str = str(_raw()["price_date"])
 
 
 def get_machine(name: str) -> MachineType | None:
-    """The catalog entry for `name`, or None when the catalog does not know it."""
+    """The priced catalog entry for `name`, or None when the catalog has no price for it."""
     return _machines().get(name)
+
+
+@cache
+def _shapes() -> dict[str, MachineShape]:
+    with _FAMILIES.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = yaml.load(fh, Loader=_Loader)
+    out: dict[str, MachineShape] = {}
+    for series, classes in data["families"].items():
+        for cls, rule in classes.items():
+            for vcpus in rule["vcpus"]:
+                name = f"{series}-{cls}-{vcpus}"
+                mib = round(vcpus * float(rule["gib_per_vcpu"]) * 1024)
+                out[name] = MachineShape(name=name, vcpus=vcpus, memory_mib=mib)
+    for name, (vcpus, gib, *gpu) in data["shapes"].items():
+        out[name] = MachineShape(
+            name=name,
+            vcpus=int(vcpus),
+            memory_mib=round(float(gib) * 1024),
+            gpu_type=gpu[0] if gpu else None,
+            gpu_count=int(gpu[1]) if gpu else 0,
+        )
+    return out
+
+
+@cache
+def _custom_series() -> frozenset[str]:
+    with _FAMILIES.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = yaml.load(fh, Loader=_Loader)
+    return frozenset(data["custom_series"])
+
+
+def machine_shape(name: str) -> MachineShape | None:
+    """The shape of any predefined or custom machine type Batch runs; None when unknown."""
+    priced = _machines().get(name)
+    if priced is not None:
+        return priced
+    shape = _shapes().get(name)
+    if shape is not None:
+        return shape
+    m = CUSTOM_RE.match(name)
+    if m and (m["series"] or "n1") in _custom_series():
+        return MachineShape(name=name, vcpus=int(m["vcpus"]), memory_mib=int(m["mib"]))
+    return None
+
+
+def shape_names() -> list[str]:
+    """Every predefined machine type the catalog knows the shape of."""
+    return sorted(set(_shapes()) | set(_machines()))
 
 
 def machine_names() -> list[str]:
@@ -131,3 +223,33 @@ def gpu_family(gpu_type: str) -> str:
         return str(entry["family"])
     # Unknown types still get a stable family name (quota ids are upper case).
     return gpu_type.removeprefix("nvidia-").removeprefix("tesla-").upper()
+
+
+def gpu_fit_problem(machine: MachineShape, gpu_type: str, count: int) -> str | None:
+    """Why `count` x `gpu_type` cannot run on `machine` (what Batch/Compute refuse), or None.
+
+    The one home of this rule: JobSpec validation and the GPUB_JOB_1 guardrail both use it.
+    """
+    if machine.gpu_type is not None:
+        if gpu_type != machine.gpu_type:
+            return f"{machine.name} needs {machine.gpu_type}; got {gpu_type}"
+        if count != machine.gpu_count:
+            return f"{machine.name} carries {machine.gpu_count} {machine.gpu_type}; got {count}"
+        return None
+    att = attachable_gpu(gpu_type)
+    if att is None:
+        return (
+            f"{gpu_type} is built into its own machine series only; {machine.name} carries "
+            "no GPU (use g2-* for nvidia-l4, a2-* for A100, a3-* for H100)"
+        )
+    if att.series != machine.series:
+        return f"{gpu_type} attaches to {att.series}-* machines only; got {machine.name}"
+    if count not in att.max_vcpus:
+        allowed = ", ".join(str(c) for c in sorted(att.max_vcpus))
+        return f"{gpu_type} on {att.series} comes in counts {allowed}; got {count}"
+    if machine.vcpus > att.max_vcpus[count]:
+        return (
+            f"{count} {gpu_type} supports at most {att.max_vcpus[count]} vCPUs; "
+            f"{machine.name} has {machine.vcpus}"
+        )
+    return None

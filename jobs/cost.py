@@ -10,17 +10,18 @@ figures are a lower bound.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from jobs.spec import JobSpec
+from jobs.spec import JobSpec, Provisioning
 
 DEFAULT_STARTUP_S = 60.0  # VM boot + Batch agent, typical for Batch
 DEFAULT_IMAGE_PULL_S = 60.0  # a CUDA image of a few GB; ~10 s for a small CPU image
 
 
-class CostEstimate(BaseModel):
+class RunEstimate(BaseModel):
+    """The expected wall time and cost of one run (submit/costing.py bounds the worst case)."""
+
     model_config = ConfigDict(frozen=True)
 
     machine_type: str
@@ -31,8 +32,8 @@ class CostEstimate(BaseModel):
     vm_hours: float
     usd_on_demand: float
     usd_spot: float | None  # None: the catalog has no spot price
-    provisioning: Literal["standard", "spot"]
-    usd: float  # the figure for `provisioning`
+    provisioning: Provisioning
+    usd: float  # the figure for `provisioning` (FLEX_START, reservations: on-demand, a bound)
 
     def summary(self) -> str:
         spot = f"${self.usd_spot:.4f}" if self.usd_spot is not None else "n/a"
@@ -49,10 +50,10 @@ def estimate(
     *,
     startup_s: float = DEFAULT_STARTUP_S,
     image_pull_s: float = DEFAULT_IMAGE_PULL_S,
-    provisioning: Literal["standard", "spot"] | None = None,
+    provisioning: Provisioning | None = None,
     files_per_task: int | None = None,
     parallelism: int | None = None,
-) -> CostEstimate:
+) -> RunEstimate:
     """Expected wall time and dollars for `items` units of `seconds_per_item` each.
 
     `files_per_task` and `parallelism` default to the spec's (parallelism: `peak_parallelism`);
@@ -76,8 +77,8 @@ def estimate(
     on_demand = vm_hours * machine.price_on_demand_usd_h
     spot = None if machine.price_spot_usd_h is None else vm_hours * machine.price_spot_usd_h
     chosen = provisioning or spec.provisioning or "standard"
-    usd = vm_hours * machine.price_usd_h(chosen == "spot")
-    return CostEstimate(
+    usd = vm_hours * machine.price_usd_h(chosen in ("spot", "preemptible"))
+    return RunEstimate(
         machine_type=machine.name,
         tasks=tasks,
         parallelism=slots,
@@ -89,3 +90,6 @@ def estimate(
         provisioning=chosen,
         usd=usd,
     )
+
+
+CostEstimate = RunEstimate  # the old name, still importable

@@ -1,13 +1,16 @@
-"""`bin/import-job FILE [--name NAME]`: print the JobSpec declaration for a Batch job JSON.
+"""`bin/import-job FILE [--name NAME] [--strict]`: print the JobSpec declaration for a Batch
+job file (JSON or YAML, as `gcloud batch jobs submit --config` takes).
 
 The printed module evaluates to a spec whose rendering equals the input (`SPEC = JobSpec(...)`),
-ready to drop into `jobs/declared/`. Bad input: one line on stderr, exit 2.
+ready to drop into `jobs/declared/`. Notes (dropped output-only fields, untyped parts kept in
+`batch_overrides`) and guardrail findings go to stderr. `--strict` refuses instead when there
+are any. Bad input: one line on stderr, exit 2. Everything taken from the input file that
+reaches the generated code is written with `repr`, so no file name or value can inject code.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -35,11 +38,8 @@ def to_python(spec: JobSpec, source: str = "") -> str:
     body = _call(spec, 0)
     used = sorted({"JobSpec"} | _model_names(spec))
     origin = f", imported from {source}" if source else ""
-    return (
-        f'"""Batch job `{spec.name}`{origin} by bin/import-job."""\n\n'
-        f"from jobs.spec import {', '.join(used)}\n\n"
-        f"SPEC = {body}\n"
-    )
+    doc = repr(f"Batch job {spec.name}{origin} by bin/import-job.")  # repr: never code
+    return f"{doc}\n\nfrom jobs.spec import {', '.join(used)}\n\nSPEC = {body}\n"
 
 
 def _call(model: BaseModel, depth: int) -> str:
@@ -74,9 +74,7 @@ def _literal(value: Any, depth: int) -> str:
             return "{" + ", ".join(parts) + "}"
         pad = _INDENT * (depth + 1)
         return "{\n" + "".join(f"{pad}{p},\n" for p in parts) + f"{_INDENT * depth}}}"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a valid Python literal, in double quotes
-    return repr(value)
+    return repr(value)  # str, int, float, bool, None: repr is a safe Python literal
 
 
 def _model_names(model: BaseModel) -> set[str]:
@@ -90,26 +88,70 @@ def _model_names(model: BaseModel) -> set[str]:
     return names
 
 
+def findings(spec: JobSpec) -> list[Any]:
+    """Guardrail findings about the job itself (not an environment's ceilings)."""
+    from jobs.render import render_job
+    from policies.guardrails import JOB_RULES, GuardrailLimits, check_job
+
+    found = check_job(render_job(spec), GuardrailLimits(), env_name="import")
+    return [v for v in found if v.rule_id in JOB_RULES]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="import-job",
         description="Print the JobSpec declaration (a module for jobs/declared/) equivalent "
-        "to a Google Batch job JSON file.",
+        "to a Google Batch job file (JSON or YAML).",
     )
-    parser.add_argument("file", type=Path, help="Batch job JSON (as for gcloud batch jobs submit)")
+    parser.add_argument(
+        "file", type=Path, help="Batch job JSON or YAML (gcloud --config); - for stdin"
+    )
     parser.add_argument("--name", help="job name (default: from the file name)")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a job with guardrail findings (GPU, Spot), untyped fields or dropped "
+        "output-only fields instead of reporting them",
+    )
     args = parser.parse_args(argv)
+    shown = ascii(str(args.file))  # a file name is printed, never trusted
     try:
-        text = args.file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"import-job: cannot read {args.file}: {exc}", file=sys.stderr)
+        # "-" reads stdin, as `gcloud batch jobs submit --config=-` does.
+        raw = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        print(f"import-job: cannot read {shown}: {exc.strerror}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError as exc:
+        print(f"import-job: {shown}: not UTF-8 text (byte {exc.start})", file=sys.stderr)
+        return 2
+    from jobs.importer import import_job  # google-cloud-batch
+
     try:
-        spec = JobSpec.from_batch_json(text, name=args.name or default_name(args.file))
+        default = "imported" if str(args.file) == "-" else default_name(args.file)
+        result = import_job(text, name=args.name or default)
     except (JobSpecError, ValueError) as exc:
-        print(f"import-job: {args.file}: {one_line(exc)}", file=sys.stderr)
+        print(f"import-job: {shown}: {one_line(exc)}", file=sys.stderr)
         return 2
-    sys.stdout.write(to_python(spec, args.file.name))
+    from policies.guardrails import STRICT_RULES
+
+    found = findings(result.spec)
+    if args.strict:
+        refusals = [
+            f"{v.path}: {v.message} ({v.rule_id})" for v in found if v.rule_id in STRICT_RULES
+        ]
+        refusals += result.notes
+        if refusals:
+            print(
+                f"import-job: {shown}: --strict: {len(refusals)} problems: " + "; ".join(refusals),
+                file=sys.stderr,
+            )
+            return 2
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for v in found:
+        print(f"finding: {v}", file=sys.stderr)
+    sys.stdout.write(to_python(result.spec, "stdin" if str(args.file) == "-" else args.file.name))
     return 0
 
 

@@ -15,14 +15,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from jobs.errors import JobSpecError
-from jobs.spec import (
-    GPU_MIN_BOOT_DISK_GB,
-    IMAGE_REF_RE,
-    SECRET_ID_RE,
-    STORAGE_VARIABLES,
-    TOPIC_ID_RE,
-    Notification,
-)
+from jobs.parts import IMAGE_REF_RE, SECRET_ID_RE, Notification, Runnable
+from jobs.spec import GPU_MIN_BOOT_DISK_GB, STORAGE_VARIABLES, resolve_topic
 
 if TYPE_CHECKING:
     from jobs.spec import JobSpec
@@ -61,13 +55,6 @@ def resolve_secret(secret: str, project_id: str | None) -> str:
     return f"projects/{project_id}/secrets/{secret}/versions/latest"
 
 
-def resolve_topic(topic: str, project_id: str | None) -> str:
-    """A bare topic id -> `projects/<p>/topics/<id>`."""
-    if project_id is None or not TOPIC_ID_RE.match(topic) or topic.startswith("projects/"):
-        return topic
-    return f"projects/{project_id}/topics/{topic}"
-
-
 def storage_variables(spec: JobSpec) -> dict[str, str]:
     """The static GPUB_* variables rendered from the spec's storage settings."""
     out: dict[str, str] = {}
@@ -83,14 +70,18 @@ def render_job(spec: JobSpec, env: RenderContext | None = None) -> dict[str, Any
 
     With `env` the job gets the environment's defaults: its own service account, Cloud
     Logging, a max run duration, `job`/`job-type`/`env` labels, the resolved image, secret and
-    topic names, the environment's provisioning rule, and the runtime fields (task count,
-    parallelism, GPUB_* runtime variables) present with empty defaults. Without `env` only what
-    the spec says is rendered (plus the GPU rules), which is what import round trips compare.
+    topic names, the environment's provisioning and retry rules, GPU drivers and a 100 GB boot
+    disk for GPU jobs, and the runtime fields (task count, parallelism, GPUB_* runtime
+    variables) present with empty defaults. Without `env` exactly what the spec says is
+    rendered, which is what import round trips compare. `batch_overrides` is laid over the
+    result last (objects merge by key, lists element by element).
     """
     env_name = env.env_name if env else None
     project = env.project_id if env else None
     job: dict[str, Any] = {"taskGroups": [_task_group(spec, env)]}
-    job["allocationPolicy"] = _allocation_policy(spec, env)
+    alloc = _allocation_policy(spec, env)
+    if alloc:
+        job["allocationPolicy"] = alloc
 
     labels = dict(spec.labels)
     if env is not None:
@@ -101,12 +92,24 @@ def render_job(spec: JobSpec, env: RenderContext | None = None) -> dict[str, Any
         job["logsPolicy"] = {"destination": "CLOUD_LOGGING"}
     if spec.notifications:
         job["notifications"] = [_notification(n, project) for n in spec.notifications]
+    if spec.batch_overrides:
+        from jobs.batch_proto import merge  # google-cloud-batch, only for jobs that use it
+
+        job = merge(job, spec.batch_overrides)
+        for inst in job.get("allocationPolicy", {}).get("instances", []):
+            if "instanceTemplate" in inst:
+                # policy and instanceTemplate are a oneof: an environment's defaults (the
+                # provisioning model) must not turn a template job into an invalid one.
+                inst.pop("policy", None)
     return job
 
 
 def _task_group(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
     env_name = env.env_name if env else None
-    task: dict[str, Any] = {"runnables": [_runnable(spec, env)]}
+    runnables = [_extra_runnable(r, env) for r in spec.setup]
+    runnables.append(_runnable(spec, env))
+    runnables += [_extra_runnable(r, env) for r in spec.teardown]
+    task: dict[str, Any] = {"runnables": runnables}
 
     resources: dict[str, Any] = {}
     if spec.cpu_milli is not None:
@@ -146,7 +149,9 @@ def _task_group(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
         task["environment"] = environment
     if spec.volumes:
         task["volumes"] = [
-            {"gcs": {"remotePath": v.remote_path}, "mountPath": v.mount_path} for v in spec.volumes
+            {"gcs": {"remotePath": v.remote_path}, "mountPath": v.mount_path}
+            | ({"mountOptions": list(v.mount_options)} if v.mount_options else {})
+            for v in spec.volumes
         ]
 
     group: dict[str, Any] = {"taskSpec": task}
@@ -174,27 +179,65 @@ def _task_group(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
 def _runnable(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
     if spec.script is not None:
         return {"script": {"text": spec.script}}
+    if spec.script_path is not None:
+        return {"script": {"path": spec.script_path}}
     assert spec.image is not None  # validated: a container job has an image
-    container: dict[str, Any] = {"imageUri": resolve_image(spec.image, env)}
-    if spec.commands:
-        container["commands"] = list(spec.commands)
-    if spec.entrypoint:
-        container["entrypoint"] = spec.entrypoint
-    return {"container": container}
+    return {"container": _container(spec.image, spec.entrypoint, spec.commands, env)}
+
+
+def _container(
+    image: str, entrypoint: str | None, commands: list[str], env: RenderContext | None
+) -> dict[str, Any]:
+    container: dict[str, Any] = {"imageUri": resolve_image(image, env)}
+    if commands:
+        container["commands"] = list(commands)
+    if entrypoint:
+        container["entrypoint"] = entrypoint
+    return container
+
+
+def _extra_runnable(r: Runnable, env: RenderContext | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if r.image is not None:
+        out["container"] = _container(r.image, r.entrypoint, r.commands, env)
+    elif r.script is not None:
+        out["script"] = {"text": r.script}
+    elif r.script_path is not None:
+        out["script"] = {"path": r.script_path}
+    elif r.barrier is not None:
+        out["barrier"] = {"name": r.barrier} if r.barrier else {}
+    if r.display_name:
+        out["displayName"] = r.display_name
+    for flag, key in (
+        (r.background, "background"),
+        (r.ignore_exit_status, "ignoreExitStatus"),
+        (r.always_run, "alwaysRun"),
+    ):
+        if flag:
+            out[key] = True
+    if r.timeout_s is not None:
+        out["timeout"] = f"{r.timeout_s}s"
+    if r.env:
+        out["environment"] = {"variables": dict(r.env)}
+    return out
 
 
 def _allocation_policy(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
-    policy: dict[str, Any] = {"machineType": spec.machine_type}
+    policy: dict[str, Any] = {}
+    if spec.machine_type:
+        policy["machineType"] = spec.machine_type
     if spec.provisioning is not None or env is not None:
         policy["provisioningModel"] = spec.provisioning_for(env.env_name if env else None).upper()
+    if spec.reservation:
+        policy["reservation"] = spec.reservation
     if spec.gpus is not None:
         acc: dict[str, Any] = {"type": spec.gpus.type, "count": str(spec.gpus.count)}
         if spec.gpus.driver_version:
             acc["driverVersion"] = spec.gpus.driver_version
         policy["accelerators"] = [acc]
     boot_gb = spec.boot_disk_gb
-    if boot_gb is None and spec.is_gpu:
-        boot_gb = GPU_MIN_BOOT_DISK_GB
+    if boot_gb is None and spec.is_gpu and env is not None:
+        boot_gb = GPU_MIN_BOOT_DISK_GB  # an environment default; guardrails check the rest
     disk: dict[str, Any] = {}
     if spec.boot_disk_image:
         disk["image"] = spec.boot_disk_image
@@ -205,10 +248,13 @@ def _allocation_policy(spec: JobSpec, env: RenderContext | None) -> dict[str, An
     if disk:
         policy["bootDisk"] = disk
 
-    instance: dict[str, Any] = {"policy": policy}
-    if spec.is_gpu:
+    instance: dict[str, Any] = {"policy": policy} if policy else {}
+    drivers = spec.install_gpu_drivers
+    if drivers is None:
+        drivers = spec.is_gpu and env is not None
+    if drivers:
         instance["installGpuDrivers"] = True
-    alloc: dict[str, Any] = {"instances": [instance]}
+    alloc: dict[str, Any] = {"instances": [instance]} if instance else {}
 
     region = spec.region or (env.region if env else None)
     locations = ([f"regions/{region}"] if region else []) + [f"zones/{z}" for z in spec.zones]

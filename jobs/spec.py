@@ -1,45 +1,61 @@
 """`JobSpec`: one Google Batch job, declared once, validated against the machine catalog.
 
-Pure pydantic, no provider or Batch client import: the submit path imports this module.
-Rendering to Batch JSON lives in `jobs.render`, importing JSON back in `jobs.importer`.
+Pure pydantic, no provider or Batch client import: the submit path imports this module. The
+model imports neither the renderer nor the importer: `jobs.to_batch_json(spec)` and
+`jobs.from_batch_json(text)` are package-level functions (`jobs.render`, `jobs.importer`).
+
+The model refuses only what Batch itself would refuse or what cannot be rendered; opinions
+about what is wise (a GPU job's boot disk, Spot retries, Cloud Logging) are guardrail findings
+(`policies.guardrails`), and environment defaults are applied by the renderer.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from jobs.catalog import MachineType, attachable_gpu, get_machine, gpu_family, gpu_types
-
-if TYPE_CHECKING:
-    from jobs.render import RenderContext
-
-# Batch job ids are `^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`; submit appends
-# "-yyyymmdd-hhmmss-xxxx" (21 chars), so the declared name keeps to 63 - 21 = 42.
-JOB_ID_SUFFIX_LEN = 21
-NAME_MAX = 63 - JOB_ID_SUFFIX_LEN
-NAME_RE = re.compile(rf"^[a-z]([a-z0-9-]{{0,{NAME_MAX - 2}}}[a-z0-9])?$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
-REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
-ZONE_RE = re.compile(r"^([a-z]+-[a-z]+[0-9]+)-[a-z]$")
-IMAGE_REF_RE = re.compile(
-    r"^images/(?P<name>[a-z0-9][a-z0-9._-]*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))?$"
+from jobs.catalog import (
+    MachineShape,
+    MachineType,
+    get_machine,
+    gpu_family,
+    machine_shape,
 )
-IMAGE_URI_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
-SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-SECRET_NAME_RE = re.compile(
-    r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/[A-Za-z0-9_-]+$"
+from jobs.errors import JobSpecError
+from jobs.parts import (
+    LABEL_KEY_RE,
+    LABEL_VALUE_RE,
+    REGION_RE,
+    SECRET_ID_RE,
+    STRICT,
+    TOPIC_ID_RE,
+    GcsVolume,
+    GpuDemand,
+    GpuPeak,
+    GpuSpec,
+    JobState,
+    Notification,
+    NotificationType,
+    Provisioning,
+    Rung,
+    Runnable,
+    TaskState,
 )
-TOPIC_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
-TOPIC_NAME_RE = re.compile(r"^projects/[^/\s]+/topics/[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
-HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
-DISK_TYPE_RE = re.compile(r"^(pd|hyperdisk)-[a-z-]+$")
+from jobs.spec_checks import (
+    FIELD_CHECKS,
+    JOB_ID_SUFFIX_LEN,
+    NAME_MAX,
+    NAME_RE,
+    STORAGE_VARIABLES,
+)
+
+__all__ = [
+    "JOB_ID_SUFFIX_LEN", "LABEL_KEY_RE", "LABEL_VALUE_RE", "NAME_MAX", "NAME_RE", "REGION_RE",
+    "STORAGE_VARIABLES", "GcsVolume", "GpuDemand", "GpuPeak", "GpuSpec", "JobSpec", "JobState",
+    "Notification", "NotificationType", "Provisioning", "Rung", "Runnable", "TaskState",
+]  # fmt: skip
 
 PREEMPTION_EXIT_CODE = 50001  # Batch's reserved exit code for a Spot VM preemption
 DEFAULT_RETRIES = 3  # retry budget when retries are implied (spot) but not given
@@ -47,26 +63,10 @@ GPU_MIN_BOOT_DISK_GB = 100  # CUDA images are large (Robotoff: 100 GB for a ~24 
 DEV_ENVIRONMENTS = ("dev",)  # environments (and "dev-*" names) where GPU jobs default to spot
 
 InputFormat = Literal["csv", "parquet", "feather", "jsonl"]
-Provisioning = Literal["standard", "spot"]
+# Models that draw on preemptible GPU quota and can lose their VM (FLEX_START: DWS).
+PREEMPTIBLE_QUOTA_MODELS = ("spot", "preemptible", "flex_start")
 SchedulingPolicy = Literal["AS_SOON_AS_POSSIBLE", "IN_ORDER"]
-JobState = Literal[
-    "QUEUED", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED",
-    "DELETION_IN_PROGRESS", "CANCELLATION_IN_PROGRESS", "CANCELLED",
-]  # fmt: skip
-TaskState = Literal["PENDING", "ASSIGNED", "RUNNING", "FAILED", "SUCCEEDED", "UNEXECUTED"]
-NotificationType = Literal["JOB_STATE_CHANGED", "TASK_STATE_CHANGED"]
 
-# Storage-execution settings become these static task variables (see docs/contracts.md).
-STORAGE_VARIABLES: dict[str, str] = {
-    "input_format": "GPUB_INPUT_FORMAT",
-    "files_per_task": "GPUB_FILES_PER_TASK",
-    "file_timeout_s": "GPUB_FILE_TIMEOUT_S",
-    "failure_budget": "GPUB_FAILURE_BUDGET",
-    "batch_size": "GPUB_BATCH_SIZE",
-    "handler": "GPUB_HANDLER",
-}
-
-_STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 PosInt = Annotated[int, Field(ge=1)]
 
 
@@ -74,112 +74,53 @@ def is_dev_environment(env_name: str) -> bool:
     return env_name in DEV_ENVIRONMENTS or env_name.startswith("dev")
 
 
-class GpuSpec(BaseModel):
-    """Accelerators per VM. On g2/a2/a3 they must match what the machine carries."""
-
-    model_config = _STRICT
-
-    type: str
-    count: Annotated[int, Field(ge=1, le=16)] = 1
-    driver_version: str | None = None
-
-    @field_validator("type")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in gpu_types():
-            raise ValueError(f"unknown accelerator {v!r}; known: {', '.join(gpu_types())}")
-        return v
-
-
-class GcsVolume(BaseModel):
-    """A Cloud Storage bucket (or a folder of it) mounted into every task with gcsfuse."""
-
-    model_config = _STRICT
-
-    remote_path: str  # "bucket" or "bucket/folder", no gs://
-    mount_path: str  # absolute path inside the VM and container
-
-    @field_validator("remote_path")
-    @classmethod
-    def _bucket_path(cls, v: str) -> str:
-        if v.startswith("gs://") or not re.match(r"^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/.*)?$", v):
-            raise ValueError(
-                f"remote_path must be 'bucket' or 'bucket/folder' (no gs://); got {v!r}"
-            )
-        return v
-
-    @field_validator("mount_path")
-    @classmethod
-    def _absolute(cls, v: str) -> str:
-        if not v.startswith("/") or v == "/":
-            raise ValueError(f"mount_path must be an absolute path below /; got {v!r}")
-        return v
-
-
-class Notification(BaseModel):
-    """A Pub/Sub message on job or task state changes."""
-
-    model_config = _STRICT
-
-    topic: str  # topic id in the job's project, or "projects/<p>/topics/<t>"
-    type: NotificationType | None = None
-    job_state: JobState | None = None
-    task_state: TaskState | None = None
-
-    @field_validator("topic")
-    @classmethod
-    def _topic(cls, v: str) -> str:
-        if not (TOPIC_ID_RE.match(v) or TOPIC_NAME_RE.match(v)):
-            raise ValueError(f"topic must be a topic id or 'projects/<p>/topics/<t>'; got {v!r}")
-        return v
-
-    @model_validator(mode="after")
-    def _state_matches_type(self) -> Notification:
-        if self.job_state and self.type != "JOB_STATE_CHANGED":
-            raise ValueError("job_state: needs type='JOB_STATE_CHANGED'")
-        if self.task_state and self.type != "TASK_STATE_CHANGED":
-            raise ValueError("task_state: needs type='TASK_STATE_CHANGED'")
-        return self
-
-
-class GpuDemand(NamedTuple):
-    """Peak GPUs a job can hold at once: what the environment's quota must cover."""
-
-    family: str  # quota family, "L4"
-    count: int  # type: ignore[assignment]  # shadows tuple.count on purpose
-    spot: bool
+def resolve_topic(topic: str, project_id: str | None) -> str:
+    """A bare topic id -> `projects/<p>/topics/<id>`."""
+    if project_id is None or not TOPIC_ID_RE.match(topic) or topic.startswith("projects/"):
+        return topic
+    return f"projects/{project_id}/topics/{topic}"
 
 
 class JobSpec(BaseModel):
     """One Batch job. Fields left None take the environment's defaults at render time."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     # Identity. `name` is the Batch job-id prefix and the `job` label.
     name: str
-    # What runs: a container (image + optional entrypoint/commands) or a bash script.
+    # The main runnable (the runner contract applies to it): a container or a bash script.
     image: str | None = None  # "images/<name>[:tag|@sha256:..]" or a full image URI
     entrypoint: str | None = None
     commands: list[str] = Field(default_factory=list)
     script: str | None = None
-    # Where it runs.
-    machine_type: str
+    script_path: str | None = None  # a script file already on the VM
+    # Runnables before and after the main one (setup, barriers, background agents, teardown).
+    setup: list[Runnable] = Field(default_factory=list)
+    teardown: list[Runnable] = Field(default_factory=list)
+    # Where it runs. No machine type: Batch picks one from computeResource.
+    machine_type: str | None = None
     gpus: GpuSpec | None = None  # None on g2/a2/a3: the machine's own GPUs, no accelerators
+    install_gpu_drivers: bool | None = None  # None: true for GPU jobs rendered for an env
     cpu_milli: PosInt | None = None  # per task
     memory_mib: PosInt | None = None  # per task
     boot_disk_gb: Annotated[int, Field(ge=10, le=65536)] | None = None
     boot_disk_image: str | None = None
     boot_disk_type: str | None = None
     provisioning: Provisioning | None = None  # None: spot for GPU jobs in dev, else standard
+    reservation: str | None = None  # a reservation name, or "NO_RESERVATION"; None: any
     region: str | None = None  # None: the environment's region
     zones: list[str] = Field(default_factory=list)
+    # Capacity (issue 15): rungs tried in order, and regions in order (Batch's allowedLocations
+    # holds one region per job, so trying several is the submit side's job). Not rendered.
+    ladder: list[Rung] = Field(default_factory=list)  # []: the environment's default ladder
+    candidate_regions: list[str] = Field(default_factory=list)
     network: str | None = None
     subnetwork: str | None = None
     no_external_ip_address: bool = False
     # Retries and limits.
-    max_retry_count: Annotated[int, Field(ge=0, le=10)] | None = None
+    max_retry_count: Annotated[int, Field(ge=0, le=10)] | None = None  # Batch: [0, 10]
     retry_on_preemption: bool | None = None  # None: on exactly when the job runs on spot
-    retry_exit_codes: list[int] = Field(default_factory=list)  # more RETRY_TASK exit codes
+    retry_exit_codes: list[int] = Field(default_factory=list)  # RETRY_TASK codes, in order
     max_run_duration_s: PosInt | None = None  # None: 3600 s when rendered for an environment
     # Task shape. task_count/parallelism are usually filled in at submit time.
     task_count: PosInt | None = None
@@ -204,187 +145,22 @@ class JobSpec(BaseModel):
     failure_budget: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     batch_size: PosInt | None = None
     handler: str | None = None  # "module:function"
+    # Every other Batch field, as Batch job JSON (camelCase) laid over the rendering: lists
+    # merge element by element. Checked against the Batch Job proto. See docs/jobs.md.
+    batch_overrides: dict[str, Any] = Field(default_factory=dict)
 
     # ---- field checks (messages name the field through pydantic's location) ----
 
-    @field_validator("name")
+    @field_validator(*FIELD_CHECKS)
     @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError(
-                f"must be 1-{NAME_MAX} chars of lowercase letters, digits and hyphens, starting "
-                f"with a letter and not ending with a hyphen (Batch job ids are 63 chars and "
-                f"submit appends a {JOB_ID_SUFFIX_LEN}-char timestamp); got {v!r}"
-            )
-        return v
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if v.startswith("images/"):
-            if not IMAGE_REF_RE.match(v):
-                raise ValueError(
-                    f"must be 'images/<name>', 'images/<name>:<tag>' or "
-                    f"'images/<name>@sha256:<64 hex>'; got {v!r}"
-                )
-        elif not IMAGE_URI_RE.match(v):
-            raise ValueError(f"must be 'images/<name>[:tag]' or a full image URI; got {v!r}")
-        return v
-
-    @field_validator("machine_type")
-    @classmethod
-    def _machine(cls, v: str) -> str:
-        if get_machine(v) is None:
-            from jobs.catalog import machine_names
-
-            raise ValueError(
-                f"unknown machine type {v!r}; the catalog (jobs/machines.yaml) has: "
-                + ", ".join(machine_names())
-            )
-        return v
-
-    @field_validator("gpus")
-    @classmethod
-    def _gpus_fit_machine(cls, v: GpuSpec | None, info: ValidationInfo) -> GpuSpec | None:
-        machine = _machine_of(info)
-        if v is None or machine is None:
-            return v
-        if machine.gpu_type is not None:
-            if v.type != machine.gpu_type:
-                raise ValueError(f"{machine.name} needs {machine.gpu_type}; got {v.type}")
-            if v.count != machine.gpu_count:
-                raise ValueError(
-                    f"{machine.name} carries {machine.gpu_count} {machine.gpu_type}; got {v.count}"
-                )
-            return v
-        att = attachable_gpu(v.type)
-        if att is None:
-            raise ValueError(
-                f"{v.type} is built into its own machine series only; {machine.name} carries "
-                "no GPU (use g2-* for nvidia-l4, a2-* for A100, a3-* for H100)"
-            )
-        if att.series != machine.series:
-            raise ValueError(
-                f"{v.type} attaches to {att.series}-* machines only; got {machine.name}"
-            )
-        if v.count not in att.max_vcpus:
-            allowed = ", ".join(str(c) for c in att.max_vcpus)
-            raise ValueError(f"{v.type} on {att.series} comes in counts {allowed}; got {v.count}")
-        if machine.vcpus > att.max_vcpus[v.count]:
-            raise ValueError(
-                f"{v.count} {v.type} supports at most {att.max_vcpus[v.count]} vCPUs; "
-                f"{machine.name} has {machine.vcpus}"
-            )
-        return v
-
-    @field_validator("cpu_milli")
-    @classmethod
-    def _cpu_fits(cls, v: int | None, info: ValidationInfo) -> int | None:
-        machine = _machine_of(info)
-        if v is not None and machine is not None and v > machine.vcpus * 1000:
-            raise ValueError(f"cpuMilli {v} exceeds {machine.name} ({machine.vcpus * 1000})")
-        return v
-
-    @field_validator("memory_mib")
-    @classmethod
-    def _memory_fits(cls, v: int | None, info: ValidationInfo) -> int | None:
-        machine = _machine_of(info)
-        if v is not None and machine is not None and v > machine.memory_mib:
-            raise ValueError(f"memoryMib {v} exceeds {machine.name} ({machine.memory_mib})")
-        return v
-
-    @field_validator("boot_disk_type")
-    @classmethod
-    def _disk_type(cls, v: str | None) -> str | None:
-        if v is not None and not DISK_TYPE_RE.match(v):
-            raise ValueError(f"must be a disk type like 'pd-balanced' or 'pd-ssd'; got {v!r}")
-        return v
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        if v is not None and not REGION_RE.match(v):
-            raise ValueError(f"must be a region like 'europe-west4'; got {v!r}")
-        return v
-
-    @field_validator("zones")
-    @classmethod
-    def _zones(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        region = info.data.get("region")
-        for zone in v:
-            m = ZONE_RE.match(zone)
-            if not m:
-                raise ValueError(f"must be zones like 'europe-west4-a'; got {zone!r}")
-            if region and m.group(1) != region:
-                raise ValueError(f"zone {zone!r} is not in region {region!r}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"must not repeat a zone; got {v}")
-        return v
-
-    @field_validator("retry_exit_codes")
-    @classmethod
-    def _exit_codes(cls, v: list[int]) -> list[int]:
-        for code in v:
-            if code == PREEMPTION_EXIT_CODE:
-                raise ValueError("use retry_on_preemption=True for exit code 50001")
-            if code < 1:
-                raise ValueError(f"exit codes must be >= 1; got {code}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"must not repeat an exit code; got {v}")
-        return v
-
-    @field_validator("env", "task_environments")
-    @classmethod
-    def _env_names(cls, v: Any) -> Any:
-        envs = v if isinstance(v, list) else [v]
-        for env in envs:
-            for key in env:
-                if not ENV_NAME_RE.match(key):
-                    raise ValueError(f"{key!r} is not a valid environment variable name")
-                if key in STORAGE_VARIABLES.values():
-                    field = next(f for f, var in STORAGE_VARIABLES.items() if var == key)
-                    raise ValueError(f"{key} is rendered from the {field} field; set that instead")
-        return v
-
-    @field_validator("secrets")
-    @classmethod
-    def _secrets(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, secret in v.items():
-            if not ENV_NAME_RE.match(key):
-                raise ValueError(f"{key!r} is not a valid environment variable name")
-            if not (SECRET_ID_RE.match(secret) or SECRET_NAME_RE.match(secret)):
-                raise ValueError(
-                    f"{key}: must be a Secret Manager secret id or "
-                    f"'projects/<p>/secrets/<id>/versions/<v>'; got {secret!r}"
-                )
-        return v
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, value in v.items():
-            if not LABEL_KEY_RE.match(key) or not LABEL_VALUE_RE.match(value):
-                raise ValueError(
-                    f"{key}={value!r} is not a valid label (keys start with a lowercase letter; "
-                    "lowercase letters, digits, '_' and '-', at most 63 chars)"
-                )
-        return v
-
-    @field_validator("handler")
-    @classmethod
-    def _handler(cls, v: str | None) -> str | None:
-        if v is not None and not HANDLER_RE.match(v):
-            raise ValueError(f"must be 'module:function'; got {v!r}")
-        return v
+    def _field_checks(cls, v: Any, info: ValidationInfo) -> Any:
+        return FIELD_CHECKS[str(info.field_name)](v, info.data)  # jobs/spec_checks.py
 
     # ---- cross-field checks (messages start with the field they blame) ----
 
     @model_validator(mode="after")
     def _cross_checks(self) -> JobSpec:
         self._check_runnable()
-        self._check_gpu_job()
         self._check_retries()
         self._check_task_shape()
         dup = set(self.env) & set(self.secrets)
@@ -393,37 +169,25 @@ class JobSpec(BaseModel):
         return self
 
     def _check_runnable(self) -> None:
-        if self.script is not None:
+        scripts = [k for k in ("script", "script_path") if getattr(self, k) is not None]
+        if scripts:
             if self.image is not None or self.entrypoint is not None or self.commands:
                 raise ValueError(
-                    "script: a job runs either a script or a container (image, entrypoint, "
-                    "commands), not both"
+                    f"{scripts[0]}: a job runs either a script or a container (image, "
+                    "entrypoint, commands), not both"
                 )
-            if not self.script.strip():
+            if len(scripts) > 1:
+                raise ValueError("script_path: a script is either text or a path, not both")
+            if self.script is not None and not self.script.strip():
                 raise ValueError("script: must not be empty")
         elif self.image is None:
             raise ValueError("image: required unless the job runs a script")
 
-    def _check_gpu_job(self) -> None:
-        disk = self.boot_disk_gb
-        if self.is_gpu and disk is not None and disk < GPU_MIN_BOOT_DISK_GB:
-            raise ValueError(
-                f"boot_disk_gb: GPU jobs need at least {GPU_MIN_BOOT_DISK_GB} GB for CUDA "
-                f"images; got {disk}"
-            )
-
     def _check_retries(self) -> None:
-        may_be_spot = self.provisioning == "spot" or (self.provisioning is None and self.is_gpu)
-        why = (
-            "spot jobs" if self.provisioning == "spot"
-            else "GPU jobs run on spot in dev unless provisioning='standard', and spot jobs"
-        )  # fmt: skip
-        if may_be_spot and self.retry_on_preemption is False:
-            raise ValueError(f"retry_on_preemption: {why} must retry on preemption (exit 50001)")
-        if may_be_spot and self.max_retry_count == 0:
-            raise ValueError(f"max_retry_count: {why} need at least 1 retry; got 0")
-        if self.max_retry_count == 0 and (self.retry_on_preemption or self.retry_exit_codes):
-            raise ValueError("max_retry_count: retrying on exit codes needs at least 1 retry")
+        if self.retry_on_preemption is False and PREEMPTION_EXIT_CODE in self.retry_exit_codes:
+            raise ValueError(
+                "retry_on_preemption: False contradicts exit code 50001 in retry_exit_codes"
+            )
 
     def _check_task_shape(self) -> None:
         if self.task_environments and self.task_count not in (None, len(self.task_environments)):
@@ -435,30 +199,48 @@ class JobSpec(BaseModel):
             raise ValueError(
                 f"parallelism: {self.parallelism} exceeds max_parallelism {self.max_parallelism}"
             )
-        if self.tasks_per_node and self.cpu_milli and self.machine:
+        machine = self.catalog_machine
+        if self.tasks_per_node and self.cpu_milli and machine:
             need = self.tasks_per_node * self.cpu_milli
-            if need > self.machine.vcpus * 1000:
+            if need > machine.vcpus * 1000:
                 raise ValueError(
                     f"tasks_per_node: {self.tasks_per_node} tasks x cpuMilli {self.cpu_milli} "
-                    f"exceed {self.machine.name} ({self.machine.vcpus * 1000})"
+                    f"exceed {machine.name} ({machine.vcpus * 1000})"
                 )
 
     # ---- derived facts ----
 
     @property
+    def catalog_machine(self) -> MachineShape | None:
+        """The machine type's shape, None when unset or unknown (a custom or new type)."""
+        return machine_shape(self.machine_type) if self.machine_type else None
+
+    @property
     def machine(self) -> MachineType:
-        machine = get_machine(self.machine_type)
-        assert machine is not None  # validated
+        """The priced catalog entry of the machine type; JobSpecError without one (cost)."""
+        machine = get_machine(self.machine_type) if self.machine_type else None
+        if machine is None:
+            raise JobSpecError(
+                f"{self.machine_type or 'no machine type'} has no price in the machine catalog "
+                "(jobs/machines.yaml); set a priced machine type to estimate cost",
+                "machine_type",
+            )
         return machine
 
     @property
     def gpu_type(self) -> str | None:
         """The accelerator type each VM carries (given or built into the machine)."""
-        return self.gpus.type if self.gpus else self.machine.gpu_type
+        if self.gpus:
+            return self.gpus.type
+        machine = self.catalog_machine
+        return machine.gpu_type if machine else None
 
     @property
     def gpus_per_vm(self) -> int:
-        return self.gpus.count if self.gpus else self.machine.gpu_count
+        if self.gpus:
+            return self.gpus.count
+        machine = self.catalog_machine
+        return machine.gpu_count if machine else 0
 
     @property
     def is_gpu(self) -> bool:
@@ -477,29 +259,57 @@ class JobSpec(BaseModel):
             return "spot"
         return "standard"
 
+    def rungs_for(self, env_name: str | None) -> list[Rung]:
+        """The ladder to climb in `env_name`: the declared one, else one rung of the
+        environment's provisioning rule (and the declared reservation)."""
+        if self.ladder:
+            return list(self.ladder)
+        return [Rung(provisioning=self.provisioning_for(env_name), reservation=self.reservation)]
+
+    def on_rung(self, rung: Rung, region: str | None = None) -> JobSpec:
+        """This job as submitted on `rung` (and in `region`): what gets rendered for it."""
+        update: dict[str, Any] = {
+            "provisioning": rung.provisioning,
+            "reservation": rung.reservation,
+        }
+        if region is not None:
+            zones = [z for z in self.zones if z.startswith(f"{region}-")]
+            rest = [r for r in self.candidate_regions if r != region]
+            update |= {"region": region, "zones": zones, "candidate_regions": [region, *rest]}
+        return JobSpec.model_validate(self.model_dump() | update)
+
     def retry_policy_for(self, env_name: str | None) -> tuple[int | None, list[int]]:
-        """(maxRetryCount, RETRY_TASK exit codes) in `env_name`; spot implies preemption retry."""
-        spot = self.provisioning_for(env_name) == "spot"
-        preempt = self.retry_on_preemption if self.retry_on_preemption is not None else spot
-        codes = ([PREEMPTION_EXIT_CODE] if preempt else []) + list(self.retry_exit_codes)
+        """(maxRetryCount, RETRY_TASK exit codes in order) in `env_name`.
+
+        With an environment, Spot implies retrying on preemption (50001) with a default budget.
+        Without one (an import round trip) only what the spec says is rendered.
+        """
+        codes = list(self.retry_exit_codes)
+        if env_name is None:
+            preempt = bool(self.retry_on_preemption)
+        else:
+            spot = self.provisioning_for(env_name) in ("spot", "preemptible")
+            preempt = self.retry_on_preemption if self.retry_on_preemption is not None else spot
+        if preempt and PREEMPTION_EXIT_CODE not in codes:
+            codes.insert(0, PREEMPTION_EXIT_CODE)
         count = self.max_retry_count
-        if count is None and codes:
+        if count is None and codes and env_name is not None:
             count = DEFAULT_RETRIES
         return count, codes
 
-    def peak_gpu_demand(self, env_name: str | None = None) -> GpuDemand | None:
+    def peak_gpu_demand(self, env_name: str | None = None) -> GpuPeak | None:
         """GPUs held at peak: VMs at peak parallelism x GPUs per VM; None for CPU jobs.
 
         Peak parallelism is `peak_parallelism` (max_parallelism, else parallelism, else
-        task_count, else 1); `tasks_per_node` tasks share a VM. `spot` follows
-        `provisioning_for(env_name)` (without an environment: only an explicit "spot").
+        task_count, else 1); `tasks_per_node` tasks share a VM. `spot` (preemptible quota)
+        follows `provisioning_for(env_name)`: SPOT, PREEMPTIBLE and FLEX_START draw on it.
         """
         gpu = self.gpu_type
         if gpu is None or not self.is_gpu:
             return None
         vms = math.ceil(self.peak_parallelism / (self.tasks_per_node or 1))
-        spot = self.provisioning_for(env_name) == "spot"
-        return GpuDemand(gpu_family(gpu), vms * self.gpus_per_vm, spot)
+        spot = self.provisioning_for(env_name) in PREEMPTIBLE_QUOTA_MODELS
+        return GpuPeak(gpu_family(gpu), vms * self.gpus_per_vm, spot)
 
     def secret_ids(self) -> list[str]:
         """Bare secret ids this job reads from its own project (for declaring and IAM)."""
@@ -507,26 +317,4 @@ class JobSpec(BaseModel):
 
     def topic_names(self, project_id: str) -> list[str]:
         """Full Pub/Sub topic names this job publishes to (for `pubsub.publisher` grants)."""
-        from jobs.render import resolve_topic
-
         return list(dict.fromkeys(resolve_topic(n.topic, project_id) for n in self.notifications))
-
-    # ---- JSON ----
-
-    def to_batch_json(self, env: RenderContext | None = None) -> dict[str, Any]:
-        """The Batch job JSON (camelCase dict); see `jobs.render.render_job`."""
-        from jobs.render import render_job
-
-        return render_job(self, env)
-
-    @classmethod
-    def from_batch_json(cls, text: str, *, name: str = "imported") -> JobSpec:
-        """Import Batch job JSON; refuses (JobSpecError) anything it cannot render back."""
-        from jobs.importer import spec_from_batch_json
-
-        return spec_from_batch_json(text, name=name)
-
-
-def _machine_of(info: ValidationInfo) -> MachineType | None:
-    name = info.data.get("machine_type")
-    return get_machine(name) if isinstance(name, str) else None

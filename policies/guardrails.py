@@ -25,8 +25,18 @@ from typing import Any
 
 PREEMPTION_EXIT_CODE = 50001
 SPOT_MODELS = {"SPOT", "PREEMPTIBLE"}
-# A name part (split on _ - . or case change) that says "this holds a secret".
-SECRET_WORDS = {"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PWD", "CREDENTIALS", "APIKEY"}
+GPU_MIN_BOOT_DISK_GB = 100  # CUDA images are large (same figure as jobs.spec)
+# A name part (split on _ - . or case change) that says "this holds a secret": a short word
+# on its own (DB_PASS, GH_PAT), or a long one, alone or glued to a prefix (PRIVATEKEY,
+# APITOKEN, DBPASSWORD). Families, not a list of names: see tests/test_policies_guardrails.py.
+SECRET_TOKENS = frozenset(
+    ["PASS", "PWD", "PW", "KEY", "KEYS", "PAT", "BEARER", "JWT", "CRED", "CREDS", "OTP", "PSK"]
+)
+SECRET_SUFFIX_RE = re.compile(
+    r"^[A-Z0-9]*(PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|CREDENTIAL|APIKEY|PRIVATEKEY|"
+    r"ACCESSKEY|SECRETKEY|SIGNINGKEY|AUTHKEY|PASS|PAT|KEY)S?$"
+)
+SECRET_PREFIXES = ("API", "PRIVATE", "ACCESS", "SECRET", "SIGNING", "AUTH", "DB", "GH", "GIT")
 DEFAULT_COMPUTE_SA_RE = re.compile(r"-compute@developer\.gserviceaccount\.com$")
 DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
@@ -40,7 +50,13 @@ RULES: dict[str, str] = {
     "GPUB_JOB_7": "worst-case cost per run under the environment's ceiling",
     "GPUB_JOB_8": "no secret-looking variable outside secretVariables",
     "GPUB_JOB_9": "the job runs as its own service account, not the default compute one",
+    "GPUB_JOB_10": "GPU VMs get a boot disk of at least 100 GB (CUDA images are large)",
+    "GPUB_JOB_11": "the job sends its logs to Cloud Logging",
 }
+# Rules about the job itself, not an environment's ceilings: what `bin/import-job` reports.
+JOB_RULES = ("GPUB_JOB_1", "GPUB_JOB_2", "GPUB_JOB_3", "GPUB_JOB_8", "GPUB_JOB_10", "GPUB_JOB_11")
+# The import refusals of old, kept by `bin/import-job --strict`.
+STRICT_RULES = ("GPUB_JOB_1", "GPUB_JOB_2", "GPUB_JOB_10")
 
 
 @dataclass(frozen=True)
@@ -102,9 +118,17 @@ def _seconds(raw: Any) -> float | None:
 
 
 def looks_secret(name: str) -> bool:
-    """API_KEY, dbPassword, AUTH-TOKEN: yes. KEYBOARD_LAYOUT, TOKENIZER: no."""
+    """API_KEY, dbPassword, DB_PASS, PRIVATEKEY, GH_PAT, BEARER: yes. KEYBOARD_LAYOUT,
+    TOKENIZER_NAME, PASSAGE_COUNT, PATH: no."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
-    return any(part.upper() in SECRET_WORDS for part in re.split(r"[_\-.]+", spaced) if part)
+    for part in (p.upper() for p in re.split(r"[_\-.\s]+", spaced) if p):
+        if part in SECRET_TOKENS:
+            return True
+        m = SECRET_SUFFIX_RE.match(part)
+        # PASS, PAT and KEY count glued only to a known prefix (DBPASS, GHPAT), not COMPASS.
+        if m and (m[1] not in ("PASS", "PAT", "KEY") or part[: m.start(1)] in SECRET_PREFIXES):
+            return True
+    return False
 
 
 def _instances(job: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -137,11 +161,42 @@ def check_job(
     _locations(job_json, limits, ctx)
     _identity(job_json, ctx)
     _cost(job_json, limits, ctx)
+    _logging(job_json, ctx)
     return ctx.out
 
 
+def _boot_disk(policy: Mapping[str, Any], machine: Any, gpus: int, base: str, ctx: _Ctx) -> None:
+    if not (gpus or (machine is not None and machine.gpu_count)):
+        return
+    size = _int((policy.get("bootDisk") or {}).get("sizeGb"))
+    if size is None:
+        ctx.add(
+            "GPUB_JOB_10",
+            f"{base}.policy.bootDisk.sizeGb",
+            f"GPU job without a boot disk size (the default is too small for CUDA images): add "
+            f"bootDisk.sizeGb >= {GPU_MIN_BOOT_DISK_GB}",
+        )
+    elif size < GPU_MIN_BOOT_DISK_GB:
+        ctx.add(
+            "GPUB_JOB_10",
+            f"{base}.policy.bootDisk.sizeGb",
+            f"{size} GB is small for CUDA images: set bootDisk.sizeGb >= {GPU_MIN_BOOT_DISK_GB}",
+        )
+
+
+def _logging(job: Mapping[str, Any], ctx: _Ctx) -> None:
+    destination = (job.get("logsPolicy") or {}).get("destination")
+    if destination != "CLOUD_LOGGING":
+        ctx.add(
+            "GPUB_JOB_11",
+            "logsPolicy.destination",
+            f"logs go to {destination or 'nowhere'} (task output is lost with the VM): add "
+            "logsPolicy.destination: CLOUD_LOGGING",
+        )
+
+
 def _machine_and_gpus(job: Mapping[str, Any], limits: GuardrailLimits, ctx: _Ctx) -> None:
-    from jobs.catalog import attachable_gpu, get_machine  # data file read once, cached
+    from jobs.catalog import gpu_fit_problem, machine_shape  # data files read once, cached
 
     for ii, inst in enumerate(_instances(job)):
         base = f"allocationPolicy.instances[{ii}]"
@@ -149,51 +204,38 @@ def _machine_and_gpus(job: Mapping[str, Any], limits: GuardrailLimits, ctx: _Ctx
         machine_name = str(policy.get("machineType") or "")
         accs = [a for a in policy.get("accelerators") or [] if isinstance(a, Mapping)]
         gpus = sum(_int(a.get("count"), 0) or 0 for a in accs)
-        machine = get_machine(machine_name) if machine_name else None
+        machine = machine_shape(machine_name) if machine_name else None
+        _boot_disk(policy, machine, gpus, base, ctx)
         if not machine_name:
             if "instanceTemplate" not in inst:
-                ctx.add("GPUB_JOB_1", f"{base}.policy.machineType", "no machine type")
+                ctx.add(
+                    "GPUB_JOB_1",
+                    f"{base}.policy.machineType",
+                    "no machine type: Batch picks one from computeResource, so GPUs and cost "
+                    "cannot be checked; set policy.machineType",
+                )
             continue
         if machine is None:
             ctx.add(
                 "GPUB_JOB_1",
                 f"{base}.policy.machineType",
-                f"{machine_name} is not in the machine catalog (jobs/machines.yaml)",
+                f"{machine_name} is not a machine type the catalog knows (jobs/"
+                "machine_families.yaml), so its GPUs and cost cannot be checked; check the "
+                "name or add its shape to the catalog",
             )
             continue
+        for ai, acc in enumerate(accs):
+            a_type, a_count = str(acc.get("type")), _int(acc.get("count"), 0) or 0
+            problem = gpu_fit_problem(machine, a_type, a_count)
+            if problem:
+                ctx.add("GPUB_JOB_1", f"{base}.policy.accelerators[{ai}]", problem)
         if machine.gpu_type:
-            for ai, acc in enumerate(accs):
-                a_type, a_count = acc.get("type"), _int(acc.get("count"), 0)
-                if a_type != machine.gpu_type or a_count != machine.gpu_count:
-                    ctx.add(
-                        "GPUB_JOB_1",
-                        f"{base}.policy.accelerators[{ai}]",
-                        f"{machine_name} carries {machine.gpu_count} {machine.gpu_type}; "
-                        f"got {a_count} {a_type}",
-                    )
             gpus = machine.gpu_count
-        else:
-            for ai, acc in enumerate(accs):
-                a_type, a_count = str(acc.get("type")), _int(acc.get("count"), 0) or 0
-                att = attachable_gpu(a_type)
-                path = f"{base}.policy.accelerators[{ai}]"
-                if att is None or att.series != machine.series:
-                    ctx.add("GPUB_JOB_1", path, f"{a_type} does not attach to {machine_name}")
-                elif a_count not in att.max_vcpus:
-                    allowed = ", ".join(str(c) for c in sorted(att.max_vcpus))
-                    ctx.add(
-                        "GPUB_JOB_1", path, f"{a_type} attaches in counts {allowed}; got {a_count}"
-                    )
-                elif machine.vcpus > att.max_vcpus[a_count]:
-                    ctx.add(
-                        "GPUB_JOB_1",
-                        path,
-                        f"{a_count} {a_type} support at most {att.max_vcpus[a_count]} vCPUs; "
-                        f"{machine_name} has {machine.vcpus}",
-                    )
         if gpus and inst.get("installGpuDrivers") is not True:
             ctx.add(
-                "GPUB_JOB_1", f"{base}.installGpuDrivers", "GPU VMs need installGpuDrivers: true"
+                "GPUB_JOB_1",
+                f"{base}.installGpuDrivers",
+                "GPU VMs need drivers: add installGpuDrivers: true",
             )
         if gpus > limits.max_gpus_per_job:
             ctx.add(
@@ -213,7 +255,9 @@ def _spot_retry(job: Mapping[str, Any], spec: Mapping[str, Any], base: str, ctx:
         return
     if (_int(spec.get("maxRetryCount"), 0) or 0) <= 0:
         ctx.add(
-            "GPUB_JOB_2", f"{base}.maxRetryCount", "Spot VMs get preempted: set maxRetryCount > 0"
+            "GPUB_JOB_2",
+            f"{base}.maxRetryCount",
+            "Spot VMs get preempted: set maxRetryCount >= 1",
         )
     retries_50001 = any(
         str(p.get("action", "")).upper() == "RETRY_TASK"
@@ -226,7 +270,8 @@ def _spot_retry(job: Mapping[str, Any], spec: Mapping[str, Any], base: str, ctx:
         ctx.add(
             "GPUB_JOB_2",
             f"{base}.lifecyclePolicies",
-            "Spot job without a RETRY_TASK lifecycle policy on exit code 50001 (preemption)",
+            "Spot job without a retry on preemption: add a RETRY_TASK lifecycle policy on "
+            "exit code 50001",
         )
 
 

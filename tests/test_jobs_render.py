@@ -16,10 +16,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from jobs import RUNTIME_VARIABLES, JobSpec, RenderContext, fill_runtime, render_job
+from jobs import (
+    RUNTIME_VARIABLES,
+    JobSpec,
+    RenderContext,
+    fill_runtime,
+    from_batch_json,
+    render_job,
+    to_batch_json,
+)
 from jobs.catalog import machine_names
 from jobs.registry import ALL_JOBS
-from jobs.spec import GcsVolume, GpuSpec, Notification
+from jobs.spec import GcsVolume, GpuSpec, Notification, Runnable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +50,7 @@ def canonical(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_embed_in_dev_is_spot_gpu_job_with_environment_defaults() -> None:
-    job = ALL_JOBS["embed"].to_batch_json(ctx())
+    job = to_batch_json(ALL_JOBS["embed"], ctx())
     assert canonical(job) == job  # canonical form: parse + serialise is the identity
     inst = job["allocationPolicy"]["instances"][0]
     assert inst["installGpuDrivers"] is True
@@ -70,26 +78,33 @@ def test_embed_in_dev_is_spot_gpu_job_with_environment_defaults() -> None:
 
 
 def test_embed_in_prod_is_standard_without_preemption_policy() -> None:
-    job = ALL_JOBS["embed"].to_batch_json(ctx("prod"))
+    job = to_batch_json(ALL_JOBS["embed"], ctx("prod"))
     assert job["allocationPolicy"]["instances"][0]["policy"]["provisioningModel"] == "STANDARD"
     assert "lifecyclePolicies" not in job["taskGroups"][0]["taskSpec"]
 
 
 def test_cpu_job_defaults() -> None:
-    job = ALL_JOBS["uppercase"].to_batch_json(ctx("dev", "uppercase"))
+    job = to_batch_json(ALL_JOBS["uppercase"], ctx("dev", "uppercase"))
     inst = job["allocationPolicy"]["instances"][0]
     assert "installGpuDrivers" not in inst
     assert inst["policy"]["provisioningModel"] == "STANDARD"
     assert job["taskGroups"][0]["taskSpec"]["maxRunDuration"] == "1800s"
     spec = JobSpec(name="tiny", image="ubuntu:24.04", machine_type="e2-standard-2")
-    assert spec.to_batch_json(ctx())["taskGroups"][0]["taskSpec"]["maxRunDuration"] == "3600s"
+    assert to_batch_json(spec, ctx())["taskGroups"][0]["taskSpec"]["maxRunDuration"] == "3600s"
 
 
-def test_gpu_job_without_context_still_gets_drivers_and_disk() -> None:
-    job = JobSpec(name="g", image="images/embed", machine_type="g2-standard-4").to_batch_json()
-    inst = job["allocationPolicy"]["instances"][0]
-    assert inst == {"policy": {"machineType": "g2-standard-4", "bootDisk": {"sizeGb": "100"}},
-                    "installGpuDrivers": True}  # fmt: skip
+def test_gpu_defaults_come_from_the_environment_only() -> None:
+    spec = JobSpec(name="g", image="images/embed", machine_type="g2-standard-4")
+    inst = to_batch_json(spec, ctx("prod"))["allocationPolicy"]["instances"][0]
+    assert inst["installGpuDrivers"] is True
+    assert inst["policy"]["bootDisk"] == {"sizeGb": "100"}
+    # Without an environment exactly the spec is rendered: what an import round trip needs.
+    assert to_batch_json(spec)["allocationPolicy"]["instances"][0] == {
+        "policy": {"machineType": "g2-standard-4"}
+    }
+    off = spec.model_copy(update={"install_gpu_drivers": False})
+    assert "installGpuDrivers" not in to_batch_json(off, ctx())["allocationPolicy"]["instances"][0]
+    job = to_batch_json(spec)
     assert "serviceAccount" not in job["allocationPolicy"] and "logsPolicy" not in job
 
 
@@ -102,7 +117,7 @@ def test_resolves_secrets_topics_and_digests() -> None:
         notifications=[Notification(topic="job-events", type="JOB_STATE_CHANGED")],
         volumes=[GcsVolume(remote_path="models/v1", mount_path="/mnt/models")],
     )
-    job = spec.to_batch_json(ctx())
+    job = to_batch_json(spec, ctx())
     task = job["taskGroups"][0]["taskSpec"]
     assert task["environment"]["secretVariables"] == {
         "BATCH_JOB_KEY": "projects/example-ml-dev/secrets/batch-job-key/versions/latest",
@@ -115,7 +130,7 @@ def test_resolves_secrets_topics_and_digests() -> None:
 
 
 def test_fill_runtime_is_pure() -> None:
-    job = ALL_JOBS["uppercase"].to_batch_json(ctx("dev", "uppercase"))
+    job = to_batch_json(ALL_JOBS["uppercase"], ctx("dev", "uppercase"))
     before = json.dumps(job, sort_keys=True)
     filled = fill_runtime(
         job,
@@ -158,6 +173,14 @@ _env_keys = st.from_regex(r"[A-Z][A-Z0-9_]{0,10}", fullmatch=True)
 _text = st.text(st.characters(codec="utf-8"), max_size=20)
 
 
+_runnables = st.one_of(
+    st.builds(Runnable, script=st.just("echo setup"), background=st.booleans()),
+    st.builds(Runnable, barrier=st.sampled_from(["", "ready"])),
+    st.builds(Runnable, image=st.just("gcr.io/p/agent:1"), always_run=st.booleans(),
+              timeout_s=st.none() | st.integers(1, 600), env=st.just({"A": "1"})),
+)  # fmt: skip
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> dict[str, Any]:
     machine = draw(st.sampled_from(machine_names()))
@@ -176,9 +199,19 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     optional: dict[str, st.SearchStrategy[Any]] = {
         "cpu_milli": st.integers(1, 4000),
         "memory_mib": st.integers(1, 8000),
-        "boot_disk_gb": st.integers(100, 500),
         "boot_disk_image": st.sampled_from(["batch-cos", "batch-debian"]),
-        "provisioning": st.sampled_from(["standard", "spot"]),
+        "provisioning": st.sampled_from(
+            ["standard", "spot", "preemptible", "flex_start", "reservation_bound"]
+        ),
+        "reservation": st.sampled_from(["NO_RESERVATION", "r-l4", "projects/p/reservations/r"]),
+        "install_gpu_drivers": st.booleans(),
+        "boot_disk_gb": st.integers(10, 500),
+        "setup": st.lists(_runnables, max_size=2),
+        "teardown": st.lists(_runnables, max_size=2),
+        "batch_overrides": st.sampled_from(
+            [{"priority": "5"}, {"taskGroups": [{"requireHostsFile": True}]},
+             {"allocationPolicy": {"instances": [{"installOpsAgent": True}]}}]
+        ),
         "region": st.just("europe-west4"),
         "zones": st.lists(st.sampled_from(["europe-west4-a", "europe-west4-b"]), unique=True),
         "max_retry_count": st.integers(1, 10),
@@ -216,7 +249,7 @@ def test_any_accepted_spec_renders_parseable_json(kwargs: dict[str, Any], env: s
         return  # refused at declaration: nothing to render
     job = render_job(spec, ctx(env) if env else None)
     assert canonical(job) == job
-    if spec.is_gpu:
+    if spec.is_gpu and env is not None and spec.install_gpu_drivers is not False:
         assert job["allocationPolicy"]["instances"][0]["installGpuDrivers"] is True
     if env is None:  # without an environment the rendering imports back exactly
-        assert JobSpec.from_batch_json(json.dumps(job), name=spec.name).to_batch_json() == job
+        assert to_batch_json(from_batch_json(json.dumps(job), name=spec.name)) == job

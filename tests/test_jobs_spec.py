@@ -33,7 +33,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("no image", {**CPU, "image": None}, "image", "required unless the job runs a script"),
     ("script+image", {**CPU, "script": "echo hi"}, "script", "either a script or a container"),
     ("empty script", {**CPU, "image": None, "script": "  "}, "script", "must not be empty"),
-    ("machine", {**CPU, "machine_type": "x9-mega"}, "machine_type", "e2-standard-2"),
+    ("machine", {**CPU, "machine_type": "x9 mega"}, "machine_type", "machine type like 'n2-standard-8'"),
     ("gpu type", {**L4, "gpus": GpuSpec(type="nvidia-tesla-a100")}, "gpus", "g2-standard-8 needs nvidia-l4; got nvidia-tesla-a100"),
     ("a2 needs a100", {**L4, "machine_type": "a2-highgpu-1g", "gpus": GpuSpec(type="nvidia-l4")}, "gpus", "a2-highgpu-1g needs nvidia-tesla-a100"),
     ("gpu count", {**L4, "gpus": GpuSpec(type="nvidia-l4", count=2)}, "gpus", "g2-standard-8 carries 1 nvidia-l4; got 2"),
@@ -45,16 +45,16 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("gpu count 0", {**L4, "gpus": {"type": "nvidia-l4", "count": 0}}, "gpus.count", "greater than or equal to 1"),
     ("memory", {**CPU, "machine_type": "n1-standard-4", "memory_mib": 90000}, "memory_mib", "memoryMib 90000 exceeds n1-standard-4 (15360)"),
     ("cpu", {**CPU, "cpu_milli": 5000}, "cpu_milli", "cpuMilli 5000 exceeds e2-standard-4 (4000)"),
-    ("gpu disk", {**L4, "boot_disk_gb": 50}, "boot_disk_gb", "at least 100 GB"),
     ("disk size", {**CPU, "boot_disk_gb": 5}, "boot_disk_gb", "greater than or equal to 10"),
     ("disk type", {**CPU, "boot_disk_type": "ssd"}, "boot_disk_type", "pd-balanced"),
     ("retries max", {**CPU, "max_retry_count": 11}, "max_retry_count", "less than or equal to 10"),
-    ("spot no preempt", {**CPU, "provisioning": "spot", "retry_on_preemption": False}, "retry_on_preemption", "spot jobs must retry on preemption"),
-    ("spot 0 retries", {**CPU, "provisioning": "spot", "max_retry_count": 0}, "max_retry_count", "at least 1 retry"),
-    ("gpu default spot", {**L4, "retry_on_preemption": False}, "retry_on_preemption", "provisioning='standard'"),
-    ("codes 0 retries", {**CPU, "max_retry_count": 0, "retry_exit_codes": [4]}, "max_retry_count", "at least 1 retry"),
-    ("code 50001", {**CPU, "retry_exit_codes": [50001]}, "retry_exit_codes", "retry_on_preemption=True"),
-    ("provisioning", {**CPU, "provisioning": "preemptible"}, "provisioning", "'standard' or 'spot'"),
+    ("code 50001", {**CPU, "retry_on_preemption": False, "retry_exit_codes": [50001]}, "retry_on_preemption", "contradicts exit code 50001"),
+    ("codes repeat", {**CPU, "retry_exit_codes": [2, 2]}, "retry_exit_codes", "must not repeat"),
+    ("provisioning", {**CPU, "provisioning": "flex"}, "provisioning", "'flex_start' or 'reservation_bound'"),
+    ("reservation", {**CPU, "reservation": "Any Reservation"}, "reservation", "NO_RESERVATION"),
+    ("overrides", {**CPU, "batch_overrides": {"taskGroups": [{"taskCount": "x"}]}}, "batch_overrides", "taskGroups[0].taskCount: must be an integer"),
+    ("overrides field", {**CPU, "batch_overrides": {"allocationPolicy": {"instance": []}}}, "batch_overrides", "did you mean 'instances'"),
+    ("runnable kinds", {**CPU, "setup": [{"script": "a", "barrier": ""}]}, "setup.0", "at most one of"),
     ("duration", {**CPU, "max_run_duration_s": 0}, "max_run_duration_s", "greater than or equal to 1"),
     ("task envs", {**CPU, "task_count": 3, "task_environments": [{"A": "1"}]}, "task_count", "task_environments"),
     ("parallelism", {**CPU, "parallelism": 5, "max_parallelism": 2}, "parallelism", "exceeds max_parallelism 2"),
@@ -89,6 +89,31 @@ def test_validation_error_names_field(kwargs: dict[str, Any], field: str, text: 
     assert text in err.message, str(err)
     assert str(err).startswith(f"{field}: ")
     assert "\n" not in one_line(err)
+
+
+# What the model used to refuse and now leaves to guardrails (policies.guardrails): a job
+# Batch accepts is a valid JobSpec.
+OPINIONS: list[dict[str, Any]] = [
+    {**L4, "boot_disk_gb": 50},  # GPUB_JOB_10
+    {**CPU, "provisioning": "spot", "retry_on_preemption": False},  # GPUB_JOB_2
+    {**CPU, "provisioning": "spot", "max_retry_count": 0},  # GPUB_JOB_2
+    {**L4, "retry_on_preemption": False},
+    {**CPU, "max_retry_count": 0, "retry_exit_codes": [4]},
+    {**CPU, "machine_type": "n1-highmem-96"},  # not in the catalog: a warning, not a refusal
+    {**CPU, "machine_type": None},  # Batch picks a machine from computeResource
+]
+
+
+@pytest.mark.parametrize("kwargs", OPINIONS)
+def test_opinions_are_not_refusals(kwargs: dict[str, Any]) -> None:
+    JobSpec(**kwargs)
+
+
+def test_flex_start_and_reservation_are_typed() -> None:
+    spec = JobSpec(**L4, provisioning="flex_start", reservation="NO_RESERVATION")
+    assert spec.peak_gpu_demand("prod") == ("L4", 1, True)  # FLEX_START uses preemptible quota
+    bound = JobSpec(**L4, provisioning="reservation_bound", reservation="r-l4")
+    assert bound.peak_gpu_demand("prod") == ("L4", 1, False)
 
 
 def test_nested_model_errors_name_path() -> None:
@@ -168,3 +193,70 @@ def test_catalog() -> None:
         machine = get_machine(name)
         assert machine is not None, name
         assert machine.price_on_demand_usd_h > (machine.price_spot_usd_h or 0), name
+
+
+def test_a_capacity_ladder_and_candidate_regions_are_typed() -> None:
+    from jobs.spec import Rung
+
+    spec = JobSpec(
+        **L4,
+        region="us-central1",
+        zones=["us-central1-a"],
+        ladder=[
+            Rung(provisioning="reservation_bound", reservation="r-l4", deadline_s=600),
+            Rung(provisioning="flex_start", deadline_s=7200),
+            Rung(provisioning="spot", deadline_s=1800),
+            Rung(provisioning="standard"),
+        ],
+        candidate_regions=["us-central1", "europe-west4"],
+    )
+    assert [r.provisioning for r in spec.rungs_for("prod")][:2] == [
+        "reservation_bound",
+        "flex_start",
+    ]
+    flex = spec.on_rung(spec.ladder[1], "europe-west4")
+    assert (flex.provisioning, flex.region, flex.zones) == ("flex_start", "europe-west4", [])
+    assert flex.peak_gpu_demand("prod") == ("L4", 1, True)  # preemptible quota
+    # Without a ladder: one rung from the environment's rule.
+    assert JobSpec(**L4).rungs_for("dev") == [Rung(provisioning="spot")]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "text"),
+    [
+        ({"ladder": [{"provisioning": "spot"}, {"provisioning": "standard"}]}, "ladder", "needs a deadline_s"),
+        ({"ladder": [{"provisioning": "reservation_bound"}]}, "ladder.0.reservation", "names its reservation"),
+        ({"ladder": [{"provisioning": "spot", "deadline_s": 30}]}, "ladder.0.deadline_s", "greater than or equal to 60"),
+        ({"region": "us-central1", "candidate_regions": ["europe-west4"]}, "candidate_regions", "first candidate"),
+        ({"candidate_regions": ["eu", "eu"]}, "candidate_regions", "regions like"),
+    ],
+)  # fmt: skip
+def test_ladder_errors_name_the_field(kwargs: dict[str, Any], field: str, text: str) -> None:
+    err = error(**CPU, **kwargs)
+    assert err.field == field, str(err)
+    assert text in err.message
+
+
+def test_the_model_imports_neither_the_renderer_nor_the_importer() -> None:
+    """Issue 16: jobs/spec.py (and the modules it is made of) import neither jobs.render nor
+    jobs.importer, not even inside a function; conversions are jobs.to_batch_json and
+    jobs.from_batch_json."""
+    import ast
+    from pathlib import Path
+
+    forbidden = {"jobs.render", "jobs.importer", "jobs.import_read", "jobs.import_cli"}
+    root = Path(__file__).resolve().parents[1] / "jobs"
+    for module in ("spec.py", "spec_checks.py", "parts.py", "catalog.py"):
+        tree = ast.parse((root / module).read_text())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        } | {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        assert not imported & forbidden, (module, imported & forbidden)
+    assert not hasattr(JobSpec, "to_batch_json") and not hasattr(JobSpec, "from_batch_json")

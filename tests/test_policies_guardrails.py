@@ -67,9 +67,36 @@ def test_accepts_the_settings_guardrails_model() -> None:
         ("dbPassword", True),
         ("AUTH-TOKEN", True),
         ("CLIENT_SECRET", True),
+        # issue 13, item 9: names the short word list missed
+        ("DB_PASS", True),
+        ("PRIVATEKEY", True),
+        ("CREDENTIAL", True),
+        ("BEARER", True),
+        ("GH_PAT", True),
+        # more of the same families
+        ("HF_TOKEN", True),
+        ("GITHUB_TOKENS", True),
+        ("APITOKEN", True),
+        ("SSH_PRIVATE_KEY", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("slackWebhookSecret", True),
+        ("DBPASS", True),
+        ("MYSQL_PWD", True),
+        ("GPG_PASSPHRASE", True),
+        ("JWT", True),
+        ("CREDS_FILE", True),
+        ("APIKEYS", True),
+        # look-alikes that are not secrets
         ("KEYBOARD_LAYOUT", False),
         ("TOKENIZER_NAME", False),
         ("GPUB_BATCH_SIZE", False),
+        ("PASSAGE_COUNT", False),
+        ("COMPASS_HEADING", False),
+        ("PATH", False),
+        ("PATTERN", False),
+        ("MONKEY_MODE", False),
+        ("BYPASS_CACHE", False),
+        ("SECRETARY_NAME", False),
     ],
 )
 def test_secret_names(name: str, secret: bool) -> None:
@@ -84,3 +111,39 @@ def test_guardrails_import_stays_light() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_gpu_boot_disk_and_logging_findings_name_the_fix() -> None:
+    job = load("good_gpu_spot")
+    del job["allocationPolicy"]["instances"][0]["policy"]["bootDisk"]
+    del job["logsPolicy"]
+    found = {v.rule_id: v for v in check_job(job, DEV, env_name="dev")}
+    assert found["GPUB_JOB_10"].path == "allocationPolicy.instances[0].policy.bootDisk.sizeGb"
+    assert "add bootDisk.sizeGb >= 100" in found["GPUB_JOB_10"].message
+    assert "add logsPolicy.destination: CLOUD_LOGGING" in found["GPUB_JOB_11"].message
+    [small] = check_job(load("gpub_job_10_fail"), DEV, env_name="dev")
+    assert "30 GB is small" in small.message
+
+
+def test_cpu_jobs_need_no_big_boot_disk() -> None:
+    job = load("good_gpu_spot")
+    policy = job["allocationPolicy"]["instances"][0]["policy"]
+    policy.update(machineType="e2-standard-4", bootDisk={"sizeGb": "10"})
+    del policy["accelerators"]
+    assert "GPUB_JOB_10" not in {v.rule_id for v in check_job(job, DEV, env_name="dev")}
+
+
+def test_declared_jobs_rendered_for_an_environment_pass_the_job_rules() -> None:
+    """Environment defaults (drivers, 100 GB GPU disk, logging) satisfy the opinions."""
+    from jobs import RenderContext, to_batch_json
+    from jobs.registry import ALL_JOBS
+    from policies.guardrails import JOB_RULES
+
+    for spec in ALL_JOBS.values():
+        env = RenderContext(
+            env_name="dev", project_id="p", region="europe-west4",
+            registry_host="europe-west4-docker.pkg.dev/p/batch-images",
+            job_service_account_email=f"job-{spec.name}@p.iam.gserviceaccount.com",
+        )  # fmt: skip
+        found = check_job(to_batch_json(spec, env), DEV, env_name="dev")
+        assert [v for v in found if v.rule_id in JOB_RULES] == [], spec.name

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs import to_batch_json
 from submit import cli, costing, ids, manifest, planner, synth
 from submit.errors import SubmitError
 from submit.manifest import ObjectInfo
@@ -247,7 +248,7 @@ def test_missing_or_stale_synth_says_run_synth(tmp_path: Path,
     spec = synth.load_spec(env, "uppercase")
     path = synth.job_json_path(tmp_path, env, "uppercase")
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(spec.to_batch_json(env.render_context("uppercase"))))
+    path.write_text(json.dumps(to_batch_json(spec, env.render_context("uppercase"))))
     declared = synth.declaration_files(spec)
     assert any(p.name == "uppercase.py" for p in declared)
     old = min(p.stat().st_mtime for p in declared) - 100
