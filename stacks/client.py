@@ -1,30 +1,18 @@
-"""ClientOnboarding: one call adds a client of the platform (see docs/clients.md).
+"""ClientOnboarding: one call adds a client of the platform (tenancy v2, see docs/clients.md).
 
-Per client: a service account scoped by IAM conditions to its own prefixes of the data bucket,
-a results topic and subscription, and, per job the client uses, one Cloud Workflow and one
-Eventarc upload trigger; optional Cloud Scheduler jobs with their own service account.
+Per client: its own bucket `<project>-<client>` (notifying the platform's uploads topic of new
+objects under `inputs/`), a client identity `client-<c>` that writes `inputs/` and reads
+`outputs/` there, a run-time identity `run-<c>` that the client's Batch tasks run as (get and
+list on that bucket, create/overwrite/delete under `outputs/`), a results topic and the client's
+subscription. Nothing per (client, job): the jobs' dispatcher workflows and triggers are per
+job (`stacks/batch_job.py`) and list their clients in their source.
 
-Design choices (the reasons are in docs/clients.md):
-- Workflows are made per (client, job), not shared per job. Workflow invoker can only be granted
-  project-wide, so whoever starts a workflow (trigger, scheduler, operator) could pass any
-  argument to a shared one; with one workflow per client and job the bucket, prefixes and
-  results topic are literals in the source and the arguments can only pick which of that
-  client's inputs to run. It also gives per-client labels and execution history for free.
-- Uploads map to jobs by folder: `<client>/inputs/<job>/<file>` starts `<job>` on that file.
-  Files in deeper folders start nothing; they are for prefix runs (schedules, by hand).
-- Triggers use the platform's trigger service account: its two roles (eventarc.eventReceiver,
-  workflows.invoker) only exist project-wide, so a per-client trigger account would hold the
-  same power and isolate nothing.
-- Client resources are Terraform `for_each` resources with stable keys (`<client>` or
-  `<client>/<job>`, Cloud Foundation Fabric style): one resource per type and role for all
-  clients (`ClientResources`), its map filled by each onboarding and read at synth. The CDK
-  (a jsii round trip per construct) then costs the same for 1 client or 100; what varies per
-  key is in the map (`${each.value.x}`), what is the same for every client stays a literal
-  attribute (CMEK key, workflow and trigger service accounts, deletion protection) where
-  reviewers and the built-in checks see it. IAM conditions are literal strings in the map.
-- Workflow sources: one template per job in the Terraform local `clients_workflow_sources`,
-  the client's name substituted by Terraform (`replace`), so the stack does not carry one
-  ~9 KB source per (client, job); see `SourceTemplate`.
+Client resources are Terraform `for_each` resources with stable keys (`<c>` or
+`<c>/<what>`): one resource per type and role for all clients (`ClientResources`). Their maps
+are plain Python dicts written into `cdk.tf.json` after the CDK synthesizes
+(`stacks/deferred.py`), so synth costs the same for 1 client or 1,000. What is the same for
+every client (CMEK key, lifecycle rules, roles, the uploads topic) stays a literal attribute
+that reviewers and checkov's built-in checks read; IAM conditions are literal strings.
 """
 
 from __future__ import annotations
@@ -34,36 +22,28 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from stacks.conditions import list_under, objects_under
-from stacks.identity import project_role
+from stacks.conditions import bucket_list, objects_under
+from stacks.deferred import deferred_map
 from stacks.provider import (
     CloudSchedulerJob,
     CloudSchedulerJobHttpTarget,
     CloudSchedulerJobHttpTargetOauthToken,
     CloudSchedulerJobRetryConfig,
-    EventarcTrigger,
-    EventarcTriggerDestination,
-    EventarcTriggerMatchingCriteria,
     PubsubSubscription,
     PubsubSubscriptionExpirationPolicy,
     PubsubSubscriptionIamMember,
     PubsubTopic,
     PubsubTopicIamMember,
+    SecretManagerSecretIamMember,
     ServiceAccount,
     ServiceAccountIamMember,
+    StorageBucket,
     StorageBucketIamMember,
     StorageBucketIamMemberCondition,
-    TerraformLocal,
-    WorkflowsWorkflow,
-    lazy_map,
+    StorageNotification,
 )
-from stacks.settings import CLIENT_NAME_RE, ClientSettings
-from stacks.workflow_source import (
-    CLIENT_PLACEHOLDER,
-    SourceTemplate,
-    WorkflowParams,
-    terraform_literal,
-)
+from stacks.settings import ClientSettings, check_client_name
+from stacks.storage import client_bucket_settings
 
 if TYPE_CHECKING:
     from stacks.batch_job import BatchJob
@@ -71,31 +51,8 @@ if TYPE_CHECKING:
 
 RESULTS_RETENTION = "604800s"  # 7 days: a client that is away for a week loses nothing
 SA_ID_MAX = 30
-
-
-def client_sa_id(client: str) -> str:
-    return f"client-{client}"
-
-
-def scheduler_sa_id(client: str) -> str:
-    return f"sched-{client}"
-
-
-def results_topic_id(client: str) -> str:
-    return f"batch-{client}-results"
-
-
-def results_subscription_id(client: str) -> str:
-    return f"batch-{client}-results-sub"
-
-
-def workflow_name(client: str, job: str) -> str:
-    return f"batch-{client}-{job}"
-
-
-def upload_pattern(bucket: str, client: str, job: str) -> str:
-    """The Eventarc path pattern: files directly in `<client>/inputs/<job>/`."""
-    return f"/projects/_/buckets/{bucket}/objects/{client}/inputs/{job}/*"
+INPUTS = "inputs/"
+OUTPUTS = "outputs/"
 
 
 def each(field: str) -> str:
@@ -106,23 +63,21 @@ def each(field: str) -> str:
 # role -> (Terraform resource type, resource name (the construct id under the platform)).
 # The names are part of every client resource's address: renaming one moves state.
 RESOURCES: dict[str, tuple[str, str]] = {
+    "bucket": ("google_storage_bucket", "clients-bucket"),
+    "notification": ("google_storage_notification", "clients-uploads"),
     "sa": ("google_service_account", "clients-sa"),
+    "run-sa": ("google_service_account", "clients-run-sa"),
     "bucket-grants": ("google_storage_bucket_iam_member", "clients-bucket-grants"),
+    "bucket-roles": ("google_storage_bucket_iam_member", "clients-bucket-roles"),
+    "act-as": ("google_service_account_iam_member", "clients-run-act-as"),
     "impersonation": ("google_service_account_iam_member", "clients-impersonation"),
     "topic": ("google_pubsub_topic", "clients-results"),
     "subscription": ("google_pubsub_subscription", "clients-results-sub"),
     "subscribers": ("google_pubsub_subscription_iam_member", "clients-subscribers"),
     "publishers": ("google_pubsub_topic_iam_member", "clients-publishers"),
-    "workflow": ("google_workflows_workflow", "clients-workflows"),
-    "trigger": ("google_eventarc_trigger", "clients-upload-triggers"),
-    "scheduler-sa": ("google_service_account", "clients-scheduler-sa"),
-    "scheduler-invoker": ("google_project_iam_member", "clients-scheduler-invoker"),
+    "secret-access": ("google_secret_manager_secret_iam_member", "clients-secret-access"),
     "schedule": ("google_cloud_scheduler_job", "clients-schedules"),
 }
-
-
-# The Terraform local holding the workflow source templates (one per job; see SourceTemplate).
-SOURCES_LOCAL = "clients_workflow_sources"
 
 
 def ref(role: str, key: str, attribute: str) -> str:
@@ -135,30 +90,28 @@ class ClientResources:
     """The `for_each` resources of every client of one platform, keyed by stable keys.
 
     `add(role, key, value)` is plain Python; the resource of a role is made (one jsii
-    construct) the first time the role gets an entry, with `for_each` read from the entries
-    when the app synthesizes.
+    construct) the first time the role gets an entry, its `for_each` a token that
+    `stacks.deferred` replaces by the entries after synth.
     """
 
     def __init__(self, platform: PlatformStack) -> None:
         self.platform = platform
         self.entries: dict[str, dict[str, dict[str, Any]]] = {}
         self.resources: dict[str, Any] = {}
-        self._templates: dict[str, SourceTemplate] = {}
-        # template key (job, or `<client>/<job>` for a full render) -> source, escaped
-        self.sources: dict[str, str] = {}
-        self._sources_local: Any = None
         self._builders: dict[str, Callable[[], Any]] = {
+            "bucket": self._bucket,
+            "notification": self._notification,
             "sa": lambda: self._service_account("sa"),
+            "run-sa": lambda: self._service_account("run-sa"),
             "bucket-grants": self._bucket_grants,
+            "bucket-roles": self._bucket_roles,
+            "act-as": self._act_as,
             "impersonation": self._impersonation,
             "topic": self._topic,
             "subscription": self._subscription,
             "subscribers": self._subscribers,
             "publishers": self._publishers,
-            "workflow": self._workflow,
-            "trigger": self._trigger,
-            "scheduler-sa": lambda: self._service_account("scheduler-sa"),
-            "scheduler-invoker": self._scheduler_invoker,
+            "secret-access": self._secret_access,
             "schedule": self._schedule,
         }
 
@@ -167,54 +120,51 @@ class ClientResources:
         if entries is None:
             entries = self.entries[role] = {}
             resource = self._builders[role]()
-            resource.add_override("for_each", lazy_map(entries))
+            resource.add_override("for_each", deferred_map(entries))
             self.resources[role] = resource
         if key in entries:
             raise ValueError(f"{RESOURCES[role][1]}: key {key!r} is declared twice")
         entries[key] = value
 
-    def template(self, job: BatchJob, topic_for: Callable[[str], str]) -> SourceTemplate:
-        """The job's workflow source template, rendered once per platform."""
-        name = job.spec.name
-        if name not in self._templates:
-            settings = self.platform.settings
-            params = WorkflowParams(
-                client="",
-                job=name,
-                project_id=settings.project_id,
-                job_region=job.spec.region or settings.region,
-                bucket=settings.data_bucket,
-                results_topic="",
-                job_json=job.job_json,
-                input_format=job.spec.input_format,
-                files_per_task=job.spec.files_per_task,
-                max_parallelism=min(
-                    job.spec.peak_parallelism, settings.guardrails.max_parallelism
-                ),
-                fixed_task_count=len(job.spec.task_environments) or None,
-            )
-            self._templates[name] = SourceTemplate(params, topic_for)
-        return self._templates[name]
-
-    def workflow_source(
-        self, job: BatchJob, client: str, topic_for: Callable[[str], str]
-    ) -> dict[str, str]:
-        """The workflow map fields that make the client's source from a template."""
-        template = self.template(job, topic_for)
-        own, substitute = template.for_client(client)
-        key = job.spec.name if own is None else f"{client}/{job.spec.name}"
-        if key not in self.sources:
-            # Workflows syntax (`${...}`) escaped: a local's strings are Terraform templates.
-            self.sources[key] = terraform_literal(own if own is not None else template.text)
-        if self._sources_local is None:
-            self._sources_local = TerraformLocal(
-                self.platform, SOURCES_LOCAL, lazy_map(self.sources)
-            )
-        return {"source_template": key, "source_client": substitute}
-
     # ---- one builder per role: literal where every client is the same ----------------------
     def _id(self, role: str) -> str:
         return RESOURCES[role][1]
+
+    def _deps(self, *, key_grant: str | None = None) -> list[Any]:
+        platform = self.platform
+        deps: list[Any] = list(platform.apis.all())
+        if key_grant and platform.kms:
+            deps.append(platform.kms.grants[key_grant])
+        return deps
+
+    def _bucket(self) -> StorageBucket:
+        platform = self.platform
+        bucket = StorageBucket(
+            platform,
+            self._id("bucket"),
+            name=each("name"),
+            depends_on=self._deps(key_grant="gcs"),
+            **client_bucket_settings(platform.settings, platform.kms_key, platform.log_bucket_name),
+        )
+        bucket.add_override("labels", each("labels"))
+        bucket.add_override("logging.log_object_prefix", each("name"))
+        return bucket
+
+    def _notification(self) -> StorageNotification:
+        platform = self.platform
+        # New objects under inputs/ of every client bucket go to the ONE uploads topic; the
+        # Cloud Storage service agent must be a publisher there first
+        # (cloud.google.com/storage/docs/reporting-changes).
+        return StorageNotification(
+            platform,
+            self._id("notification"),
+            bucket=each("bucket"),
+            topic=platform.uploads_topic_id,
+            payload_format="JSON_API_V1",
+            event_types=["OBJECT_FINALIZE"],
+            object_name_prefix=INPUTS,
+            depends_on=[platform.uploads_publisher],
+        )
 
     def _service_account(self, role: str) -> ServiceAccount:
         return ServiceAccount(
@@ -230,12 +180,32 @@ class ClientResources:
         return StorageBucketIamMember(
             self.platform,
             self._id("bucket-grants"),
-            bucket=self.platform.buckets.data_bucket_name,
+            bucket=each("bucket"),
             role=each("role"),
             member=each("member"),
             condition=StorageBucketIamMemberCondition(
                 title=each("title"), description=each("description"), expression=each("expression")
             ),
+        )
+
+    def _bucket_roles(self) -> StorageBucketIamMember:
+        # Unconditional roles on the client's own bucket (the bucket is the boundary).
+        return StorageBucketIamMember(
+            self.platform,
+            self._id("bucket-roles"),
+            bucket=each("bucket"),
+            role=each("role"),
+            member=each("member"),
+        )
+
+    def _act_as(self) -> ServiceAccountIamMember:
+        # The job workflows create Batch jobs that run as `run-<c>`: act-as on that account only.
+        return ServiceAccountIamMember(
+            self.platform,
+            self._id("act-as"),
+            service_account_id=each("service_account"),
+            role="roles/iam.serviceAccountUser",
+            member=self.platform.workflow_sa_member,
         )
 
     def _impersonation(self) -> ServiceAccountIamMember:
@@ -249,13 +219,6 @@ class ClientResources:
             member=each("member"),
         )
 
-    def _deps(self, *, key_grants: bool = False) -> list[Any]:
-        platform = self.platform
-        deps: list[Any] = list(platform.apis.all())
-        if key_grants and platform.kms:
-            deps += list(platform.kms.grants.values())
-        return deps
-
     def _topic(self) -> PubsubTopic:
         topic = PubsubTopic(
             self.platform,
@@ -264,7 +227,7 @@ class ClientResources:
             name=each("name"),
             kms_key_name=self.platform.kms_key,
             message_retention_duration=RESULTS_RETENTION,
-            depends_on=self._deps(key_grants=True),
+            depends_on=self._deps(key_grant="pubsub"),
         )
         topic.add_override("labels", each("labels"))
         return topic
@@ -303,79 +266,24 @@ class ClientResources:
             member=each("member"),
         )
 
-    def _workflow(self) -> WorkflowsWorkflow:
-        settings = self.platform.settings
-        workflow = WorkflowsWorkflow(
+    def _secret_access(self) -> SecretManagerSecretIamMember:
+        # Map values name secrets by id (a literal): the secrets are declared with the jobs,
+        # before any client, and the grant waits for them.
+        return SecretManagerSecretIamMember(
             self.platform,
-            self._id("workflow"),
-            project=settings.project_id,
-            region=settings.region,
-            name=each("name"),
-            description=each("description"),
-            service_account=self.platform.workflow_sa_id,
-            # The job's template with the client's name for the placeholder (one template per
-            # job in the stack, not one source per (client, job)).
-            source_contents=(
-                f"${{replace(local.{SOURCES_LOCAL}[each.value.source_template], "
-                f'"{CLIENT_PLACEHOLDER}", each.value.source_client)}}'
-            ),
-            call_log_level="LOG_ERRORS_ONLY",
-            deletion_protection=settings.name == "prod",
-            # The source embeds the job JSON; encrypt it with the environment's key when CMEK.
-            crypto_key_name=self.platform.kms_key,
-            depends_on=self._deps(),
-        )
-        workflow.add_override("labels", each("labels"))
-        return workflow
-
-    def _trigger(self) -> EventarcTrigger:
-        settings = self.platform.settings
-        rtype, name = RESOURCES["workflow"]
-        trigger = EventarcTrigger(
-            self.platform,
-            self._id("trigger"),
-            project=settings.project_id,
-            # Regional like the bucket and the workflow: audit-log triggers in a region see
-            # that region's resources; `global` would work too, but events stay in region.
-            location=settings.region,
-            name=each("name"),
-            matching_criteria=[
-                EventarcTriggerMatchingCriteria(
-                    attribute="type", value="google.cloud.audit.log.v1.written"
-                ),
-                EventarcTriggerMatchingCriteria(
-                    attribute="serviceName", value="storage.googleapis.com"
-                ),
-                EventarcTriggerMatchingCriteria(
-                    attribute="methodName", value="storage.objects.create"
-                ),
-                EventarcTriggerMatchingCriteria(
-                    attribute="resourceName",
-                    operator="match-path-pattern",
-                    value=each("path_pattern"),
-                ),
-            ],
-            # Same key as the trigger: the (client, job) workflow.
-            destination=EventarcTriggerDestination(workflow=f"${{{rtype}.{name}[each.key].id}}"),
-            service_account=self.platform.trigger_sa_email,
-            depends_on=self._deps(),
-        )
-        trigger.add_override("labels", each("labels"))
-        return trigger
-
-    def _scheduler_invoker(self) -> Any:
-        return project_role(
-            self.platform,
-            self._id("scheduler-invoker"),
-            self.platform.settings.project_id,
-            "roles/workflows.invoker",
-            each("member"),
+            self._id("secret-access"),
+            project=self.platform.settings.project_id,
+            secret_id=each("secret"),
+            role="roles/secretmanager.secretAccessor",
+            member=each("member"),
+            depends_on=list(self.platform.secrets.values()),
         )
 
     def _schedule(self) -> CloudSchedulerJob:
-        settings = self.platform.settings
+        platform = self.platform
+        settings = platform.settings
         return CloudSchedulerJob(
-            self.platform,
+            platform,
             self._id("schedule"),
             project=settings.project_id,
             region=settings.region,
@@ -391,78 +299,130 @@ class ClientResources:
                 body=each("body"),
                 headers={"Content-Type": "application/json"},
                 oauth_token=CloudSchedulerJobHttpTargetOauthToken(
-                    service_account_email=each("service_account_email"),
+                    service_account_email=platform.scheduler_sa_email,
                     scope="https://www.googleapis.com/auth/cloud-platform",
                 ),
             ),
-            depends_on=[self.resources["workflow"], *self._deps()],
+            depends_on=[*platform.job_workflows(), platform.scheduler_invoker, *self._deps()],
         )
+
+
+def client_grants(bucket: str, client_member: str, run_member: str) -> dict[str, dict[str, Any]]:
+    """The bucket grants of one client: key suffix -> grant (`expression` None: no condition).
+
+    Plain bucket-level roles for the run identity (the bucket is the boundary): a list is
+    authorized on the bucket, never on an object, so an object-name condition cannot allow it
+    (cloud.google.com/storage/docs/access-control/iam-permissions); overwriting or deleting
+    (a retried task rewrites `_errors/`, `_tasks/`, `_callback.json`) needs
+    `storage.objects.delete`, which objectCreator lacks (cloud.google.com/storage/docs/
+    access-control/iam-roles), hence objectUser, limited to `outputs/`.
+    """
+    return {
+        "client-creates-inputs": {
+            "role": "roles/storage.objectCreator",
+            "member": client_member,
+            "expression": objects_under(bucket, INPUTS),
+            "description": "the client uploads under inputs/",
+        },
+        "client-reads-outputs": {
+            "role": "roles/storage.objectViewer",
+            "member": client_member,
+            "expression": objects_under(bucket, OUTPUTS),
+            "description": "the client reads under outputs/",
+        },
+        "client-lists": {
+            "role": "roles/storage.objectViewer",
+            "member": client_member,
+            "expression": bucket_list(bucket),
+            "description": "the client lists its own bucket (names only)",
+        },
+        "run-reads": {
+            "role": "roles/storage.objectViewer",
+            "member": run_member,
+            "expression": None,
+            "description": "the client's tasks get and list its bucket",
+        },
+        "run-writes-outputs": {
+            "role": "roles/storage.objectUser",
+            "member": run_member,
+            "expression": objects_under(bucket, OUTPUTS),
+            "description": "the client's tasks create, overwrite and delete under outputs/",
+        },
+    }
 
 
 class ClientOnboarding:
     """Everything one client needs, from one `ClientSettings`: entries in the platform's
-    `ClientResources` under the keys `<client>`, `<client>/<grant>` and `<client>/<job>`."""
+    `ClientResources` under the keys `<client>` and `<client>/<what>`."""
 
     def __init__(self, platform: PlatformStack, client: ClientSettings) -> None:
         jobs = _validate(platform, client)  # before any entry exists
         self.platform = platform
         self.client = client
         settings = platform.settings
-        project = settings.project_id
-        name = client.name
-        self.labels = {**settings.all_labels(), **client.labels, "client": name}
-        self.topic_path = f"projects/{project}/topics/{results_topic_id(name)}"
-        # Every source first: a too-big workflow fails the call before any entry is added.
-        sources = {
-            job.spec.name: platform.client_resources.workflow_source(
-                job, name, self._topic_path_for
-            )
-            for job in jobs
-        }
         res = platform.client_resources
+        name = client.name
+        self.bucket = settings.client_bucket(name)
+        self.labels = {**settings.all_labels(), **client.labels, "client": name}
         platform.clients[name] = self
 
-        # --- identity and prefix-scoped object access ------------------------------------
+        # --- the client's bucket: its data, policy, CMEK, retention and labels ---------------
+        res.add("bucket", name, {"name": self.bucket, "labels": self.labels})
+        bucket_ref = ref("bucket", name, "name")
+        res.add("notification", name, {"bucket": bucket_ref})
+
+        # --- identities -------------------------------------------------------------------------
         contact = f" (contact {client.contact})" if client.contact else ""
         description = f"Client {name}{contact}: uploads inputs, reads outputs and results"
         res.add("sa", name, {
-            "account_id": client_sa_id(name),
+            "account_id": settings.client_sa_id(name),
             "display_name": description[:100],
             "description": description,
         })
-        self.service_account_email = ref("sa", name, "email")
-        self.member = f"serviceAccount:{self.service_account_email}"
-        self._bucket_grant(
-            "create-inputs",
-            "roles/storage.objectCreator",
-            objects_under(settings.data_bucket, f"{name}/inputs/"),
-            f"{name} creates objects under {name}/inputs/",
-        )
-        self._bucket_grant(
-            "read-outputs",
-            "roles/storage.objectViewer",
-            objects_under(settings.data_bucket, f"{name}/outputs/"),
-            f"{name} reads objects under {name}/outputs/",
-        )
-        # objectViewer carries storage.objects.list; this condition is true only for list
-        # calls on the bucket whose prefix is inside the client's folder.
-        self._bucket_grant(
-            "list-own",
-            "roles/storage.objectViewer",
-            list_under(settings.data_bucket, f"{name}/"),
-            f"{name} lists only under {name}/",
-        )
+        run_description = f"Tasks of client {name}'s jobs: its bucket only"
+        res.add("run-sa", name, {
+            "account_id": settings.run_sa_id(name),
+            "display_name": run_description,
+            "description": run_description,
+        })
+        self.member = f"serviceAccount:{ref('sa', name, 'email')}"
+        self.run_member = f"serviceAccount:{ref('run-sa', name, 'email')}"
+        for suffix, grant in client_grants(self.bucket, self.member, self.run_member).items():
+            key = f"{name}/{suffix}"
+            if grant["expression"] is None:
+                res.add("bucket-roles", key, {
+                    "bucket": bucket_ref, "role": grant["role"], "member": grant["member"],
+                })
+            else:
+                res.add("bucket-grants", key, {
+                    "bucket": bucket_ref,
+                    "role": grant["role"],
+                    "member": grant["member"],
+                    "title": f"{name}-{suffix}",
+                    "description": grant["description"],
+                    "expression": grant["expression"],
+                })
+        # The job workflows list a batch's inputs before they run it (names only).
+        res.add("bucket-grants", f"{name}/workflow-lists-inputs", {
+            "bucket": bucket_ref,
+            "role": "roles/storage.objectViewer",
+            "member": platform.workflow_sa_member,
+            "title": f"{name}-workflow-lists-inputs",
+            "description": "job workflows list inputs/",
+            "expression": bucket_list(self.bucket, INPUTS),
+        })
+        res.add("act-as", name, {"service_account": ref("run-sa", name, "name")})
         if client.principal is not None:
             res.add("impersonation", name, {
                 "service_account": ref("sa", name, "name"),
                 "member": client.principal,
             })
 
-        # --- results ---------------------------------------------------------------------
-        res.add("topic", name, {"name": results_topic_id(name), "labels": self.labels})
-        self.topic_name = ref("topic", name, "name")
+        # --- results ---------------------------------------------------------------------------
+        res.add("topic", name, {"name": settings.results_topic(name), "labels": self.labels})
+        topic_name = ref("topic", name, "name")
         res.add("subscription", name, {
-            "name": results_subscription_id(name),
+            "name": f"{settings.results_topic(name)}-sub",
             "topic": ref("topic", name, "id"),
             "labels": self.labels,
         })
@@ -474,113 +434,75 @@ class ClientOnboarding:
             res.add("subscribers", f"{name}/principal", {
                 "subscription": subscription, "member": client.principal,
             })
-        workflow_member = platform.workflow_sa_member
+        # The workflow publishes outcomes; Batch publishes failure notifications as the job's
+        # identity (the client's run account).
         res.add("publishers", f"{name}/workflow", {
-            "topic": self.topic_name, "member": workflow_member,
+            "topic": topic_name, "member": platform.workflow_sa_member,
         })
-        # Prefix runs list the client's inputs (names only) from the workflow.
-        self._bucket_grant(
-            "workflow-lists-inputs",
-            "roles/storage.objectViewer",
-            list_under(settings.data_bucket, f"{name}/inputs/"),
-            f"job workflows list {name}/inputs/",
-            member=workflow_member,
-        )
+        res.add("publishers", f"{name}/run", {"topic": topic_name, "member": self.run_member})
 
-        # --- per job: grants, workflow, upload trigger -----------------------------------
-        self.workflow_names: dict[str, str] = {}
+        # --- per job: the job's dispatcher serves this client; its secrets and topics ------
         for job in jobs:
-            self._add_job(job, sources[job.spec.name])
+            self._add_job(job)
+        for i, schedule in enumerate(client.schedules):
+            self._add_schedule(i, schedule.job, schedule.cron, schedule.time_zone,
+                               schedule.input_prefix)
 
-        # --- schedules ---------------------------------------------------------------------
-        if client.schedules:
-            res.add("scheduler-sa", name, {
-                "account_id": scheduler_sa_id(name),
-                "display_name": f"Cloud Scheduler runs of client {name}'s job workflows",
-                "description": f"Cloud Scheduler runs of client {name}'s job workflows",
-            })
-            self.scheduler_sa_email = ref("scheduler-sa", name, "email")
-            res.add("scheduler-invoker", name, {
-                "member": f"serviceAccount:{self.scheduler_sa_email}",
-            })
-            for i, schedule in enumerate(client.schedules):
-                self._add_schedule(
-                    i, schedule.job, schedule.cron, schedule.time_zone, schedule.input_prefix
-                )
-
-    def _topic_path_for(self, client: str) -> str:
-        return f"projects/{self.platform.settings.project_id}/topics/{results_topic_id(client)}"
-
-    # ------------------------------------------------------------------------------------
-    def _bucket_grant(
-        self, id_: str, role: str, expression: str, description: str, member: str | None = None
-    ) -> None:
-        name = self.client.name
-        self.platform.client_resources.add("bucket-grants", f"{name}/{id_}", {
-            "role": role,
-            "member": member or self.member,
-            "title": f"{name}-{id_}",
-            "description": description,
-            "expression": expression,
-        })
-
-    def _add_job(self, job: BatchJob, source: dict[str, str]) -> None:
-        settings = self.platform.settings
+    def _add_job(self, job: BatchJob) -> None:
         res = self.platform.client_resources
-        name = job.spec.name
-        client = self.client.name
-        key = f"{client}/{name}"
-        job.grant_client(client)
-        # Batch publishes the failure notification as the job's service account.
-        res.add("publishers", f"{key}/job", {"topic": self.topic_name, "member": job.member})
-        labels = {**self.labels, "job": name}
-        self.workflow_names[name] = workflow_name(client, name)
-        res.add("workflow", key, {
-            "name": workflow_name(client, name),
-            "description": f"Runs {name} for client {client} on uploads and schedules",
-            **source,
-            "labels": labels,
-        })
-        res.add("trigger", key, {
-            "name": f"batch-{client}-{name}-upload",
-            "path_pattern": upload_pattern(settings.data_bucket, client, name),
-            "labels": labels,
-        })
+        name = self.client.name
+        job.serve(name)
+        for secret_id in job.secrets:
+            key = f"{name}/secret-{secret_id}"
+            if key not in res.entries.get("secret-access", {}):
+                res.add("secret-access", key, {"secret": secret_id, "member": self.run_member})
+        for topic in job.notification_topics():
+            key = f"{name}/notify-{topic}"
+            if key not in res.entries.get("publishers", {}):
+                res.add("publishers", key, {"topic": topic, "member": self.run_member})
 
     def _add_schedule(
         self, index: int, job: str, cron: str, time_zone: str, input_prefix: str
     ) -> None:
         settings = self.platform.settings
         client = self.client.name
-        wf = workflow_name(client, job)
         uri = (
             f"https://workflowexecutions.googleapis.com/v1/projects/{settings.project_id}"
-            f"/locations/{settings.region}/workflows/{wf}/executions"
+            f"/locations/{settings.region}/workflows/{settings.job_workflow(job)}/executions"
         )
         # Executions take their argument as a JSON string inside the JSON body.
-        argument = json.dumps({"input_prefix": input_prefix, "trigger": "schedule"})
+        argument = json.dumps(
+            {"client": client, "input_prefix": input_prefix, "trigger": "schedule"}
+        )
         body = json.dumps({"argument": argument, "callLogLevel": "LOG_ERRORS_ONLY"})
         self.platform.client_resources.add("schedule", f"{client}/schedule-{index}", {
-            "name": f"batch-{client}-{job}-{index}",
+            "name": settings.schedule_name(client, job, index),
             "description": f"{job} for {client} on {input_prefix or 'all inputs'}",
             "schedule": cron,
             "time_zone": time_zone,
             "uri": uri,
             "body": base64.b64encode(body.encode()).decode(),
-            "service_account_email": self.scheduler_sa_email,
         })
 
 
 def _validate(platform: PlatformStack, client: ClientSettings) -> list[BatchJob]:
     """Synth-time checks that span the client and the platform; errors name the field."""
     where = f"clients.{client.name}"
-    stack = platform.settings.stack_name
-    if not CLIENT_NAME_RE.match(client.name) or len(client_sa_id(client.name)) > SA_ID_MAX:
+    settings = platform.settings
+    stack = settings.stack_name
+    try:
+        check_client_name(client.name)
+    except ValueError as exc:
+        raise ValueError(f"clients.name: {exc}") from None
+    if len(settings.client_sa_id(client.name)) > SA_ID_MAX:
         raise ValueError(
-            f"clients.name: {client.name!r} must be 3-23 lowercase letters, digits or hyphens "
-            f"starting with a letter (it becomes the service account id "
-            f"{client_sa_id(client.name)!r}, at most {SA_ID_MAX} chars, and the object prefix "
-            f"'{client.name}/')"
+            f"clients.name: {client.name!r} is too long for its service account id "
+            f"{settings.client_sa_id(client.name)!r} (at most {SA_ID_MAX} chars)"
+        )
+    if len(settings.client_bucket(client.name)) > 63:
+        raise ValueError(
+            f"clients.name: {client.name!r} makes the bucket name "
+            f"{settings.client_bucket(client.name)!r} longer than 63 chars"
         )
     if client.name in platform.clients:
         raise ValueError(f"clients: {client.name!r} is onboarded twice in {stack}")
@@ -610,6 +532,6 @@ def _validate(platform: PlatformStack, client: ClientSettings) -> list[BatchJob]
         if schedule.input_prefix.startswith("/") or ".." in schedule.input_prefix.split("/"):
             raise ValueError(
                 f"{where}.schedules[{i}].input_prefix: {schedule.input_prefix!r} must be "
-                f"relative to {client.name}/inputs/{schedule.job}/"
+                f"relative to inputs/{schedule.job}/"
             )
     return jobs

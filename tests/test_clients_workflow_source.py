@@ -11,11 +11,13 @@ import yaml
 from jobs.declared import embed, uppercase
 from jobs.render import RenderContext, render_job
 from stacks.workflow_source import (
+    FINAL_STATES,
     MAX_PREFIX_OBJECTS,
     WORKFLOW_SOURCE_LIMIT,
     WorkflowParams,
     build_workflow,
     embedded_job,
+    marker_regex,
     prefix_regex,
     workflow_source,
 )
@@ -29,8 +31,7 @@ CTX = RenderContext(
 
 def params(job_json: dict[str, Any] | None = None, **kw: Any) -> WorkflowParams:
     base: dict[str, Any] = dict(
-        client="acme", job="embed", project_id="p-dev", job_region="europe-west4",
-        bucket="p-dev-batch-data", results_topic="projects/p-dev/topics/batch-acme-results",
+        job="embed", project_id="p-dev", job_region="europe-west4", clients=("acme", "globex"),
         job_json=job_json if job_json is not None else render_job(embed.SPEC, CTX),
         input_format="jsonl", files_per_task=20, max_parallelism=4,
     )
@@ -93,8 +94,63 @@ def test_batch_connector_calls_and_publish() -> None:
     message = s["publish"]["args"]["body"]["messages"][0]
     assert message["data"] == "${base64.encode(json.encode(outcome))}"
     assert s["done"]["switch"][0]["condition"] == (
-        '${state == "SUCCEEDED" or state == "FAILED" or state == "DELETION_IN_PROGRESS"}'
+        '${state == "SUCCEEDED" or state == "FAILED" or state == "CANCELLED" or '
+        'state == "DELETION_IN_PROGRESS"}'
     )
+
+
+def test_create_returns_at_creation() -> None:
+    """Defect 3: without skip_polling the connector waits for the Batch job and gives up
+    after 1,800 s (cloud.google.com/workflows/docs/reference/googleapis/batch/v1/
+    projects.locations.jobs/create); the workflow polls itself."""
+    s = steps(params())
+    assert s["create"]["try"]["args"]["connector_params"] == {"skip_polling": True}
+    assert s["created"]["assign"] == [{"batch_job": "${created.name}"}]
+
+
+def test_cancelled_is_a_final_state() -> None:
+    """Defect 4: a cancelled job's workflow polled forever (the submit helper knew better)."""
+    assert "CANCELLED" in FINAL_STATES
+    from submit.batch import FINAL_STATES as SUBMIT_FINAL
+
+    assert {getattr(x, "name", str(x)) for x in SUBMIT_FINAL} <= set(FINAL_STATES)
+
+
+def test_only_this_jobs_ready_marker_starts_a_run() -> None:
+    rx = re.compile(marker_regex(params()))
+    assert rx.match("inputs/embed/b-7/_READY")
+    for name in ("inputs/embed/b-7/a.jsonl", "inputs/uppercase/b-7/_READY",
+                 "inputs/embed/_READY", "inputs/embed/a/b/_READY", "inputs/embed/_x/_READY",
+                 "outputs/embed/b-7/_READY", "inputs/embed/b-7/_READY.tmp"):
+        assert not rx.match(name), name
+    s = steps(params())
+    condition = s["is_marker"]["switch"][0]["condition"]
+    assert 'event_type == "OBJECT_FINALIZE"' in condition
+    assert '"^p-dev-"' in condition
+    assert s["is_marker"]["next"] == "ignored" and "return" in s["ignored"]
+
+
+def test_everything_of_a_run_derives_from_one_known_client() -> None:
+    s = steps(params())
+    init = {k: v for a in s["init"]["assign"] for k, v in a.items()}
+    assert init["clients"] == ["acme", "globex"]
+    assert s["known_client"]["switch"][0] == {"condition": "${client in clients}",
+                                              "next": "client_literals"}
+    assert s["known_client"]["next"] == "unknown_client" and "raise" in s["unknown_client"]
+    lit = {k: v for a in s["client_literals"]["assign"] for k, v in a.items()}
+    assert lit["bucket"] == '${"p-dev-" + client}'
+    assert lit["run_sa"] == '${"run-" + client + "@p-dev.iam.gserviceaccount.com"}'
+    assert lit["results_topic"] == '${"projects/p-dev/topics/batch-" + client + "-results"}'
+    assert lit["output_prefix"] == '${"gs://" + bucket + "/" + "outputs/embed/" + batch + "/"}'
+    fill = {k: v for a in s["fill"]["assign"] for k, v in a.items()}
+    assert fill["job.allocationPolicy.serviceAccount.email"] == "${run_sa}"
+    assert fill["job.labels.client"] == "${client}"
+
+
+def test_a_thousand_clients_fit_the_source_limit() -> None:
+    clients = tuple(f"client-{i:04d}" for i in range(1000))
+    size = len(workflow_source(params(clients=clients)).encode())
+    assert size < WORKFLOW_SOURCE_LIMIT, size
 
 
 @pytest.mark.parametrize(
@@ -130,8 +186,8 @@ def test_source_over_128_kb_is_a_clear_error() -> None:
     job["taskGroups"][0]["taskSpec"]["environment"]["variables"]["BIG"] = "x" * (
         WORKFLOW_SOURCE_LIMIT + 1
     )
-    with pytest.raises(ValueError, match=r"clients\.acme\.jobs: the workflow for 'embed' is "
-                                         r"\d+ bytes; Workflows accepts at most 131072"):
+    with pytest.raises(ValueError, match=r"jobs\.embed: its workflow is \d+ bytes for 2 "
+                                         r"clients; Workflows accepts at most 131072"):
         workflow_source(params(job))
 
 
@@ -145,24 +201,3 @@ def test_expression_lookalike_in_the_job_is_refused() -> None:
 def test_job_rendered_without_environment_is_refused() -> None:
     with pytest.raises(ValueError, match="no task environment variables or labels"):
         workflow_source(params({"taskGroups": [{"taskSpec": {}}]}))
-
-
-@pytest.mark.parametrize("client", ["acme", "client-007", "a-b", "x" * 23, "true", "yes", "null"])
-def test_template_gives_the_same_source_as_a_full_render(client: str) -> None:
-    from stacks.workflow_source import SourceTemplate
-
-    def topic(c: str) -> str:
-        return f"projects/p-dev/topics/batch-{c}-results"
-
-    template = SourceTemplate(params(), topic)
-    assert template.source(client) == workflow_source(params(client=client,
-                                                             results_topic=topic(client)))
-
-
-def test_template_checks_the_size_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    import stacks.workflow_source as ws
-
-    template = ws.SourceTemplate(params(), lambda c: f"projects/p/topics/batch-{c}-results")
-    monkeypatch.setattr(ws, "WORKFLOW_SOURCE_LIMIT", len(template.text.encode()) - 200)
-    with pytest.raises(ValueError, match=r"clients\.acme\.jobs: the workflow for 'embed'"):
-        template.source("acme")
