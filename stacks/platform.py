@@ -8,7 +8,7 @@ from constructs import Construct
 
 from stacks.budget import ProjectBudget
 from stacks.client import ClientOnboarding, ClientResources
-from stacks.conditions import objects_under
+from stacks.conditions import list_under, objects_under
 from stacks.identity import project_role, service_account
 from stacks.kms import AGENT_SERVICES, DataKey
 from stacks.provider import (
@@ -200,11 +200,20 @@ class PlatformStack(TerraformStack):
         return sa
 
     def _adhoc_grants(self, settings: EnvironmentSettings) -> None:
-        """Operators' ad-hoc runs read the data bucket and write under `jobs/` only."""
+        """Operators' ad-hoc runs list, read, write and delete under `jobs/` only."""
         member = sa_member_ref(settings.adhoc_sa_id)
         bucket = self.buckets.data_bucket_name
         StorageBucketIamMember(
-            self, "adhoc-reads", bucket=bucket, role="roles/storage.objectViewer", member=member
+            self,
+            "adhoc-reads",
+            bucket=bucket,
+            role="roles/storage.objectViewer",
+            member=member,
+            condition=StorageBucketIamMemberCondition(
+                title="adhoc-lists-jobs",
+                description="ad-hoc runs list under jobs/",
+                expression=list_under(settings.data_bucket, "jobs/"),
+            ),
         )
         StorageBucketIamMember(
             self,

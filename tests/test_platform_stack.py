@@ -267,8 +267,7 @@ def test_project_grants_only_where_nothing_narrower(stack: Stack) -> None:
 
 def test_resource_grants_are_on_the_narrowest_resource(stack: Stack) -> None:
     """Unconditional bucket roles only where the bucket is the boundary: a client's run
-    identity on its own bucket, the ad-hoc identity's read on the data bucket, the usage-log
-    writer on the log bucket. Image pull is per repository."""
+    identity on its own bucket and the usage-log writer on the log bucket. Image pull is per repository."""
     for name, grant in resources(stack, "google_storage_bucket_iam_member").items():
         if "condition" in grant:
             expression = grant["condition"]["expression"]
@@ -281,9 +280,7 @@ def test_resource_grants_are_on_the_narrowest_resource(stack: Stack) -> None:
                 f'serviceAccount:${{google_service_account.clients-run-sa["{m[1]}"].email}}')
             assert grant["role"] == "roles/storage.objectViewer"
         else:
-            assert (name, grant["role"]) in {
-                ("adhoc-reads", "roles/storage.objectViewer"),
-            } or grant["member"] == "group:cloud-storage-analytics@google.com", name
+            assert grant["member"] == "group:cloud-storage-analytics@google.com", name
     for grant in resources(stack, "google_artifact_registry_repository_iam_member").values():
         assert grant["role"] == "roles/artifactregistry.reader"
     for grant in resources(stack, "google_service_account_iam_member").values():
