@@ -185,6 +185,8 @@ class StackFacts:
     iam_policies: Mapping[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
     # the file's `locals` (workflow source templates)
     locals: Mapping[str, Any] = field(default_factory=dict)
+    # the whole parsed file, for rules that count across resources (CKV_GPUB_LIM_*)
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def prod(self) -> bool:
@@ -307,6 +309,7 @@ def facts_from_document(
         buckets=buckets,
         iam_policies=policies,
         locals=local if isinstance(local, dict) else {},
+        document=doc,
     )
 
 

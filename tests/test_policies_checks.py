@@ -13,7 +13,7 @@ from policies.scan import StackInput, run_checkov
 from policies.tfjson import StackFacts, facts_from_document
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies" / "terraform"
-RULES = [f"CKV_GPUB_{n}" for n in range(1, 14)]
+RULES = [f"CKV_GPUB_{n}" for n in range(1, 14)] + [f"CKV_GPUB_LIM_{n}" for n in range(1, 10)]
 
 # (file stem, check id) -> {resource address: result name}
 Results = dict[tuple[str, str], dict[str, str]]
@@ -145,3 +145,24 @@ def test_for_each_references_resolve_per_key() -> None:
     assert for_each_entries(expr) == [("k", {"s": '${replace(local.x["embed"], "P", "k")}'})]
     assert for_each_entries({"for_each": ["${var.m}"], "x": [1]}) == []
     assert for_each_entries({"x": [1]}) is None
+
+
+def test_limit_failures_say_the_figure() -> None:
+    """bin/check names the count and the limit, so the fix is obvious."""
+    stacks = [
+        StackInput(stem, FIXTURES / f"{stem}.tf.json",
+                   facts_from_document(json.loads((FIXTURES / f"{stem}.tf.json").read_text())),
+                   GuardrailLimits())
+        for stem in ("ckv_gpub_lim_1_fail", "ckv_gpub_lim_2_fail", "ckv_gpub_lim_9_fail")
+    ]
+    report, _ = run_checkov(stacks)
+    details = {r.check_id: r.details for r in report.failed_checks
+               if r.check_id.startswith("CKV_GPUB_LIM_")}
+    assert details["CKV_GPUB_LIM_1"][0].endswith(
+        "501 triggers in europe-west4; Eventarc allows 500 per project and location "
+        "(not raisable)")
+    assert "21 conditional bindings of roles/storage.objectViewer" in details["CKV_GPUB_LIM_2"][0]
+    # v1's run grants: no list (object-name conditions only), no delete (objectCreator).
+    assert details["CKV_GPUB_LIM_9"] == [
+        "[acme] run-acme on example-ml-dev-acme cannot: delete outputs/job/batch/x; "
+        "list outputs/job/batch/; list inputs/job/batch/"]
