@@ -42,17 +42,34 @@ STORAGE_PERMISSIONS = {
 }
 
 
+_INDEX: dict[int, tuple[Any, dict[str, list[tuple[str, dict[str, Any]]]]]] = {}
+
+
+def _by_type(facts: StackFacts) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """type -> [(address name, body)] of every instance in the file, expanded once per file."""
+    doc = facts.document
+    hit = _INDEX.get(id(doc))
+    if hit is not None and hit[0] is doc:
+        return hit[1]
+    index: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for rtype, named in (doc.get("resource") or {}).items():
+        if isinstance(named, dict):
+            index[rtype] = [
+                (address, body)
+                for name, conf in named.items() if isinstance(conf, dict)
+                for address, body in instances(name, conf)
+            ]
+    _INDEX[id(doc)] = (doc, index)
+    return index
+
+
 def _raw_instances(facts: StackFacts, rtype_glob: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(type, address name, body) of every instance of matching types in the whole file."""
     suffix = rtype_glob.lstrip("*")
-    for rtype, named in (facts.document.get("resource") or {}).items():
-        if not (rtype == rtype_glob or (rtype_glob.startswith("*") and rtype.endswith(suffix))):
-            continue
-        if isinstance(named, dict):
-            for name, conf in named.items():
-                if isinstance(conf, dict):
-                    for address, body in instances(name, conf):
-                        yield rtype, address, body
+    for rtype, items in _by_type(facts).items():
+        if rtype == rtype_glob or (rtype_glob.startswith("*") and rtype.endswith(suffix)):
+            for address, body in items:
+                yield rtype, address, body
 
 
 def _target(rtype: str, conf: dict[str, Any]) -> str:
@@ -252,12 +269,17 @@ class AgentExistsBeforeGrant(GpubCheck):
         return CheckResult.PASSED
 
 
+_PROGRAMS: dict[str, Any] = {}
+
+
 def _cel_allows(expression: str, rtype: str, name: str, attributes: dict[str, str]) -> bool:
     import celpy
 
-    env = celpy.Environment()
-    program = env.program(env.compile(expression), functions={
-        "getAttribute": lambda api, key, default: api.get(key, default)})
+    program = _PROGRAMS.get(expression)
+    if program is None:
+        env = celpy.Environment()
+        program = _PROGRAMS[expression] = env.program(env.compile(expression), functions={
+            "getAttribute": lambda api, key, default: api.get(key, default)})
     result = program.evaluate({
         "resource": celpy.json_to_cel({"type": rtype, "name": name,
                                        "service": "storage.googleapis.com"}),
@@ -272,6 +294,24 @@ RUN_NEEDS = [
     ("delete", "outputs/job/batch/x"), ("list", "outputs/job/batch/"),
     ("get", "inputs/job/batch/x"), ("list", "inputs/job/batch/"),
 ]
+
+
+_GRANTS: dict[int, tuple[Any, dict[tuple[str, str], list[dict[str, Any]]]]] = {}
+
+
+def _bucket_grants(facts: StackFacts) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(bucket name, service account id) -> its bucket grants, once per file."""
+    hit = _GRANTS.get(id(facts.document))
+    if hit is not None and hit[0] is facts.document:
+        return hit[1]
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for _, _, body in _raw_instances(facts, "google_storage_bucket_iam_member"):
+        sa = facts.service_account_id(str(body.get("member", "")))
+        if sa is not None:
+            bucket = facts.resolve_text(str(body.get("bucket", "")))
+            out.setdefault((bucket, sa), []).append(body)
+    _GRANTS[id(facts.document)] = (facts.document, out)
+    return out
 
 
 class RunIdentityIsSufficient(GpubCheck):
@@ -290,11 +330,7 @@ class RunIdentityIsSufficient(GpubCheck):
         project = str((providers[0] if isinstance(providers, list) else providers).get(
             "project", ""))
         bucket = f"{project}-{account_id.removeprefix('run-')}"
-        grants = [
-            body for _, _, body in _raw_instances(facts, "google_storage_bucket_iam_member")
-            if facts.resolve_text(str(body.get("bucket", ""))) == bucket
-            and facts.service_account_id(str(body.get("member", ""))) == account_id
-        ]
+        grants = _bucket_grants(facts).get((bucket, account_id), [])
         missing = []
         for permission, probe in RUN_NEEDS:
             if permission == "list":
