@@ -27,6 +27,7 @@ from stacks.provider import (
     ServiceAccount,
     StorageBucketIamMember,
     StorageBucketIamMemberCondition,
+    TerraformLocal,
     TerraformStack,
     google_beta_provider,
     project_service_identity,
@@ -181,6 +182,9 @@ class PlatformStack(TerraformStack):
             audit_log_config=[ProjectIamAuditConfigAuditLogConfig(log_type="DATA_WRITE")],
         )
         self.quotas = GpuQuotas(self, "gpu-quotas", settings, depends_on=api_deps)
+        # Quotas Cloud Quotas cannot ask for: declared here, checked by CKV_GPUB_LIM_10.
+        TerraformLocal(self, "gpub_declared_quotas",
+                       {"service_accounts": settings.service_account_quota})
         if settings.billing_account is not None:
             ProjectBudget(self, "budget", settings, self.project.number)
 

@@ -146,6 +146,10 @@ class EnvironmentSettings(BaseModel):
     soft_delete_days: Annotated[int, Field(ge=7, le=90)] = 7
     registry_keep_versions: Annotated[int, Field(gt=0)] = 10
     registry_untagged_days: Annotated[int, Field(gt=0)] = 14
+    # Service accounts the project may hold: 100 by default, raised on request (console or
+    # support; cloud.google.com/iam/docs/service-accounts-create). The stack needs 2 per
+    # client + 4; `bin/check` (CKV_GPUB_LIM_10) names the number to ask for.
+    service_account_quota: Annotated[int, Field(gt=0)] = 100
 
     @field_validator("name")
     @classmethod

@@ -267,7 +267,8 @@ def test_project_grants_only_where_nothing_narrower(stack: Stack) -> None:
 
 def test_resource_grants_are_on_the_narrowest_resource(stack: Stack) -> None:
     """Unconditional bucket roles only where the bucket is the boundary: a client's run
-    identity on its own bucket and the usage-log writer on the log bucket. Image pull is per repository."""
+    identity on its own bucket and the usage-log writer on the log bucket. Image pull is per
+    repository."""
     for name, grant in resources(stack, "google_storage_bucket_iam_member").items():
         if "condition" in grant:
             expression = grant["condition"]["expression"]

@@ -13,7 +13,7 @@ from policies.scan import StackInput, run_checkov
 from policies.tfjson import StackFacts, facts_from_document
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies" / "terraform"
-RULES = [f"CKV_GPUB_{n}" for n in range(1, 14)] + [f"CKV_GPUB_LIM_{n}" for n in range(1, 10)]
+RULES = [f"CKV_GPUB_{n}" for n in range(1, 14)] + [f"CKV_GPUB_LIM_{n}" for n in range(1, 11)]
 
 # (file stem, check id) -> {resource address: result name}
 Results = dict[tuple[str, str], dict[str, str]]

@@ -351,6 +351,29 @@ class RunIdentityIsSufficient(GpubCheck):
         return CheckResult.PASSED
 
 
+DEFAULT_SA_QUOTA = 100  # per project: cloud.google.com/iam/docs/service-accounts-create
+
+
+class ServiceAccountQuota(GpubCheck):
+    def __init__(self) -> None:
+        super().__init__(name="Service accounts within the project's declared quota",
+                         id="CKV_GPUB_LIM_10", categories=[CheckCategories.IAM],
+                         supported_resources=["google_service_account"])
+
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
+        facts = self.facts
+        declared = facts.locals.get("gpub_declared_quotas") or {}
+        quota = int(declared.get("service_accounts", DEFAULT_SA_QUOTA)) if isinstance(
+            declared, dict) else DEFAULT_SA_QUOTA
+        n = len(_by_type(facts).get("google_service_account", []))
+        if n > quota:
+            return self.fail(
+                f"{n} service accounts; the project's quota is {quota} (default "
+                f"{DEFAULT_SA_QUOTA}): ask Google for at least {n} (console or support, Cloud "
+                "Quotas cannot) and set settings.service_account_quota")
+        return CheckResult.PASSED
+
+
 check_lim_1 = EventarcTriggersPerLocation()
 check_lim_2 = ConditionalBindingsPerMember()
 check_lim_3 = MembersPerPolicy()
@@ -360,3 +383,4 @@ check_lim_6 = TriggerWaitsForItsGrants()
 check_lim_7 = CmekWaitsForKeyGrant()
 check_lim_8 = AgentExistsBeforeGrant()
 check_lim_9 = RunIdentityIsSufficient()
+check_lim_10 = ServiceAccountQuota()
