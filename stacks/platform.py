@@ -256,6 +256,7 @@ class PlatformStack(TerraformStack):
         """Declare one more job: also added to `settings.jobs` (one list, see onboard_client)."""
         job = self._add_job(spec)
         self.settings = self.settings.model_copy(update={"jobs": [*self.settings.jobs, spec]})
+        self.quotas.update(self.settings)  # the one GPU demand, with this job
         return job
 
     def onboard_client(self, client: ClientSettings) -> ClientOnboarding:

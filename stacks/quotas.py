@@ -69,29 +69,49 @@ class GpuQuotas(Construct):
     GPUS-ALL-REGIONS-per-project quota that every GPU VM also consumes."""
 
     def __init__(
-        self, scope: Construct, id_: str, settings: EnvironmentSettings, depends_on: list,
-        reasons: dict[str, list[str]] | None = None,
+        self, scope: Construct, id_: str, settings: EnvironmentSettings, depends_on: list
     ) -> None:
         super().__init__(scope, id_)
+        self._depends_on = depends_on
+        self._infos: dict[str, str] = {}
+        self.preferences: dict[tuple[str, str, bool] | str, CloudQuotasQuotaPreference] = {}
+        self.totals: dict[tuple[str, str, bool], int] = {}
+        self.update(settings)
+
+    def update(self, settings: EnvironmentSettings) -> None:
+        """(Re)state the preferences for `settings` (called again when a job is added)."""
         self.settings = settings
         self.totals = settings.gpu_demand()
-        self.preferences: dict[tuple[str, str, bool], CloudQuotasQuotaPreference] = {}
+        wanted: dict[tuple[str, str, bool] | str, tuple[str, str, dict[str, str], int, str]] = {}
         for key, total in sorted(self.totals.items()):
             region, family, spot = key
             quota_id, dims = quota_id_and_dimensions(
                 GpuDemand(region=region, family=family, spot=spot, count=total)
             )
             kind = "spot" if spot else "standard"
-            self.preferences[key] = self._preference(
-                f"{family.lower()}-{kind}-{region}", quota_id, dims, total,
-                f"peak {kind} {family} demand in {region} of declared jobs", depends_on,
-            )
-        self.global_preference: CloudQuotasQuotaPreference | None = None
+            wanted[key] = (f"{family.lower()}-{kind}-{region}", quota_id, dims, total,
+                           f"peak {kind} {family} demand in {region} of declared jobs")
         if self.totals:
-            self.global_preference = self._preference(
+            wanted[GLOBAL_GPU_QUOTA_ID] = (
                 "gpus-all-regions", GLOBAL_GPU_QUOTA_ID, {}, settings.gpus_all_regions(),
-                "GPUs of all declared jobs at peak, all regions", depends_on,
-            )
+                "GPUs of all declared jobs at peak, all regions")
+        for wanted_key, (id_, quota_id, dims, total, why) in wanted.items():
+            pref = self.preferences.get(wanted_key)
+            if pref is None:
+                self.preferences[wanted_key] = self._preference(id_, quota_id, dims, total, why,
+                                                         self._depends_on)
+            else:
+                info = self._infos[id_]
+                pref.put_quota_config(preferred_value=preferred_value_expression(info, total,
+                                                                                 dims))
+                pref.justification = self._justification(why, total)
+
+    @property
+    def global_preference(self) -> CloudQuotasQuotaPreference | None:
+        return self.preferences.get(GLOBAL_GPU_QUOTA_ID)
+
+    def _justification(self, why: str, total: int) -> str:
+        return f"GPU batch platform ({self.settings.name}): {why} is {total} GPUs"
 
     def _preference(
         self, id_: str, quota_id: str, dims: dict[str, str], total: int, why: str,
@@ -103,6 +123,7 @@ class GpuQuotas(Construct):
             quota_id=quota_id, depends_on=depends_on,
         )
         info_ref = f"data.google_cloud_quotas_quota_info.{info.friendly_unique_id}"
+        self._infos[id_] = info_ref
         return CloudQuotasQuotaPreference(
             self,
             id_,
@@ -111,9 +132,7 @@ class GpuQuotas(Construct):
             quota_id=quota_id,
             dimensions=dims or None,
             contact_email=self.settings.quota_contact_email,
-            justification=(
-                f"GPU batch platform ({self.settings.name}): {why} is {total} GPUs"
-            ),
+            justification=self._justification(why, total),
             quota_config=CloudQuotasQuotaPreferenceQuotaConfig(
                 preferred_value=preferred_value_expression(info_ref, total, dims)
             ),

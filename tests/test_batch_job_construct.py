@@ -146,3 +146,20 @@ def test_job_region_must_be_allowed() -> None:
     spec = ALL_JOBS["uppercase"].model_copy(update={"region": "us-central1"})
     with pytest.raises(ValueError, match=r"jobs.uppercase.region: 'us-central1' is not an allowed"):
         build_app([_env(jobs=[spec])])
+
+
+def test_a_job_added_later_joins_the_quota_and_the_settings(tmp_path: Any) -> None:
+    """`add_job` keeps ONE list of jobs and ONE GPU demand: settings, quota preferences."""
+    from stacks.platform import PlatformStack
+    from stacks.provider import App
+
+    base = dev().model_copy(update={"name": "later", "jobs": [ALL_JOBS["uppercase"]],
+                                    "clients": []})
+    platform = PlatformStack(App(outdir=str(tmp_path)), base)
+    assert platform.quotas.preferences == {}  # a CPU job needs no GPU quota
+    platform.add_job(ALL_JOBS["embed"])
+    assert [j.name for j in platform.settings.jobs] == ["uppercase", "embed"]
+    demand = platform.settings.gpu_demand()
+    assert platform.quotas.totals == demand and [k[1] for k in demand] == ["L4"]
+    assert set(platform.quotas.preferences) == {*demand, "GPUS-ALL-REGIONS-per-project"}
+    assert platform.quotas.global_preference is not None
