@@ -80,11 +80,19 @@ class GpubCheck(BaseResourceCheck):
         if not entries:
             return self.fail("for_each is not a literal map; its entries cannot be checked")
         results = []
+        by_message: dict[str, list[str]] = {}
         for key, entry in entries:
             seen = len(self.details)
             result = self.scan_entry(entry)
-            self.details[seen:] = [f"[{key}] {d}" for d in self.details[seen:]]
+            for message in self.details[seen:]:
+                by_message.setdefault(message, []).append(key)
+            del self.details[seen:]
             results.append(result)
+        # One line per distinct finding, naming its keys (a stack-wide limit fails every
+        # entry the same way: say it once).
+        for message, keys in by_message.items():
+            shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+            self.details.append(f"[{shown}] {message}")
         if CheckResult.FAILED in results:
             return CheckResult.FAILED
         if CheckResult.PASSED in results:

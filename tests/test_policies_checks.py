@@ -166,3 +166,29 @@ def test_limit_failures_say_the_figure() -> None:
     assert details["CKV_GPUB_LIM_9"] == [
         "[acme] run-acme on example-ml-dev-acme cannot: delete outputs/job/batch/x; "
         "list outputs/job/batch/; list inputs/job/batch/"]
+
+
+@pytest.mark.parametrize("bucket", ["p-acme", "p-acme-eu"])
+def test_memoized_cel_gives_the_literal_answer(bucket: str) -> None:
+    """CKV_GPUB_LIM_9 evaluates each client's grants with the bucket name replaced by a
+    stand-in (one evaluation for 1,000 clients); the answers equal the literal evaluation."""
+    from policies.checks.gpub_limits import _allows, _cel_allows
+
+    obj = "storage.googleapis.com/Object"
+    expressions = [
+        'resource.name.startsWith("projects/_/buckets/p-acme/objects/outputs/")',
+        'resource.name.startsWith("projects/_/buckets/p-acme-eu/objects/outputs/")',
+        'resource.type == "storage.googleapis.com/Bucket" && '
+        'resource.name == "projects/_/buckets/p-acme"',
+        'api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("in/")',
+    ]
+    requests = [
+        (obj, f"projects/_/buckets/{bucket}/objects/outputs/x", {}),
+        (obj, f"projects/_/buckets/{bucket}/objects/in/x", {}),
+        ("storage.googleapis.com/Bucket", f"projects/_/buckets/{bucket}",
+         {"storage.googleapis.com/objectListPrefix": "in/a/"}),
+    ]
+    for expression in expressions:
+        for rtype, name, attrs in requests:
+            assert _allows(bucket, expression, rtype, name, attrs) == _cel_allows(
+                expression, rtype, name, attrs), (expression, name)

@@ -20,7 +20,7 @@ if _ROOT not in sys.path:
 
 from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
 
-from policies.checkbase import IAM_GRANTS, GpubCheck  # noqa: E402
+from policies.checkbase import IAM_GRANTS, GpubCheck, expanded  # noqa: E402
 from policies.tfjson import StackFacts, flat_strings, instances, members, value  # noqa: E402
 
 TRIGGERS_PER_LOCATION = 500  # cloud.google.com/eventarc/docs/quotas (hard limit)
@@ -53,12 +53,17 @@ def _by_type(facts: StackFacts) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         return hit[1]
     index: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for rtype, named in (doc.get("resource") or {}).items():
-        if isinstance(named, dict):
-            index[rtype] = [
-                (address, body)
-                for name, conf in named.items() if isinstance(conf, dict)
-                for address, body in instances(name, conf)
-            ]
+        if not isinstance(named, dict):
+            continue
+        items = index[rtype] = []
+        for name, conf in named.items():
+            if not isinstance(conf, dict):
+                continue
+            entries = expanded(facts, rtype, name)  # shared with GpubCheck: once per file
+            if entries is None:
+                items.extend(instances(name, conf))
+            else:
+                items.extend((f'{name}["{key}"]', body) for key, body in entries)
     _INDEX[id(doc)] = (doc, index)
     return index
 
@@ -270,6 +275,27 @@ class AgentExistsBeforeGrant(GpubCheck):
 
 
 _PROGRAMS: dict[str, Any] = {}
+_RESULTS: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], bool] = {}
+BUCKET_STAND_IN = "gpub-bucket-under-test"
+
+
+def _allows(bucket: str, expression: str, rtype: str, name: str,
+            attributes: dict[str, str]) -> bool:
+    """`_cel_allows`, memoized over bucket names: every client's grants are the same text
+    but for its bucket, so the bucket (a path segment, never containing `/` or `"`) is
+    replaced by a stand-in in the expression and the request alike. A bucket name found in
+    any other position keeps the literal evaluation."""
+    def swap(text: str) -> str:
+        return text.replace(f"buckets/{bucket}/", f"buckets/{BUCKET_STAND_IN}/").replace(
+            f'buckets/{bucket}"', f'buckets/{BUCKET_STAND_IN}"')
+    generic_expression = swap(expression)
+    generic_name = swap(name + '"')[:-1]
+    if bucket in generic_expression or bucket in generic_name:
+        return _cel_allows(expression, rtype, name, attributes)
+    key = (generic_expression, rtype, generic_name, tuple(sorted(attributes.items())))
+    if key not in _RESULTS:
+        _RESULTS[key] = _cel_allows(generic_expression, rtype, generic_name, attributes)
+    return _RESULTS[key]
 
 
 def _cel_allows(expression: str, rtype: str, name: str, attributes: dict[str, str]) -> bool:
@@ -341,7 +367,7 @@ class RunIdentityIsSufficient(GpubCheck):
                 name, attrs = f"projects/_/buckets/{bucket}/objects/{probe}", {}
             ok = any(
                 permission in STORAGE_PERMISSIONS.get(str(g.get("role", "")), set())
-                and (not _condition(g) or _cel_allows(_condition(g), rtype, name, attrs))
+                and (not _condition(g) or _allows(bucket, _condition(g), rtype, name, attrs))
                 for g in grants
             )
             if not ok:
@@ -359,6 +385,14 @@ class ServiceAccountQuota(GpubCheck):
         super().__init__(name="Service accounts within the project's declared quota",
                          id="CKV_GPUB_LIM_10", categories=[CheckCategories.IAM],
                          supported_resources=["google_service_account"])
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        # A count over the file: judged once, on the file's first service account resource.
+        _, _, name = self.entity_path.rsplit(":", 2)
+        accounts = (self.facts.document.get("resource") or {}).get("google_service_account", {})
+        if accounts and name != next(iter(accounts)):
+            return CheckResult.UNKNOWN
+        return self.scan_entry({})
 
     def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         facts = self.facts
