@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from constructs import Construct
 
 from stacks.budget import ProjectBudget
-from stacks.client import ClientOnboarding, ClientResources
+from stacks.client import ClientOnboarding
+from stacks.client_resources import ClientResources
 from stacks.conditions import list_under, objects_under
 from stacks.identity import project_role, service_account
 from stacks.kms import AGENT_SERVICES, DataKey
