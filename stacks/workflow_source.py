@@ -233,7 +233,9 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
         {
             "route": {
                 "switch": [
-                    {"condition": "${args == null}", "next": "bad_request"},
+                    # get_type, not `== null`: cloud.google.com/workflows/docs/reference/stdlib/
+                    # expression-helpers (and the local emulator has no `null` literal).
+                    {"condition": "${get_type(args) == \"null\"}", "next": "bad_request"},
                     {"condition": '${"data" in args}', "next": "from_event"},
                     {"condition": '${"client" in args}', "next": "from_args"},
                 ],
