@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -192,3 +193,21 @@ def test_memoized_cel_gives_the_literal_answer(bucket: str) -> None:
         for rtype, name, attrs in requests:
             assert _allows(bucket, expression, rtype, name, attrs) == _cel_allows(
                 expression, rtype, name, attrs), (expression, name)
+
+
+def test_bin_check_fails_on_a_stack_over_each_limit(tmp_path: Path) -> None:
+    """The rules run in bin/check itself: one run over every failing limit fixture."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(FIXTURES.glob("ckv_gpub_lim_*_fail.tf.json"))
+    args = [a for f in files for a in ("--stack-file", str(f))]
+    proc = subprocess.run(
+        [str(root / "bin" / "check"), "--reports", str(tmp_path / "reports"), "--env", "dev",
+         *args],
+        capture_output=True, text=True, check=False,
+        env={"COLUMNS": "300", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failed = set(re.findall(r"FAILED (CKV_GPUB_LIM_\d+) ", proc.stdout))
+    assert failed == {f"CKV_GPUB_LIM_{n}" for n in range(1, 11)}, proc.stdout[-3000:]
