@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 SA_ID_MAX = 30
 
 
-def client_grants(bucket: str, client_member: str, run_member: str) -> dict[str, dict[str, Any]]:
+def client_grants(
+    bucket: str, client_member: str, run_member: str, operator_member: str
+) -> dict[str, dict[str, Any]]:
     """The bucket grants of one client: key suffix -> grant (`expression` None: no condition).
 
     Plain bucket-level roles for the run identity (the bucket is the boundary): a list is
@@ -34,7 +36,9 @@ def client_grants(bucket: str, client_member: str, run_member: str) -> dict[str,
     (cloud.google.com/storage/docs/access-control/iam-permissions); overwriting or deleting
     (a retried task rewrites `_errors/`, `_tasks/`, `_callback.json`) needs
     `storage.objects.delete`, which objectCreator lacks (cloud.google.com/storage/docs/
-    access-control/iam-roles), hence objectUser, limited to `outputs/`.
+    access-control/iam-roles), hence objectUser, limited to `outputs/`. Operators (`bin/submit
+    --client`) read the bucket and write manifests and run records under `outputs/`, like the
+    run identity.
     """
     return {
         "client-creates-inputs": {
@@ -66,6 +70,18 @@ def client_grants(bucket: str, client_member: str, run_member: str) -> dict[str,
             "member": run_member,
             "expression": objects_under(bucket, OUTPUTS),
             "description": "the client's tasks create, overwrite and delete under outputs/",
+        },
+        "operator-reads": {
+            "role": "roles/storage.objectViewer",
+            "member": operator_member,
+            "expression": None,
+            "description": "operators get and list the client's bucket",
+        },
+        "operator-writes-outputs": {
+            "role": "roles/storage.objectUser",
+            "member": operator_member,
+            "expression": objects_under(bucket, OUTPUTS),
+            "description": "operators write manifests and run records under outputs/",
         },
     }
 
@@ -106,7 +122,9 @@ class ClientOnboarding:
         })
         self.member = f"serviceAccount:{ref('sa', name, 'email')}"
         self.run_member = f"serviceAccount:{ref('run-sa', name, 'email')}"
-        for suffix, grant in client_grants(self.bucket, self.member, self.run_member).items():
+        grants = client_grants(self.bucket, self.member, self.run_member,
+                               platform.operator_member)
+        for suffix, grant in grants.items():
             key = f"{name}/{suffix}"
             if grant["expression"] is None:
                 res.add("bucket-roles", key, {
@@ -130,7 +148,13 @@ class ClientOnboarding:
             "description": "job workflows list inputs/",
             "expression": bucket_list(self.bucket, INPUTS),
         })
-        res.add("act-as", name, {"service_account": ref("run-sa", name, "name")})
+        run_sa = ref("run-sa", name, "name")
+        res.add("act-as", f"{name}/workflow", {
+            "service_account": run_sa, "member": platform.workflow_sa_member,
+        })
+        res.add("act-as", f"{name}/operator", {
+            "service_account": run_sa, "member": platform.operator_member,
+        })
         if client.principal is not None:
             res.add("impersonation", name, {
                 "service_account": ref("sa", name, "name"),

@@ -184,13 +184,14 @@ class ClientResources:
         )
 
     def _act_as(self) -> ServiceAccountIamMember:
-        # The job workflows create Batch jobs that run as `run-<c>`: act-as on that account only.
+        # Whoever creates Batch jobs that run as `run-<c>` (the job workflows, operators'
+        # bin/submit) may act as that account only.
         return ServiceAccountIamMember(
             self.platform,
             self._id("act-as"),
             service_account_id=each("service_account"),
             role="roles/iam.serviceAccountUser",
-            member=self.platform.workflow_sa_member,
+            member=each("member"),
         )
 
     def _impersonation(self) -> ServiceAccountIamMember:

@@ -26,6 +26,7 @@ from stacks.provider import (
     SecretManagerSecretReplicationUserManaged,
     SecretManagerSecretReplicationUserManagedReplicas,
     ServiceAccount,
+    ServiceAccountIamMember,
     StorageBucketIamMember,
     StorageBucketIamMemberCondition,
     TerraformLocal,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 WORKFLOW_SA = "batch-workflows"
 TRIGGER_SA = "batch-trigger"
 SCHEDULER_SA = "batch-scheduler"
+OPERATOR_SA = "operator"  # settings.operator_sa_email
 # Roles every run identity needs that exist only at project level (Batch agent reporting,
 # Cloud Logging). Granted once to the principal set of the project's service accounts
 # (cloud.google.com/iam/docs/principal-identifiers: "All service accounts in a project"),
@@ -123,6 +125,11 @@ class PlatformStack(TerraformStack):
         self.adhoc_sa = self._platform_sa(
             settings.adhoc_sa_id, "Operators' ad-hoc runs (bin/submit) on the data bucket"
         )
+        # The identity operators' bin/submit acts as (settings.operator_sa_email).
+        self.operator_sa = self._platform_sa(
+            OPERATOR_SA, "Operators: bin/submit runs of declared jobs for clients and ad hoc"
+        )
+        self.operator_member: str = sa_member_ref(OPERATOR_SA)
         # Literal references (usable in the client tables written after synth).
         self.workflow_sa_id: str = f"${{google_service_account.{WORKFLOW_SA}.id}}"
         self.trigger_sa_email: str = f"${{google_service_account.{TRIGGER_SA}.email}}"
@@ -133,6 +140,8 @@ class PlatformStack(TerraformStack):
                 self, f"workflow-{role.split('/')[1]}", settings.project_id, role,
                 self.workflow_sa_member,
             )
+        project_role(self, "operator-batchjobsEditor", settings.project_id,
+                     "roles/batch.jobsEditor", self.operator_member)
         self.trigger_grants = [
             project_role(
                 self, f"trigger-{role.split('/')[1]}", settings.project_id, role,
@@ -205,30 +214,42 @@ class PlatformStack(TerraformStack):
         return sa
 
     def _adhoc_grants(self, settings: EnvironmentSettings) -> None:
-        """Operators' ad-hoc runs list, read, write and delete under `jobs/` only."""
-        member = sa_member_ref(settings.adhoc_sa_id)
+        """Ad-hoc runs (and the operators who start them) list, read, write and delete under
+        `jobs/` of the data bucket only; operators may act as the ad-hoc identity."""
+        for who, member in (("adhoc", sa_member_ref(settings.adhoc_sa_id)),
+                            ("operator", self.operator_member)):
+            self._data_bucket_grants(settings, who, member)
+        ServiceAccountIamMember(
+            self,
+            "operator-act-as-adhoc",
+            service_account_id=f"${{google_service_account.{settings.adhoc_sa_id}.name}}",
+            role="roles/iam.serviceAccountUser",
+            member=self.operator_member,
+        )
+
+    def _data_bucket_grants(self, settings: EnvironmentSettings, who: str, member: str) -> None:
         bucket = self.buckets.data_bucket_name
         StorageBucketIamMember(
             self,
-            "adhoc-reads",
+            f"{who}-reads",
             bucket=bucket,
             role="roles/storage.objectViewer",
             member=member,
             condition=StorageBucketIamMemberCondition(
-                title="adhoc-lists-jobs",
-                description="ad-hoc runs list under jobs/",
+                title=f"{who}-lists-jobs",
+                description=f"{who} lists under jobs/",
                 expression=list_under(settings.data_bucket, "jobs/"),
             ),
         )
         StorageBucketIamMember(
             self,
-            "adhoc-writes",
+            f"{who}-writes",
             bucket=bucket,
             role="roles/storage.objectUser",
             member=member,
             condition=StorageBucketIamMemberCondition(
-                title="adhoc-writes-jobs",
-                description="ad-hoc runs create, overwrite and delete under jobs/",
+                title=f"{who}-writes-jobs",
+                description=f"{who} creates, overwrites and deletes under jobs/",
                 expression=objects_under(settings.data_bucket, "jobs/"),
             ),
         )
@@ -297,4 +318,5 @@ class PlatformStack(TerraformStack):
         return self._secrets[secret_id]
 
     def service_accounts(self) -> list[ServiceAccount]:
-        return [self.workflow_sa, self.trigger_sa, self.scheduler_sa, self.adhoc_sa]
+        return [self.workflow_sa, self.trigger_sa, self.scheduler_sa, self.adhoc_sa,
+                self.operator_sa]

@@ -78,11 +78,11 @@ def cel() -> Cel:
 
 def bucket_name_of(stack: Stack, ref: str) -> str:
     """`${google_storage_bucket.clients-bucket["acme"].name}` -> the bucket's literal name."""
-    m = re.fullmatch(r'\$\{google_storage_bucket\.clients-bucket\["([^"]+)"\]\.name\}', ref)
+    m = re.fullmatch(r"\$\{google_storage_bucket\.(.+)\.name\}", ref)
     if m is None:
         return ref
     buckets = {k: r for t, k, r in all_resources(stack) if t == "google_storage_bucket"}
-    return str(buckets[f'clients-bucket["{m.group(1)}"]']["name"])
+    return str(buckets[m.group(1)]["name"])
 
 
 def grants_of(stack: Stack, member: str) -> list[dict[str, Any]]:
@@ -176,6 +176,25 @@ def test_client_identity_writes_inputs_reads_outputs(
     assert not me.lists(theirs, "")
 
 
+@pytest.mark.parametrize(("env", "client", "other"), PAIRS)
+def test_operator_runs_for_every_client_without_touching_inputs(
+    stacks_json: dict[str, Stack], cel: Cel, env: str, client: str, other: str
+) -> None:
+    """bin/submit's identity (settings.operator_sa_email) reads a client's bucket and writes
+    manifests and run records under outputs/; it never writes a client's inputs."""
+    stack = stacks_json[env]
+    mine = f"example-ml-{env}-{client}"
+    op = Access(cel, grants_of(stack, "serviceAccount:${google_service_account.operator.email}"))
+    assert op.on_object(mine, GET, "inputs/uppercase/b1/a.jsonl")
+    assert op.lists(mine, "inputs/uppercase/b1/")
+    for permission in (CREATE, DELETE):
+        assert op.on_object(mine, permission, "outputs/uppercase/b1/_manifest.jsonl")
+        assert not op.on_object(mine, permission, "inputs/uppercase/b1/a.jsonl")
+    data = f"example-ml-{env}-batch-data"
+    assert op.on_object(data, CREATE, "jobs/uppercase/x") and op.lists(data, "jobs/uppercase/")
+    assert not op.on_object(data, CREATE, "acme/inputs/x")
+
+
 def test_every_bucket_condition_is_valid_cel(stacks_json: dict[str, Stack], cel: Cel) -> None:
     for stack in stacks_json.values():
         for rtype, _, r in all_resources(stack):
@@ -184,15 +203,22 @@ def test_every_bucket_condition_is_valid_cel(stacks_json: dict[str, Stack], cel:
 
 
 def test_tasks_run_as_the_clients_run_identity(stacks_json: dict[str, Stack]) -> None:
-    """The workflow may act as each client's run identity, and only the workflow may."""
+    """The workflow and operators may act as each client's run identity, nobody else."""
     stack = stacks_json["dev"]
     act_as = [r for t, _, r in all_resources(stack) if t == "google_service_account_iam_member"
               and r["role"] == "roles/iam.serviceAccountUser"]
-    targets = {r["service_account_id"] for r in act_as}
+    targets = {r["service_account_id"] for r in act_as if "clients-run-sa" in
+               r["service_account_id"]}
     assert targets == {f'${{google_service_account.clients-run-sa["{c}"].name}}'
                        for c in ("acme", "globex")}
-    assert {r["member"] for r in act_as} == {
-        "serviceAccount:${google_service_account.batch-workflows.email}"}
+    run_targets = [r for r in act_as if "clients-run-sa" in r["service_account_id"]]
+    assert {r["member"] for r in run_targets} == {
+        "serviceAccount:${google_service_account.batch-workflows.email}",
+        "serviceAccount:${google_service_account.operator.email}"}
+    others = [r for r in act_as if r not in run_targets]
+    assert [(r["service_account_id"], r["member"]) for r in others] == [(
+        "${google_service_account.batch-adhoc.name}",
+        "serviceAccount:${google_service_account.operator.email}")]
 
 
 # ---- what one call adds --------------------------------------------------------------------
@@ -223,8 +249,8 @@ ONE_CALL = Counter({
     "google_storage_bucket": 1,
     "google_storage_notification": 1,
     "google_service_account": 2,
-    "google_storage_bucket_iam_member": 6,
-    "google_service_account_iam_member": 2,
+    "google_storage_bucket_iam_member": 8,
+    "google_service_account_iam_member": 3,
     "google_pubsub_topic": 1,
     "google_pubsub_subscription": 1,
     "google_pubsub_subscription_iam_member": 2,

@@ -267,18 +267,19 @@ def test_project_grants_only_where_nothing_narrower(stack: Stack) -> None:
 
 def test_resource_grants_are_on_the_narrowest_resource(stack: Stack) -> None:
     """Unconditional bucket roles only where the bucket is the boundary: a client's run
-    identity on its own bucket and the usage-log writer on the log bucket. Image pull is per
-    repository."""
+    identity and operators on its own bucket, the usage-log writer on the log bucket. Image
+    pull is per repository."""
     for name, grant in resources(stack, "google_storage_bucket_iam_member").items():
         if "condition" in grant:
             expression = grant["condition"]["expression"]
             assert "resource.name" in expression, name
             continue
-        m = re.fullmatch(r'clients-bucket-roles\["([a-z0-9-]+)/run-reads"\]', name)
+        m = re.fullmatch(r'clients-bucket-roles\["([a-z0-9-]+)/(run|operator)-reads"\]', name)
         if m:
             assert grant["bucket"] == f'${{google_storage_bucket.clients-bucket["{m[1]}"].name}}'
             assert grant["member"] == (
-                f'serviceAccount:${{google_service_account.clients-run-sa["{m[1]}"].email}}')
+                f'serviceAccount:${{google_service_account.clients-run-sa["{m[1]}"].email}}'
+                if m[2] == "run" else "serviceAccount:${google_service_account.operator.email}")
             assert grant["role"] == "roles/storage.objectViewer"
         else:
             assert grant["member"] == "group:cloud-storage-analytics@google.com", name
@@ -290,7 +291,8 @@ def test_resource_grants_are_on_the_narrowest_resource(stack: Stack) -> None:
 
 def test_workflow_and_trigger_service_accounts(stack: Stack) -> None:
     ids = {sa["account_id"] for sa in resources(stack, "google_service_account").values()}
-    assert {"batch-workflows", "batch-trigger", "batch-scheduler", "batch-adhoc"} <= ids
+    assert {"batch-workflows", "batch-trigger", "batch-scheduler", "batch-adhoc",
+            "operator"} <= ids
     roles_of: dict[str, set[str]] = {}
     for grant in resources(stack, "google_project_iam_member").values():
         roles_of.setdefault(grant["member"], set()).add(grant["role"])
@@ -302,6 +304,8 @@ def test_workflow_and_trigger_service_accounts(stack: Stack) -> None:
         "roles/eventarc.eventReceiver",
         "roles/workflows.invoker",
     }
+    assert roles_of["serviceAccount:${google_service_account.operator.email}"] == {
+        "roles/batch.jobsEditor"}
     # Run identities: Batch agent reporting and logging once, for the project's service
     # accounts as a set, not once per client (the project policy stays small).
     run_set = ("principalSet://cloudresourcemanager.googleapis.com/projects/"
