@@ -7,6 +7,7 @@ itself and of the jsii node runtime. The parent adds whole-process wall time.
     .venv/bin/python bench/synth.py                      # N=1,M=1 vs N=100,M=5 (the target)
     .venv/bin/python bench/synth.py --clients 100 --jobs 5
     .venv/bin/python bench/synth.py --quick              # N=1,M=1 vs N=3,M=2 (smoke test)
+    .venv/bin/python bench/synth.py --clients 1000 --jobs 5 --keep /tmp/synth  # keep output
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bench._common import PYTHON, ROOT, emit, env_with_root, machine, run_timed,
 if TYPE_CHECKING:
     from stacks.settings import EnvironmentSettings
 
-TARGET_RATIO = 1.5
+TARGET_RATIO = 2.0  # issue 11: 1,000 clients x 5 jobs within 2x the 1 x 1 time
 
 
 def build_environments(clients: int, jobs: int) -> list[EnvironmentSettings]:
@@ -47,10 +48,14 @@ def build_environments(clients: int, jobs: int) -> list[EnvironmentSettings]:
         ]
         names = [s.name for s in specs]
         members = [
-            ClientSettings(name=f"client-{c:03d}", jobs=names, contact="data@example.com")
+            ClientSettings(name=f"tenant-{c:04d}", jobs=names, contact="data@example.com")
             for c in range(clients)
         ]
-        out.append(base.model_copy(update={"jobs": specs, "clients": members}))
+        # A project that asked for the service accounts it needs (2 per client + 4); with the
+        # default 100, bin/check fails CKV_GPUB_LIM_10 naming that number (as it should).
+        quota = max(100, 2 * clients + 10)
+        out.append(base.model_copy(update={"jobs": specs, "clients": members,
+                                           "service_account_quota": quota}))
     return out
 
 
@@ -77,14 +82,14 @@ def _node_hwm_mib() -> float:
 def worker(clients: int, jobs: int, outdir: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     import stacks.provider  # noqa: F401  (the jsii load: the cost that should dominate)
-    from stacks.app import build_app, write_job_json
+    from stacks.app import build_app, finish
 
     t1 = time.perf_counter()
     envs = build_environments(clients, jobs)
     app, platforms = build_app(envs, outdir=outdir)
     t2 = time.perf_counter()
     app.synth()
-    write_job_json(Path(outdir), platforms)
+    finish(Path(outdir), platforms)
     t3 = time.perf_counter()
     size = sum(p.stat().st_size for p in Path(outdir).rglob("*.json"))
     return {
@@ -97,10 +102,13 @@ def worker(clients: int, jobs: int, outdir: str) -> dict[str, Any]:
     }
 
 
-def measure(clients: int, jobs: int) -> dict[str, Any]:
+def measure(clients: int, jobs: int, keep: Path | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
+        outdir = str(keep / f"n{clients}_m{jobs}") if keep else tmp
+        if keep:
+            Path(outdir).mkdir(parents=True, exist_ok=True)
         cmd = [PYTHON, str(Path(__file__)), "--worker", "--clients", str(clients),
-               "--jobs", str(jobs), "--outdir", tmp]
+               "--jobs", str(jobs), "--outdir", outdir]
         wall, proc = run_timed(cmd, env=env_with_root(), cwd=ROOT)
         if proc.returncode != 0:
             raise SystemExit(f"synth worker failed:\n{proc.stderr[-3000:]}")
@@ -115,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, action="append", help="M (paired with --clients)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     p.add_argument("--repeat", type=int, default=1, help="runs per configuration (median)")
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="keep each configuration's output under DIR/n<N>_m<M>/")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--outdir", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -130,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"machine: {machine()}")
     baseline: float | None = None
     for clients, jobs in configs:
-        runs = [measure(clients, jobs) for _ in range(a.repeat)]
+        runs = [measure(clients, jobs, a.keep) for _ in range(a.repeat)]
         runs.sort(key=lambda r: r["process_s"])
         r = runs[len(runs) // 2]
         baseline = baseline or r["process_s"]
@@ -140,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"N={clients:4d} M={jobs}: process {r['process_s']:.2f}s (import {r['import_s']:.2f}"
             f" construct {r['construct_s']:.2f} synth {r['synth_s']:.2f}) "
             f"rss py {r['python_maxrss_mib']:.0f} MiB node {r['node_maxrss_mib']:.0f} MiB; "
-            f"x{ratio} of N=1,M=1 (target <= {TARGET_RATIO} at N=100,M=5)")
+            f"x{ratio} of N=1,M=1 (target <= {TARGET_RATIO} at N=1000,M=5)")
     return 0
 
 

@@ -8,11 +8,31 @@ from typing import Any
 from checkov.common.models.enums import CheckCategories, CheckResult
 from checkov.terraform.checks.resource.base_resource_check import BaseResourceCheck
 
-from policies.tfjson import StackFacts, facts_for_scanned_file, for_each_entries
+from policies.tfjson import StackFacts, facts_for_scanned_file, for_each_entries, instances
 
 # Every IAM grant resource of the google provider, present and future.
 IAM_GRANTS = ("google_*_iam_member", "google_*_iam_binding", "google_*_iam_policy")
 GUIDELINE = "docs/policies.md"
+# (id of a parsed stack file, type, name) -> (the document, [(key, instance)]): a for_each
+# resource is expanded once per file, not once per rule.
+_EXPANDED: dict[tuple[int, str, str], tuple[Any, list[tuple[str, dict[str, Any]]]]] = {}
+
+
+def expanded(facts: StackFacts, rtype: str, name: str) -> list[tuple[str, dict[str, Any]]] | None:
+    """The instances of `rtype.name` from the stack file itself (raw JSON, `each.*`
+    resolved), keyed by their `for_each` key; None when the file has no such map."""
+    doc = facts.document
+    cache_key = (id(doc), rtype, name)
+    hit = _EXPANDED.get(cache_key)
+    if hit is not None and hit[0] is doc:
+        return hit[1]
+    raw = (doc.get("resource") or {}).get(rtype, {}).get(name) if doc else None
+    if not isinstance(raw, dict) or not isinstance(raw.get("for_each"), dict):
+        return None
+    prefix = len(name) + 2  # `name["key"]`
+    entries = [(address[prefix:-2], body) for address, body in instances(name, raw)]
+    _EXPANDED[cache_key] = (doc, entries)
+    return entries
 
 
 class GpubCheck(BaseResourceCheck):
@@ -49,17 +69,30 @@ class GpubCheck(BaseResourceCheck):
         A `for_each` resource fails when any entry fails (the details name the key), passes
         when some entry passes and none fails, and fails when its map cannot be read.
         """
-        entries = for_each_entries(conf)
+        if "for_each" not in conf:
+            return self.scan_entry(conf)
+        _, rtype, name = self.entity_path.rsplit(":", 2)
+        entries = expanded(self.facts, rtype, name)
+        if entries is None:  # not in the file's own JSON (a hand-made conf): expand it here
+            entries = for_each_entries(conf)
         if entries is None:
             return self.scan_entry(conf)
         if not entries:
             return self.fail("for_each is not a literal map; its entries cannot be checked")
         results = []
+        by_message: dict[str, list[str]] = {}
         for key, entry in entries:
             seen = len(self.details)
             result = self.scan_entry(entry)
-            self.details[seen:] = [f"[{key}] {d}" for d in self.details[seen:]]
+            for message in self.details[seen:]:
+                by_message.setdefault(message, []).append(key)
+            del self.details[seen:]
             results.append(result)
+        # One line per distinct finding, naming its keys (a stack-wide limit fails every
+        # entry the same way: say it once).
+        for message, keys in by_message.items():
+            shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+            self.details.append(f"[{shown}] {message}")
         if CheckResult.FAILED in results:
             return CheckResult.FAILED
         if CheckResult.PASSED in results:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,8 +53,54 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+# A for_each map replaced in the copy checkov scans (see `_slim_copy`).
+SLIM_FOR_EACH = {"__gpub_entries_in_the_stack_file__": True}
+NAME_LINE_RE = re.compile(r'^( {4}| {6})"([^"]+)": \{$')
+
+
+def _slim_copy(source: Path, folder: Path) -> Path:
+    """The stack file with every literal `for_each` map replaced by a stub.
+
+    checkov's graph flattens each attribute of a resource and compares every flattened key
+    with every other (quadratic in the entries of a map: minutes at 1,000 clients), although
+    its for_each handling is off and no built-in check reads the map. Our rules read the
+    entries from the stack file itself (`GpubCheck`, facts registered for both paths).
+    """
+    doc = json.loads(source.read_text(encoding="utf-8"))
+    for named in (doc.get("resource") or {}).values():
+        for conf in named.values() if isinstance(named, dict) else []:
+            if isinstance(conf, dict) and isinstance(conf.get("for_each"), dict):
+                conf["for_each"] = dict(SLIM_FOR_EACH)
+    target = folder / source.parent.name / source.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return target
+
+
+def _resource_lines(path: Path) -> dict[tuple[str, str], int]:
+    """(type, name) -> first line of the resource in a `cdk.tf.json` as the CDK writes it."""
+    lines: dict[tuple[str, str], int] = {}
+    section, rtype = "", ""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.startswith('  "'):
+            section = line.split('"')[1]
+            continue
+        m = NAME_LINE_RE.match(line)
+        if m and section == "resource":
+            if len(m.group(1)) == 4:
+                rtype = m.group(2)
+            else:
+                lines[(rtype, m.group(2))] = number
+    return lines
+
+
 def run_checkov(stacks: list[StackInput]) -> tuple[Report, dict[int, Located]]:
     """Built-in checks + our pack over every stack file; records carry real addresses."""
+    with tempfile.TemporaryDirectory(prefix="gpub-scan-") as tmp:
+        return _run_checkov(stacks, Path(tmp))
+
+
+def _run_checkov(stacks: list[StackInput], tmp: Path) -> tuple[Report, dict[int, Located]]:
     from checkov.runner_filter import RunnerFilter
     from checkov.terraform_json.runner import TerraformJsonRunner
 
@@ -60,9 +108,16 @@ def run_checkov(stacks: list[StackInput]) -> tuple[Report, dict[int, Located]]:
     # (asteval per value): minutes at 20 clients. Our rules expand the literal maps themselves
     # (GpubCheck); built-in checks read the resources' literal attributes.
     os.environ["CHECKOV_ENABLE_FOREACH_HANDLING"] = "False"
-    files = {str(s.tf_file.resolve()): s for s in stacks if s.tf_file is not None}
-    for path, stack in files.items():
-        register_facts(path, stack.facts)
+    files: dict[str, StackInput] = {}
+    originals: dict[str, Path] = {}
+    for i, stack in enumerate(s for s in stacks if s.tf_file is not None):
+        assert stack.tf_file is not None
+        original = stack.tf_file.resolve()
+        slim = _slim_copy(original, tmp / str(i)).resolve()
+        files[str(slim)] = stack
+        originals[str(slim)] = original
+        register_facts(original, stack.facts)
+        register_facts(slim, stack.facts)
     runner = TerraformJsonRunner()
     result = runner.run(
         root_folder=None,
@@ -87,6 +142,7 @@ def run_checkov(stacks: list[StackInput]) -> tuple[Report, dict[int, Located]]:
                         meta.get("path") if isinstance(meta, dict) else None,
                     )
     located: dict[int, Located] = {}
+    lines = {slim: _resource_lines(original) for slim, original in originals.items()}
     for record in report.get_all_records():
         abs_path = str(Path(record.file_abs_path).resolve())
         stack_name = files[abs_path].name if abs_path in files else Path(abs_path).parent.name
@@ -94,6 +150,14 @@ def run_checkov(stacks: list[StackInput]) -> tuple[Report, dict[int, Located]]:
             (abs_path, record.file_line_range[0]), (record.resource, None)
         )
         record.resource = address
+        if abs_path in originals:  # report the stack file itself, not the scanned copy
+            original = originals[abs_path]
+            record.file_abs_path = str(original)
+            record.file_path = _rel(original)
+            start = lines[abs_path].get(tuple(address.split(".", 1)))  # type: ignore[arg-type]
+            if start is not None:
+                span = record.file_line_range[1] - record.file_line_range[0]
+                record.file_line_range = [start, start + span]
         names = [address, f"{stack_name}/{address}"] + ([construct] if construct else [])
         located[id(record)] = Located(stack_name, names)
     return report, located

@@ -187,6 +187,8 @@ class StackFacts:
     iam_policies: Mapping[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
     # the file's `locals` (workflow source templates)
     locals: Mapping[str, Any] = field(default_factory=dict)
+    # the whole parsed file, for rules that count across resources (CKV_GPUB_LIM_*)
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def prod(self) -> bool:
@@ -318,6 +320,7 @@ def facts_from_document(
         buckets=buckets,
         iam_policies=policies,
         locals=local if isinstance(local, dict) else {},
+        document=doc,
     )
 
 
@@ -325,19 +328,31 @@ def facts_from_document(
 # settings); files nobody registered get facts from their own content on first use.
 _REGISTERED: dict[str, StackFacts] = {}
 _CACHE: dict[str, StackFacts] = {}
+# (scanned_file, root) -> facts: a scan asks once per resource and rule (tens of thousands
+# of times at 1,000 clients); forgotten whenever the registrations change.
+_LOOKUPS: dict[tuple[str, str | None], StackFacts] = {}
 
 
 def register_facts(path: Path | str, facts: StackFacts) -> None:
     _REGISTERED[str(Path(path).resolve())] = facts
+    _LOOKUPS.clear()
 
 
 def clear_facts() -> None:
     _REGISTERED.clear()
     _CACHE.clear()
+    _LOOKUPS.clear()
 
 
 def facts_for_scanned_file(scanned_file: str, root: str | None = None) -> StackFacts:
     """Facts for checkov's `scanned_file` ("/<path relative to the scan root or cwd>")."""
+    hit = _LOOKUPS.get((scanned_file, root))
+    if hit is None:
+        hit = _LOOKUPS[(scanned_file, root)] = _facts_for_scanned_file(scanned_file, root)
+    return hit
+
+
+def _facts_for_scanned_file(scanned_file: str, root: str | None) -> StackFacts:
     rel = scanned_file.lstrip("/")
     candidates = [Path(scanned_file), Path(root or os.getcwd()) / rel]
     for registered, facts in _REGISTERED.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stacks.deferred import resolve_file
 from stacks.platform import PlatformStack
 from stacks.provider import App
 from stacks.settings import EnvironmentSettings
@@ -31,9 +32,31 @@ def write_job_json(outdir: Path, stacks: list[PlatformStack]) -> list[Path]:
     return written
 
 
+def write_environments(outdir: Path, stacks: list[PlatformStack]) -> list[Path]:
+    """cdktf.out/environments/<stack>.json: each stack's settings as synthesized, clients
+    onboarded with `onboard_client` included (the one list `bin/submit` should read)."""
+    folder = outdir / "environments"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stack in stacks:
+        path = folder / f"{stack.settings.stack_name}.json"
+        path.write_text(stack.settings.model_dump_json(indent=2) + "\n")
+        written.append(path)
+    return written
+
+
+def finish(outdir: Path, stacks: list[PlatformStack]) -> None:
+    """After `app.synth()`: client tables and workflow sources into the stack files (see
+    stacks/deferred.py), then the job JSON and the environment files."""
+    for stack in stacks:
+        resolve_file(outdir / "stacks" / stack.settings.stack_name / "cdk.tf.json")
+    write_job_json(outdir, stacks)
+    write_environments(outdir, stacks)
+
+
 def synth(environments: list[EnvironmentSettings], outdir: str | None = None) -> Path:
     app, stacks = build_app(environments, outdir)
     app.synth()
     out = Path(app.outdir)
-    write_job_json(out, stacks)
+    finish(out, stacks)
     return out

@@ -1,8 +1,13 @@
-"""BatchJob: a declared job's identity, grants, secrets, quota demand and rendered JSON.
+"""BatchJob: a declared job's dispatcher workflow, upload trigger, secrets and rendered JSON.
+
+Tenancy v2: a job has no identity of its own. Each client's runs execute as that client's
+`run-<client>` (granted by `ClientOnboarding`); the job brings ONE workflow and ONE Eventarc
+trigger for all its clients (the trigger count does not grow with clients: Eventarc allows 500
+triggers per project and location, cloud.google.com/eventarc/docs/quotas).
 
 Two-phase validation: pydantic validates the JobSpec at declaration; this construct checks the
-rules that span objects (service account id length, region allowed, secrets declared once) when
-it is added to a stack, before anything is synthesized.
+rules that span objects (region allowed, the workflow's size) when it is added to a stack and
+when the stack synthesizes.
 """
 
 from __future__ import annotations
@@ -13,32 +18,18 @@ from constructs import Construct
 
 from jobs import JobSpec
 from jobs.render import render_job
-from stacks.conditions import objects_under
-from stacks.identity import allow_act_as, project_role, sa_member, service_account
-from stacks.provider import (
-    PubsubTopicIamMember,
-    SecretManagerSecret,
-    SecretManagerSecretIamMember,
-    StorageBucketIamMember,
-    StorageBucketIamMemberCondition,
-)
-from stacks.quotas import GpuDemand
+from stacks.deferred import deferred
+from stacks.provider import EventarcTrigger, EventarcTriggerDestination, WorkflowsWorkflow
+from stacks.provider import EventarcTriggerMatchingCriteria as Criteria
+from stacks.workflow_source import WorkflowParams, terraform_literal, workflow_source
 
 if TYPE_CHECKING:
     from stacks.platform import PlatformStack
 
-def _object_grants(
-    read: list[str], write: list[str]
-) -> tuple[tuple[str, str, list[str], str], ...]:
-    """(kind, role, prefixes, verb) of a job's object grants: viewer to read, creator to write
-    (outputs are create-once; the job never needs to overwrite or delete)."""
-    return (
-        ("read", "roles/storage.objectViewer", read, "reads"),
-        ("write", "roles/storage.objectCreator", write, "writes"),
-    )
-
-
-JOB_PROJECT_ROLES = ("roles/batch.agentReporter", "roles/logging.logWriter")
+# Eventarc: a Pub/Sub trigger on an existing topic (cloud.google.com/eventarc/docs/reference/
+# rest/v1/projects.locations.triggers#Pubsub: "You can set an existing topic for triggers of
+# the type google.cloud.pubsub.topic.v1.messagePublished").
+PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
 
 
 class BatchJob(Construct):
@@ -50,41 +41,20 @@ class BatchJob(Construct):
         self.spec = spec
         settings = platform.settings
         self._validate(platform)
-        self.service_account = service_account(
-            self,
-            "sa",
-            settings.project_id,
-            settings.job_sa_id(spec.name),
-            f"Runtime identity of the {spec.name} batch job",
-        )
-        self.member = sa_member(self.service_account)
-        for role in JOB_PROJECT_ROLES:
-            project_role(self, role.split("/")[1], settings.project_id, role, self.member)
-        platform.registry.grant_read(f"job-{spec.name}", self.member)
-        # The workflow creates Batch jobs that run as this account, and may act as it only.
-        allow_act_as(self, "workflow-act-as", self.service_account, sa_member(platform.workflow_sa))
-        # Ad-hoc runs (bin/submit) read and write under jobs/<job>/.
-        self.grant_prefixes("adhoc", read=[f"jobs/{spec.name}/"], write=[f"jobs/{spec.name}/"])
-        self.secrets = self._declare_secrets()
-        for i, topic in enumerate(self._notification_topics()):
-            PubsubTopicIamMember(
-                self,
-                f"notify-{i}",
-                project=settings.project_id,
-                topic=topic,
-                role="roles/pubsub.publisher",
-                member=self.member,
-            )
-        self._add_quota_demand()
+        self.clients: list[str] = []
+        self.secrets: list[str] = sorted(set(spec.secret_ids()))
+        for secret_id in self.secrets:
+            platform.secret(secret_id)
         self.job_json: dict[str, Any] = render_job(spec, settings.render_context(spec.name))
+        self.workflow = self._workflow()
+        self.trigger = self._trigger()
 
     def _validate(self, platform: PlatformStack) -> None:
         settings = platform.settings
-        sa_id = settings.job_sa_id(self.spec.name)
-        if len(sa_id) > 30:
+        if len(settings.job_workflow(self.spec.name)) > 64:
             raise ValueError(
-                f"jobs: {self.spec.name!r} is too long for its service account id {sa_id!r} "
-                f"(at most 26 characters in a name)"
+                f"jobs: {self.spec.name!r} is too long for its workflow name "
+                f"{settings.job_workflow(self.spec.name)!r} (at most 64 characters)"
             )
         region = self.spec.region or settings.region
         if region not in settings.guardrails.allowed_regions:
@@ -93,73 +63,74 @@ class BatchJob(Construct):
                 f"{settings.name} ({', '.join(settings.guardrails.allowed_regions)})"
             )
 
-    def grant_prefixes(self, key: str, *, read: list[str], write: list[str]) -> None:
-        """Object read on `read` prefixes and create on `write` prefixes of the data bucket."""
-        bucket = self.platform.settings.data_bucket
-        for kind, role, prefixes, verb in _object_grants(read, write):
-            if not prefixes:
-                continue
-            StorageBucketIamMember(
-                self,
-                f"{kind}-{key}",
-                bucket=self.platform.buckets.data_bucket_name,
-                role=role,
-                member=self.member,
-                condition=StorageBucketIamMemberCondition(
-                    title=f"{self.spec.name}-{kind}-{key}",
-                    description=f"{self.spec.name} {verb} {', '.join(prefixes)}",
-                    expression=objects_under(bucket, *prefixes),
-                ),
-            )
+    def serve(self, client: str) -> None:
+        """Add `client` to the clients this job's workflow accepts."""
+        self.clients.append(client)
 
-    def grant_client(self, client: str) -> None:
-        """Read a client's inputs (and outputs, for done markers); write its outputs.
-
-        Entries of the clients' `for_each` bucket grants (keys `<client>/<job>/job-reads`,
-        `.../job-writes`), not resources of this job: one onboarding costs no construct.
-        """
-        bucket = self.platform.settings.data_bucket
-        name = self.spec.name
-        read = [f"{client}/inputs/", f"{client}/outputs/"]
-        write = [f"{client}/outputs/"]
-        grants = self.platform.client_resources
-        for kind, role, prefixes, verb in _object_grants(read, write):
-            grants.add("bucket-grants", f"{client}/{name}/job-{kind}s", {
-                "role": role,
-                "member": self.member,
-                "title": f"{name}-{kind}-client-{client}",
-                "description": f"{name} {verb} {', '.join(prefixes)}",
-                "expression": objects_under(bucket, *prefixes),
-            })
-
-    def _declare_secrets(self) -> dict[str, SecretManagerSecret]:
-        """Access to the job's own secrets; the containers are the platform's (shared ids)."""
-        settings = self.platform.settings
-        secrets: dict[str, SecretManagerSecret] = {}
-        for secret_id in sorted(set(self.spec.secret_ids())):
-            secret = self.platform.secret(secret_id)
-            SecretManagerSecretIamMember(
-                self,
-                f"secret-{secret_id}-access",
-                project=settings.project_id,
-                secret_id=secret.secret_id,
-                role="roles/secretmanager.secretAccessor",
-                member=self.member,
-            )
-            secrets[secret_id] = secret
-        return secrets
-
-    def _notification_topics(self) -> list[str]:
+    def notification_topics(self) -> list[str]:
         # Full topic names (another project's topic) are granted by their owners.
         return sorted({n.topic for n in self.spec.notifications if "/" not in n.topic})
 
-    def _add_quota_demand(self) -> None:
-        demand = self.spec.peak_gpu_demand(self.platform.settings.name)
-        if demand is None:
-            return
-        family, count, spot = demand
-        region = self.spec.region or self.platform.settings.region
-        self.platform.quotas.add_demand(
-            GpuDemand(region=region, family=family, spot=spot, count=count),
-            reason=f"{self.spec.name} {count}",
+    def params(self) -> WorkflowParams:
+        settings = self.platform.settings
+        return WorkflowParams(
+            job=self.spec.name,
+            project_id=settings.project_id,
+            job_region=self.spec.region or settings.region,
+            clients=tuple(sorted(self.clients)),
+            job_json=self.job_json,
+            input_format=self.spec.input_format,
+            files_per_task=self.spec.files_per_task,
+            max_parallelism=min(self.spec.peak_parallelism, settings.guardrails.max_parallelism),
+            fixed_task_count=len(self.spec.task_environments) or None,
         )
+
+    def source(self) -> str:
+        """The workflow YAML with every client onboarded so far (size checked)."""
+        return workflow_source(self.params())
+
+    def _workflow(self) -> WorkflowsWorkflow:
+        platform = self.platform
+        settings = platform.settings
+        name = self.spec.name
+        deps: list[Any] = list(platform.apis.all())
+        if platform.kms:
+            # CMEK: the Workflows agent must hold the key before a workflow is encrypted.
+            deps.append(platform.kms.grants["workflows"])
+        return WorkflowsWorkflow(
+            self,
+            "workflow",
+            project=settings.project_id,
+            region=settings.region,
+            name=settings.job_workflow(name),
+            description=f"Runs {name} for each client's batch when its _READY marker lands",
+            service_account=platform.workflow_sa_id,
+            # Written after synth: the source lists every client onboarded until then.
+            source_contents=deferred(lambda: terraform_literal(self.source())),
+            call_log_level="LOG_ERRORS_ONLY",
+            deletion_protection=settings.name == "prod",
+            # The source embeds the job JSON; encrypt it with the environment's key when CMEK.
+            crypto_key_name=platform.kms_key,
+            labels={**settings.all_labels(), "job": name},
+            depends_on=deps,
+        )
+
+    def _trigger(self) -> EventarcTrigger:
+        platform = self.platform
+        settings = platform.settings
+        trigger = EventarcTrigger(
+            self,
+            "uploads",
+            project=settings.project_id,
+            location=settings.region,
+            name=f"{settings.job_workflow(self.spec.name)}-uploads",
+            matching_criteria=[Criteria(attribute="type", value=PUBSUB_EVENT)],
+            destination=EventarcTriggerDestination(workflow=self.workflow.id),
+            service_account=platform.trigger_sa_email,
+            labels={**settings.all_labels(), "job": self.spec.name},
+            # Terraform cannot see that the trigger needs its account's roles: on a fresh
+            # project the trigger is refused (PERMISSION_DENIED) unless they exist first.
+            depends_on=[*platform.apis.all(), *platform.trigger_grants, platform.uploads_topic],
+        )
+        trigger.add_override("transport", {"pubsub": {"topic": platform.uploads_topic_id}})
+        return trigger

@@ -10,6 +10,7 @@ from stacks.provider import (
     BillingBudgetAmountSpecifiedAmount,
     BillingBudgetBudgetFilter,
     BillingBudgetThresholdRules,
+    GoogleProvider,
 )
 from stacks.settings import EnvironmentSettings
 
@@ -22,9 +23,25 @@ class ProjectBudget(Construct):
     ) -> None:
         super().__init__(scope, id_)
         assert settings.billing_account is not None
+        # The Billing Budgets API refuses user credentials (ADC of a person) unless the call
+        # names a quota project: `billing_project` + `user_project_override = true` on the
+        # provider (registry.terraform.io/providers/hashicorp/google/latest/docs/resources/
+        # billing_budget). A service account (CI) works the same way with it, given
+        # serviceusage.services.use on that project. An aliased provider keeps the override
+        # to the budget alone.
+        self.provider = GoogleProvider(
+            self,
+            "billing",
+            alias="billing",
+            project=settings.project_id,
+            region=settings.region,
+            billing_project=settings.project_id,
+            user_project_override=True,
+        )
         self.budget = BillingBudget(
             self,
             "budget",
+            provider=self.provider,
             billing_account=settings.billing_account,
             display_name=f"gpu-batch-{settings.name}",
             budget_filter=BillingBudgetBudgetFilter(projects=[f"projects/{project_number}"]),

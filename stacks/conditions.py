@@ -40,3 +40,15 @@ def list_under(bucket: str, prefix: str) -> str:
         f'api.getAttribute("storage.googleapis.com/objectListPrefix", "")'
         f".startsWith({_quote(prefix)})"
     )
+
+
+def bucket_list(bucket: str, prefix: str = "") -> str:
+    """True for list calls on the bucket; with `prefix`, only for lists inside it (see
+    `list_under`). Without a prefix: any list of this bucket, and nothing else the role
+    carries (object reads are checked on objects, where the condition is false)."""
+    if prefix:
+        return list_under(bucket, prefix)
+    return (
+        f'resource.type == "storage.googleapis.com/Bucket" && '
+        f"resource.name == {_quote(f'projects/_/buckets/{bucket}')}"
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from constructs import Construct
 
-from stacks.provider import ProjectIamMember, ServiceAccount, ServiceAccountIamMember
+from stacks.provider import ProjectIamMember, ServiceAccount
 
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 NEVER_PROJECT_WIDE = frozenset(
@@ -25,10 +25,6 @@ PROJECT_LEVEL_ONLY = frozenset(
         "roles/workflows.invoker",
     }
 )
-
-
-def sa_member(sa: ServiceAccount) -> str:
-    return f"serviceAccount:{sa.email}"
 
 
 def project_role(
@@ -57,17 +53,4 @@ def service_account(
         account_id=account_id,
         display_name=description[:100],
         description=description,
-    )
-
-
-def allow_act_as(
-    scope: Construct, id_: str, target: ServiceAccount, member: str
-) -> ServiceAccountIamMember:
-    """serviceAccountUser on one service account (never on the project)."""
-    return ServiceAccountIamMember(
-        scope,
-        id_,
-        service_account_id=target.name,
-        role="roles/iam.serviceAccountUser",
-        member=member,
     )

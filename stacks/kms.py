@@ -11,14 +11,13 @@ ENCRYPTER_DECRYPTER = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
 KEY_ROTATION = "7776000s"  # 90 days
 
 
-def service_agent(kind: str, project_number: str) -> str:
-    """Service agent emails for the services that encrypt with our key."""
-    domains = {
-        "artifactregistry": "gcp-sa-artifactregistry.iam.gserviceaccount.com",
-        "pubsub": "gcp-sa-pubsub.iam.gserviceaccount.com",
-        "workflows": "gcp-sa-workflows.iam.gserviceaccount.com",
-    }
-    return f"service-{project_number}@{domains[kind]}"
+# Services whose agent encrypts with our key; each agent is made to exist by
+# `google_project_service_identity` before it is granted (a new project may not have it yet).
+AGENT_SERVICES = {
+    "artifactregistry": "artifactregistry.googleapis.com",
+    "pubsub": "pubsub.googleapis.com",
+    "workflows": "workflows.googleapis.com",
+}
 
 
 class DataKey(Construct):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from constructs import Construct
 
 from stacks.budget import ProjectBudget
-from stacks.client import ClientOnboarding, ClientResources
-from stacks.identity import project_role, sa_member, service_account
-from stacks.kms import DataKey, service_agent
+from stacks.client import ClientOnboarding
+from stacks.client_resources import ClientResources
+from stacks.conditions import list_under, objects_under
+from stacks.identity import project_role, service_account
+from stacks.kms import AGENT_SERVICES, DataKey
 from stacks.provider import (
     DataGoogleProject,
     DataGoogleStorageProjectServiceAccount,
@@ -17,12 +19,20 @@ from stacks.provider import (
     GoogleProvider,
     ProjectIamAuditConfig,
     ProjectIamAuditConfigAuditLogConfig,
+    PubsubTopic,
+    PubsubTopicIamMember,
     SecretManagerSecret,
     SecretManagerSecretReplication,
     SecretManagerSecretReplicationUserManaged,
     SecretManagerSecretReplicationUserManagedReplicas,
     ServiceAccount,
+    ServiceAccountIamMember,
+    StorageBucketIamMember,
+    StorageBucketIamMemberCondition,
+    TerraformLocal,
     TerraformStack,
+    google_beta_provider,
+    project_service_identity,
 )
 from stacks.quotas import GpuQuotas
 from stacks.registry import ImageRegistry
@@ -33,6 +43,23 @@ from stacks.storage import PlatformBuckets
 if TYPE_CHECKING:
     from jobs import JobSpec
     from stacks.batch_job import BatchJob
+
+# Platform service accounts get fixed Terraform names, so the client tables (plain data
+# written after synth, stacks/deferred.py) can refer to them.
+WORKFLOW_SA = "batch-workflows"
+TRIGGER_SA = "batch-trigger"
+SCHEDULER_SA = "batch-scheduler"
+OPERATOR_SA = "operator"  # settings.operator_sa_email
+# Roles every run identity needs that exist only at project level (Batch agent reporting,
+# Cloud Logging). Granted once to the principal set of the project's service accounts
+# (cloud.google.com/iam/docs/principal-identifiers: "All service accounts in a project"),
+# not once per client: the project policy would pass 1,500 members at ~700 clients
+# (cloud.google.com/iam/quotas).
+RUN_PROJECT_ROLES = ("roles/batch.agentReporter", "roles/logging.logWriter")
+
+
+def sa_member_ref(logical_id: str) -> str:
+    return f"serviceAccount:${{google_service_account.{logical_id}.email}}"
 
 
 class PlatformStack(TerraformStack):
@@ -56,69 +83,107 @@ class PlatformStack(TerraformStack):
         self.apis = ProjectApis(self, "apis", settings)
         api_deps = self.apis.all()
 
+        # The google-beta provider: service identities (agents) only.
+        google_beta_provider(self, settings.project_id, settings.region)
+        # The storage agent: the data source creates it when missing
+        # (registry.terraform.io/providers/hashicorp/google/latest/docs/data-sources/
+        # storage_project_service_account); the others via google_project_service_identity.
+        gcs_agent = DataGoogleStorageProjectServiceAccount(
+            self, "gcs-agent", project=settings.project_id
+        )
         self.kms: DataKey | None = None
         if settings.cmek:
-            gcs_agent = DataGoogleStorageProjectServiceAccount(
-                self, "gcs-agent", project=settings.project_id
-            )
-            number = self.project.number
-            self.kms = DataKey(
-                self,
-                "kms",
-                settings,
-                agents={
-                    "gcs": gcs_agent.email_address,
-                    "artifactregistry": service_agent("artifactregistry", number),
-                    "pubsub": service_agent("pubsub", number),
-                    "workflows": service_agent("workflows", number),
-                },
-                depends_on=api_deps,
-            )
+            agents = {"gcs": gcs_agent.email_address}
+            for name, service in AGENT_SERVICES.items():
+                identity = project_service_identity(
+                    self, f"agent-{name}", settings.project_id, service, depends_on=api_deps
+                )
+                agents[name] = identity.get_string_attribute("email")
+            self.kms = DataKey(self, "kms", settings, agents=agents, depends_on=api_deps)
         kms_key = self.kms.key_id if self.kms else None
         self._kms_key = kms_key  # read once: property reads are jsii round trips
-        key_grants = list(self.kms.grants.values()) if self.kms else []
+        key_grants = self.kms.grants if self.kms else {}
 
         self.buckets = PlatformBuckets(
-            self, "buckets", settings, kms_key=kms_key, depends_on=[*api_deps, *key_grants]
+            self, "buckets", settings, kms_key=kms_key,
+            depends_on=[*api_deps, *([key_grants["gcs"]] if key_grants else [])],
         )
+        self.log_bucket_name: str = self.buckets.log_bucket_name
         self.registry = ImageRegistry(
-            self, "registry", settings, kms_key=kms_key, depends_on=[*api_deps, *key_grants]
+            self, "registry", settings, kms_key=kms_key,
+            depends_on=[*api_deps, *([key_grants["artifactregistry"]] if key_grants else [])],
         )
-        self.workflow_sa = service_account(
-            self,
-            "workflow-sa",
-            settings.project_id,
-            "batch-workflows",
-            "Runs the job workflows: creates Batch jobs and publishes results",
+        self.workflow_sa = self._platform_sa(
+            WORKFLOW_SA, "Runs the job workflows: creates Batch jobs and publishes results"
         )
-        self.trigger_sa = service_account(
-            self,
-            "trigger-sa",
-            settings.project_id,
-            "batch-trigger",
-            "Eventarc upload triggers: receives events and starts workflows",
+        self.trigger_sa = self._platform_sa(
+            TRIGGER_SA, "Eventarc upload triggers: receives events and starts workflows"
         )
-        # Read once (jsii round trips): every client workflow and trigger names them.
-        self.workflow_sa_id: str = self.workflow_sa.id
-        self.trigger_sa_email: str = self.trigger_sa.email
-        self.workflow_sa_member: str = sa_member(self.workflow_sa)
+        self.scheduler_sa = self._platform_sa(
+            SCHEDULER_SA, "Cloud Scheduler: starts the job workflows of client schedules"
+        )
+        self.adhoc_sa = self._platform_sa(
+            settings.adhoc_sa_id, "Operators' ad-hoc runs (bin/submit) on the data bucket"
+        )
+        # The identity operators' bin/submit acts as (settings.operator_sa_email).
+        self.operator_sa = self._platform_sa(
+            OPERATOR_SA, "Operators: bin/submit runs of declared jobs for clients and ad hoc"
+        )
+        self.operator_member: str = sa_member_ref(OPERATOR_SA)
+        # Literal references (usable in the client tables written after synth).
+        self.workflow_sa_id: str = f"${{google_service_account.{WORKFLOW_SA}.id}}"
+        self.trigger_sa_email: str = f"${{google_service_account.{TRIGGER_SA}.email}}"
+        self.scheduler_sa_email: str = f"${{google_service_account.{SCHEDULER_SA}.email}}"
+        self.workflow_sa_member: str = sa_member_ref(WORKFLOW_SA)
         for role in ("roles/batch.jobsEditor", "roles/logging.logWriter"):
             project_role(
-                self,
-                f"workflow-{role.split('/')[1]}",
-                settings.project_id,
-                role,
-                sa_member(self.workflow_sa),
+                self, f"workflow-{role.split('/')[1]}", settings.project_id, role,
+                self.workflow_sa_member,
             )
-        for role in ("roles/eventarc.eventReceiver", "roles/workflows.invoker"):
+        project_role(self, "operator-batchjobsEditor", settings.project_id,
+                     "roles/batch.jobsEditor", self.operator_member)
+        self.trigger_grants = [
             project_role(
-                self,
-                f"trigger-{role.split('/')[1]}",
-                settings.project_id,
-                role,
-                sa_member(self.trigger_sa),
+                self, f"trigger-{role.split('/')[1]}", settings.project_id, role,
+                sa_member_ref(TRIGGER_SA),
             )
-        # Prefix-filtered upload triggers read storage DATA_WRITE audit logs.
+            for role in ("roles/eventarc.eventReceiver", "roles/workflows.invoker")
+        ]
+        self.scheduler_invoker = project_role(
+            self, "scheduler-invoker", settings.project_id, "roles/workflows.invoker",
+            sa_member_ref(SCHEDULER_SA),
+        )
+        self.run_identities = f"principalSet://cloudresourcemanager.googleapis.com/projects/{self.project.number}/type/ServiceAccount"
+        for role in RUN_PROJECT_ROLES:
+            project_role(
+                self, f"run-{role.split('/')[1]}", settings.project_id, role, self.run_identities
+            )
+        # Image pull for every run identity, on this repository only.
+        self.registry.grant_read("run-identities", self.run_identities)
+        self._adhoc_grants(settings)
+
+        # Every client bucket notifies this ONE topic of new objects under inputs/; one
+        # Eventarc trigger per job reads it (stacks/batch_job.py).
+        self.uploads_topic = PubsubTopic(
+            self,
+            "uploads",
+            project=settings.project_id,
+            name=settings.uploads_topic,
+            kms_key_name=kms_key,
+            message_retention_duration="86400s",
+            labels=settings.all_labels(),
+            depends_on=[*api_deps, *([key_grants["pubsub"]] if key_grants else [])],
+        )
+        self.uploads_topic_id: str = self.uploads_topic.id
+        self.uploads_publisher = PubsubTopicIamMember(
+            self,
+            "uploads-publisher",
+            project=settings.project_id,
+            topic=self.uploads_topic.name,
+            role="roles/pubsub.publisher",
+            member=gcs_agent.member,
+        )
+        # Storage DATA_WRITE audit logs: who wrote which object (uploads, outputs).
         ProjectIamAuditConfig(
             self,
             "storage-audit",
@@ -127,6 +192,9 @@ class PlatformStack(TerraformStack):
             audit_log_config=[ProjectIamAuditConfigAuditLogConfig(log_type="DATA_WRITE")],
         )
         self.quotas = GpuQuotas(self, "gpu-quotas", settings, depends_on=api_deps)
+        # Quotas Cloud Quotas cannot ask for: declared here, checked by CKV_GPUB_LIM_10.
+        TerraformLocal(self, "gpub_declared_quotas",
+                       {"service_accounts": settings.service_account_quota})
         if settings.billing_account is not None:
             ProjectBudget(self, "budget", settings, self.project.number)
 
@@ -136,9 +204,55 @@ class PlatformStack(TerraformStack):
         # Every client's resources: for_each resources keyed by client (see stacks/client.py).
         self.client_resources = ClientResources(self)
         for spec in settings.jobs:
-            self.add_job(spec)
+            self._add_job(spec)
         for client in settings.clients:
-            self.onboard_client(client)
+            ClientOnboarding(self, client)
+
+    def _platform_sa(self, account_id: str, description: str) -> ServiceAccount:
+        sa = service_account(self, account_id, self.settings.project_id, account_id, description)
+        sa.override_logical_id(account_id)
+        return sa
+
+    def _adhoc_grants(self, settings: EnvironmentSettings) -> None:
+        """Ad-hoc runs (and the operators who start them) list, read, write and delete under
+        `jobs/` of the data bucket only; operators may act as the ad-hoc identity."""
+        for who, member in (("adhoc", sa_member_ref(settings.adhoc_sa_id)),
+                            ("operator", self.operator_member)):
+            self._data_bucket_grants(settings, who, member)
+        ServiceAccountIamMember(
+            self,
+            "operator-act-as-adhoc",
+            service_account_id=f"${{google_service_account.{settings.adhoc_sa_id}.name}}",
+            role="roles/iam.serviceAccountUser",
+            member=self.operator_member,
+        )
+
+    def _data_bucket_grants(self, settings: EnvironmentSettings, who: str, member: str) -> None:
+        bucket = self.buckets.data_bucket_name
+        StorageBucketIamMember(
+            self,
+            f"{who}-reads",
+            bucket=bucket,
+            role="roles/storage.objectViewer",
+            member=member,
+            condition=StorageBucketIamMemberCondition(
+                title=f"{who}-lists-jobs",
+                description=f"{who} lists under jobs/",
+                expression=list_under(settings.data_bucket, "jobs/"),
+            ),
+        )
+        StorageBucketIamMember(
+            self,
+            f"{who}-writes",
+            bucket=bucket,
+            role="roles/storage.objectUser",
+            member=member,
+            condition=StorageBucketIamMemberCondition(
+                title=f"{who}-writes-jobs",
+                description=f"{who} creates, overwrites and deletes under jobs/",
+                expression=objects_under(settings.data_bucket, "jobs/"),
+            ),
+        )
 
     @property
     def kms_key(self) -> str | None:
@@ -148,7 +262,10 @@ class PlatformStack(TerraformStack):
     def project_number(self) -> str:
         return self.project.number
 
-    def add_job(self, spec: JobSpec) -> BatchJob:
+    def job_workflows(self) -> list[Any]:
+        return [job.workflow for job in self.jobs.values()]
+
+    def _add_job(self, spec: JobSpec) -> BatchJob:
         from stacks.batch_job import BatchJob
 
         if spec.name in self.jobs:
@@ -157,8 +274,26 @@ class PlatformStack(TerraformStack):
         self.jobs[spec.name] = job
         return job
 
+    def add_job(self, spec: JobSpec) -> BatchJob:
+        """Declare one more job: also added to `settings.jobs` (one list, see onboard_client)."""
+        job = self._add_job(spec)
+        self.settings = self.settings.model_copy(update={"jobs": [*self.settings.jobs, spec]})
+        self.quotas.update(self.settings)  # the one GPU demand, with this job
+        return job
+
     def onboard_client(self, client: ClientSettings) -> ClientOnboarding:
-        return ClientOnboarding(self, client)
+        """Onboard one more client. It joins `settings.clients` too: the stack, the
+        environment file written at synth (`cdktf.out/environments/<stack>.json`, what
+        `bin/submit` reads) and the policy checks all see ONE list of clients."""
+        onboarding = ClientOnboarding(self, client)
+        self.settings = self.settings.model_copy(
+            update={"clients": [*self.settings.clients, client]}
+        )
+        return onboarding
+
+    @property
+    def secrets(self) -> dict[str, SecretManagerSecret]:
+        return dict(self._secrets)
 
     def secret(self, secret_id: str) -> SecretManagerSecret:
         """A Secret Manager secret container (declared once per id; no value in Terraform)."""
@@ -183,4 +318,5 @@ class PlatformStack(TerraformStack):
         return self._secrets[secret_id]
 
     def service_accounts(self) -> list[ServiceAccount]:
-        return [self.workflow_sa, self.trigger_sa]
+        return [self.workflow_sa, self.trigger_sa, self.scheduler_sa, self.adhoc_sa,
+                self.operator_sa]

@@ -7,21 +7,16 @@ path may import it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
-
-import jsii
 
 # The jsii Node end-of-life banner is silenced in `stacks/__init__.py`, which runs first.
 from cdktn import (
     App,
     Fn,
     GcsBackend,
-    IAnyProducer,
-    IResolvable,
-    Lazy,
     TerraformLocal,
     TerraformOutput,
+    TerraformResource,
     TerraformStack,
     Testing,
 )
@@ -51,6 +46,9 @@ from cdktn_provider_google.cloud_scheduler_job import (
     CloudSchedulerJobHttpTarget,
     CloudSchedulerJobHttpTargetOauthToken,
     CloudSchedulerJobRetryConfig,
+)
+from cdktn_provider_google.data_google_cloud_quotas_quota_info import (
+    DataGoogleCloudQuotasQuotaInfo,
 )
 from cdktn_provider_google.data_google_project import DataGoogleProject
 from cdktn_provider_google.data_google_storage_project_service_account import (
@@ -107,23 +105,39 @@ from cdktn_provider_google.storage_bucket_iam_member import (
     StorageBucketIamMember,
     StorageBucketIamMemberCondition,
 )
+from cdktn_provider_google.storage_notification import StorageNotification
 from cdktn_provider_google.workflows_workflow import WorkflowsWorkflow
+from constructs import Construct
+
+# The google-beta provider: only `google_project_service_identity` needs it. The installed
+# cdktn-provider-google package has no google-beta bindings, so the resource is declared with
+# the CDK's generic TerraformResource (its schema is three strings) and the provider is
+# required by hand; both stay in this module like every other provider import.
+GOOGLE_BETA_SOURCE = "hashicorp/google-beta"
+GOOGLE_BETA_VERSION = "8.7.0"  # the google provider version of cdktn-provider-google 21.1
 
 
-@jsii.implements(IAnyProducer)
-class _MapProducer:
-    """Hands a Python dict to the CDK when it synthesizes (not when the resource is made)."""
-
-    def __init__(self, entries: Mapping[str, Any]) -> None:
-        self._entries = entries
-
-    def produce(self, context: Any) -> Any:
-        return dict(self._entries)
+def google_beta_provider(stack: TerraformStack, project: str, region: str) -> None:
+    """Declare the google-beta provider (required_providers + provider block) on `stack`."""
+    stack.add_override("terraform.required_providers.google-beta", {"source": GOOGLE_BETA_SOURCE})
+    stack.add_override("provider.google-beta", [{"project": project, "region": region}])
 
 
-def lazy_map(entries: Mapping[str, Any]) -> IResolvable:
-    """A value read from `entries` at synth: entries added after this call are included."""
-    return Lazy.any_value(_MapProducer(entries))
+def project_service_identity(
+    scope: Construct, id_: str, project: str, service: str, depends_on: list[Any]
+) -> TerraformResource:
+    """`google_project_service_identity` (google-beta): makes the service's agent exist and
+    gives its email, so a grant to the agent can never precede the agent.
+    Docs: registry.terraform.io/providers/hashicorp/google-beta/latest/docs/resources/
+    project_service_identity"""
+    resource = TerraformResource(
+        scope, id_, terraform_resource_type="google_project_service_identity",
+        depends_on=depends_on,
+    )
+    resource.add_override("provider", "google-beta")
+    resource.add_override("project", project)
+    resource.add_override("service", service)
+    return resource
 
 
 __all__ = [
@@ -145,6 +159,8 @@ __all__ = [
     "CloudSchedulerJobHttpTarget",
     "CloudSchedulerJobHttpTargetOauthToken",
     "CloudSchedulerJobRetryConfig",
+    "Construct",
+    "DataGoogleCloudQuotasQuotaInfo",
     "DataGoogleProject",
     "DataGoogleStorageProjectServiceAccount",
     "EventarcTrigger",
@@ -182,10 +198,13 @@ __all__ = [
     "StorageBucketLogging",
     "StorageBucketSoftDeletePolicy",
     "StorageBucketVersioning",
+    "StorageNotification",
     "TerraformLocal",
     "TerraformOutput",
+    "TerraformResource",
     "TerraformStack",
     "Testing",
     "WorkflowsWorkflow",
-    "lazy_map",
+    "google_beta_provider",
+    "project_service_identity",
 ]

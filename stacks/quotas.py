@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 from constructs import Construct
 
-from stacks.provider import CloudQuotasQuotaPreference, CloudQuotasQuotaPreferenceQuotaConfig
+from stacks.provider import (
+    CloudQuotasQuotaPreference,
+    CloudQuotasQuotaPreferenceQuotaConfig,
+    DataGoogleCloudQuotasQuotaInfo,
+)
 from stacks.settings import EnvironmentSettings
 
 # Families with a quota id of their own; newer ones (H100, H200, B200) share one id with a
@@ -40,49 +44,97 @@ def quota_id_and_dimensions(demand: GpuDemand) -> tuple[str, dict[str, str]]:
     raise ValueError(f"gpu family {demand.family!r} has no known Cloud Quotas id")
 
 
+GLOBAL_GPU_QUOTA_ID = "GPUS-ALL-REGIONS-per-project"
+
+
+def preferred_value_expression(info: str, demand: int, dims: dict[str, str]) -> str:
+    """`preferred_value` that never asks for less than the project has now.
+
+    A preference is a target, not a floor: asking below the current value lowers the quota, or
+    fails Cloud Quotas' safety checks (QUOTA_DECREASE_BELOW_USAGE, QUOTA_DECREASE_PERCENTAGE_
+    TOO_HIGH, cloud.google.com/docs/quotas/reference/rest/v1/QuotaSafetyCheck). So Terraform
+    reads the current value (`google_cloud_quotas_quota_info`) and asks for the larger of the
+    two; -1 (unlimited) stays -1.
+    """
+    match = " && ".join(f'lookup(d.dimensions, "{k}", "") == "{v}"' for k, v in sorted(
+        dims.items()))
+    where = f" if {match}" if match else ""
+    current = f"[for d in {info}.dimensions_infos : tonumber(d.details[0].value){where}]"
+    return f"${{contains({current}, -1) ? -1 : max({demand}, {current}...)}}"
+
+
 class GpuQuotas(Construct):
-    """One quota preference per (region, family, spot), updated as demand is added."""
+    """One quota preference per (region, family, spot) from `settings.gpu_demand()` (the one
+    GPU-demand computation the guardrails and the submit planner also read), plus the global
+    GPUS-ALL-REGIONS-per-project quota that every GPU VM also consumes."""
 
-    def __init__(self, scope: Construct, id_: str, settings: EnvironmentSettings, depends_on: list):
+    def __init__(
+        self, scope: Construct, id_: str, settings: EnvironmentSettings, depends_on: list
+    ) -> None:
         super().__init__(scope, id_)
-        self.settings = settings
         self._depends_on = depends_on
+        self._infos: dict[str, str] = {}
+        self.preferences: dict[tuple[str, str, bool] | str, CloudQuotasQuotaPreference] = {}
         self.totals: dict[tuple[str, str, bool], int] = {}
-        self.preferences: dict[tuple[str, str, bool], CloudQuotasQuotaPreference] = {}
-        self.reasons: dict[tuple[str, str, bool], list[str]] = {}
+        self.update(settings)
 
-    def add_demand(self, demand: GpuDemand, reason: str) -> CloudQuotasQuotaPreference:
-        key = (demand.region, demand.family, demand.spot)
-        self.totals[key] = self.totals.get(key, 0) + demand.count
-        total = self.totals[key]
-        self.reasons.setdefault(key, []).append(reason)
-        pref = self.preferences.get(key)
-        if pref is None:
-            quota_id, dims = quota_id_and_dimensions(demand)
-            kind = "spot" if demand.spot else "standard"
-            pref = CloudQuotasQuotaPreference(
-                self,
-                f"{demand.family.lower()}-{kind}-{demand.region}",
-                parent=f"projects/{self.settings.project_id}",
-                service="compute.googleapis.com",
-                quota_id=quota_id,
-                dimensions=dims,
-                contact_email=self.settings.quota_contact_email,
-                justification=self._justification(key),
-                quota_config=CloudQuotasQuotaPreferenceQuotaConfig(preferred_value=str(total)),
-                depends_on=self._depends_on,
+    def update(self, settings: EnvironmentSettings) -> None:
+        """(Re)state the preferences for `settings` (called again when a job is added)."""
+        self.settings = settings
+        self.totals = settings.gpu_demand()
+        wanted: dict[tuple[str, str, bool] | str, tuple[str, str, dict[str, str], int, str]] = {}
+        for key, total in sorted(self.totals.items()):
+            region, family, spot = key
+            quota_id, dims = quota_id_and_dimensions(
+                GpuDemand(region=region, family=family, spot=spot, count=total)
             )
-            self.preferences[key] = pref
-        else:
-            pref.put_quota_config(preferred_value=str(total))
-            pref.justification = self._justification(key)
-        return pref
+            kind = "spot" if spot else "standard"
+            wanted[key] = (f"{family.lower()}-{kind}-{region}", quota_id, dims, total,
+                           f"peak {kind} {family} demand in {region} of declared jobs")
+        if self.totals:
+            wanted[GLOBAL_GPU_QUOTA_ID] = (
+                "gpus-all-regions", GLOBAL_GPU_QUOTA_ID, {}, settings.gpus_all_regions(),
+                "GPUs of all declared jobs at peak, all regions")
+        for wanted_key, (id_, quota_id, dims, total, why) in wanted.items():
+            pref = self.preferences.get(wanted_key)
+            if pref is None:
+                self.preferences[wanted_key] = self._preference(id_, quota_id, dims, total, why,
+                                                         self._depends_on)
+            else:
+                info = self._infos[id_]
+                pref.put_quota_config(preferred_value=preferred_value_expression(info, total,
+                                                                                 dims))
+                pref.justification = self._justification(why, total)
 
-    def _justification(self, key: tuple[str, str, bool]) -> str:
-        region, family, spot = key
-        kind = "spot" if spot else "standard"
-        jobs = ", ".join(self.reasons[key])
-        return (
-            f"GPU batch platform ({self.settings.name}): peak {kind} {family} demand in {region} "
-            f"of declared jobs ({jobs}) is {self.totals[key]} GPUs"
+    @property
+    def global_preference(self) -> CloudQuotasQuotaPreference | None:
+        return self.preferences.get(GLOBAL_GPU_QUOTA_ID)
+
+    def _justification(self, why: str, total: int) -> str:
+        return f"GPU batch platform ({self.settings.name}): {why} is {total} GPUs"
+
+    def _preference(
+        self, id_: str, quota_id: str, dims: dict[str, str], total: int, why: str,
+        depends_on: list,
+    ) -> CloudQuotasQuotaPreference:
+        parent = f"projects/{self.settings.project_id}"
+        info = DataGoogleCloudQuotasQuotaInfo(
+            self, f"{id_}-current", parent=parent, service="compute.googleapis.com",
+            quota_id=quota_id, depends_on=depends_on,
+        )
+        info_ref = f"data.google_cloud_quotas_quota_info.{info.friendly_unique_id}"
+        self._infos[id_] = info_ref
+        return CloudQuotasQuotaPreference(
+            self,
+            id_,
+            parent=parent,
+            service="compute.googleapis.com",
+            quota_id=quota_id,
+            dimensions=dims or None,
+            contact_email=self.settings.quota_contact_email,
+            justification=self._justification(why, total),
+            quota_config=CloudQuotasQuotaPreferenceQuotaConfig(
+                preferred_value=preferred_value_expression(info_ref, total, dims)
+            ),
+            depends_on=depends_on,
         )

@@ -16,8 +16,16 @@ from jobs.spec import LABEL_KEY_RE, LABEL_VALUE_RE, REGION_RE
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-# Client names become service account ids (client-<name>, 6-30 chars) and object prefixes.
-CLIENT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,21}[a-z0-9]$")
+# Client names become service account ids (client-<name>, run-<name>: 6-30 chars) and bucket
+# names (<project>-<name>). No "--": names built as `<client>--<job>` then split one way only.
+CLIENT_NAME_RE = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{1,21}[a-z0-9]$")
+# Names the platform itself uses next to client names: its own buckets (`<project>-batch-data`,
+# `<project>-batch-logs`), its service accounts (`batch-*`), the data bucket's ad-hoc prefix
+# (`jobs/`) and the folders of a client bucket. A client may not take them.
+RESERVED_CLIENT_NAMES = frozenset(
+    {"jobs", "inputs", "outputs", "batch", "operator", "adhoc", "platform", "uploads", "run"}
+)
+RESERVED_CLIENT_PREFIXES = ("batch-", "goog", "gcp-", "run-", "client-")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 BILLING_ACCOUNT_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 PRINCIPAL_RE = re.compile(r"^(user|group|serviceAccount|domain):[^\s]+$")
@@ -63,6 +71,27 @@ def _default_formats() -> list[InputFormat]:
     return ["jsonl"]
 
 
+def check_client_name(name: str) -> None:
+    """Raise ValueError (one line naming what is allowed) for a name no client may have."""
+    if not CLIENT_NAME_RE.match(name):
+        raise ValueError(
+            "client name must be 3-23 chars of lowercase letters, digits and single hyphens, "
+            "starting with a letter and ending with a letter or digit (it becomes service "
+            f"account ids and a bucket name); got {name!r}"
+        )
+    # Bucket names may not contain "google" (cloud.google.com/storage/docs/buckets#naming).
+    if (
+        name in RESERVED_CLIENT_NAMES
+        or name.startswith(RESERVED_CLIENT_PREFIXES)
+        or "google" in name
+    ):
+        raise ValueError(
+            f"client name {name!r} is reserved by the platform (reserved: "
+            f"{', '.join(sorted(RESERVED_CLIENT_NAMES))}; prefixes "
+            f"{', '.join(RESERVED_CLIENT_PREFIXES)}; anything containing 'google')"
+        )
+
+
 class ClientSettings(BaseModel):
     """One client of the platform: who may upload, which jobs run on their uploads."""
 
@@ -79,11 +108,7 @@ class ClientSettings(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_fits_ids(cls, v: str) -> str:
-        if not CLIENT_NAME_RE.match(v):
-            raise ValueError(
-                "client name must be 3-23 chars of lowercase letters, digits and hyphens, "
-                f"starting with a letter (it becomes a service account id and a prefix); got {v!r}"
-            )
+        check_client_name(v)
         return v
 
     @field_validator("principal")
@@ -121,6 +146,10 @@ class EnvironmentSettings(BaseModel):
     soft_delete_days: Annotated[int, Field(ge=7, le=90)] = 7
     registry_keep_versions: Annotated[int, Field(gt=0)] = 10
     registry_untagged_days: Annotated[int, Field(gt=0)] = 14
+    # Service accounts the project may hold: 100 by default, raised on request (console or
+    # support; cloud.google.com/iam/docs/service-accounts-create). The stack needs 2 per
+    # client + 4; `bin/check` (CKV_GPUB_LIM_10) names the number to ask for.
+    service_account_quota: Annotated[int, Field(gt=0)] = 100
 
     @field_validator("name")
     @classmethod
@@ -223,12 +252,67 @@ class EnvironmentSettings(BaseModel):
         """The identity `bin/submit` acts as locally (operators' grants come from the stack)."""
         return f"operator@{self.project_id}.iam.gserviceaccount.com"
 
+    def results_topic(self, client: str) -> str:
+        """The client's results topic id (outcomes of every run of the client's jobs)."""
+        return f"batch-{client}-results"
+
+    @property
+    def uploads_topic(self) -> str:
+        """The one topic every client bucket notifies of new objects under `inputs/`."""
+        return "batch-uploads"
+
+    def job_workflow(self, job: str) -> str:
+        """The job's dispatcher workflow (one per job, all clients)."""
+        return f"batch-{job}"
+
+    def schedule_name(self, client: str, job: str, index: int) -> str:
+        # `--` cannot occur in a client name, so (client, job, index) is read back one way only.
+        return f"batch-{client}--{job}-{index}"
+
+    @property
+    def adhoc_sa_id(self) -> str:
+        """Operators' ad-hoc runs on the data bucket (`jobs/<job>/`) run as this identity."""
+        return "batch-adhoc"
+
+    @property
+    def adhoc_sa_email(self) -> str:
+        return f"{self.adhoc_sa_id}@{self.project_id}.iam.gserviceaccount.com"
+
     def job_sa_id(self, job: str) -> str:
-        # Service account ids are 6-30 chars; BatchJob validates that "job-<name>" fits.
-        return f"job-{job}"
+        """Retired per-job identity: ad-hoc runs use `adhoc_sa_id`, client runs `run-<client>`."""
+        return self.adhoc_sa_id
 
     def job_sa_email(self, job: str) -> str:
-        return f"{self.job_sa_id(job)}@{self.project_id}.iam.gserviceaccount.com"
+        return self.adhoc_sa_email
+
+    # GPU demand: ONE computation, read by the quota preferences, the guardrails and the
+    # submit planner, so the three never disagree.
+    def gpu_demand(self) -> dict[tuple[str, str, bool], int]:
+        """(region, GPU family, spot) -> GPUs the environment holds quota for: the sum of its
+        jobs' peak demand, raised to the guardrail's `gpu_quota` for that family."""
+        totals: dict[tuple[str, str, bool], int] = {}
+        for spec in self.jobs:
+            demand = spec.peak_gpu_demand(self.name)
+            if demand is None:
+                continue
+            family, count, spot = demand
+            key = (spec.region or self.region, family, spot)
+            totals[key] = totals.get(key, 0) + count
+        return {
+            key: max(count, self.guardrails.gpu_quota.get(key[1], 0))
+            for key, count in totals.items()
+        }
+
+    def gpu_limit(self, family: str) -> int | None:
+        """GPUs of `family` one run may hold at once (the planner's cap); None: no demand."""
+        values = [n for (_, fam, _), n in self.gpu_demand().items() if fam == family]
+        if not values:
+            return self.guardrails.gpu_quota.get(family)
+        return max(values)
+
+    def gpus_all_regions(self) -> int:
+        """The project-wide `GPUS-ALL-REGIONS-per-project` demand: every GPU VM counts."""
+        return sum(self.gpu_demand().values())
 
     def all_labels(self) -> dict[str, str]:
         return {"env": self.name, "managed-by": "gpu-batch-platform", **self.labels}
@@ -242,11 +326,15 @@ class EnvironmentSettings(BaseModel):
             f"job {name!r} is not declared in environment {self.name!r} (known: {known})"
         )
 
-    def render_context(self, job: str) -> RenderContext:
+    def render_context(self, job: str, client: str | None = None) -> RenderContext:
+        """Rendered for `client` the job runs as `run-<client>`; else as the ad-hoc identity
+        (the job workflows replace it with the client's run identity at run time)."""
         return RenderContext(
             env_name=self.name,
             project_id=self.project_id,
             region=self.region,
             registry_host=self.registry_host,
-            job_service_account_email=self.job_sa_email(job),
+            job_service_account_email=(
+                self.run_sa_email(client) if client is not None else self.adhoc_sa_email
+            ),
         )

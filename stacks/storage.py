@@ -1,4 +1,11 @@
-"""The data bucket (inputs, outputs, manifests) and its separate access-log bucket."""
+"""The platform's buckets (ad-hoc data bucket, access-log bucket) and what every client bucket
+shares (`client_bucket_settings`).
+
+Usage logs: every bucket logs to the log bucket, and the log bucket lets Cloud Storage's
+analytics group write there (`roles/storage.objectCreator` for
+`group:cloud-storage-analytics@google.com`, cloud.google.com/storage/docs/access-logs); without
+that grant no usage log is ever delivered.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from constructs import Construct
 from stacks.provider import (
     StorageBucket,
     StorageBucketEncryption,
+    StorageBucketIamMember,
     StorageBucketLifecycleRule,
     StorageBucketLifecycleRuleAction,
     StorageBucketLifecycleRuleCondition,
@@ -19,6 +27,39 @@ from stacks.provider import (
 from stacks.settings import EnvironmentSettings
 
 DAY_S = 86400
+# The writer of usage and storage logs (cloud.google.com/storage/docs/access-logs).
+USAGE_LOG_WRITER = "group:cloud-storage-analytics@google.com"
+
+
+def client_bucket_settings(
+    settings: EnvironmentSettings, kms_key: str | None, log_bucket: str
+) -> dict[str, Any]:
+    """Arguments every client bucket shares (literal in the `for_each` resource)."""
+    return {
+        "logging": StorageBucketLogging(log_bucket=log_bucket),
+        "lifecycle_rule": [
+            # Overwritten or deleted objects stay recoverable for a while, then go.
+            StorageBucketLifecycleRule(
+                action=StorageBucketLifecycleRuleAction(type="Delete"),
+                condition=StorageBucketLifecycleRuleCondition(
+                    days_since_noncurrent_time=settings.noncurrent_version_days,
+                    with_state="ARCHIVED",
+                ),
+            ),
+            # Old outputs are rarely read: move them to colder storage.
+            StorageBucketLifecycleRule(
+                action=StorageBucketLifecycleRuleAction(
+                    type="SetStorageClass", storage_class="COLDLINE"
+                ),
+                condition=StorageBucketLifecycleRuleCondition(
+                    age=settings.coldline_after_days,
+                    matches_prefix=["outputs/"],
+                    with_state="LIVE",
+                ),
+            ),
+        ],
+        **{k: v for k, v in _locked_down(settings, kms_key).items() if k != "labels"},
+    }
 
 
 def _locked_down(settings: EnvironmentSettings, kms_key: str | None) -> dict[str, Any]:
@@ -42,7 +83,8 @@ def _locked_down(settings: EnvironmentSettings, kms_key: str | None) -> dict[str
 
 
 class PlatformBuckets(Construct):
-    """Data bucket with lifecycle rules and access logs to a locked-down log bucket."""
+    """Ad-hoc data bucket (operators' runs under `jobs/<job>/`) with lifecycle rules, and the
+    locked-down log bucket every bucket writes usage logs to."""
 
     def __init__(
         self,
@@ -92,12 +134,20 @@ class PlatformBuckets(Construct):
                     ),
                     condition=StorageBucketLifecycleRuleCondition(
                         age=settings.coldline_after_days,
-                        matches_prefix=[f"{c.name}/outputs/" for c in settings.clients] or ["_"],
+                        matches_prefix=["jobs/"],
                         with_state="LIVE",
                     ),
                 ),
             ],
             **_locked_down(settings, kms_key),
         )
-        # Read once: every property read is a jsii round trip, and each client grant needs it.
+        self.usage_log_writer = StorageBucketIamMember(
+            self,
+            "usage-log-writer",
+            bucket=self.log_bucket.name,
+            role="roles/storage.objectCreator",
+            member=USAGE_LOG_WRITER,
+        )
+        # Read once: every property read is a jsii round trip.
         self.data_bucket_name: str = self.data_bucket.name
+        self.log_bucket_name: str = self.log_bucket.name

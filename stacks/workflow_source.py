@@ -1,41 +1,50 @@
-"""The Cloud Workflows source (YAML) that runs one declared job for one client.
+"""The Cloud Workflows source (YAML) of a job's dispatcher workflow: one per job, all clients.
 
 Pure: no provider import, so tests (and reviewers) can build and parse it without the CDK.
 
-One workflow per (client, job) -- see docs/clients.md. Everything client-specific (bucket,
-prefixes, results topic) is a literal in the source, so no caller can point a workflow at
-another client's data: the Eventarc trigger, the Cloud Scheduler job and a person running it by
-hand can only choose *which* of this client's inputs to process.
+Tenancy v2 (docs/clients.md): every client bucket notifies one Pub/Sub topic of new objects
+under `inputs/`; one Eventarc Pub/Sub trigger per job starts this workflow with the message.
+The workflow maps the bucket to its client (`<project>-<client>`, the client must be one of
+this job's clients, listed literally in the source), and starts a run only for the marker
+`inputs/<job>/<batch>/_READY`: every other object is ignored in three steps, so 1,000 files
+plus their marker make one Batch job. A run reads `inputs/<job>/<batch>/` of the client's
+bucket, writes `outputs/<job>/<batch>/` there, runs as the client's run-time identity
+`run-<client>` and reports to the client's results topic. Another client's bucket can never
+be reached: the bucket, the identity and the topic are all derived from the same client.
 
 The job body is the renderer's output (`BatchJob.job_json`) embedded verbatim as the `job`
-variable of the `init` step. The `fill` step then sets only the runtime fields
-(`RUNTIME_ASSIGNMENTS`): task count and parallelism, the GPUB_* runtime variables, the
-client/trigger/submitter labels and the client's failure notification.
+variable of the `init` step. The `fill` step sets only the runtime fields
+(`RUNTIME_ASSIGNMENTS`).
 
-Two ways in:
-- an Eventarc Cloud Audit Log event for `storage.objects.create` (`args.data.protoPayload.
-  resourceName`): one file directly under `<client>/inputs/<job>/` -> one task;
-- `{"input_prefix": "batch-7/", "trigger": "schedule"}` (Cloud Scheduler, or by hand): every
-  input of the job's format under `<client>/inputs/<job>/<input_prefix>`, split into tasks the
-  way the submit planner does (files_per_task, capped parallelism).
-Then: create the Batch job (connector, returns at creation), poll until it ends, publish the
-outcome to the client's results topic.
+Ways in:
+- a Pub/Sub CloudEvent (`args.data.message.attributes.{bucketId, objectId, eventType}`) of
+  the uploads topic;
+- `{"client": "acme", "batch": "b-7"}` (by hand), or `{"client": "acme", "input_prefix": "p/",
+  "trigger": "schedule"}` (Cloud Scheduler): every input of the job's format under
+  `inputs/<job>/<batch or input_prefix>`.
+Then create the Batch job with `connector_params: {skip_polling: true}` (the connector
+otherwise waits for the job to finish and gives up after 1,800 s, cloud.google.com/workflows/
+docs/reference/googleapis/batch/v1/projects.locations.jobs/create), poll `jobs.get` until a
+final state, publish the outcome on the client's results topic.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 # Workflows rejects sources over 128 KB.
 WORKFLOW_SOURCE_LIMIT = 128 * 1024
-# Terminal Batch job states: the workflow stops polling at these.
-FINAL_STATES = ("SUCCEEDED", "FAILED", "DELETION_IN_PROGRESS")
+# Terminal Batch job states: the workflow stops polling at these (JobStatus.State,
+# cloud.google.com/batch/docs/reference/rest/v1/projects.locations.jobs#State).
+FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "DELETION_IN_PROGRESS")
+# The marker object whose upload starts a run of a batch (docs/contracts.md "Tenancy v2").
+READY_MARKER = "_READY"
 # A prefix run passes its inputs in GPUB_INPUT_OBJECTS (comma-separated): cap it so the env
 # variable and the workflow's 512 KB of variables stay well within limits. Bigger sets go
 # through `bin/submit`, which writes a manifest.
@@ -49,6 +58,7 @@ RUNTIME_ASSIGNMENTS = (
     f"{_VARS}.GPUB_INPUT_PREFIX",
     f"{_VARS}.GPUB_OUTPUT_PREFIX",
     f"{_VARS}.GPUB_JOB_NAME",
+    "job.allocationPolicy.serviceAccount.email",
     "job.labels.client",
     "job.labels.trigger",
     "job.labels.submitter",
@@ -60,12 +70,10 @@ RUNTIME_ASSIGNMENTS = (
 class WorkflowParams:
     """Everything the source needs; all literals, resolved at synth."""
 
-    client: str
     job: str
     project_id: str
     job_region: str  # where the Batch job is created
-    bucket: str
-    results_topic: str  # projects/<p>/topics/batch-<client>-results
+    clients: tuple[str, ...]  # the clients this job serves
     job_json: Mapping[str, Any]  # the rendered job, runtime fields empty
     input_format: str | None
     files_per_task: int | None
@@ -74,12 +82,27 @@ class WorkflowParams:
     poll_interval_s: int = 60
 
     @property
+    def bucket_prefix(self) -> str:
+        """A client bucket is `<project>-<client>` (settings.client_bucket)."""
+        return f"{self.project_id}-"
+
+    @property
     def inputs_root(self) -> str:
-        return f"{self.client}/inputs/{self.job}/"
+        return f"inputs/{self.job}/"
 
     @property
     def outputs_root(self) -> str:
-        return f"{self.client}/outputs/{self.job}/"
+        return f"outputs/{self.job}/"
+
+    @property
+    def topic_prefix(self) -> str:
+        """The client's results topic is `<topic_prefix><client>-results`."""
+        return f"projects/{self.project_id}/topics/batch-"
+
+    @property
+    def run_sa_domain(self) -> str:
+        """The client's run identity is `run-<client><run_sa_domain>`."""
+        return f"@{self.project_id}.iam.gserviceaccount.com"
 
 
 def failure_notification(results_topic: str) -> dict[str, Any]:
@@ -105,15 +128,14 @@ def _ext_re(input_format: str | None) -> str:
     return rf"\.(?i:{_re_escape(input_format)})$" if input_format else "$"
 
 
-def event_regex(p: WorkflowParams) -> str:
-    """Audit-log resource names this workflow accepts: one file directly in its inputs folder,
-    not bookkeeping (`_...`), no comma (GPUB_INPUT_OBJECTS is comma-separated)."""
-    root = _re_escape(f"projects/_/buckets/{p.bucket}/objects/{p.inputs_root}")
-    return f"^{root}[^/_,][^/,]*{_ext_re(p.input_format)}"
+def marker_regex(p: WorkflowParams) -> str:
+    """Object names that start a run: `inputs/<job>/<batch>/_READY`, one folder level."""
+    return f"^{_re_escape(p.inputs_root)}[^/_,][^/,]*/{_re_escape(READY_MARKER)}$"
 
 
 def prefix_regex(p: WorkflowParams) -> str:
-    """Names (relative to the listed prefix) a prefix run takes as inputs."""
+    """Names (relative to the listed prefix) a run takes as inputs: no bookkeeping (`_...`,
+    the marker included), no comma (GPUB_INPUT_OBJECTS is comma-separated)."""
     return f"^([^/_,][^/,]*/)*[^/_,][^/,]*{_ext_re(p.input_format)}"
 
 
@@ -166,25 +188,22 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
     job = dict(p.job_json)
     _check_embeddable(job)
     _check_runtime_slots(job, p)
-    note = failure_notification(p.results_topic)
     notifications: Any = (
         "${list.concat(job.notifications, failure_notification)}"
         if job.get("notifications")
-        else [note]
+        else ["${failure_notification}"]
     )
-    object_prefix = f"projects/_/buckets/{p.bucket}/objects/"
     finals = " or ".join(f"state == {_lit(s)}" for s in FINAL_STATES)
+    client_ok = "${client in clients}"
 
     steps: list[dict[str, Any]] = [
         {
             "init": {
                 "assign": [
                     {"job": job},
-                    {"failure_notification": note},
-                    {"bucket": p.bucket},
+                    {"clients": list(p.clients)},
                     {"inputs_root": p.inputs_root},
                     {"parent": f"projects/{p.project_id}/locations/{p.job_region}"},
-                    {"results_topic": p.results_topic},
                     {"execution_id": '${sys.get_env("GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID")}'},
                     # "2025-01-31T12:00:00.123Z" -> "20250131t120000": job ids are lowercase.
                     {
@@ -195,12 +214,12 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
                         "job_id": f'${{{_lit(p.job + "-")} + stamp + "-" + '
                         "text.substring(execution_id, 0, 8)}"
                     },
-                    {
-                        "output_prefix": f"${{{_lit(f'gs://{p.bucket}/{p.outputs_root}')} + "
-                        'execution_id + "/"}'
-                    },
                     {"trigger": "manual"},
+                    {"client": ""},
+                    {"batch": ""},
+                    {"rel": ""},
                     {"input_prefix": ""},
+                    {"output_prefix": ""},
                     {"input_objects": ""},
                     {"sep": ""},
                     {"n_objects": 0},
@@ -214,9 +233,11 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
         {
             "route": {
                 "switch": [
-                    {"condition": "${args == null}", "next": "bad_request"},
+                    # get_type, not `== null`: cloud.google.com/workflows/docs/reference/stdlib/
+                    # expression-helpers (and the local emulator has no `null` literal).
+                    {"condition": "${get_type(args) == \"null\"}", "next": "bad_request"},
                     {"condition": '${"data" in args}', "next": "from_event"},
-                    {"condition": '${"input_prefix" in args}', "next": "from_prefix"},
+                    {"condition": '${"client" in args}', "next": "from_args"},
                 ],
                 "next": "bad_request",
             }
@@ -224,55 +245,63 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
         {
             "bad_request": {
                 "raise": (
-                    'expected an Eventarc storage event or {"input_prefix": "...", '
-                    '"trigger": "schedule"}'
+                    'expected an uploads-topic event, {"client": "...", "batch": "..."} or '
+                    '{"client": "...", "input_prefix": "...", "trigger": "schedule"}'
                 )
             }
         },
-        # --- one uploaded file ------------------------------------------------------------
+        # --- a storage notification: only this job's `_READY` markers start a run --------
         {
             "from_event": {
                 "assign": [
-                    {"trigger": "eventarc"},
-                    {"resource": "${args.data.protoPayload.resourceName}"},
+                    {"trigger": "upload"},
+                    {"attrs": '${map.get(args.data, ["message", "attributes"])}'},
+                    {"object": '${default(map.get(attrs, "objectId"), "")}'},
+                    {"bucket": '${default(map.get(attrs, "bucketId"), "")}'},
+                    {"event_type": '${default(map.get(attrs, "eventType"), "")}'},
                 ]
             }
         },
         {
-            "check_event": {
+            "is_marker": {
                 "switch": [
                     {
-                        "condition": f"${{text.match_regex(resource, {_lit(event_regex(p))})}}",
-                        "next": "event_input",
+                        "condition": (
+                            '${event_type == "OBJECT_FINALIZE" and text.match_regex(object, '
+                            f"{_lit(marker_regex(p))}) and text.match_regex(bucket, "
+                            f"{_lit('^' + _re_escape(p.bucket_prefix))})}}"
+                        ),
+                        "next": "marker",
                     },
                 ],
-                "next": "not_an_input",
+                "next": "ignored",
             }
         },
+        # Every uploaded file notifies; anything but this job's marker ends here, quietly.
+        {"ignored": {"return": '${"ignored: " + bucket + "/" + object}'}},
         {
-            "not_an_input": {
+            "marker": {
                 "assign": [
-                    {"state": "SKIPPED"},
-                    {"reason": '${"not an input of this job: " + resource}'},
-                ],
-                "next": "outcome",
-            }
-        },
-        {
-            "event_input": {
-                "assign": [
+                    {"client": f"${{text.substring(bucket, {len(p.bucket_prefix)}, len(bucket))}}"},
                     {
-                        "input_objects": f'${{"gs://" + bucket + "/" + text.substring('
-                        f"resource, {len(object_prefix)}, len(resource))}}"
+                        "batch": "${text.substring(object, len(inputs_root), "
+                        f"len(object) - {len(READY_MARKER) + 1})}}"
                     },
-                    {"input_prefix": f"gs://{p.bucket}/{p.inputs_root}"},
-                    {"n_objects": 1},
+                    {"rel": '${batch + "/"}'},
                 ],
-                "next": "size",
+                "next": "known_client",
             }
         },
-        # --- every input under a prefix (schedule, or by hand) ----------------------------
-        {"from_prefix": {"assign": [{"rel": "${args.input_prefix}"}]}},
+        # --- by hand or on a schedule -----------------------------------------------------
+        {
+            "from_args": {
+                "assign": [
+                    {"client": "${args.client}"},
+                    {"batch": '${default(map.get(args, "batch"), "")}'},
+                    {"rel": '${default(map.get(args, "input_prefix"), batch)}'},
+                ]
+            }
+        },
         {
             "trigger_label": {
                 "switch": [
@@ -290,15 +319,45 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
                         "next": "add_slash",
                     },
                 ],
-                "next": "list_init",
+                "next": "name_batch",
             }
         },
         {"add_slash": {"assign": [{"rel": '${rel + "/"}'}]}},
         {
-            "list_init": {
+            "name_batch": {
+                "switch": [
+                    {"condition": '${batch == ""}', "next": "batch_from_execution"},
+                ],
+                "next": "known_client",
+            }
+        },
+        {"batch_from_execution": {"assign": [{"batch": "${execution_id}"}]}},
+        # --- the client: one of this job's, and everything else derived from it -----------
+        {
+            "known_client": {
+                "switch": [{"condition": client_ok, "next": "client_literals"}],
+                "next": "unknown_client",
+            }
+        },
+        {"unknown_client": {"raise": f'${{"not a client of {p.job}: " + client}}'}},
+        {
+            "client_literals": {
                 "assign": [
+                    {"bucket": f"${{{_lit(p.bucket_prefix)} + client}}"},
+                    {"results_topic": f'${{{_lit(p.topic_prefix)} + client + "-results"}}'},
+                    {"run_sa": f'${{"run-" + client + {_lit(p.run_sa_domain)}}}'},
+                    {
+                        "failure_notification": {
+                            "pubsubTopic": "${results_topic}",
+                            "message": {"type": "JOB_STATE_CHANGED", "newJobState": "FAILED"},
+                        }
+                    },
                     {"list_prefix": "${inputs_root + rel}"},
                     {"input_prefix": '${"gs://" + bucket + "/" + inputs_root + rel}'},
+                    {
+                        "output_prefix": f'${{"gs://" + bucket + "/" + {_lit(p.outputs_root)} '
+                        '+ batch + "/"}'
+                    },
                     {"page_token": None},
                 ]
             }
@@ -372,7 +431,7 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
             "too_many": {
                 "raise": (
                     f'${{"more than {MAX_PREFIX_OBJECTS} inputs under " + input_prefix + '
-                    '"; submit them with bin/submit (manifest) or use a narrower input_prefix"}'
+                    '"; submit them with bin/submit (manifest) or split the batch"}'
                 )
             }
         },
@@ -404,7 +463,8 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
                     {f"{_VARS}.GPUB_INPUT_PREFIX": "${input_prefix}"},
                     {f"{_VARS}.GPUB_OUTPUT_PREFIX": "${output_prefix}"},
                     {f"{_VARS}.GPUB_JOB_NAME": "${job_id}"},
-                    {"job.labels.client": p.client},
+                    {"job.allocationPolicy.serviceAccount.email": "${run_sa}"},
+                    {"job.labels.client": "${client}"},
                     {"job.labels.trigger": "${trigger}"},
                     {"job.labels.submitter": "workflow"},
                     {"job.notifications": notifications},
@@ -420,6 +480,9 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
                         "jobId": "${job_id}",
                         "requestId": "${execution_id}",  # a retried create is not a second job
                         "body": "${job}",
+                        # Return at creation; without it the connector waits for the job and
+                        # fails after 1,800 s while the job still runs.
+                        "connector_params": {"skip_polling": True},
                     },
                     "result": "created",
                 },
@@ -472,8 +535,9 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
                 "assign": [
                     {
                         "outcome": {
-                            "client": p.client,
+                            "client": "${client}",
                             "job": p.job,
+                            "batch": "${batch}",
                             "job_id": "${job_id}",
                             "batch_job": "${batch_job}",
                             "state": "${state}",
@@ -499,7 +563,7 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
                             {
                                 "data": "${base64.encode(json.encode(outcome))}",
                                 "attributes": {
-                                    "client": p.client,
+                                    "client": "${client}",
                                     "job": p.job,
                                     "state": "${state}",
                                     "job_id": "${job_id}",
@@ -551,8 +615,9 @@ def _check_size(p: WorkflowParams, text: str) -> None:
     size = len(text.encode("utf-8"))
     if size > WORKFLOW_SOURCE_LIMIT:
         raise ValueError(
-            f"clients.{p.client}.jobs: the workflow for {p.job!r} is {size} bytes; Workflows "
-            f"accepts at most {WORKFLOW_SOURCE_LIMIT} (shrink the job's script or env)"
+            f"jobs.{p.job}: its workflow is {size} bytes for {len(p.clients)} clients; "
+            f"Workflows accepts at most {WORKFLOW_SOURCE_LIMIT} (shrink the job's script or "
+            "env, or split its clients over a second job)"
         )
 
 
@@ -577,57 +642,6 @@ def runtime_assignments(source: str) -> dict[str, Any]:
                 out.update(assignment)
             return out
     raise ValueError("no fill step in this workflow source")
-
-
-# A stand-in client name: as long as the longest client name, plain YAML, found nowhere else.
-CLIENT_PLACEHOLDER = "gpubxclientxplaceholder"
-
-
-def _plain_yaml_word(text: str) -> bool:
-    """True when YAML writes `text` unquoted, like the placeholder (not `true`, `null`, ...)."""
-    return bool(yaml.safe_load(text) == text)
-
-
-class SourceTemplate:
-    """One job's source rendered once for a stand-in client; per-client text by substitution.
-
-    Rendering and dumping the YAML costs ~1.5 ms per (client, job); substituting the client's
-    name into the job's template costs microseconds, and Terraform can do it (`replace`), so
-    the stack carries one template per job instead of one source per (client, job). The
-    result is the text `workflow_source` gives for that client (tests compare both). Names
-    YAML would quote (`true`, `null`, ...) get a full render of their own, used as a template
-    whose substitution is a no-op (the placeholder replaced by itself).
-    """
-
-    def __init__(self, p: WorkflowParams, topic_for: Callable[[str], str]) -> None:
-        self.params = replace(p, client=CLIENT_PLACEHOLDER, results_topic=topic_for(
-            CLIENT_PLACEHOLDER))
-        self._topic_for = topic_for
-        self.text = yaml.dump(
-            build_workflow(self.params), Dumper=_NoAliases, sort_keys=False, width=4096,
-            allow_unicode=True,
-        )
-        self._size = len(self.text.encode("utf-8"))
-        self._count = self.text.count(CLIENT_PLACEHOLDER)
-        self._usable = CLIENT_PLACEHOLDER not in json.dumps(p.job_json)
-
-    def for_client(self, client: str) -> tuple[str | None, str]:
-        """(None, client) when this template serves `client` (the client substitutes the
-        placeholder), else (full source, placeholder) (substitution is a no-op).
-        Raises when the client's source would exceed the Workflows size limit."""
-        if not (self._usable and _plain_yaml_word(client)):
-            params = replace(self.params, client=client, results_topic=self._topic_for(client))
-            return workflow_source(params), CLIENT_PLACEHOLDER
-        size = self._size + self._count * (len(client.encode()) - len(CLIENT_PLACEHOLDER))
-        if size > WORKFLOW_SOURCE_LIMIT:
-            _check_size(replace(self.params, client=client), self.text.replace(
-                CLIENT_PLACEHOLDER, client))
-        return None, client
-
-    def source(self, client: str) -> str:
-        """The client's source, as Terraform makes it (`replace(template, placeholder, s)`)."""
-        own, substitute = self.for_client(client)
-        return (own or self.text).replace(CLIENT_PLACEHOLDER, substitute)
 
 
 def terraform_literal(text: str) -> str:

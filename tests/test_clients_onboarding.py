@@ -1,19 +1,20 @@
-"""Client onboarding (issue 4), checked on synthesized stacks.
+"""Client onboarding, tenancy v2 (issue 11), checked on synthesized stacks.
 
-- every client IAM condition is evaluated with a real CEL implementation (cel-python);
-- the job body each workflow submits is the renderer's output plus runtime fields only;
-- one onboarding call adds a fixed set of resources, and a second client adds the same set
-  again with no reference to the first client's resources;
-- validation errors name the field.
+- every client IAM grant is evaluated with a real CEL implementation (cel-python): the identity
+  that runs client A's tasks can get, list, create and delete under A's outputs and get and
+  list A's inputs, and none of it on another client's bucket;
+- one onboarding call adds a fixed set of resources; triggers and workflows do not grow;
+- names never collide and reserved names are refused; `onboard_client` and
+  `settings.clients` are one list.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections import Counter
 from collections.abc import Callable
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -21,46 +22,24 @@ import celpy
 import pytest
 from pydantic import ValidationError
 
-from jobs.render import fill_runtime, render_job
-from stacks.environments import dev, prod
-from stacks.settings import ClientSettings, EnvironmentSettings, Schedule
-from stacks.workflow_source import (
-    RUNTIME_ASSIGNMENTS,
-    embedded_job,
-    event_regex,
-    failure_notification,
-    runtime_assignments,
-)
+from stacks.environments import dev
+from stacks.settings import ClientSettings, Schedule
 from tests._tf import all_resources, path_of
 
 Stack = dict[str, Any]
 OBJECT = "storage.googleapis.com/Object"
 BUCKET = "storage.googleapis.com/Bucket"
-# The permissions of the roles client grants use that these tests exercise.
+# Storage permissions of the predefined roles the stacks grant
+# (cloud.google.com/storage/docs/access-control/iam-roles).
 ROLE_PERMISSIONS = {
     "roles/storage.objectCreator": {"storage.objects.create"},
     "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
+    "roles/storage.objectUser": {
+        "storage.objects.create", "storage.objects.delete", "storage.objects.get",
+        "storage.objects.list", "storage.objects.update",
+    },
 }
-REF_RE = re.compile(r'\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+(?:\["[^"]*"\])?)\.')
-
-
-# ---- helpers ------------------------------------------------------------------------------
-def find(stack: Stack, rtype: str, path_suffix: str) -> tuple[str, dict[str, Any]]:
-    hits = [(k, r) for t, k, r in all_resources(stack)
-            if t == rtype and path_of(r).endswith(path_suffix)]
-    assert len(hits) == 1, f"expected one {rtype} at */{path_suffix}, found {len(hits)}"
-    return hits[0]
-
-
-def sa_member_ref(stack: Stack, path_suffix: str) -> str:
-    key, _ = find(stack, "google_service_account", path_suffix)
-    return f"serviceAccount:${{google_service_account.{key}.email}}"
-
-
-def owner(path: str) -> str | None:
-    """The client an instance belongs to: the first part of its for_each key."""
-    m = re.search(r'\["([a-z0-9-]+)(?:/[^"]*)?"\]$', path)
-    return m.group(1) if m else None
+GET, LIST, CREATE, DELETE = (f"storage.objects.{p}" for p in ("get", "list", "create", "delete"))
 
 
 class Cel:
@@ -97,290 +76,152 @@ def cel() -> Cel:
     return Cel()
 
 
-def bucket_grants(stack: Stack, member: str) -> list[dict[str, Any]]:
-    return [r for t, _, r in all_resources(stack)
-            if t == "google_storage_bucket_iam_member" and r["member"] == member]
+def bucket_name_of(stack: Stack, ref: str) -> str:
+    """`${google_storage_bucket.clients-bucket["acme"].name}` -> the bucket's literal name."""
+    m = re.fullmatch(r"\$\{google_storage_bucket\.(.+)\.name\}", ref)
+    if m is None:
+        return ref
+    buckets = {k: r for t, k, r in all_resources(stack) if t == "google_storage_bucket"}
+    return str(buckets[m.group(1)]["name"])
 
 
-def allowed(cel: Cel, grants: list[dict[str, Any]], permission: str, rtype: str, name: str,
-            attributes: dict[str, str] | None = None) -> bool:
-    for grant in grants:
-        if permission not in ROLE_PERMISSIONS.get(grant["role"], set()):
-            continue
-        condition = grant.get("condition")
-        if condition is None or cel(condition["expression"], rtype, name, attributes):
-            return True
-    return False
+def grants_of(stack: Stack, member: str) -> list[dict[str, Any]]:
+    out = []
+    for t, _, r in all_resources(stack):
+        if t == "google_storage_bucket_iam_member" and r["member"] == member:
+            out.append({**r, "bucket": bucket_name_of(stack, r["bucket"])})
+    return out
 
 
-def obj(bucket: str, name: str) -> str:
-    return f"projects/_/buckets/{bucket}/objects/{name}"
+class Access:
+    """What one member may do on storage, from the stack's bucket grants and CEL."""
+
+    def __init__(self, cel: Cel, grants: list[dict[str, Any]]) -> None:
+        self.cel, self.grants = cel, grants
+
+    def _allowed(self, bucket: str, permission: str, rtype: str, name: str,
+                 attributes: dict[str, str] | None = None) -> bool:
+        for grant in self.grants:
+            if grant["bucket"] != bucket or permission not in ROLE_PERMISSIONS.get(
+                    grant["role"], set()):
+                continue
+            condition = grant.get("condition")
+            if condition is None or self.cel(condition["expression"], rtype, name, attributes):
+                return True
+        return False
+
+    def on_object(self, bucket: str, permission: str, name: str) -> bool:
+        return self._allowed(bucket, permission, OBJECT,
+                             f"projects/_/buckets/{bucket}/objects/{name}")
+
+    def lists(self, bucket: str, prefix: str) -> bool:
+        return self._allowed(bucket, LIST, BUCKET, f"projects/_/buckets/{bucket}",
+                             {"storage.googleapis.com/objectListPrefix": prefix})
 
 
-# ---- IAM conditions (CEL) ------------------------------------------------------------------
-@pytest.mark.parametrize(("env", "client", "other"), [
-    ("dev", "acme", "globex"), ("dev", "globex", "acme"), ("prod", "acme", "globex"),
-])
-def test_client_conditions_keep_each_client_in_its_prefix(
+def sa_member(kind: str, client: str) -> str:
+    return f'serviceAccount:${{google_service_account.clients-{kind}["{client}"].email}}'
+
+
+PAIRS = [("dev", "acme", "globex"), ("dev", "globex", "acme"), ("prod", "acme", "globex")]
+
+
+# ---- run-time isolation (CEL) ----------------------------------------------------------------
+@pytest.mark.parametrize(("env", "client", "other"), PAIRS)
+def test_run_identity_of_a_client_reaches_its_bucket_only(
+    stacks_json: dict[str, Stack], cel: Cel, env: str, client: str, other: str
+) -> None:
+    """Defects 1 and 2 too: list is a bucket-level check (an object-name condition never
+    matches it), and a retried task overwrites and deletes under outputs/."""
+    stack = stacks_json[env]
+    mine, theirs = f"example-ml-{env}-{client}", f"example-ml-{env}-{other}"
+    run = Access(cel, grants_of(stack, sa_member("run-sa", client)))
+    assert run.grants, "the run identity has bucket grants"
+    for name in ("outputs/uppercase/b1/x.jsonl", "outputs/uppercase/b1/_done/x.jsonl.done",
+                 "outputs/embed/b2/_tasks/0.json", "outputs/embed/b2/_callback.json"):
+        for permission in (GET, CREATE, DELETE):
+            assert run.on_object(mine, permission, name), (permission, name)
+    for prefix in ("outputs/uppercase/b1/_done/", "outputs/embed/b2/_tasks/",
+                   "inputs/uppercase/b1/", ""):
+        assert run.lists(mine, prefix), prefix
+    assert run.on_object(mine, GET, "inputs/uppercase/b1/a.jsonl")
+    # Inputs are the client's: the run identity never writes or deletes them.
+    for permission in (CREATE, DELETE):
+        assert not run.on_object(mine, permission, "inputs/uppercase/b1/a.jsonl")
+    # Nothing at all on another client's bucket, nor on the platform's buckets.
+    for bucket in (theirs, f"example-ml-{env}-batch-data", f"example-ml-{env}-batch-logs"):
+        for permission, name in product((GET, CREATE, DELETE),
+                                        ("outputs/uppercase/b1/x", "inputs/uppercase/b1/x")):
+            assert not run.on_object(bucket, permission, name), (bucket, permission)
+        assert not run.lists(bucket, "outputs/")
+        assert not run.lists(bucket, "")
+
+
+@pytest.mark.parametrize(("env", "client", "other"), PAIRS)
+def test_client_identity_writes_inputs_reads_outputs(
     stacks_json: dict[str, Stack], cel: Cel, env: str, client: str, other: str
 ) -> None:
     stack = stacks_json[env]
-    bucket = f"example-ml-{env}-batch-data"
-    grants = bucket_grants(stack, sa_member_ref(stack, f'clients-sa["{client}"]'))
-    assert {g["role"] for g in grants} == set(ROLE_PERMISSIONS)
-    assert all(g.get("condition") for g in grants), "every client bucket grant is conditional"
+    mine, theirs = f"example-ml-{env}-{client}", f"example-ml-{env}-{other}"
+    me = Access(cel, grants_of(stack, sa_member("sa", client)))
+    assert all(g.get("condition") for g in me.grants), "every client grant is conditional"
+    assert me.on_object(mine, CREATE, "inputs/uppercase/b1/a.jsonl")
+    assert me.on_object(mine, CREATE, "inputs/uppercase/b1/_READY")
+    assert not me.on_object(mine, CREATE, "outputs/uppercase/b1/x")
+    assert not me.on_object(mine, DELETE, "inputs/uppercase/b1/a.jsonl")
+    assert me.on_object(mine, GET, "outputs/uppercase/b1/x")
+    assert me.lists(mine, "outputs/uppercase/")
+    for permission, name in product((GET, CREATE), ("inputs/x", "outputs/x")):
+        assert not me.on_object(theirs, permission, name)
+    assert not me.lists(theirs, "")
 
-    def can(permission: str, name: str) -> bool:
-        return allowed(cel, grants, permission, OBJECT, obj(bucket, name))
 
-    def can_list(prefix: str, in_bucket: str = bucket) -> bool:
-        return allowed(cel, grants, "storage.objects.list", BUCKET,
-                       f"projects/_/buckets/{in_bucket}",
-                       {"storage.googleapis.com/objectListPrefix": prefix})
-
-    assert can("storage.objects.create", f"{client}/inputs/x")
-    assert can("storage.objects.create", f"{client}/inputs/uppercase/a.jsonl")
-    assert not can("storage.objects.create", f"{other}/inputs/x")
-    assert not can("storage.objects.create", f"{client}/outputs/x")
-    assert not can("storage.objects.create", f"{client}x/inputs/x")
-    assert can("storage.objects.get", f"{client}/outputs/x")
-    assert not can("storage.objects.get", f"{other}/outputs/x")
-    assert not can("storage.objects.get", f"{other}/inputs/x")
-    assert not can("storage.objects.get", "jobs/uppercase/x")
-    for prefix in (f"{client}/", f"{client}/outputs/", f"{client}/inputs/uppercase/"):
-        assert can_list(prefix), prefix
-    for prefix in ("", f"{other}/", f"{client}", f"{client}x/", "jobs/"):
-        assert not can_list(prefix), prefix
-    assert not can_list(f"{client}/", in_bucket=f"example-ml-{env}-batch-logs")
+@pytest.mark.parametrize(("env", "client", "other"), PAIRS)
+def test_operator_runs_for_every_client_without_touching_inputs(
+    stacks_json: dict[str, Stack], cel: Cel, env: str, client: str, other: str
+) -> None:
+    """bin/submit's identity (settings.operator_sa_email) reads a client's bucket and writes
+    manifests and run records under outputs/; it never writes a client's inputs."""
+    stack = stacks_json[env]
+    mine = f"example-ml-{env}-{client}"
+    op = Access(cel, grants_of(stack, "serviceAccount:${google_service_account.operator.email}"))
+    assert op.on_object(mine, GET, "inputs/uppercase/b1/a.jsonl")
+    assert op.lists(mine, "inputs/uppercase/b1/")
+    for permission in (CREATE, DELETE):
+        assert op.on_object(mine, permission, "outputs/uppercase/b1/_manifest.jsonl")
+        assert not op.on_object(mine, permission, "inputs/uppercase/b1/a.jsonl")
+    data = f"example-ml-{env}-batch-data"
+    assert op.on_object(data, CREATE, "jobs/uppercase/x") and op.lists(data, "jobs/uppercase/")
+    assert not op.on_object(data, CREATE, "acme/inputs/x")
 
 
 def test_every_bucket_condition_is_valid_cel(stacks_json: dict[str, Stack], cel: Cel) -> None:
     for stack in stacks_json.values():
         for rtype, _, r in all_resources(stack):
             if rtype == "google_storage_bucket_iam_member" and r.get("condition"):
-                cel(r["condition"]["expression"], OBJECT, obj("b", "x"))
-                cel(r["condition"]["expression"], BUCKET, "projects/_/buckets/b",
-                    {"storage.googleapis.com/objectListPrefix": "x/"})
+                cel.program(r["condition"]["expression"])
 
 
-def test_job_reads_only_the_clients_it_serves(stacks_json: dict[str, Stack], cel: Cel) -> None:
+def test_tasks_run_as_the_clients_run_identity(stacks_json: dict[str, Stack]) -> None:
+    """The workflow and operators may act as each client's run identity, nobody else."""
     stack = stacks_json["dev"]
-    bucket = "example-ml-dev-batch-data"
-    embed = bucket_grants(stack, sa_member_ref(stack, "job-embed/sa"))
-    upper = bucket_grants(stack, sa_member_ref(stack, "job-uppercase/sa"))
-    get = "storage.objects.get"
-    assert allowed(cel, embed, get, OBJECT, obj(bucket, "acme/inputs/embed/a.jsonl"))
-    assert not allowed(cel, embed, get, OBJECT, obj(bucket, "globex/inputs/x"))  # not served
-    assert allowed(cel, upper, get, OBJECT, obj(bucket, "globex/inputs/uppercase/a.jsonl"))
-    # The workflow lists (names only) inputs; it never reads objects.
-    wf = bucket_grants(stack, sa_member_ref(stack, "/workflow-sa"))
-    assert not allowed(cel, wf, get, OBJECT, obj(bucket, "acme/inputs/x"))
-    assert allowed(cel, wf, "storage.objects.list", BUCKET, f"projects/_/buckets/{bucket}",
-                   {"storage.googleapis.com/objectListPrefix": "acme/inputs/embed/"})
-    assert not allowed(cel, wf, "storage.objects.list", BUCKET, f"projects/_/buckets/{bucket}",
-                       {"storage.googleapis.com/objectListPrefix": "acme/outputs/"})
-
-
-def test_principal_acts_only_through_its_client_account(stacks_json: dict[str, Stack]) -> None:
-    stack = stacks_json["dev"]
-    principal = "group:batch-users@globex.example"
-    grants = [(t, r) for t, _, r in all_resources(stack) if r.get("member") == principal]
-    sa_key, _ = find(stack, "google_service_account", 'clients-sa["globex"]')
-    sub_key, _ = find(stack, "google_pubsub_subscription", 'clients-results-sub["globex"]')
-    assert sorted((t, r["role"]) for t, r in grants) == [
-        ("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber"),
-        ("google_service_account_iam_member", "roles/iam.serviceAccountTokenCreator"),
-    ]
-    for rtype, r in grants:
-        target = r.get("service_account_id") or r.get("subscription")
-        assert target in (f"${{google_service_account.{sa_key}.name}}",
-                          f"${{google_pubsub_subscription.{sub_key}.name}}"), rtype
-
-
-# ---- results topic, workflow, trigger, schedule --------------------------------------------
-def test_results_topic_cmek_in_prod_and_subscribers(stacks_json: dict[str, Stack]) -> None:
-    _, prod_topic = find(stacks_json["prod"], "google_pubsub_topic", 'clients-results["acme"]')
-    _, dev_topic = find(stacks_json["dev"], "google_pubsub_topic", 'clients-results["acme"]')
-    assert prod_topic["name"] == "batch-acme-results"
-    assert "kms_key_name" in prod_topic and "kms_key_name" not in dev_topic
-    assert prod_topic["message_retention_duration"] == "604800s"
-    stack = stacks_json["dev"]
-    sub_key, sub = find(stack, "google_pubsub_subscription", 'clients-results-sub["acme"]')
-    assert sub["name"] == "batch-acme-results-sub"
-    subscribers = {r["member"] for t, _, r in all_resources(stack)
-                   if t == "google_pubsub_subscription_iam_member"
-                   and r["subscription"] == f"${{google_pubsub_subscription.{sub_key}.name}}"}
-    assert subscribers == {sa_member_ref(stack, 'clients-sa["acme"]')}  # acme has no principal
-    topic_key, _ = find(stack, "google_pubsub_topic", 'clients-results["acme"]')
-    publishers = {r["member"] for t, _, r in all_resources(stack)
-                  if t == "google_pubsub_topic_iam_member"
-                  and r["topic"] == f"${{google_pubsub_topic.{topic_key}.name}}"}
-    assert publishers == {sa_member_ref(stack, "/workflow-sa"),
-                          sa_member_ref(stack, "job-embed/sa"),
-                          sa_member_ref(stack, "job-uppercase/sa")}
-
-
-def workflows(stack: Stack) -> dict[str, dict[str, Any]]:
-    return {r["name"]: r for t, _, r in all_resources(stack) if t == "google_workflows_workflow"}
-
-
-def set_path(doc: dict[str, Any], path: str, value: Any) -> None:
-    """Apply a Workflows assignment path (`job.a[0].b`) to `doc` (which holds `job`)."""
-    parts = re.findall(r"[^.\[\]]+|\[\d+\]", path)
-    target: Any = doc
-    for part in parts[:-1]:
-        target = target[int(part[1:-1])] if part.startswith("[") else target[part]
-    last = parts[-1]
-    if last.startswith("["):
-        target[int(last[1:-1])] = value
-    else:
-        target[last] = value
-
-
-@pytest.mark.parametrize("env", ["dev", "prod"])
-def test_workflow_submits_the_rendered_job_plus_runtime_fields(
-    stacks_json: dict[str, Stack], env: str
-) -> None:
-    settings = {"dev": dev, "prod": prod}[env]()
-    stack = stacks_json[env]
-    expected_names = {f"batch-{c.name}-{j}" for c in settings.clients for j in c.jobs}
-    assert set(workflows(stack)) == expected_names
-    for client in settings.clients:
-        for job in client.jobs:
-            wf = workflows(stack)[f"batch-{client.name}-{job}"]
-            source = wf["source_contents"]
-            rendered = render_job(settings.job(job), settings.render_context(job))
-            assert embedded_job(source) == rendered  # verbatim, runtime fields still empty
-
-            fill = runtime_assignments(source)
-            assert tuple(fill) == RUNTIME_ASSIGNMENTS
-            # Run the fill step with stand-in values; the result must be what the submit
-            # helper would send for the same runtime values.
-            stand_in = {"${string(task_count)}": "3", "${string(parallelism)}": "2",
-                        "${input_objects}": "gs://b/o1,gs://b/o2", "${input_prefix}": "gs://b/i/",
-                        "${output_prefix}": "gs://b/o/", "${job_id}": f"{job}-1-abc",
-                        "${trigger}": "eventarc"}
-            doc = {"job": embedded_job(source)}
-            for path, value in fill.items():
-                set_path(doc, path, stand_in.get(value, value) if isinstance(value, str)
-                         else value)
-            topic = f"projects/{settings.project_id}/topics/batch-{client.name}-results"
-            want = fill_runtime(
-                rendered, task_count=3, parallelism=2,
-                variables={"GPUB_INPUT_OBJECTS": "gs://b/o1,gs://b/o2",
-                           "GPUB_INPUT_PREFIX": "gs://b/i/", "GPUB_OUTPUT_PREFIX": "gs://b/o/",
-                           "GPUB_JOB_NAME": f"{job}-1-abc"},
-                labels={"client": client.name, "trigger": "eventarc", "submitter": "workflow"},
-            )
-            want["notifications"] = [*rendered.get("notifications", []),
-                                     failure_notification(topic)]
-            assert doc["job"] == want
-
-            # Only this client's literals: its prefixes and topic, no other client's.
-            for other in settings.clients:
-                if other.name != client.name:
-                    assert f"{other.name}/" not in source and f"-{other.name}-" not in source
-            assert f"{client.name}/outputs/{job}/" in source and topic in source
-            assert wf["deletion_protection"] is (env == "prod")
-            assert wf["labels"]["client"] == client.name and wf["labels"]["job"] == job
-            assert len(source.encode()) < 128 * 1024
-
-
-def test_upload_trigger_matches_what_the_workflow_accepts(stacks_json: dict[str, Stack]) -> None:
-    settings = dev()
-    stack = stacks_json["dev"]
-    triggers = {r["name"]: r for t, _, r in all_resources(stack) if t == "google_eventarc_trigger"}
-    assert set(triggers) == {"batch-acme-embed-upload", "batch-acme-uppercase-upload",
-                             "batch-globex-uppercase-upload"}
-    trigger_sa = sa_member_ref(stack, "/trigger-sa").removeprefix("serviceAccount:")
-    for client in settings.clients:
-        for job in client.jobs:
-            t = triggers[f"batch-{client.name}-{job}-upload"]
-            criteria = {c["attribute"]: c for c in t["matching_criteria"]}
-            assert {k: c["value"] for k, c in criteria.items()} == {
-                "type": "google.cloud.audit.log.v1.written",
-                "serviceName": "storage.googleapis.com",
-                "methodName": "storage.objects.create",
-                "resourceName": f"/projects/_/buckets/{settings.data_bucket}/objects/"
-                                f"{client.name}/inputs/{job}/*",
-            }
-            assert criteria["resourceName"]["operator"] == "match-path-pattern"
-            assert t["service_account"] == trigger_sa and t["location"] == settings.region
-            wf_key, _ = find(stack, "google_workflows_workflow",
-                             f'clients-workflows["{client.name}/{job}"]')
-            assert t["destination"]["workflow"] == f"${{google_workflows_workflow.{wf_key}.id}}"
-            # The path pattern's `*` is one path segment; the workflow's check agrees.
-            pattern = re.compile("^" + re.escape(criteria["resourceName"]["value"][1:])
-                                 .replace(r"\*", "[^/]*") + "$")
-            accepts = re.compile(event_regex(_params(settings, client.name, job)))
-            base = f"projects/_/buckets/{settings.data_bucket}/objects/"
-            for name, fires, runs in [
-                (f"{client.name}/inputs/{job}/a.jsonl", True, True),
-                (f"{client.name}/inputs/{job}/A.JSONL", True, True),
-                (f"{client.name}/inputs/{job}/a.csv", True, False),
-                (f"{client.name}/inputs/{job}/_manifest.jsonl", True, False),
-                (f"{client.name}/inputs/{job}/batch-1/a.jsonl", False, False),
-                (f"{client.name}/inputs/a.jsonl", False, False),
-                (f"{client.name}/outputs/{job}/a.jsonl", False, False),
-                (f"other/inputs/{job}/a.jsonl", False, False),
-            ]:
-                assert bool(pattern.match(base + name)) is fires, name
-                assert bool(accepts.match(base + name)) is runs, name
-
-
-def _params(settings: EnvironmentSettings, client: str, job: str) -> Any:
-    from stacks.workflow_source import WorkflowParams
-
-    spec = settings.job(job)
-    return WorkflowParams(
-        client=client, job=job, project_id=settings.project_id, job_region=settings.region,
-        bucket=settings.data_bucket, results_topic="projects/p/topics/t",
-        job_json=render_job(spec, settings.render_context(job)), input_format=spec.input_format,
-        files_per_task=spec.files_per_task, max_parallelism=1,
-    )
-
-
-def test_schedule_starts_the_workflow_with_its_own_account(stacks_json: dict[str, Stack]) -> None:
-    stack = stacks_json["dev"]
-    scheds = [r for t, _, r in all_resources(stack) if t == "google_cloud_scheduler_job"]
-    assert len(scheds) == 1
-    s = scheds[0]
-    assert (s["schedule"], s["time_zone"]) == ("0 2 * * *", "Europe/Amsterdam")
-    target = s["http_target"]
-    assert target["uri"] == ("https://workflowexecutions.googleapis.com/v1/projects/example-ml-dev"
-                             "/locations/europe-west4/workflows/batch-globex-uppercase/executions")
-    body = json.loads(base64.b64decode(target["body"]))
-    assert json.loads(body["argument"]) == {"input_prefix": "", "trigger": "schedule"}
-    sched_sa = sa_member_ref(stack, 'clients-scheduler-sa["globex"]')
-    assert target["oauth_token"]["service_account_email"] == sched_sa.removeprefix(
-        "serviceAccount:")
-    roles = sorted(r["role"] for t, _, r in all_resources(stack) if r.get("member") == sched_sa)
-    assert roles == ["roles/workflows.invoker"]
-    _, sa = find(stack, "google_service_account", 'clients-scheduler-sa["globex"]')
-    assert sa["account_id"] == "sched-globex"
-    # acme has no schedule, so no scheduler account.
-    assert not [r for t, _, r in all_resources(stack)
-                if t == "google_service_account" and r["account_id"] == "sched-acme"]
+    act_as = [r for t, _, r in all_resources(stack) if t == "google_service_account_iam_member"
+              and r["role"] == "roles/iam.serviceAccountUser"]
+    targets = {r["service_account_id"] for r in act_as if "clients-run-sa" in
+               r["service_account_id"]}
+    assert targets == {f'${{google_service_account.clients-run-sa["{c}"].name}}'
+                       for c in ("acme", "globex")}
+    run_targets = [r for r in act_as if "clients-run-sa" in r["service_account_id"]]
+    assert {r["member"] for r in run_targets} == {
+        "serviceAccount:${google_service_account.batch-workflows.email}",
+        "serviceAccount:${google_service_account.operator.email}"}
+    others = [r for r in act_as if r not in run_targets]
+    assert [(r["service_account_id"], r["member"]) for r in others] == [(
+        "${google_service_account.batch-adhoc.name}",
+        "serviceAccount:${google_service_account.operator.email}")]
 
 
 # ---- what one call adds --------------------------------------------------------------------
-ONE_CALL = Counter({
-    "google_service_account": 2,              # client-<c>, sched-<c>
-    "google_storage_bucket_iam_member": 8,    # 3 client + workflow list + 2 jobs x (read, write)
-    "google_service_account_iam_member": 1,   # principal -> token creator on client-<c>
-    "google_pubsub_topic": 1,
-    "google_pubsub_topic_iam_member": 3,      # workflow SA + 2 job SAs publish
-    "google_pubsub_subscription": 1,
-    "google_pubsub_subscription_iam_member": 2,  # client SA + principal
-    "google_workflows_workflow": 2,           # one per (client, job)
-    "google_eventarc_trigger": 2,             # one per (client, job)
-    "google_cloud_scheduler_job": 1,
-    "google_project_iam_member": 1,           # sched-<c>: workflows.invoker
-})
-# Platform-level resources a client's resources may reference (documented in docs/clients.md).
-SHARED = {"buckets/data", "workflow-sa", "trigger-sa", "job-embed/sa", "job-uppercase/sa"}
-
-
 def _client(name: str) -> ClientSettings:
     return ClientSettings(
         name=name, jobs=["embed", "uppercase"], principal=f"group:ops@{name}.example",
@@ -404,111 +245,71 @@ def counted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Stack]:
                                .read_text()) for e in envs}
 
 
+ONE_CALL = Counter({
+    "google_storage_bucket": 1,
+    "google_storage_notification": 1,
+    "google_service_account": 2,
+    "google_storage_bucket_iam_member": 8,
+    "google_service_account_iam_member": 3,
+    "google_pubsub_topic": 1,
+    "google_pubsub_subscription": 1,
+    "google_pubsub_subscription_iam_member": 2,
+    "google_pubsub_topic_iam_member": 2,
+    "google_cloud_scheduler_job": 1,
+})
+
+
 def type_counts(stack: Stack) -> Counter[str]:
     return Counter(t for t, _, _ in all_resources(stack))
 
 
-def test_one_call_adds_a_fixed_set_and_a_second_adds_it_again(counted: dict[str, Stack]) -> None:
+def test_one_call_adds_a_fixed_set_and_no_trigger_or_workflow(counted: dict[str, Stack]) -> None:
     zero, one, two = (type_counts(counted[n]) for n in ("czero", "cone", "ctwo"))
     assert one - zero == ONE_CALL and zero - one == Counter()
     assert two - one == ONE_CALL and one - two == Counter()
-    by_owner = Counter(owner(path_of(r)) for _, _, r in all_resources(counted["ctwo"]))
-    assert by_owner["northwind"] == by_owner["initech"] == sum(ONE_CALL.values())
+    assert zero["google_eventarc_trigger"] == two["google_eventarc_trigger"] == 2  # one per job
+    assert zero["google_workflows_workflow"] == two["google_workflows_workflow"] == 2
 
 
-def raw_counts(stack: Stack) -> Counter[str]:
-    """Resources as the CDK made them (one construct each), for_each instances not expanded."""
-    return Counter(t for t, items in stack.get("resource", {}).items() for _ in items)
-
-
-# The for_each resources of clients: one construct per type and role, whatever the clients.
-CLIENT_RESOURCES = Counter({
-    "google_service_account": 2,              # clients-sa, clients-scheduler-sa
-    "google_storage_bucket_iam_member": 1,
-    "google_service_account_iam_member": 1,
-    "google_pubsub_topic": 1,
-    "google_pubsub_topic_iam_member": 1,
-    "google_pubsub_subscription": 1,
-    "google_pubsub_subscription_iam_member": 1,
-    "google_workflows_workflow": 1,
-    "google_eventarc_trigger": 1,
-    "google_cloud_scheduler_job": 1,
-    "google_project_iam_member": 1,
-})
-
-
-def test_constructs_do_not_grow_with_clients(counted: dict[str, Stack]) -> None:
-    zero, one, two = (raw_counts(counted[n]) for n in ("czero", "cone", "ctwo"))
-    assert one - zero == CLIENT_RESOURCES and zero - one == Counter()
-    assert two == one
-
-
-def test_map_keys_are_stable_and_client_scoped(counted: dict[str, Stack]) -> None:
+def test_client_entries_reference_only_their_own_client(counted: dict[str, Stack]) -> None:
+    """Every map key starts with its client, and no entry names another client."""
     stack = counted["ctwo"]
-    keys = {
-        name: set(body["for_each"])
-        for items in stack["resource"].values() for name, body in items.items()
-        if "for_each" in body
-    }
-    for client in ("northwind", "initech"):
-        job_keys = {f"{client}/{j}" for j in ("embed", "uppercase")}
-        want = {
-            "clients-sa": {client}, "clients-scheduler-sa": {client},
-            "clients-impersonation": {client}, "clients-results": {client},
-            "clients-results-sub": {client}, "clients-scheduler-invoker": {client},
-            "clients-subscribers": {f"{client}/client", f"{client}/principal"},
-            "clients-publishers": {f"{client}/workflow"} | {f"{k}/job" for k in job_keys},
-            "clients-bucket-grants": {f"{client}/{g}" for g in (
-                "create-inputs", "read-outputs", "list-own", "workflow-lists-inputs")}
-                | {f"{k}/job-{rw}" for k in job_keys for rw in ("reads", "writes")},
-            "clients-workflows": job_keys, "clients-upload-triggers": job_keys,
-            "clients-schedules": {f"{client}/schedule-0"},
-        }
-        got = {name: {k for k in ks if k.split("/")[0] == client} for name, ks in keys.items()}
-        assert got == want
-    # Nothing but the two clients' keys.
-    assert all(k.split("/")[0] in ("northwind", "initech") for ks in keys.values() for k in ks)
-
-
-def test_workflow_sources_are_one_escaped_template_per_job(
-    stacks_json: dict[str, Stack],
-) -> None:
-    for env, stack in stacks_json.items():
-        settings = {"dev": dev, "prod": prod}[env]()
-        templates = stack["locals"]["clients_workflow_sources"]
-        # One template per job a client uses, not one source per (client, job).
-        assert set(templates) == {j for c in settings.clients for j in c.jobs}
-        for name, source in templates.items():
-            # Locals are Terraform templates: Workflows' `${...}` must be written `$${...}`.
-            assert "$${" in source, name
-            assert not re.search(r"(?<!\$)\$\{", source), name
-            assert not re.search(r"(?<!%)%\{", source), name
-            for client in settings.clients:  # no client's name in a shared template
-                assert f"{client.name}/" not in source, (name, client.name)
-
-
-def test_clients_share_nothing_but_documented_platform_resources(
-    counted: dict[str, Stack],
-) -> None:
-    stack = counted["ctwo"]
-    paths = {key: path_of(r) for _, key, r in all_resources(stack)}
-    shared: set[str] = set()
-    for _, _, r in all_resources(stack):
-        mine = owner(path_of(r))
-        if mine is None:
+    for _, key, r in all_resources(stack):
+        m = re.search(r'\["([a-z0-9-]+)(?:/[^"]*)?"\]$', key)
+        if m is None:
             continue
-        text = json.dumps({k: v for k, v in r.items() if k not in ("//", "depends_on")})
-        other = "initech" if mine == "northwind" else "northwind"
-        assert other not in text, f"{path_of(r)} mentions {other}"
-        for _, key in REF_RE.findall(text):
-            ref_owner = owner(paths[key]) if key in paths else None
-            assert ref_owner in (None, mine), f"{path_of(r)} references {paths[key]}"
-            if ref_owner is None and key in paths:
-                shared.add(paths[key].split("/", 1)[1])
-    assert shared == SHARED
+        mine = m.group(1)
+        other = ({"northwind", "initech"} - {mine}).pop()
+        assert other not in json.dumps({k: v for k, v in r.items() if k != "//"}), key
 
 
-# ---- validation ----------------------------------------------------------------------------
+# ---- names ---------------------------------------------------------------------------------
+def test_names_of_client_job_pairs_never_collide() -> None:
+    """`acme-eu` + `uppercase` and `acme` + `eu-uppercase` gave the same name before."""
+    settings = dev()
+    clients = ["acme", "acme-eu", "acme-e", "eu", "acme-eu-1"]
+    jobs = ["uppercase", "eu-uppercase", "1", "uppercase-1"]
+    names = [settings.schedule_name(c, j, i) for c, j, i in product(clients, jobs, range(12))]
+    assert len(names) == len(set(names))
+    buckets = [settings.client_bucket(c) for c in clients]
+    assert len(set(buckets)) == len(buckets)
+    assert settings.data_bucket not in buckets and settings.log_bucket not in buckets
+
+
+@pytest.mark.parametrize("name", ["jobs", "batch-data", "batch-logs", "batch-x", "inputs",
+                                  "outputs", "googlers", "goog-acme", "run-acme"])
+def test_reserved_client_names_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match="reserved by the platform"):
+        ClientSettings(name=name, jobs=["uppercase"])
+
+
+@pytest.mark.parametrize("name", ["Acme", "a", "acme_co", "9acme", "acme-", "a" * 24, "ac--me"])
+def test_bad_client_names(name: str) -> None:
+    with pytest.raises(ValidationError, match="client name"):
+        ClientSettings(name=name, jobs=["uppercase"])
+
+
+# ---- validation and the one list of clients ------------------------------------------------
 @pytest.fixture(scope="module")
 def new_platform(
     tmp_path_factory: pytest.TempPathFactory,
@@ -542,13 +343,6 @@ def test_unknown_job_names_the_known_ones(new_platform: Callable[..., Any]) -> N
         new_platform([ClientSettings(name="acme", jobs=["nope"])])
 
 
-def test_input_format_the_client_cannot_upload(new_platform: Callable[..., Any]) -> None:
-    client = ClientSettings(name="acme", jobs=["embed"], upload_formats=["csv"])
-    with pytest.raises(ValueError, match=r"clients\.acme\.upload_formats: job 'embed' reads "
-                                         r"'jsonl' inputs but acme uploads only csv"):
-        new_platform([client])
-
-
 def test_schedule_for_a_job_the_client_does_not_use(new_platform: Callable[..., Any]) -> None:
     client = ClientSettings(name="acme", jobs=["uppercase"],
                             schedules=[Schedule(job="embed", cron="0 1 * * *")])
@@ -556,13 +350,43 @@ def test_schedule_for_a_job_the_client_does_not_use(new_platform: Callable[..., 
         new_platform([client])
 
 
-@pytest.mark.parametrize("name", ["Acme", "a", "acme_co", "9acme", "acme-", "a" * 24])
-def test_bad_client_names(name: str, new_platform: Callable[..., Any]) -> None:
-    with pytest.raises(ValidationError, match="client name"):
-        ClientSettings(name=name, jobs=["uppercase"])
-    # Settings built without validation are still refused by the construct.
-    unchecked = ClientSettings.model_construct(name=name, jobs=["uppercase"],
+def test_unvalidated_reserved_name_is_refused_by_the_construct(
+    new_platform: Callable[..., Any],
+) -> None:
+    unchecked = ClientSettings.model_construct(name="jobs", jobs=["uppercase"],
                                                upload_formats=["jsonl"], schedules=[],
                                                labels={}, principal=None, contact=None)
-    with pytest.raises(ValueError, match=r"clients\.name: .* service account id"):
+    with pytest.raises(ValueError, match=r"clients\.name: .*reserved"):
         new_platform([unchecked])
+
+
+def test_onboard_client_and_settings_are_one_list(tmp_path: Path) -> None:
+    """A client added with `onboard_client` is in `settings.clients`, has its bucket (with the
+    lifecycle rules), its run identity, is served by its jobs' workflows, and is in the
+    environment file written at synth (what bin/submit reads)."""
+    from stacks.app import finish
+    from stacks.platform import PlatformStack
+    from stacks.provider import App
+
+    app = App(outdir=str(tmp_path))
+    platform = PlatformStack(app, dev().model_copy(update={"name": "onelist"}))
+    platform.onboard_client(ClientSettings(name="initech", jobs=["uppercase"]))
+    assert [c.name for c in platform.settings.clients] == ["acme", "globex", "initech"]
+    app.synth()
+    finish(tmp_path, [platform])
+    stack = json.loads((tmp_path / "stacks/platform-onelist/cdk.tf.json").read_text())
+    buckets = {k: r for t, k, r in all_resources(stack) if t == "google_storage_bucket"}
+    bucket = buckets['clients-bucket["initech"]']
+    assert bucket["name"] == "example-ml-dev-initech"
+    assert any(rule["condition"].get("matches_prefix") == ["outputs/"]
+               for rule in bucket["lifecycle_rule"])
+    workflows = [r for t, _, r in all_resources(stack) if t == "google_workflows_workflow"
+                 and r["name"] == "batch-uppercase"]
+    assert "- initech" in workflows[0]["source_contents"]
+    env_file = json.loads((tmp_path / "environments/platform-onelist.json").read_text())
+    assert [c["name"] for c in env_file["clients"]] == ["acme", "globex", "initech"]
+
+
+def test_every_client_instance_has_a_path(counted: dict[str, Stack]) -> None:
+    for _, _, r in all_resources(counted["ctwo"]):
+        assert path_of(r)

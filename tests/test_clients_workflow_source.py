@@ -11,11 +11,13 @@ import yaml
 from jobs.declared import embed, uppercase
 from jobs.render import RenderContext, render_job
 from stacks.workflow_source import (
+    FINAL_STATES,
     MAX_PREFIX_OBJECTS,
     WORKFLOW_SOURCE_LIMIT,
     WorkflowParams,
     build_workflow,
     embedded_job,
+    marker_regex,
     prefix_regex,
     workflow_source,
 )
@@ -29,8 +31,7 @@ CTX = RenderContext(
 
 def params(job_json: dict[str, Any] | None = None, **kw: Any) -> WorkflowParams:
     base: dict[str, Any] = dict(
-        client="acme", job="embed", project_id="p-dev", job_region="europe-west4",
-        bucket="p-dev-batch-data", results_topic="projects/p-dev/topics/batch-acme-results",
+        job="embed", project_id="p-dev", job_region="europe-west4", clients=("acme", "globex"),
         job_json=job_json if job_json is not None else render_job(embed.SPEC, CTX),
         input_format="jsonl", files_per_task=20, max_parallelism=4,
     )
@@ -93,8 +94,63 @@ def test_batch_connector_calls_and_publish() -> None:
     message = s["publish"]["args"]["body"]["messages"][0]
     assert message["data"] == "${base64.encode(json.encode(outcome))}"
     assert s["done"]["switch"][0]["condition"] == (
-        '${state == "SUCCEEDED" or state == "FAILED" or state == "DELETION_IN_PROGRESS"}'
+        '${state == "SUCCEEDED" or state == "FAILED" or state == "CANCELLED" or '
+        'state == "DELETION_IN_PROGRESS"}'
     )
+
+
+def test_create_returns_at_creation() -> None:
+    """Defect 3: without skip_polling the connector waits for the Batch job and gives up
+    after 1,800 s (cloud.google.com/workflows/docs/reference/googleapis/batch/v1/
+    projects.locations.jobs/create); the workflow polls itself."""
+    s = steps(params())
+    assert s["create"]["try"]["args"]["connector_params"] == {"skip_polling": True}
+    assert s["created"]["assign"] == [{"batch_job": "${created.name}"}]
+
+
+def test_cancelled_is_a_final_state() -> None:
+    """Defect 4: a cancelled job's workflow polled forever (the submit helper knew better)."""
+    assert "CANCELLED" in FINAL_STATES
+    from submit.batch import FINAL_STATES as SUBMIT_FINAL
+
+    assert {getattr(x, "name", str(x)) for x in SUBMIT_FINAL} <= set(FINAL_STATES)
+
+
+def test_only_this_jobs_ready_marker_starts_a_run() -> None:
+    rx = re.compile(marker_regex(params()))
+    assert rx.match("inputs/embed/b-7/_READY")
+    for name in ("inputs/embed/b-7/a.jsonl", "inputs/uppercase/b-7/_READY",
+                 "inputs/embed/_READY", "inputs/embed/a/b/_READY", "inputs/embed/_x/_READY",
+                 "outputs/embed/b-7/_READY", "inputs/embed/b-7/_READY.tmp"):
+        assert not rx.match(name), name
+    s = steps(params())
+    condition = s["is_marker"]["switch"][0]["condition"]
+    assert 'event_type == "OBJECT_FINALIZE"' in condition
+    assert '"^p-dev-"' in condition
+    assert s["is_marker"]["next"] == "ignored" and "return" in s["ignored"]
+
+
+def test_everything_of_a_run_derives_from_one_known_client() -> None:
+    s = steps(params())
+    init = {k: v for a in s["init"]["assign"] for k, v in a.items()}
+    assert init["clients"] == ["acme", "globex"]
+    assert s["known_client"]["switch"][0] == {"condition": "${client in clients}",
+                                              "next": "client_literals"}
+    assert s["known_client"]["next"] == "unknown_client" and "raise" in s["unknown_client"]
+    lit = {k: v for a in s["client_literals"]["assign"] for k, v in a.items()}
+    assert lit["bucket"] == '${"p-dev-" + client}'
+    assert lit["run_sa"] == '${"run-" + client + "@p-dev.iam.gserviceaccount.com"}'
+    assert lit["results_topic"] == '${"projects/p-dev/topics/batch-" + client + "-results"}'
+    assert lit["output_prefix"] == '${"gs://" + bucket + "/" + "outputs/embed/" + batch + "/"}'
+    fill = {k: v for a in s["fill"]["assign"] for k, v in a.items()}
+    assert fill["job.allocationPolicy.serviceAccount.email"] == "${run_sa}"
+    assert fill["job.labels.client"] == "${client}"
+
+
+def test_a_thousand_clients_fit_the_source_limit() -> None:
+    clients = tuple(f"client-{i:04d}" for i in range(1000))
+    size = len(workflow_source(params(clients=clients)).encode())
+    assert size < WORKFLOW_SOURCE_LIMIT, size
 
 
 @pytest.mark.parametrize(
@@ -130,8 +186,8 @@ def test_source_over_128_kb_is_a_clear_error() -> None:
     job["taskGroups"][0]["taskSpec"]["environment"]["variables"]["BIG"] = "x" * (
         WORKFLOW_SOURCE_LIMIT + 1
     )
-    with pytest.raises(ValueError, match=r"clients\.acme\.jobs: the workflow for 'embed' is "
-                                         r"\d+ bytes; Workflows accepts at most 131072"):
+    with pytest.raises(ValueError, match=r"jobs\.embed: its workflow is \d+ bytes for 2 "
+                                         r"clients; Workflows accepts at most 131072"):
         workflow_source(params(job))
 
 
@@ -147,22 +203,157 @@ def test_job_rendered_without_environment_is_refused() -> None:
         workflow_source(params({"taskGroups": [{"taskSpec": {}}]}))
 
 
-@pytest.mark.parametrize("client", ["acme", "client-007", "a-b", "x" * 23, "true", "yes", "null"])
-def test_template_gives_the_same_source_as_a_full_render(client: str) -> None:
-    from stacks.workflow_source import SourceTemplate
+# ---- the deployed source, executed (workflows-emulator, connectors stubbed) -----------------
+class Connectors:
+    """Stand-ins for the three APIs the workflow calls; they record every call."""
 
-    def topic(c: str) -> str:
-        return f"projects/p-dev/topics/batch-{c}-results"
+    def __init__(self, objects: list[str], states: list[str]) -> None:
+        self.objects, self.states = objects, list(states)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    template = SourceTemplate(params(), topic)
-    assert template.source(client) == workflow_source(params(client=client,
-                                                             results_topic=topic(client)))
+    def __call__(self, step: Any) -> Any:
+        name, args = str(step["call"]), dict(step.get("args") or {})
+        self.calls.append((name, args))
+        if name.endswith("objects.list"):
+            items = [{"name": o} for o in self.objects if o.startswith(args["prefix"])]
+            return {"items": items} if items else {}
+        if name.endswith("jobs.create"):
+            return {"name": f"{args['parent']}/jobs/{args['jobId']}"}
+        if name.endswith("jobs.get"):
+            return {"status": {"state": self.states.pop(0)}}
+        if name.endswith("topics.publish"):
+            return {"messageIds": ["1"]}
+        raise AssertionError(f"unexpected call {name}")
+
+    def named(self, suffix: str) -> list[dict[str, Any]]:
+        return [args for name, args in self.calls if name.endswith(suffix)]
 
 
-def test_template_checks_the_size_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    import stacks.workflow_source as ws
+def emulator() -> Any:
+    import typeguard
 
-    template = ws.SourceTemplate(params(), lambda c: f"projects/p/topics/batch-{c}-results")
-    monkeypatch.setattr(ws, "WORKFLOW_SOURCE_LIMIT", len(template.text.encode()) - 200)
-    with pytest.raises(ValueError, match=r"clients\.acme\.jobs: the workflow for 'embed'"):
-        template.source("acme")
+    if not hasattr(typeguard, "install_import_hook"):  # workflows-emulator wants typeguard 4
+        typeguard.install_import_hook = lambda *_a, **_k: None
+    from workflows_emulator import main
+
+    return main
+
+
+@pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch) -> Any:
+    main = emulator()
+    from workflows_emulator.utils import ContextDict
+
+    # In Workflows `page.items` is the map's key; the emulator's dicts answer dict.items.
+    original = ContextDict.__getattribute__
+
+    def getattribute(self: Any, name: str) -> Any:
+        if name == "items" and dict.__contains__(self, "items"):
+            return dict.__getitem__(self, "items")
+        return original(self, name)
+
+    monkeypatch.setattr(ContextDict, "__getattribute__", getattribute)
+    # The emulator's get_type looks up the exact Python type; its maps are dict subclasses.
+    from workflows_emulator import render
+
+    def get_type(value: Any) -> str:
+        for kind, name in ((bool, "bool"), (int, "int"), (float, "double"), (str, "string"),
+                           (bytes, "bytes"), (list, "list"), (dict, "map")):
+            if isinstance(value, kind):
+                return name
+        return "null" if value is None else type(value).__name__
+
+    monkeypatch.setitem(render.STANDARD_LIBRARY, "get_type", get_type)
+    monkeypatch.setenv("GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID", "0123456789abcdef")
+
+    def execute(argument: Any, connectors: Connectors) -> Any:
+        monkeypatch.setattr(main.StepCall, "execute_connector", staticmethod(connectors))
+        source = workflow_source(params(poll_interval_s=0))
+        return main.execute_workflow(yaml.safe_load(source), {"args": argument})
+
+    return execute
+
+
+def upload(bucket: str, name: str, event: str = "OBJECT_FINALIZE") -> dict[str, Any]:
+    """The CloudEvent an Eventarc Pub/Sub trigger delivers for a storage notification
+    (cloud.google.com/storage/docs/pubsub-notifications: attributes bucketId, objectId,
+    eventType)."""
+    return {"type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "data": {"message": {"attributes": {"bucketId": bucket, "objectId": name,
+                                                "eventType": event}, "data": ""}}}
+
+
+BATCH = ["inputs/embed/b-7/a.jsonl", "inputs/embed/b-7/b.jsonl", "inputs/embed/b-7/c.csv",
+         "inputs/embed/b-7/_READY", "inputs/embed/b-8/x.jsonl"]
+
+
+def test_the_source_is_valid_for_workflows() -> None:
+    import jsonschema
+
+    jsonschema.validate(yaml.safe_load(workflow_source(params())), emulator().WORKFLOW_SCHEMA)
+
+
+def test_a_ready_marker_runs_its_batch_as_the_clients_run_identity(run: Any) -> None:
+    api = Connectors(BATCH, ["QUEUED", "RUNNING", "SUCCEEDED"])
+    result = run(upload("p-dev-acme", "inputs/embed/b-7/_READY"), api)
+    assert result["state"] == "SUCCEEDED" and result["client"] == "acme"
+    (listing,) = api.named("objects.list")
+    assert (listing["bucket"], listing["prefix"]) == ("p-dev-acme", "inputs/embed/b-7/")
+    (create,) = api.named("jobs.create")
+    assert create["connector_params"] == {"skip_polling": True}
+    body = create["body"]
+    env = body["taskGroups"][0]["taskSpec"]["environment"]["variables"]
+    assert env["GPUB_INPUT_OBJECTS"] == ("gs://p-dev-acme/inputs/embed/b-7/a.jsonl,"
+                                         "gs://p-dev-acme/inputs/embed/b-7/b.jsonl")
+    assert env["GPUB_OUTPUT_PREFIX"] == "gs://p-dev-acme/outputs/embed/b-7/"
+    assert body["allocationPolicy"]["serviceAccount"]["email"] == (
+        "run-acme@p-dev.iam.gserviceaccount.com")
+    assert body["taskGroups"][0]["taskCount"] == "1"  # 2 files, 20 per task: one task
+    assert body["notifications"][-1]["pubsubTopic"] == "projects/p-dev/topics/batch-acme-results"
+    assert len(api.named("jobs.get")) == 3
+    (publish,) = api.named("topics.publish")
+    assert publish["topic"] == "projects/p-dev/topics/batch-acme-results"
+
+
+@pytest.mark.parametrize("name", ["inputs/embed/b-7/a.jsonl", "inputs/uppercase/b-7/_READY",
+                                  "outputs/embed/b-7/_READY"])
+def test_every_other_upload_is_ignored_without_a_call(run: Any, name: str) -> None:
+    api = Connectors(BATCH, [])
+    assert str(run(upload("p-dev-acme", name), api)).startswith("ignored")
+    assert api.calls == []
+
+
+def test_a_bucket_that_is_not_a_client_of_the_job_runs_nothing(run: Any) -> None:
+    from workflows_emulator.utils import WorkflowError
+
+    api = Connectors(BATCH, [])
+    with pytest.raises(WorkflowError, match="not a client of embed: initech"):
+        run(upload("p-dev-initech", "inputs/embed/b-7/_READY"), api)
+    assert api.calls == []
+
+
+def test_a_cancelled_job_ends_the_execution(run: Any) -> None:
+    """Defect 4: CANCELLED was not final; the workflow polled a cancelled job forever."""
+    from workflows_emulator.utils import WorkflowError
+
+    api = Connectors(BATCH, ["RUNNING", "CANCELLED"])
+    with pytest.raises(WorkflowError, match="ended CANCELLED"):
+        run({"client": "globex", "batch": "b-7"}, api)
+    assert len(api.named("jobs.get")) == 2
+    (publish,) = api.named("topics.publish")
+    assert publish["topic"] == "projects/p-dev/topics/batch-globex-results"
+    assert publish["body"]["messages"][0]["attributes"]["state"] == "CANCELLED"
+
+
+def test_a_schedule_runs_its_prefix_into_an_execution_folder(run: Any) -> None:
+    api = Connectors(["inputs/embed/nightly/d1/a.jsonl", "inputs/embed/nightly/_READY"],
+                     ["SUCCEEDED"])
+    result = run({"client": "acme", "input_prefix": "nightly", "trigger": "schedule"}, api)
+    assert result["trigger"] == "schedule" and result["input_count"] == 1
+    (listing,) = api.named("objects.list")
+    assert listing["prefix"] == "inputs/embed/nightly/"
+    body = api.named("jobs.create")[0]["body"]
+    env = body["taskGroups"][0]["taskSpec"]["environment"]["variables"]
+    assert env["GPUB_INPUT_OBJECTS"] == "gs://p-dev-acme/inputs/embed/nightly/d1/a.jsonl"
+    assert env["GPUB_OUTPUT_PREFIX"] == "gs://p-dev-acme/outputs/embed/0123456789abcdef/"
+    assert body["labels"]["trigger"] == "schedule" and body["labels"]["client"] == "acme"

@@ -157,14 +157,89 @@ def test_prod_data_bucket_and_registry_use_the_key(stacks_json: dict[str, Stack]
 
 
 def test_key_granted_only_to_service_agents(stacks_json: dict[str, Stack]) -> None:
-    grants = resources(stacks_json["prod"], "google_kms_crypto_key_iam_member").values()
+    """Defect 7: each agent is made to exist (google_project_service_identity, google-beta)
+    and granted by reference, never by a hand-built email."""
+    prod = stacks_json["prod"]
+    grants = resources(prod, "google_kms_crypto_key_iam_member").values()
     members = sorted(g["member"] for g in grants)
     assert len(members) == 4
     assert {g["role"] for g in grants} == {"roles/cloudkms.cryptoKeyEncrypterDecrypter"}
-    assert any("gcp-sa-artifactregistry" in m for m in members)
-    assert any("gcp-sa-pubsub" in m for m in members)
-    assert any("gcp-sa-workflows" in m for m in members)
+    assert not any("gcp-sa-" in m or "@" in m for m in members), members
+    identities = resources(prod, "google_project_service_identity")
+    assert {i["service"] for i in identities.values()} == {
+        "artifactregistry.googleapis.com", "pubsub.googleapis.com", "workflows.googleapis.com"}
+    for name, identity in identities.items():
+        assert identity["provider"] == "google-beta"
+        assert f"serviceAccount:${{google_project_service_identity.{name}.email}}" in members
     assert any("data.google_storage_project_service_account" in m for m in members)
+    assert prod["terraform"]["required_providers"]["google-beta"]["source"] == (
+        "hashicorp/google-beta")
+    assert prod["provider"]["google-beta"][0]["project"] == "example-ml-prod"
+
+
+def _depends(resource: dict[str, Any]) -> set[str]:
+    return set(resource.get("depends_on", []))
+
+
+def _key_grant(stack: Stack, agent: str) -> str:
+    names = [n for n in resources(stack, "google_kms_crypto_key_iam_member")
+             if n.endswith(f"agent-{agent}") or f"agent-{agent}_" in n]
+    assert len(names) == 1, names
+    return f"google_kms_crypto_key_iam_member.{names[0]}"
+
+
+def test_cmek_resources_wait_for_their_key_grant(stacks_json: dict[str, Stack]) -> None:
+    """Defect 6: every resource encrypted with the key depends on its agent's key grant."""
+    prod = stacks_json["prod"]
+    raw = prod["resource"]
+    wf_grant = _key_grant(prod, "workflows")
+    for workflow in raw["google_workflows_workflow"].values():
+        assert workflow["crypto_key_name"].startswith("${google_kms_crypto_key.")
+        assert wf_grant in _depends(workflow)
+    for topic in raw["google_pubsub_topic"].values():
+        assert _key_grant(prod, "pubsub") in _depends(topic)
+    for bucket in raw["google_storage_bucket"].values():
+        assert _key_grant(prod, "gcs") in _depends(bucket)
+    for repo in raw["google_artifact_registry_repository"].values():
+        assert _key_grant(prod, "artifactregistry") in _depends(repo)
+
+
+def test_triggers_wait_for_their_service_account_grants(stack: Stack) -> None:
+    """Defect 5: Terraform cannot infer that a trigger needs its account's roles."""
+    grants = {f"google_project_iam_member.{n}" for n, g in
+              stack["resource"]["google_project_iam_member"].items()
+              if g["member"] == "serviceAccount:${google_service_account.batch-trigger.email}"}
+    assert len(grants) == 2
+    for trigger in stack["resource"]["google_eventarc_trigger"].values():
+        assert trigger["service_account"] == "${google_service_account.batch-trigger.email}"
+        assert grants <= _depends(trigger)
+
+
+def test_usage_logs_can_be_written(stack: Stack) -> None:
+    """Defect 8: the log bucket lets Cloud Storage's analytics group write usage logs."""
+    logs = only(stack, "google_storage_bucket", "buckets/logs")
+    writers = [g for g in resources(stack, "google_storage_bucket_iam_member").values()
+               if g["member"] == "group:cloud-storage-analytics@google.com"]
+    assert [g["role"] for g in writers] == ["roles/storage.objectCreator"]
+    log_ref = ref_id(stack, "google_storage_bucket", "buckets/logs")
+    assert writers[0]["bucket"] == f"${{google_storage_bucket.{log_ref}.name}}"
+    for bucket in stack["resource"]["google_storage_bucket"].values():
+        if bucket is not logs and bucket["name"] != logs["name"]:
+            log_bucket = bucket["logging"]["log_bucket"]
+            assert log_bucket.startswith("${google_storage_bucket.buckets_logs")
+
+
+def test_budget_provider_works_for_people_and_ci(stacks_json: dict[str, Stack]) -> None:
+    """Defect 9: the Billing Budgets API needs a quota project with user credentials."""
+    prod = stacks_json["prod"]
+    budget = next(iter(prod["resource"]["google_billing_budget"].values()))
+    assert budget["provider"] == "google.billing"
+    billing = [p for p in prod["provider"]["google"] if p.get("alias") == "billing"]
+    assert billing == [{"alias": "billing", "billing_project": "example-ml-prod",
+                        "project": "example-ml-prod", "region": "europe-west4",
+                        "user_project_override": True}]
+    default = [p for p in prod["provider"]["google"] if "alias" not in p]
+    assert "user_project_override" not in default[0]
 
 
 def test_no_basic_roles_anywhere(stack: Stack) -> None:
@@ -191,12 +266,23 @@ def test_project_grants_only_where_nothing_narrower(stack: Stack) -> None:
 
 
 def test_resource_grants_are_on_the_narrowest_resource(stack: Stack) -> None:
-    """Object roles on the bucket carry a prefix condition; image pull is per repository."""
-    for grant in resources(stack, "google_storage_bucket_iam_member").values():
-        assert "condition" in grant, f"unconditioned bucket grant {grant['role']} {grant['member']}"
-        assert "resource.name.startsWith(" in grant["condition"]["expression"] or (
-            "objectListPrefix" in grant["condition"]["expression"]
-        )
+    """Unconditional bucket roles only where the bucket is the boundary: a client's run
+    identity and operators on its own bucket, the usage-log writer on the log bucket. Image
+    pull is per repository."""
+    for name, grant in resources(stack, "google_storage_bucket_iam_member").items():
+        if "condition" in grant:
+            expression = grant["condition"]["expression"]
+            assert "resource.name" in expression, name
+            continue
+        m = re.fullmatch(r'clients-bucket-roles\["([a-z0-9-]+)/(run|operator)-reads"\]', name)
+        if m:
+            assert grant["bucket"] == f'${{google_storage_bucket.clients-bucket["{m[1]}"].name}}'
+            assert grant["member"] == (
+                f'serviceAccount:${{google_service_account.clients-run-sa["{m[1]}"].email}}'
+                if m[2] == "run" else "serviceAccount:${google_service_account.operator.email}")
+            assert grant["role"] == "roles/storage.objectViewer"
+        else:
+            assert grant["member"] == "group:cloud-storage-analytics@google.com", name
     for grant in resources(stack, "google_artifact_registry_repository_iam_member").values():
         assert grant["role"] == "roles/artifactregistry.reader"
     for grant in resources(stack, "google_service_account_iam_member").values():
@@ -205,20 +291,27 @@ def test_resource_grants_are_on_the_narrowest_resource(stack: Stack) -> None:
 
 def test_workflow_and_trigger_service_accounts(stack: Stack) -> None:
     ids = {sa["account_id"] for sa in resources(stack, "google_service_account").values()}
-    assert {"batch-workflows", "batch-trigger"} <= ids
+    assert {"batch-workflows", "batch-trigger", "batch-scheduler", "batch-adhoc",
+            "operator"} <= ids
     roles_of: dict[str, set[str]] = {}
     for grant in resources(stack, "google_project_iam_member").values():
         roles_of.setdefault(grant["member"], set()).add(grant["role"])
-    wf = ref_id(stack, "google_service_account", "workflow-sa")
-    trig = ref_id(stack, "google_service_account", "trigger-sa")
-    assert roles_of[f"serviceAccount:${{google_service_account.{wf}.email}}"] == {
+    assert roles_of["serviceAccount:${google_service_account.batch-workflows.email}"] == {
         "roles/batch.jobsEditor",
         "roles/logging.logWriter",
     }
-    assert roles_of[f"serviceAccount:${{google_service_account.{trig}.email}}"] == {
+    assert roles_of["serviceAccount:${google_service_account.batch-trigger.email}"] == {
         "roles/eventarc.eventReceiver",
         "roles/workflows.invoker",
     }
+    assert roles_of["serviceAccount:${google_service_account.operator.email}"] == {
+        "roles/batch.jobsEditor"}
+    # Run identities: Batch agent reporting and logging once, for the project's service
+    # accounts as a set, not once per client (the project policy stays small).
+    run_set = ("principalSet://cloudresourcemanager.googleapis.com/projects/"
+               "${data.google_project.project.number}/type/ServiceAccount")
+    assert roles_of[run_set] == {"roles/batch.agentReporter", "roles/logging.logWriter"}
+    assert len(resources(stack, "google_project_iam_member")) <= 10
 
 
 def test_storage_data_write_audit_logs(stack: Stack) -> None:

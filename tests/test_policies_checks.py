@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from policies.scan import StackInput, run_checkov
 from policies.tfjson import StackFacts, facts_from_document
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies" / "terraform"
-RULES = [f"CKV_GPUB_{n}" for n in range(1, 14)]
+RULES = [f"CKV_GPUB_{n}" for n in range(1, 14)] + [f"CKV_GPUB_LIM_{n}" for n in range(1, 11)]
 
 # (file stem, check id) -> {resource address: result name}
 Results = dict[tuple[str, str], dict[str, str]]
@@ -145,3 +146,68 @@ def test_for_each_references_resolve_per_key() -> None:
     assert for_each_entries(expr) == [("k", {"s": '${replace(local.x["embed"], "P", "k")}'})]
     assert for_each_entries({"for_each": ["${var.m}"], "x": [1]}) == []
     assert for_each_entries({"x": [1]}) is None
+
+
+def test_limit_failures_say_the_figure() -> None:
+    """bin/check names the count and the limit, so the fix is obvious."""
+    stacks = [
+        StackInput(stem, FIXTURES / f"{stem}.tf.json",
+                   facts_from_document(json.loads((FIXTURES / f"{stem}.tf.json").read_text())),
+                   GuardrailLimits())
+        for stem in ("ckv_gpub_lim_1_fail", "ckv_gpub_lim_2_fail", "ckv_gpub_lim_9_fail")
+    ]
+    report, _ = run_checkov(stacks)
+    details = {r.check_id: r.details for r in report.failed_checks
+               if r.check_id.startswith("CKV_GPUB_LIM_")}
+    assert details["CKV_GPUB_LIM_1"][0].endswith(
+        "501 triggers in europe-west4; Eventarc allows 500 per project and location "
+        "(not raisable)")
+    assert "21 conditional bindings of roles/storage.objectViewer" in details["CKV_GPUB_LIM_2"][0]
+    # v1's run grants: no list (object-name conditions only), no delete (objectCreator).
+    assert details["CKV_GPUB_LIM_9"] == [
+        "[acme] run-acme on example-ml-dev-acme cannot: delete outputs/job/batch/x; "
+        "list outputs/job/batch/; list inputs/job/batch/"]
+
+
+@pytest.mark.parametrize("bucket", ["p-acme", "p-acme-eu"])
+def test_memoized_cel_gives_the_literal_answer(bucket: str) -> None:
+    """CKV_GPUB_LIM_9 evaluates each client's grants with the bucket name replaced by a
+    stand-in (one evaluation for 1,000 clients); the answers equal the literal evaluation."""
+    from policies.checks.gpub_limits import _allows, _cel_allows
+
+    obj = "storage.googleapis.com/Object"
+    expressions = [
+        'resource.name.startsWith("projects/_/buckets/p-acme/objects/outputs/")',
+        'resource.name.startsWith("projects/_/buckets/p-acme-eu/objects/outputs/")',
+        'resource.type == "storage.googleapis.com/Bucket" && '
+        'resource.name == "projects/_/buckets/p-acme"',
+        'api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("in/")',
+    ]
+    requests = [
+        (obj, f"projects/_/buckets/{bucket}/objects/outputs/x", {}),
+        (obj, f"projects/_/buckets/{bucket}/objects/in/x", {}),
+        ("storage.googleapis.com/Bucket", f"projects/_/buckets/{bucket}",
+         {"storage.googleapis.com/objectListPrefix": "in/a/"}),
+    ]
+    for expression in expressions:
+        for rtype, name, attrs in requests:
+            assert _allows(bucket, expression, rtype, name, attrs) == _cel_allows(
+                expression, rtype, name, attrs), (expression, name)
+
+
+def test_bin_check_fails_on_a_stack_over_each_limit(tmp_path: Path) -> None:
+    """The rules run in bin/check itself: one run over every failing limit fixture."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(FIXTURES.glob("ckv_gpub_lim_*_fail.tf.json"))
+    args = [a for f in files for a in ("--stack-file", str(f))]
+    proc = subprocess.run(
+        [str(root / "bin" / "check"), "--reports", str(tmp_path / "reports"), "--env", "dev",
+         *args],
+        capture_output=True, text=True, check=False,
+        env={"COLUMNS": "300", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failed = set(re.findall(r"FAILED (CKV_GPUB_LIM_\d+) ", proc.stdout))
+    assert failed == {f"CKV_GPUB_LIM_{n}" for n in range(1, 11)}, proc.stdout[-3000:]

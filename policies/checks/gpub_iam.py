@@ -32,6 +32,10 @@ OBJECT_ROLES = {
 CLIENT_SA_PREFIX = "client-"
 DATA_BUCKET_SUFFIX = "-batch-data"
 PREFIX_TERM_RE = re.compile(r"resource\.name\.startsWith\(\s*\"([^\"]*)\"\s*\)")
+BUCKET_ONLY_RE = re.compile(
+    r'resource\.type\s*==\s*"storage\.googleapis\.com/Bucket"\s*&&\s*'
+    r'resource\.name\s*==\s*"projects/_/buckets/[^"]+"'
+)
 LIST_TERM_RE = re.compile(
     r"objectListPrefix\"\s*,\s*\"[^\"]*\"\s*\)\s*\.startsWith\(\s*\"([^\"]*)\"\s*\)"
 )
@@ -124,6 +128,10 @@ class ClientGrantsArePrefixScoped(GpubCheck):
             return self.fail(f"{who}: no IAM condition; scope it to the member's prefixes")
         prefixes = PREFIX_TERM_RE.findall(expression)
         list_prefixes = LIST_TERM_RE.findall(expression)
+        # Tenancy v2: a client may list (names only) its own bucket; a condition true only
+        # for the bucket resource grants no object read (those are checked on objects).
+        if BUCKET_ONLY_RE.fullmatch(expression.strip()) and "||" not in expression:
+            return CheckResult.PASSED
         if not prefixes and not list_prefixes:
             return self.fail(
                 f"{who}: condition has no resource.name.startsWith(...) or objectListPrefix term"
