@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from submit import ids, manifest, planner, synth
+from submit import data, ids, manifest, planner, synth
 from submit.errors import ConflictError, SubmitError
 from submit.uris import GcsPrefix, check_disjoint, parse_prefix
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from submit.batch import Connection
     from submit.costing import CostEstimate, JobShape
 
-COMMANDS = ("run", "status", "list", "cancel", "logs")
+COMMANDS = ("run", "status", "list", "cancel", "logs", *data.DATA_COMMANDS)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
@@ -432,6 +432,9 @@ def logs_cmd(
     for line in logs.cloud_lines(conn.parent.split("/")[1], job.uid, limit=limit):
         sys.stdout.write(line + "\n")
     return 0
+
+
+data.register(app)  # where, upload, ls, cat (submit/data.py)
 
 
 # ------------------------------------------------------------------------------- entry

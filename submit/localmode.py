@@ -16,7 +16,7 @@ from submit.errors import ServiceError
 def root() -> Path:
     """Where the local backend keeps its state: GPUB_LOCAL_ROOT, else <repo>/.local."""
     env = os.environ.get("GPUB_LOCAL_ROOT")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / ".local"
+    return Path(env) if env else Path(__file__).resolve().parents[1] / ".local"
 
 
 def backend() -> Any:
