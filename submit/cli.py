@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from submit import data, ids, manifest, planner, synth
+from submit import data, ids, manifest, planner, synth, watch
 from submit.errors import ConflictError, SubmitError
 from submit.uris import GcsPrefix, check_disjoint, parse_prefix
 
@@ -319,6 +319,10 @@ def _wait_and_summarise(conn: Connection, job_id: str, task_count: int, poll_s: 
          + ("" if cost_usd is None else f"; estimated cost at most {usd(cost_usd)}"))
     result.update(state=state, tasks=stats.counts, retries=stats.retries,
                   preemptions=stats.preemptions, duration_s=duration)
+    if stats.counts.get("FAILED"):  # why, in words, with the next command (submit/watch.py)
+        from submit import batch
+
+        result["failures"] = watch.explain(conn, job, batch.list_tasks(conn, job))
     return 0 if state == "SUCCEEDED" else 1
 
 
@@ -367,9 +371,12 @@ def status_cmd(
 
     conn = _connect(env, local)
     job = batch.get_job(conn, job_id)
-    stats = progress.task_stats(batch.list_tasks(conn, job))
+    tasks = batch.list_tasks(conn, job)
+    stats = progress.task_stats(tasks)
     info = _job_summary(job) | {"tasks": stats.counts, "retries": stats.retries,
                                 "preemptions": stats.preemptions}
+    if stats.counts.get("FAILED"):
+        info["failures"] = watch.explain(conn, job, tasks)
     if json_out:
         sys.stdout.write(json.dumps(info, sort_keys=True) + "\n")
     else:
@@ -413,28 +420,8 @@ def cancel_cmd(
     return 0
 
 
-@app.command("logs")
-def logs_cmd(
-    job_id: Annotated[str, typer.Argument(help="Job id as printed by `run`.")],
-    env: EnvDefault = "dev", local: LocalOpt = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Most entries (production).")
-                     ] = 1000,
-) -> int:
-    """Print a job's task logs (local files, or Cloud Logging in production)."""
-    from submit import batch, localmode, logs
-
-    if local:
-        for line in logs.local_lines(localmode.backend(), batch.short_id(job_id)):
-            sys.stdout.write(line)
-        return 0
-    conn = _connect(env, local)
-    job = batch.get_job(conn, job_id)
-    for line in logs.cloud_lines(conn.parent.split("/")[1], job.uid, limit=limit):
-        sys.stdout.write(line + "\n")
-    return 0
-
-
 data.register(app)  # where, upload, ls, cat (submit/data.py)
+watch.register(app)  # logs (submit/watch.py)
 
 
 # ------------------------------------------------------------------------------- entry

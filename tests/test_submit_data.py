@@ -246,3 +246,37 @@ def test_default_paths_are_in_this_checkout(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("GPUB_LOCAL_ROOT", raising=False)
     assert synth.synth_dir(None) == REPO / "cdktf.out"
     assert localmode.root() == REPO / ".local"
+
+
+@pytest.mark.slow
+def test_failed_run_explains_itself(local: Env, tmp_path: Path) -> None:
+    """Every input is bad JSON: the failure budget is exceeded (runner exit 3) on both
+    attempts; --wait and status say so in words, with the log's last lines and what next."""
+    (tmp_path / "bad.jsonl").write_text("this is not json\n")
+    up = local.submit("upload", str(tmp_path / "bad.jsonl"), "-c", "acme", "-j", "uppercase",
+                      "-b", "b-bad", "--local", "--json")
+    info = json.loads(up.stdout)
+    run = local.submit("run", "uppercase", "--env", "dev", "--client", "acme", "--local",
+                       "--wait", "--json", "--poll", "0.3", "--input", info["inputs"],
+                       "--output", info["outputs"])
+    assert run.returncode == 1, run.stderr
+    assert "task 0 FAILED after 2 attempts: exit code 3 -- application error: more input " \
+           "files failed than the job's failure budget allows" in run.stderr
+    assert "    | " in run.stderr  # the log's last lines
+    job_id = json.loads(run.stdout)["job_id"]
+    assert f"next: read the errors under the output's _errors/ and the log (bin/submit logs " \
+           f"{job_id} --task 0 --local)" in run.stderr
+    failure = json.loads(run.stdout)["failures"][0]
+    assert failure["exit_code"] == 3 and failure["category"] == "application error"
+
+    status = local.submit("status", job_id, "--local", "--json")
+    assert json.loads(status.stdout)["failures"][0]["exit_code"] == 3
+    assert "task 0 FAILED" in status.stderr
+
+    followed = local.submit("logs", job_id, "--local", "--follow", "--task", "0")
+    assert followed.returncode == 0, followed.stderr
+    lines = followed.stdout.splitlines()
+    assert lines and all(ln.startswith("[task 0 attempt-") for ln in lines)
+    assert not any('{"severity"' in ln for ln in lines)  # readable, not raw JSON
+    as_json = local.submit("logs", job_id, "--local", "--json")
+    assert all(json.loads(ln)["task"] == 0 for ln in as_json.stdout.splitlines())
