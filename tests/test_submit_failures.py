@@ -20,7 +20,7 @@ def _task(index: int, state: str, codes: list[int]) -> batch_v1.Task:
               for c in codes]
     return batch_v1.Task(
         name=f"projects/p/locations/r/jobs/j/taskGroups/group0/tasks/{index}",
-        status=batch_v1.TaskStatus(state=batch_v1.TaskStatus.State[state],
+        status=batch_v1.TaskStatus(state=getattr(batch_v1.TaskStatus.State, state),
                                    status_events=events))
 
 
