@@ -56,16 +56,22 @@ def _location(env: str, client: str, job: str) -> Location:
 
 def storage_client(loc: Location, *, local: bool, as_self: bool) -> storage.Client:
     """A storage client acting as the client's identity (or the caller's with --as-self)."""
+    import google.auth
+    from google.auth import impersonated_credentials
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage  # type: ignore[attr-defined]
+
     from submit import gcs, localmode
 
     if local:
-        localmode.start()  # sets STORAGE_EMULATOR_HOST: anonymous client on fake-gcs-server
-        return gcs.make_client(loc.project)
+        # fake-gcs-server: the endpoint is a client option (no process-wide variable), and
+        # it checks no credentials.
+        endpoint = localmode.start().gcs_endpoint
+        return storage.Client(project=loc.project,
+                              credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                              client_options={"api_endpoint": endpoint})
     if as_self:
         return gcs.make_client(loc.project)
-    import google.auth
-    from google.auth import impersonated_credentials
-    from google.cloud import storage  # type: ignore[attr-defined]
 
     try:
         source, _ = google.auth.default()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from jobs.spec import JobSpec
     from stacks.settings import EnvironmentSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]  # submit/ sits at the repo root
+REPO_ROOT = Path(__file__).resolve().parents[1]  # submit/ is a top-level package
 
 
 def synth_dir(out: str | None) -> Path:
