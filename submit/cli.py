@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from submit import data, ids, manifest, planner, synth, watch
+from submit import data, ids, manifest, planner, synth, version, watch
 from submit.errors import ConflictError, SubmitError
 from submit.uris import GcsPrefix, check_disjoint, parse_prefix
 
@@ -39,7 +39,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 app = typer.Typer(
     name="submit",
     help="Run a declared job on Google Batch, or on the local backend with --local.",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -422,6 +422,7 @@ def cancel_cmd(
 
 data.register(app)  # where, upload, ls, cat (submit/data.py)
 watch.register(app)  # logs (submit/watch.py)
+version.add_version_option(app)  # --version
 
 
 # ------------------------------------------------------------------------------- entry

@@ -71,17 +71,17 @@ def _label(path: Path) -> str:
 def local_lines(backend: Any, job_id: str, *, task: int | None = None,
                 fmt: str = "text") -> Iterator[str]:
     """Every task attempt's log: a header per attempt, then its lines (text); each line
-    labelled with its task and attempt (raw, json)."""
+    labelled with its task and attempt (raw, json). Lines end with a newline."""
     paths = local_paths(backend, job_id, task)
     if not paths:
         which = f" task {task}" if task is not None else ""
         raise SubmitError(f"JOB_ID: no local task logs for {job_id!r}{which} (yet)")
     for path in paths:
         if fmt == "text":  # one header per attempt, like `tail` of several files
-            yield f"==> task {path.parent.name} {path.stem} <=="
+            yield f"==> task {path.parent.name} {path.stem} <==\n"
         with path.open(encoding="utf-8", errors="replace") as fh:
             for line in fh:
-                yield _format(line, path, fmt, label=fmt != "text")
+                yield _format(line, path, fmt, label=fmt != "text") + "\n"
 
 
 def _format(line: str, path: Path, fmt: str, *, label: bool = True) -> str:
@@ -97,8 +97,8 @@ def _format(line: str, path: Path, fmt: str, *, label: bool = True) -> str:
 
 def local_follow(backend: Any, job_id: str, done: Callable[[], bool], *, task: int | None = None,
                  fmt: str = "text", poll_s: float = 1.0) -> Iterator[str]:
-    """New complete lines of every attempt as they are written, until `done()` (the job is
-    final), then whatever was written last."""
+    """New complete lines of every attempt as they are written (each labelled, ending with a
+    newline), until `done()` (the job is final), then whatever was written last."""
     offsets: dict[Path, int] = {}
     partial: dict[Path, str] = {}
     while True:
@@ -113,10 +113,10 @@ def local_follow(backend: Any, job_id: str, done: Callable[[], bool], *, task: i
             if rest:
                 partial[path] = rest
             for line in lines:
-                yield _format(line, path, fmt)
+                yield _format(line, path, fmt) + "\n"
         if finished:
             for path, rest in partial.items():
-                yield _format(rest, path, fmt)
+                yield _format(rest, path, fmt) + "\n"
             return
         time.sleep(poll_s)
 
@@ -209,3 +209,9 @@ def cloud_follow(project: str, job_uid: str, done: Callable[[], bool], *,
 def cloud_tail(project: str, job_uid: str, index: int, n: int = 5) -> list[str]:
     recs = list(cloud_entries(project, job_uid, limit=n, task=index, newest_first=True))
     return [readable(r) for r in reversed(recs)]
+
+
+def cloud_lines(project: str, job_uid: str, *, limit: int) -> Iterator[str]:
+    """Readable lines (no trailing newline) of a job's Cloud Logging entries, oldest first."""
+    for rec in cloud_entries(project, job_uid, limit=limit):
+        yield readable(rec)

@@ -27,6 +27,22 @@ LocalOpt = Annotated[bool, typer.Option("--local", help="Use the embedded local 
 TAIL_LINES = 5
 
 
+def connect(project: str, region: str, *, local: bool) -> Connection:
+    """A Batch connection: Google's endpoint with ADC, or the local backend's."""
+    from google.cloud import batch_v1
+
+    from submit import localmode
+    from submit.batch import Connection, api_errors
+
+    parent = f"projects/{project}/locations/{region}"
+    if local:
+        from local.client import batch_client
+
+        return Connection(batch_client(localmode.start().batch_target), parent, local=True)
+    with api_errors("Batch"):  # ADC is looked up here
+        return Connection(batch_v1.BatchServiceClient(), parent, local=False)
+
+
 def _project(conn: Connection) -> str:
     return conn.parent.split("/")[1]
 
@@ -86,7 +102,7 @@ def logs_cmd(
         raise typer.BadParameter("use one of --raw and --json", param_hint="--raw")
     fmt = "json" if json_out else "raw" if raw else "text"
     settings = synth.load_environment(env)
-    conn = batch.connect(local=local, project=settings.project_id, region=settings.region)
+    conn = connect(settings.project_id, settings.region, local=local)
     job = batch.get_job(conn, job_id)
     short = batch.short_id(job.name)
 
@@ -99,7 +115,7 @@ def logs_cmd(
         lines = (logs.local_follow(backend, short, done, task=task, fmt=fmt, poll_s=poll_s)
                  if follow else logs.local_lines(backend, short, task=task, fmt=fmt))
         for line in lines:
-            write(line + "\n")
+            write(line)
             sys.stdout.flush()
         return 0
     recs = (logs.cloud_follow(_project(conn), job.uid, done, task=task, poll_s=max(poll_s, 5.0))

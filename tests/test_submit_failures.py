@@ -91,5 +91,5 @@ def test_follow_prints_lines_as_they_are_written_until_the_job_ends(tmp_path: Pa
 
     threading.Thread(target=writer).start()
     got = list(logs.local_follow(_Backend(tmp_path), "j", finished.is_set, poll_s=0.05))
-    assert got == ["[task 0 attempt-0] INFO first", "[task 0 attempt-0] INFO second",
-                   "[task 0 attempt-0] half a li"]
+    assert got == ["[task 0 attempt-0] INFO first\n", "[task 0 attempt-0] INFO second\n",
+                   "[task 0 attempt-0] half a li\n"]
