@@ -45,7 +45,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, prod, ...).")]
+# One --env rule for every command: --env, else $GPUB_ENV, else dev (main() sets the last).
+ENV_HELP = "Environment (dev, prod, ...) [default: $GPUB_ENV, else dev]."
+EnvOpt = Annotated[str, typer.Option("--env", "-e", envvar="GPUB_ENV", help=ENV_HELP)]
 LocalOpt = Annotated[bool, typer.Option("--local", help="Use the embedded local backend.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
@@ -289,7 +291,9 @@ def run_cmd(
     else:
         _say(f"this request was already submitted as job {job_id}; not creating another")
     result: dict[str, Any] = {
-        "job_id": job_id, "name": created.name, "created": is_new,
+        "job_id": job_id, "name": created.name, "new": is_new,
+        # One type for `created` in every JSON output: the job's creation time (listing.py).
+        "created": created.create_time.isoformat() if created.create_time else None,
         "task_count": p.plan.task_count, "parallelism": p.plan.parallelism,
         "files": len(p.plan.objects), "estimated_cost_usd": round(p.cost.usd, 4),
         "manifest": p.out.uri(manifest.MANIFEST_NAME), "request_id": p.request_id,
@@ -358,7 +362,7 @@ def _job_summary(job: batch_v1.Job) -> dict[str, Any]:
     }
 
 
-EnvDefault = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, prod, ...).")]
+EnvDefault = Annotated[str, typer.Option("--env", "-e", envvar="GPUB_ENV", help=ENV_HELP)]
 
 
 @app.command("status")
@@ -389,14 +393,26 @@ def status_cmd(
 
 
 @app.command("list")
-def list_cmd(env: EnvDefault = "dev", local: LocalOpt = False, json_out: JsonOpt = False) -> int:
+def list_cmd(
+    env: EnvDefault = "dev", local: LocalOpt = False, json_out: JsonOpt = False,
+    client: Annotated[str | None, typer.Option("--client", help="Only this client's jobs.")
+                      ] = None,
+    job: Annotated[str | None, typer.Option("--job", help="Only runs of this job.")] = None,
+    state: Annotated[str | None, typer.Option(
+        "--state", help="Only jobs in this state (running, failed, ...).")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only jobs created since: 12h, 7d, or an ISO date.")] = None,
+) -> int:
     """List the environment's jobs, newest first."""
-    from submit import batch
+    from submit import batch, listing
 
+    wanted = listing.check_state(state)
+    after = listing.parse_since(since) if since is not None else None
     conn = _connect(env, local)
     jobs = sorted(batch.list_jobs(conn), key=lambda j: j.create_time.timestamp()
                   if j.create_time else 0.0, reverse=True)
-    rows = [_job_summary(j) for j in jobs]
+    rows = listing.filter_jobs([_job_summary(j) for j in jobs], client=client, job=job,
+                               state=wanted, since=after)
     if json_out:
         sys.stdout.write(json.dumps(rows, sort_keys=True) + "\n")
     else:
@@ -409,7 +425,7 @@ def list_cmd(env: EnvDefault = "dev", local: LocalOpt = False, json_out: JsonOpt
 @app.command("cancel")
 def cancel_cmd(
     job_id: Annotated[str, typer.Argument(help="Job id as printed by `run`.")],
-    env: EnvDefault = "dev", local: LocalOpt = False,
+    env: EnvDefault = "dev", local: LocalOpt = False, json_out: JsonOpt = False,
 ) -> int:
     """Cancel a job (tasks stop; outputs already written stay)."""
     from submit import batch
@@ -417,6 +433,10 @@ def cancel_cmd(
     conn = _connect(env, local)
     batch.cancel_job(conn, job_id)
     _say(f"cancel requested for {batch.short_id(job_id)}")
+    if json_out:
+        job = batch.get_job(conn, job_id)
+        sys.stdout.write(json.dumps(_job_summary(job) | {"cancel_requested": True},
+                                    sort_keys=True) + "\n")
     return 0
 
 
@@ -438,6 +458,7 @@ def _one_line(exc: typer.TyperException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("GPUB_ENV", "dev")  # the one --env rule (see ENV_HELP)
     # The issue's form `submit JOB --env ...` is `submit run JOB --env ...`.
     if args and not args[0].startswith("-") and args[0] not in COMMANDS:
         args.insert(0, "run")

@@ -280,3 +280,30 @@ def test_failed_run_explains_itself(local: Env, tmp_path: Path) -> None:
     assert not any('{"severity"' in ln for ln in lines)  # readable, not raw JSON
     as_json = local.submit("logs", job_id, "--local", "--json")
     assert all(json.loads(ln)["task"] == 0 for ln in as_json.stdout.splitlines())
+
+
+@pytest.mark.slow
+def test_created_is_one_type_and_list_filters_find_the_run(local: Env, tmp_path: Path) -> None:
+    """`created` is the job's creation timestamp in run, status and list JSON; list
+    filters by client, job, state and since."""
+    (tmp_path / "k.jsonl").write_text('{"id": 1, "text": "k"}\n')
+    up = json.loads(local.submit("upload", str(tmp_path / "k.jsonl"), "-c", "globex", "-j",
+                                 "uppercase", "-b", "b-json", "--local", "--json").stdout)
+    run = local.submit("run", "uppercase", "--client", "globex", "--local", "--wait", "--json",
+                       "--poll", "0.3", "--input", up["inputs"], "--output", up["outputs"])
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    status = local.submit("status", result["job_id"], "--local", "--json")
+    shapes = [result, json.loads(status.stdout)]
+    for shape in shapes:
+        assert isinstance(shape["created"], str), shape
+    assert len({s["created"] for s in shapes}) == 1
+    listed = json.loads(local.submit("list", "--local", "--json", "--client", "globex",
+                                     "--job", "uppercase", "--state", "succeeded",
+                                     "--since", "1h").stdout)
+    assert result["job_id"] in [r["job_id"] for r in listed]
+    assert {r["created"] for r in listed if r["job_id"] == result["job_id"]} == {
+        result["created"]}
+    assert all(r["labels"]["client"] == "globex" for r in listed)
+    other = json.loads(local.submit("list", "--local", "--json", "--client", "acme").stdout)
+    assert result["job_id"] not in [r["job_id"] for r in other]
