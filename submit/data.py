@@ -194,6 +194,7 @@ def upload_cmd(
     local: LocalOpt = False, as_self: AsSelfOpt = False, json_out: JsonOpt = False,
 ) -> int:
     """Upload files or folders as one batch of JOB's inputs for CLIENT, then the marker."""
+    from google.api_core import exceptions as gexc
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -214,10 +215,14 @@ def upload_cmd(
     _ensure_bucket(storage, loc, local=local)
     bucket = storage.bucket(loc.bucket)
     marker = bucket.blob(object_prefix + READY_MARKER)
+    already = SubmitError(f"--batch: {prefix} is already marked ready (its run may have "
+                          "started); upload into a new batch")
     with _errors("--batch", prefix):
-        if marker.exists(timeout=_TIMEOUT_S):
-            raise SubmitError(f"--batch: {prefix} is already marked ready (its run may have "
-                              "started); upload into a new batch")
+        try:
+            if marker.exists(timeout=_TIMEOUT_S):
+                raise already
+        except gexc.Forbidden:
+            pass  # an identity that may only create under inputs/: the marker write decides
     total = sum(f.size for f in files)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TimeRemainingColumn())
@@ -230,9 +235,12 @@ def upload_cmd(
                     _Counting(fh, progress, bar), size=f.size, timeout=_TIMEOUT_S)
         if ready:
             # Last, so a trigger on the marker never sees a partial batch.
-            marker.upload_from_string(
-                json.dumps({"files": len(files), "bytes": total}), timeout=_TIMEOUT_S,
-                content_type="application/json")
+            try:  # create-only: two uploads racing into one batch cannot both start it
+                marker.upload_from_string(
+                    json.dumps({"files": len(files), "bytes": total}), timeout=_TIMEOUT_S,
+                    content_type="application/json", if_generation_match=0)
+            except gexc.PreconditionFailed:
+                raise already from None
     _say(f"uploaded {len(files)} files ({total:,} bytes) to {prefix}"
          + (f" and {READY_MARKER}" if ready else f"; no {READY_MARKER} yet (--no-ready)"))
     _say(f"next: {loc.run_command(name, local=local)}")

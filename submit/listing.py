@@ -15,6 +15,9 @@ from typing import Any
 
 from submit.errors import SubmitError
 
+# The keys of a job in every JSON output (list rows exactly; status, cancel and run add more).
+JOB_KEYS = frozenset({"job_id", "name", "state", "labels", "task_count", "input", "output",
+                      "created", "duration_s"})
 JOB_STATES = ("QUEUED", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLATION_IN_PROGRESS",
               "CANCELLED", "DELETION_IN_PROGRESS", "STATE_UNSPECIFIED")
 _AGO = re.compile(r"^(\d+)([smhdw])$")

@@ -305,5 +305,9 @@ def test_created_is_one_type_and_list_filters_find_the_run(local: Env, tmp_path:
     assert {r["created"] for r in listed if r["job_id"] == result["job_id"]} == {
         result["created"]}
     assert all(r["labels"]["client"] == "globex" for r in listed)
+    from submit.listing import JOB_KEYS
+
+    assert all(set(r) == JOB_KEYS for r in listed)  # one documented shape (docs/operations.md)
+    assert set(json.loads(status.stdout)) >= JOB_KEYS
     other = json.loads(local.submit("list", "--local", "--json", "--client", "acme").stdout)
     assert result["job_id"] not in [r["job_id"] for r in other]
