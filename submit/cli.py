@@ -45,7 +45,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-# One --env rule for every command: --env, else $GPUB_ENV, else dev (main() sets the last).
+# One --env rule for every command: --env, else $GPUB_ENV, else dev (main()'s default_map).
 ENV_HELP = "Environment (dev, prod, ...) [default: $GPUB_ENV, else dev]."
 EnvOpt = Annotated[str, typer.Option("--env", "-e", envvar="GPUB_ENV", help=ENV_HELP)]
 LocalOpt = Annotated[bool, typer.Option("--local", help="Use the embedded local backend.")]
@@ -458,12 +458,14 @@ def _one_line(exc: typer.TyperException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("GPUB_ENV", "dev")  # the one --env rule (see ENV_HELP)
     # The issue's form `submit JOB --env ...` is `submit run JOB --env ...`.
     if args and not args[0].startswith("-") and args[0] not in COMMANDS:
         args.insert(0, "run")
     try:
-        code = app(args=args, prog_name="submit", standalone_mode=False)
+        # The one --env rule's last step: --env, else $GPUB_ENV, else dev (click reads
+        # default_map after the environment variable).
+        code = app(args=args, prog_name="submit", standalone_mode=False,
+                   default_map={name: {"env": "dev"} for name in COMMANDS})
     except SubmitError as exc:
         _say(f"submit: error: {exc}")
         code = exc.exit_code
