@@ -145,3 +145,14 @@ def test_bad_state_is_refused_on_the_command_line() -> None:
     proc = _run(str(REPO / "bin" / "submit"), "list", "--state", "done")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("submit: error: --state: 'done'")
+
+
+def test_start_up_imports_no_google_client() -> None:
+    """Users run bin/submit by hand and CI in loops: importing the CLI (every command's
+    module included) must not load google-cloud-batch, grpc or google-cloud-storage."""
+    code = ("import sys, submit.cli; heavy = [m for m in ('google.cloud.batch_v1', 'grpc', "
+            "'google.cloud.storage') if m in sys.modules]; print(heavy)")
+    proc = _run(str(REPO / ".venv" / "bin" / "python"), "-c", code,
+                env={"PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
