@@ -136,7 +136,9 @@ def _cloud_filter(project: str, job_uid: str, task: int | None) -> str:
     text = (f'logName=("projects/{project}/logs/batch_task_logs" OR '
             f'"projects/{project}/logs/batch_agent_logs") AND labels.job_uid="{job_uid}"')
     if task is not None:
-        # task ids look like "task/<job uid>-group0-<index>/<retry>/0": substring match.
+        # Entries carry labels.task_id like "task/<job uid>-group0-<index>/<retry>/0" (seen
+        # in Batch's logs; the docs name job_uid only): a substring match, so a different
+        # format means an empty tail, never a wrong task's lines.
         text += f' AND labels.task_id:"-group0-{task}/"'
     return text
 
