@@ -184,7 +184,8 @@ def _ensure_bucket(client: storage.Client, loc: Location, *, local: bool) -> Non
 
 
 def upload_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders to upload.")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to upload.",
+                                                metavar="PATH")],
     client: ClientOpt, job: JobOpt, env: EnvOpt = "dev",
     batch: Annotated[str | None, typer.Option(
         "--batch", "-b", help="Batch name [default: the UTC time, YYYYMMDD-HHMMSS].")] = None,
@@ -309,7 +310,8 @@ def ls_cmd(
 
 
 def cat_cmd(
-    names: Annotated[list[str], typer.Argument(help="Output file names (as `ls` prints them).")],
+    names: Annotated[list[str], typer.Argument(help="Output file names (as `ls` prints them).",
+                                               metavar="NAME")],
     client: ClientOpt, job: JobOpt,
     batch: Annotated[str, typer.Option("--batch", "-b", help="The batch the outputs are of.")],
     env: EnvOpt = "dev", local: LocalOpt = False, as_self: AsSelfOpt = False,
