@@ -156,3 +156,16 @@ def test_start_up_imports_no_google_client() -> None:
                 env={"PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("args", [["ls"], ["cat", "x.jsonl", "--batch", "b1"]])
+def test_data_commands_without_credentials_say_so_in_one_line(
+        args: list[str], tmp_path: Path) -> None:
+    """In Google Cloud the data commands impersonate the client's identity, starting from
+    Application Default Credentials; without any, one line and exit 2."""
+    proc = _run(str(REPO / "bin" / "submit"), *args, "--client", "acme", "--job", "uppercase",
+                env={"CLOUDSDK_CONFIG": str(tmp_path), "HOME": str(tmp_path)},
+                drop=("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("submit: error: no Google credentials")
