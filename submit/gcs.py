@@ -2,8 +2,8 @@
 storage: google-cloud-storage costs ~0.3 s to import).
 
 Local mode passes the local GCS endpoint as a client option and the local principal's
-credentials (`local.identity`); production uses Application Default Credentials. Nothing else differs (and no
-environment variable is set: see submit/backend.py).
+credentials (`local.identity`); production uses Application Default Credentials. Nothing
+else differs (and no environment variable is set: see submit/backend.py).
 """
 
 from __future__ import annotations
