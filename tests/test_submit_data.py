@@ -41,6 +41,30 @@ def test_where_names_come_from_the_tenancy_v2_settings() -> None:
     assert loc.ready_marker == READY_MARKER == "_READY"
 
 
+def test_data_commands_act_as_the_client_through_the_backend_seam() -> None:
+    """Data commands use submit/backend.py like every command: locally as the client's
+    principal (checked by the local IAM layer), on Google impersonating it; --as-self: the
+    operator identity locally, plain ADC on Google. Submit commands act as the operator."""
+    from submit import backend as seam
+    from submit.data import data_backend
+
+    env = dev()
+    loc = locate(env, "acme", "uppercase")
+    local = data_backend(env, loc, local=True, as_self=False)
+    assert isinstance(local, seam.LocalBackend)
+    assert local.principal == env.client_sa_email("acme") != env.operator_sa_email
+    google = data_backend(env, loc, local=False, as_self=False)
+    assert isinstance(google, seam.GoogleBackend)
+    assert google.impersonate == env.client_sa_email("acme")
+    mine = data_backend(env, loc, local=True, as_self=True)
+    assert isinstance(mine, seam.LocalBackend) and mine.principal == env.operator_sa_email
+    adc = data_backend(env, loc, local=False, as_self=True)
+    assert isinstance(adc, seam.GoogleBackend) and adc.impersonate is None
+    # The operator's commands never impersonate on Google (ADC decides there).
+    op = seam.backend_for(False, env.operator_sa_email)
+    assert isinstance(op, seam.GoogleBackend) and op.impersonate is None
+
+
 @pytest.mark.parametrize(("client", "job", "needle"), [
     ("nobody", "uppercase", "--client: unknown client 'nobody'"),
     ("globex", "embed", "--job: client 'globex' is not onboarded for job 'embed'"),

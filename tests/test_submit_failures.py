@@ -93,3 +93,37 @@ def test_follow_prints_lines_as_they_are_written_until_the_job_ends(tmp_path: Pa
     got = list(logs.local_follow(_Backend(tmp_path), "j", finished.is_set, poll_s=0.05))
     assert got == ["[task 0 attempt-0] INFO first\n", "[task 0 attempt-0] INFO second\n",
                    "[task 0 attempt-0] half a li\n"]
+
+
+def test_google_backend_logs_format_cloud_entries_and_tails_never_raise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`logs` on Google goes through the Backend seam: Cloud Logging records become the same
+    readable lines, raw JSON or sorted JSON as locally; a failing log read in the failure
+    summary is one line, never an exception hiding the failure."""
+    from submit import backend as seam
+    from submit.batch import Connection
+
+    seen: dict[str, object] = {}
+
+    def entries(project: str, uid: str, *, limit: int, task: int | None = None,
+                **_: object) -> list[dict[str, object]]:
+        seen.update(project=project, uid=uid, limit=limit, task=task)
+        return [logs.cloud_entry({"timestamp": "2026-11-30T09:00:01.5Z", "severity": "ERROR",
+                                  "jsonPayload": {"message": "boom", "file": "a.jsonl"}})]
+
+    monkeypatch.setattr(logs, "cloud_entries", entries)
+    conn = Connection(None, "projects/proj-1/locations/europe-west4", local=False)
+    job = batch_v1.Job(name="projects/proj-1/locations/europe-west4/jobs/j", uid="u-1")
+    google = seam.GoogleBackend()
+    assert list(google.log_lines(conn, job, limit=7, task=2)) == [
+        "09:00:01.5Z ERROR boom file=a.jsonl\n"]
+    assert seen == {"project": "proj-1", "uid": "u-1", "limit": 7, "task": 2}
+    as_json = list(google.log_lines(conn, job, limit=7, fmt="json"))
+    assert json.loads(as_json[0])["message"] == "boom"
+
+    def broken(*_: object, **__: object) -> list[str]:
+        raise RuntimeError("HTTP 403: logging.entries.list denied")
+
+    monkeypatch.setattr(logs, "cloud_tail", broken)
+    assert google.log_tail(conn, job, 0, 5) == [
+        "(log unavailable: HTTP 403: logging.entries.list denied)"]
