@@ -152,8 +152,10 @@ def test_start_up_imports_no_google_client() -> None:
     module included) must not load google-cloud-batch, grpc or google-cloud-storage."""
     code = ("import sys, submit.cli; heavy = [m for m in ('google.cloud.batch_v1', 'grpc', "
             "'google.cloud.storage') if m in sys.modules]; print(heavy)")
+    # The import path bin/submit sets (its own checkout's runtime contract, not whichever
+    # checkout the shared venv's editable gpub_runner points at).
     proc = _run(str(REPO / ".venv" / "bin" / "python"), "-c", code,
-                env={"PYTHONPATH": str(REPO)})
+                env={"PYTHONPATH": f"{REPO}:{REPO / 'images' / 'runner' / 'src'}"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
