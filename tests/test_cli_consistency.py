@@ -147,6 +147,13 @@ def test_bad_state_is_refused_on_the_command_line() -> None:
     assert proc.stderr.strip().splitlines()[-1].startswith("submit: error: --state: 'done'")
 
 
+def test_logs_raw_and_json_together_is_one_line_and_exit_2() -> None:
+    proc = _run(str(REPO / "bin" / "submit"), "logs", "some-job", "--raw", "--json")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "submit: error: --raw: use one of --raw and --json"]
+
+
 def test_start_up_imports_no_google_client() -> None:
     """Users run bin/submit by hand and CI in loops: importing the CLI (every command's
     module included) must not load google-cloud-batch, grpc or google-cloud-storage."""

@@ -308,6 +308,16 @@ def test_failed_run_explains_itself(local: Env, tmp_path: Path) -> None:
     as_json = local.submit("logs", job_id, "--local", "--json")
     assert all(json.loads(ln)["task"] == 0 for ln in as_json.stdout.splitlines())
 
+    # cancel --json: the job's one shape, and whether a cancel was requested (it had ended).
+    cancelled = local.submit("cancel", job_id, "--local", "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    shape = json.loads(cancelled.stdout)
+    from submit.listing import JOB_KEYS
+
+    assert set(shape) == JOB_KEYS | {"cancel_requested"}
+    assert shape["cancel_requested"] is False and shape["state"] == "FAILED"
+    assert f"job {job_id} already ended (FAILED); nothing to cancel" in cancelled.stderr
+
 
 @pytest.mark.slow
 def test_created_is_one_type_and_list_filters_find_the_run(local: Env, tmp_path: Path) -> None:
