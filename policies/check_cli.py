@@ -278,4 +278,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    app(prog_name="bin/check")  # help names the command people run

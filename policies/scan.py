@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from policies.guardrails import RULES, GuardrailLimits, check_job
+from policies.image_versions import IMAGE_RULES, check_images
 from policies.suppressions import Matcher
 from policies.tfjson import StackFacts, register_facts
+
+RULES = {**RULES, **IMAGE_RULES}  # GPUB_JOB_12 (policies/image_versions.py)
 
 if TYPE_CHECKING:
     from checkov.common.output.record import Record
@@ -200,6 +203,7 @@ def run_guardrails(stacks: list[StackInput]) -> tuple[Report, dict[int, Located]
                 report.add_parsing_error(f"{job_file}: {exc}")
                 continue
             violations = check_job(doc, stack.limits, env_name=stack.facts.env or stack.name)
+            violations += check_images(doc)
             for rule_id in RULES:
                 mine = [f"{v.path}: {v.message}" for v in violations if v.rule_id == rule_id]
                 record = _record(rule_id, bool(mine), mine, job_file, resource)

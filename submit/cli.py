@@ -4,7 +4,8 @@ Start-up matters (users run this by hand, CI runs it in loops): module level imp
 typer, rich and the pure helpers. Google clients are imported by the commands that use them
 (through submit/backend.py), and nothing on this path imports `stacks.provider` (seconds of
 jsii loading). Commands live in their own modules and are registered here:
-`submit/run.py` (run), `submit/jobcmds.py` (status, list, cancel, logs).
+`submit/run.py` (run), `submit/jobcmds.py` (status, list, cancel, logs), `submit/data.py`
+(where, upload, ls, cat).
 
 Exit codes: 0 ok, 1 the awaited job did not succeed, 2 bad input or refused (nothing was
 created), 3 the output location is owned by an active run, 4 a service failed.
@@ -17,16 +18,16 @@ from collections.abc import Sequence
 
 import typer
 
-from submit import jobcmds, run
+from submit import data, jobcmds, run, version
 from submit.errors import SubmitError
 from submit.ui import say
 
-COMMANDS = ("run", "status", "list", "cancel", "logs")
+COMMANDS = ("run", "status", "list", "cancel", "logs", *data.DATA_COMMANDS)
 
 app = typer.Typer(
     name="submit",
     help="Run a declared job on Google Batch, or on the local backend with --local.",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -36,6 +37,8 @@ app.command("status")(jobcmds.status_cmd)
 app.command("list")(jobcmds.list_cmd)
 app.command("cancel")(jobcmds.cancel_cmd)
 app.command("logs")(jobcmds.logs_cmd)
+data.register(app)  # where, upload, ls, cat (submit/data.py)
+version.add_version_option(app)  # --version
 
 
 # ------------------------------------------------------------------------------- entry
@@ -70,7 +73,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args and not args[0].startswith("-") and args[0] not in COMMANDS:
         args.insert(0, "run")
     try:
-        code = app(args=args, prog_name="submit", standalone_mode=False)
+        # The one --env rule's last step: --env, else $GPUB_ENV, else dev (click reads
+        # default_map after the environment variable).
+        code = app(args=args, prog_name="submit", standalone_mode=False,
+                   default_map={name: {"env": "dev"} for name in COMMANDS})
     except SubmitError as exc:
         say(f"submit: error: {exc}")
         code = exc.exit_code

@@ -69,14 +69,17 @@ def _job_summary(job: batch_v1.Job) -> dict[str, Any]:
 
 def status_cmd(job_id: JobIdArg, env: EnvDefault = "dev", local: LocalOpt = False,
                json_out: JsonOpt = False) -> int:
-    """Show a job's state and its tasks."""
-    from submit import batch, progress
+    """Show a job's state and its tasks (and why failed tasks failed)."""
+    from submit import batch, progress, watch
 
-    _, conn, short = _open(env, local, job_id)
+    backend, conn, short = _open(env, local, job_id)
     job = batch.get_job(conn, short)
-    stats = progress.task_stats(batch.list_tasks(conn, job))
+    tasks = batch.list_tasks(conn, job)
+    stats = progress.task_stats(tasks)
     info = _job_summary(job) | {"tasks": stats.counts, "retries": stats.retries,
                                 "preemptions": stats.preemptions}
+    if stats.counts.get("FAILED"):  # why, in words, with the next command (submit/watch.py)
+        info["failures"] = watch.explain(conn, job, tasks, backend)
     if json_out:
         sys.stdout.write(json.dumps(info, sort_keys=True) + "\n")
     else:
@@ -88,14 +91,27 @@ def status_cmd(job_id: JobIdArg, env: EnvDefault = "dev", local: LocalOpt = Fals
     return 0
 
 
-def list_cmd(env: EnvDefault = "dev", local: LocalOpt = False, json_out: JsonOpt = False) -> int:
-    """List the environment's jobs, newest first."""
-    from submit import batch
+def list_cmd(
+    env: EnvDefault = "dev", local: LocalOpt = False, json_out: JsonOpt = False,
+    client: Annotated[str | None, typer.Option("--client", help="Only this client's jobs.")
+                      ] = None,
+    job: Annotated[str | None, typer.Option("--job", help="Only runs of this job.")] = None,
+    state: Annotated[str | None, typer.Option(
+        "--state", help="Only jobs in this state (running, failed, ...).")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only jobs created since: 12h, 7d, or an ISO date.")] = None,
+) -> int:
+    """List the environment's jobs, newest first (filters: submit/listing.py)."""
+    from submit import batch, listing
 
+    # Filters are checked before any service is started: bad input creates nothing.
+    wanted = listing.check_state(state)
+    after = listing.parse_since(since) if since is not None else None
     _, conn, _ = _open(env, local)
     jobs = sorted(batch.list_jobs(conn), key=lambda j: j.create_time.timestamp()
                   if j.create_time else 0.0, reverse=True)
-    rows = [_job_summary(j) for j in jobs]
+    rows = listing.filter_jobs([_job_summary(j) for j in jobs], client=client, job=job,
+                               state=wanted, since=after)
     if json_out:
         sys.stdout.write(json.dumps(rows, sort_keys=True) + "\n")
     else:
@@ -105,31 +121,53 @@ def list_cmd(env: EnvDefault = "dev", local: LocalOpt = False, json_out: JsonOpt
     return 0
 
 
-def cancel_cmd(job_id: JobIdArg, env: EnvDefault = "dev", local: LocalOpt = False) -> int:
+def cancel_cmd(job_id: JobIdArg, env: EnvDefault = "dev", local: LocalOpt = False,
+               json_out: JsonOpt = False) -> int:
     """Cancel a job (tasks stop; outputs already written stay). A job that already ended is
     left as it is: exit 0 with a note."""
     from submit import batch
 
     _, conn, short = _open(env, local, job_id)
     state = batch.get_job(conn, short).status.state.name
-    if state in contract.JOB_FINAL_STATES:
+    requested = state not in contract.JOB_FINAL_STATES
+    if requested:
+        batch.cancel_job(conn, short)
+        say(f"cancel requested for {short}")
+    else:
         say(f"job {short} already ended ({state}); nothing to cancel")
-        return 0
-    batch.cancel_job(conn, short)
-    say(f"cancel requested for {short}")
+    if json_out:  # the job's one JSON shape (submit/listing.py) plus what this command did
+        sys.stdout.write(json.dumps(_job_summary(batch.get_job(conn, short))
+                                    | {"cancel_requested": requested}, sort_keys=True) + "\n")
     return 0
 
 
 def logs_cmd(
     job_id: JobIdArg, env: EnvDefault = "dev", local: LocalOpt = False,
+    task: Annotated[int | None, typer.Option("--task", "-t", min=0,
+                                             help="Only this task's log.")] = None,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new lines until the job ends.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="The lines exactly as logged.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per line on stdout.")] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Most entries (production).")
                      ] = 1000,
+    poll_s: Annotated[float, typer.Option("--poll", min=0.1, hidden=True)] = 1.0,
 ) -> int:
-    """Print a job's task logs (local files, or Cloud Logging in production)."""
+    """Print a job's task logs as readable lines (local files, or Cloud Logging)."""
     from submit import batch
 
+    if raw and json_out:
+        raise SubmitError("--raw: use one of --raw and --json")
+    fmt = "json" if json_out else "raw" if raw else "text"
     backend, conn, short = _open(env, local, job_id)
     job = batch.get_job(conn, short)
-    for line in backend.log_lines(conn, job, limit=limit):
+
+    def done() -> bool:
+        return batch.get_job(conn, short).status.state in batch.FINAL_STATES
+
+    for line in backend.log_lines(conn, job, limit=limit, task=task, fmt=fmt,
+                                  done=done if follow else None, poll_s=poll_s):
         sys.stdout.write(line)
+        sys.stdout.flush()
     return 0

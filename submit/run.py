@@ -17,6 +17,7 @@ from submit.ui import EnvOpt, JsonOpt, LocalOpt, say
 if TYPE_CHECKING:
     from google.cloud import storage  # type: ignore[attr-defined]
 
+    from submit.backend import Backend
     from submit.batch import Connection
     from submit.ownership import Decision
 
@@ -67,16 +68,19 @@ def run_cmd(
         return 0
 
     conn = backend.batch(p.env.project_id, p.env.region)
-    job_id, created = _claim_and_create(p, conn, storage, overwrite)
+    job_id, is_new, created = _claim_and_create(p, conn, storage, overwrite)
     result: dict[str, Any] = {
-        "job_id": job_id, "name": f"{conn.parent}/jobs/{job_id}", "created": created,
+        "job_id": job_id, "name": f"{conn.parent}/jobs/{job_id}", "new": is_new,
+        # One type for `created` in every JSON output: the job's creation time (listing.py).
+        "created": created,
         "task_count": p.plan.task_count, "parallelism": p.plan.parallelism,
         "files": len(p.plan.objects), "estimated_cost_usd": round(p.cost.usd, 4),
         "manifest": p.out.uri(manifest.MANIFEST_NAME), "request_id": _request_id(job_id),
     }
     code = 0
     if wait:
-        code = _wait_and_summarise(conn, job_id, p.plan.task_count, poll_s, p.cost.usd, result)
+        code = _wait_and_summarise(backend, conn, job_id, p.plan.task_count, poll_s,
+                                   p.cost.usd, result)
     if json_out:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     else:
@@ -102,8 +106,9 @@ def _dry_run_checks(p: Prepared, storage: storage.Client, overwrite: bool) -> No
 
 
 def _claim_and_create(p: Prepared, conn: Connection, storage: storage.Client,
-                      overwrite: bool) -> tuple[str, bool]:
-    """Apply the output-ownership rules (submit/ownership.py), then create the attempt."""
+                      overwrite: bool) -> tuple[str, bool, str | None]:
+    """Apply the output-ownership rules (submit/ownership.py), then create the attempt.
+    Returns the job id, whether this call created it, and its creation time."""
     from google.cloud import batch_v1
 
     from submit import batch, gcs, ids, ownership
@@ -122,7 +127,7 @@ def _claim_and_create(p: Prepared, conn: Connection, storage: storage.Client,
     if decision.action == "done":
         say(f"job {decision.previous} already completed this run (SUCCEEDED); not creating "
             "another (use --overwrite to recompute)")
-        return str(decision.previous), False
+        return str(decision.previous), False, _create_time(conn, str(decision.previous))
 
     # The run record is the lock of the output location: every change to it is conditional
     # on the generation read above, so of two racing submits exactly one goes on (the other
@@ -154,7 +159,7 @@ def _claim_and_create(p: Prepared, conn: Connection, storage: storage.Client,
     job_id = batch.short_id(created.name)
     say(f"created job {job_id} (request {ids.request_id(job_id)})" if is_new
         else f"this request was already submitted as job {job_id}; not creating another")
-    return job_id, is_new
+    return job_id, is_new, created.create_time.isoformat() if created.create_time else None
 
 
 def _say_decision(decision: Decision, p: Prepared, last_state: str | None) -> None:
@@ -162,6 +167,16 @@ def _say_decision(decision: Decision, p: Prepared, last_state: str | None) -> No
         say(f"resuming the run of job {decision.previous} "
             f"({last_state or 'no longer known to Batch'}) in {p.out}: inputs with a done "
             "marker are skipped")
+
+
+def _create_time(conn: Connection, job_id: str) -> str | None:
+    from google.api_core import exceptions as gexc
+
+    try:
+        job = conn.client.get_job(name=f"{conn.parent}/jobs/{job_id}")
+    except gexc.NotFound:
+        return None
+    return job.create_time.isoformat() if job.create_time else None
 
 
 def _state(conn: Connection, job_id: str) -> str | None:
@@ -173,9 +188,9 @@ def _state(conn: Connection, job_id: str) -> str | None:
         return None
 
 
-def _wait_and_summarise(conn: Connection, job_id: str, task_count: int, poll_s: float,
-                        cost_usd: float | None, result: dict[str, Any]) -> int:
-    from submit import progress
+def _wait_and_summarise(backend: Backend, conn: Connection, job_id: str, task_count: int,
+                        poll_s: float, cost_usd: float | None, result: dict[str, Any]) -> int:
+    from submit import batch, progress, watch
     from submit.costing import usd
     from submit.ui import err
 
@@ -189,6 +204,8 @@ def _wait_and_summarise(conn: Connection, job_id: str, task_count: int, poll_s: 
         + ("" if cost_usd is None else f"; estimated cost at most {usd(cost_usd)}"))
     result.update(state=state, tasks=stats.counts, retries=stats.retries,
                   preemptions=stats.preemptions, duration_s=duration)
+    if stats.counts.get("FAILED"):  # why, in words, with the next command (submit/watch.py)
+        result["failures"] = watch.explain(conn, job, batch.list_tasks(conn, job), backend)
     return 0 if state == "SUCCEEDED" else 1
 
 

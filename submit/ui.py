@@ -9,8 +9,11 @@ from rich.console import Console
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, prod, ...).")]
-EnvDefault = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, prod, ...).")]
+# One --env rule for every command, `run` included: --env, else $GPUB_ENV, else dev (the
+# last step is the default_map submit/cli.py main() passes; click reads it after envvar).
+ENV_HELP = "Environment (dev, prod, ...) [default: $GPUB_ENV, else dev]."
+EnvOpt = Annotated[str, typer.Option("--env", "-e", envvar="GPUB_ENV", help=ENV_HELP)]
+EnvDefault = EnvOpt
 LocalOpt = Annotated[bool, typer.Option("--local", help="Use the embedded local backend.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 

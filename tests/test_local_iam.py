@@ -238,16 +238,19 @@ def test_a_new_synth_is_enforced_without_restart(proxy: tuple[str, Path]) -> Non
 def test_submit_storage_client_acts_as_the_local_principal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from submit import gcs, localmode
+    from submit import backend as seam
+    from submit import gcs
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:1")
-    monkeypatch.setenv("GPUB_LOCAL_PRINCIPAL", "x")  # registers the restore of the original
-    monkeypatch.delenv("GPUB_LOCAL_PRINCIPAL")
+    monkeypatch.delenv("GPUB_LOCAL_PRINCIPAL", raising=False)
     assert isinstance(gcs.make_client("p")._credentials, AnonymousCredentials)
-    # bin/submit --local: localmode.start(settings.operator_sa_email) names the principal.
-    monkeypatch.setattr(localmode, "backend", lambda: _FakeBackend())
-    localmode.start(OPERATOR)
-    assert gcs.make_client("p")._credentials.token == token_for(OPERATOR)
+    # bin/submit --local: backend_for(True, settings.operator_sa_email) names the principal.
+    local = seam.backend_for(True, OPERATOR)
+    monkeypatch.setattr(local, "endpoints", lambda: _FakeBackend().ensure_running())
+    assert local.storage("p")._credentials.token == token_for(OPERATOR)
+    # GPUB_LOCAL_PRINCIPAL (bin/demo acting as a client) wins over the command's principal.
+    monkeypatch.setenv("GPUB_LOCAL_PRINCIPAL", RUN_ACME)
+    assert local.storage("p")._credentials.token == token_for(RUN_ACME)
 
 
 class _FakeBackend:

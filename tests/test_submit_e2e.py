@@ -152,7 +152,7 @@ def test_n_inputs_give_n_outputs_with_wait(local: Backend) -> None:
                         "--json", "--poll", "0.3")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["state"] == "SUCCEEDED" and result["created"] is True
+    assert result["state"] == "SUCCEEDED" and result["new"] is True
     assert result["task_count"] == 3 and result["files"] == 23
     assert "estimated cost: at most $" in proc.stderr
     assert "SUCCEEDED: tasks 3/3 succeeded" in proc.stderr
@@ -256,7 +256,7 @@ def test_retried_submit_creates_one_job(local: Backend) -> None:
     again = local.submit("uppercase", "--env", "dev", *_io("retry2"), "--local", "--json")
     assert again.returncode == 0, again.stderr
     r1, r2 = json.loads(first.stdout), json.loads(again.stdout)
-    assert r2["created"] is False and r2["job_id"] == r1["job_id"]
+    assert r2["new"] is False and r2["job_id"] == r1["job_id"]
     assert r2["request_id"] == r1["request_id"]
     assert "already completed this run" in again.stderr
     key = next(j for j in local.jobs() if j.name.endswith(r1["job_id"])).labels["run-key"]

@@ -138,7 +138,7 @@ def test_cancelled_run_resumes_with_a_new_attempt(local: Backend) -> None:
     again = local.submit(*S, *args, "--wait", "--json", "--poll", "0.3")
     assert again.returncode == 0, again.stderr
     result = json.loads(again.stdout)
-    assert result["created"] is True and result["state"] == "SUCCEEDED"
+    assert result["new"] is True and result["state"] == "SUCCEEDED"
     assert result["job_id"] == job_1[: -len("-1")] + "-2"  # the same run, attempt 2
     assert f"resuming the run of job {job_1} (CANCELLED)" in again.stderr
     assert outputs(local, "resume40") == _expected(files)

@@ -221,7 +221,7 @@ ARGS = ["--input", "gs://example-ml-dev-batch-data/in/", "--output",
     (["uppercase", "--env", "dev", *ARGS, "--parallelism", "0"], "--parallelism"),
     (["uppercase", "--env", "dev", *ARGS, "--max-cost", "cheap"], "--max-cost"),
     (["uppercase", "--env", "dev", *ARGS, "--frobnicate"], "--frobnicate"),
-    (["uppercase", *ARGS], "--env"),
+    (["uppercase", "--env", "", *ARGS], "--env: unknown environment"),  # no --env: dev
     (["uppercase", "--env", "dev", *ARGS, "--client", "initech"], "--client: unknown client"),
     (["uppercase", "--env", "dev", "--input", "gs://b-1/a/", "--output", "gs://b-1/a/o/"],
      "overlaps"),
