@@ -29,8 +29,14 @@ SARIF_FILE = "results_sarif.sarif"
 JUNIT_FILE = "results_junitxml.xml"
 CLI_FILE = "results_cli.txt"
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = typer.Typer(help=__doc__)
 console = Console(stderr=False, highlight=False)
+
+
+def _use_stderr_for_people() -> None:
+    """With --json, stdout carries only the JSON document; the human output moves to stderr."""
+    global console
+    console = Console(stderr=True, highlight=False)
 
 
 def _environments() -> dict[str, tuple[str, bool, GuardrailLimits]]:
@@ -191,6 +197,33 @@ def _summary(reports: list[Any], located: dict[int, Any]) -> Table:
     return table
 
 
+def _result_json(reports: list[Any], located: dict[int, Any], problems: list[str],
+                 written: list[Path], failed: bool, seconds: float) -> dict[str, Any]:
+    """The `--json` document: one object, stable keys (docs/policies.md "bin/check --json")."""
+    findings = []
+    for report in reports:
+        for record in report.failed_checks:
+            where = located.get(id(record))
+            findings.append({
+                "check_id": record.check_id, "stack": where.stack if where else None,
+                "resource": record.resource, "file": record.file_path,
+                "line": record.file_line_range[0],
+                "detail": "; ".join(record.details) if record.details else record.check_name,
+            })
+    return {
+        "passed": not failed,
+        "checks_run": sum(len(r.passed_checks) + len(r.failed_checks) + len(r.skipped_checks)
+                          for r in reports),
+        "passed_checks": sum(len(r.passed_checks) for r in reports),
+        "suppressed": sum(len(r.skipped_checks) for r in reports),
+        "failed": findings,
+        "parse_errors": [e for r in reports for e in r.parsing_errors],
+        "suppression_problems": problems,
+        "reports": [str(p) for p in written],
+        "seconds": round(seconds, 1),
+    }
+
+
 def _write_reports(reports: list[Any], directory: Path) -> list[Path]:
     import json
 
@@ -225,8 +258,13 @@ def main(
         str | None, typer.Option(help="Environment of --stack-file/--job-file (dev, prod...).")
     ] = None,
     suppressions: Annotated[Path, typer.Option(help="Suppression registry.")] = DEFAULT_PATH,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object on stdout (people's output goes to stderr).")
+    ] = False,
 ) -> None:
     started = time.monotonic()
+    if json_out:
+        _use_stderr_for_people()
     out = out if out.is_absolute() else Path.cwd() / out
     stack_files, job_files = list(stack_file or []), list(job_file or [])
     _check_options(env, reports)
@@ -274,6 +312,12 @@ def main(
     failed = any(r.failed_checks or r.parsing_errors for r in all_reports) or bool(problems)
     verdict = "[red]FAILED[/]" if failed else "[green]passed[/]"
     console.print(f"policy checks {verdict} in {time.monotonic() - started:.1f}s")
+    if json_out:
+        import json
+
+        doc = _result_json(all_reports, located, problems, written, failed,
+                           time.monotonic() - started)
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     raise typer.Exit(1 if failed else 0)
 
 

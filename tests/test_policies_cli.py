@@ -247,3 +247,31 @@ def test_a_good_loose_job_file_passes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "matches no failing result" not in proc.stdout
     assert "policy checks passed" in proc.stdout
+
+
+def test_json_output_is_one_document_on_stdout(tmp_path: Path) -> None:
+    """`bin/check --json`: stdout is exactly one JSON object naming each failure; the people's
+    output (table, FAILED lines) goes to stderr so the JSON parses."""
+    proc = bin_check(
+        tmp_path, "--json",
+        "--stack-file", str(FIXTURES / "terraform" / "ckv_gpub_13_fail.tf.json"),
+        "--job-file", str(FIXTURES / "jobs" / "gpub_job_8_fail.json"),
+        "--env", "dev",
+    )
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["passed"] is False
+    ids = {f["check_id"] for f in doc["failed"]}
+    assert {"CKV_GPUB_13", "GPUB_JOB_8"} <= ids
+    assert all(set(f) == {"check_id", "stack", "resource", "file", "line", "detail"}
+               for f in doc["failed"])
+    assert doc["checks_run"] >= doc["passed_checks"] + len(doc["failed"])
+    assert "FAILED CKV_GPUB_13" in proc.stderr
+
+
+def test_json_output_of_a_passing_run(tmp_path: Path) -> None:
+    proc = bin_check(tmp_path, "--json", "--out", str(make_out(tmp_path)))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["passed"] is True and doc["failed"] == [] and doc["suppression_problems"] == []
+    assert doc["suppressed"] > 0 and len(doc["reports"]) == 3
