@@ -69,8 +69,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if (problem := _not_utf8(args)) is not None:
         say(f"submit: error: {problem}")
         sys.exit(2)
-    # The form `submit JOB --env ...` is `submit run JOB --env ...`.
-    if args and not args[0].startswith("-") and args[0] not in COMMANDS:
+    # The form `submit JOB --env ...` is `submit run JOB --env ...`; so is
+    # `submit --config FILE ...`.
+    if args and (args[0] == "--config" or args[0].startswith("--config=")
+                 or (not args[0].startswith("-") and args[0] not in COMMANDS)):
         args.insert(0, "run")
     try:
         # The one --env rule's last step: --env, else $GPUB_ENV, else dev (click reads

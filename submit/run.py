@@ -6,28 +6,36 @@ import getpass
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from submit import manifest, synth
+from submit.errors import SubmitError
 from submit.prepare import Prepared, check_locations, describe, prepare
 from submit.ui import EnvOpt, JsonOpt, LocalOpt, say
 
 if TYPE_CHECKING:
     from google.cloud import storage  # type: ignore[attr-defined]
 
+    from stacks.settings import EnvironmentSettings
     from submit.backend import Backend
     from submit.batch import Connection
     from submit.ownership import Decision
 
 
 def run_cmd(
-    job: Annotated[str, typer.Argument(help="Declared job name (see jobs/registry.py).")],
     env: EnvOpt,
-    input_uri: Annotated[str, typer.Option("--input", "-i", help="gs://BUCKET/PREFIX/ to read.")],
-    output_uri: Annotated[str, typer.Option("--output", "-o",
-                                            help="gs://BUCKET/PREFIX/ to write.")],
+    job: Annotated[str | None, typer.Argument(
+        help="Declared job name (see jobs/registry.py); with --config, the run's name.")] = None,
+    input_uri: Annotated[str | None, typer.Option(
+        "--input", "-i", help="gs://BUCKET/PREFIX/ to read (jobs that read inputs).")] = None,
+    output_uri: Annotated[str | None, typer.Option(
+        "--output", "-o", help="gs://BUCKET/PREFIX/ to write (jobs that read inputs).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="Run this Batch job file (JSON or YAML, as `gcloud batch jobs submit "
+        "--config` takes) as it is written, through the same guardrails.")] = None,
     local: LocalOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the job JSON; create nothing.")
                        ] = False,
@@ -47,9 +55,27 @@ def run_cmd(
         "--out", help="Synth output dir [default: cdktf.out, or $GPUB_SYNTH_DIR].")] = None,
     poll_s: Annotated[float, typer.Option("--poll", min=0.1, hidden=True)] = 2.0,
 ) -> int:
-    """Submit JOB on the objects under --input (the `run` word may be left out)."""
+    """Submit JOB on the objects under --input (the `run` word may be left out); or run a job
+    as it is written: `--config FILE`, or a declared job that reads no inputs."""
     from submit.backend import backend_for
 
+    if config is not None or (input_uri is None and output_uri is None):
+        if config is not None and (input_uri or output_uri):
+            raise SubmitError("--config: the job runs as written; --input/--output apply to "
+                              "declared jobs that read inputs through the runner")
+        settings = synth.load_environment(env)
+        # Creating the backend starts nothing: a dry run or a refusal never touches a service.
+        return _run_as_written(job=job, config=config, env=settings, dry_run=dry_run,
+                               backend=backend_for(local, settings.operator_sa_email),
+                               wait=wait, max_cost=max_cost, parallelism=parallelism,
+                               json_out=json_out, client=client, out_dir=out_dir, poll_s=poll_s)
+    if job is None:
+        raise SubmitError("JOB: missing the declared job name (bin/submit JOB --input ... "
+                          "--output ...)")
+    if input_uri is None or output_uri is None:
+        missing = "--output" if input_uri is not None else "--input"
+        raise SubmitError(f"{missing}: give both --input and --output (or neither, for a job "
+                          "that reads no inputs)")
     # Validate what needs no service first: bad input must fail fast and create nothing.
     env_settings, _, _, _ = check_locations(env, job, client, input_uri, output_uri)
     synth.load_job_json(synth.synth_dir(out_dir), env_settings,
@@ -85,6 +111,35 @@ def run_cmd(
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     else:
         sys.stdout.write(job_id + "\n")  # for scripts: id=$(bin/submit ...)
+    return code
+
+
+def _run_as_written(*, job: str | None, config: Path | None, env: EnvironmentSettings,
+                    backend: Backend, dry_run: bool, wait: bool, max_cost: float | None,
+                    parallelism: int | None, json_out: bool, client: str | None,
+                    out_dir: str | None, poll_s: float) -> int:
+    """`run --config FILE`, or a declared job without inputs: its shape kept (submit/asis.py)."""
+    from submit import asis
+
+    a, conn, created = asis.run_as_written(
+        job=job, config=config, env=env, client=client, parallelism=parallelism,
+        max_cost=max_cost, out_dir=out_dir, submitter=_submitter(), dry_run=dry_run,
+        backend=backend)
+    if created is None or conn is None:
+        say("dry run: nothing created")
+        sys.stdout.write(a.job_text(a.base) + "\n")
+        return 0
+    job_id, is_new, created_at = created
+    result: dict[str, Any] = {
+        "job_id": job_id, "name": f"{conn.parent}/jobs/{job_id}", "new": is_new,
+        "created": created_at, "task_count": a.task_count,
+        "parallelism": a.parallelism, "changes": a.changes,
+        "findings": a.findings, "request_id": _request_id(job_id),
+    }
+    code = 0
+    if wait:
+        code = _wait_and_summarise(backend, conn, job_id, a.task_count, poll_s, None, result)
+    sys.stdout.write((json.dumps(result, sort_keys=True) if json_out else job_id) + "\n")
     return code
 
 

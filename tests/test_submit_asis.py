@@ -1,0 +1,138 @@
+"""Jobs run as they are written (issue 17, "imported jobs keep their shape"): `run --config
+FILE` and declared jobs without inputs keep their task count, parallelism and labels, and
+every change submit must make is said (submit/asis.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stacks.environments import dev
+from submit import asis
+from submit.errors import SubmitError
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "tests" / "fixtures" / "submit" / "hello_in_order.yaml"
+
+
+def _job() -> dict:
+    return asis.load_config(CONFIG)
+
+
+def test_config_keeps_its_shape_and_says_what_changed() -> None:
+    a = asis.adapt(dev(), "hello", _job(), client=None, parallelism=None, submitter="ci")
+    group = a.job["taskGroups"][0]
+    assert (int(group["taskCount"]), int(group["parallelism"])) == (3, 1)
+    assert group["schedulingPolicy"] == "IN_ORDER"
+    assert a.job["labels"]["team"] == "search"  # their own labels stay
+    assert a.job["labels"]["env"] == "dev"
+    assert "label env: 'prod' -> 'dev'" in a.changes
+    assert a.job["allocationPolicy"]["location"]["allowedLocations"] == [
+        "regions/europe-west4"]
+    # nothing else was changed, so nothing else is reported
+    assert all(c.startswith(("label ", "allocationPolicy.location")) for c in a.changes)
+
+
+def test_parallelism_and_client_identity_changes_are_reported() -> None:
+    env = dev()
+    a = asis.adapt(env, "hello", _job(), client="acme", parallelism=2, submitter="ci")
+    assert int(a.job["taskGroups"][0]["parallelism"]) == 2
+    assert "parallelism: 1 -> 2 (--parallelism)" in a.changes
+    email = a.job["allocationPolicy"]["serviceAccount"]["email"]
+    assert email == env.run_sa_email("acme")
+    assert any(c.startswith("allocationPolicy.serviceAccount.email:") for c in a.changes)
+
+
+def test_same_job_same_run_base_other_job_other_base() -> None:
+    env = dev()
+    one = asis.adapt(env, "hello", _job(), client=None, parallelism=None, submitter="ci")
+    two = asis.adapt(env, "hello", _job(), client=None, parallelism=None, submitter="ci")
+    other = asis.adapt(env, "hello", _job(), client=None, parallelism=3, submitter="ci")
+    assert one.base == two.base != other.base
+
+
+def test_environment_ceilings_refuse_opinions_are_findings() -> None:
+    env = dev()
+    job = _job()
+    job["taskGroups"][0]["parallelism"] = env.guardrails.max_parallelism + 1
+    with pytest.raises(SubmitError, match="GPUB_JOB_6"):
+        asis.adapt(env, "hello", job, client=None, parallelism=None, submitter="ci")
+    gpu = _job()
+    gpu["allocationPolicy"]["instances"][0]["policy"] = {"machineType": "g2-standard-8"}
+    a = asis.adapt(env, "hello", gpu, client=None, parallelism=None, submitter="ci")
+    assert any(f.startswith("GPUB_JOB_10") for f in a.findings)  # small boot disk: an opinion
+
+
+def test_file_names_become_job_ids() -> None:
+    assert asis.name_from_file(Path("Spot L4 finetune.yaml")) == "spot-l4-finetune"
+    assert asis.name_from_file(Path("42.json")) == "job-42"
+
+
+def _submit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "submit", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    from local.backend import LocalBackend
+
+    root = tmp_path_factory.mktemp("asis") / "local"
+    backend = LocalBackend(root=root)
+    backend.ensure_running()
+    env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+    env.update(GPUB_LOCAL_ROOT=str(root), GPUB_SUBMITTER="ci-test",
+               PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'images/runner/src'}")
+    try:
+        yield env
+    finally:
+        backend.stop()
+
+
+@pytest.mark.slow
+def test_run_config_locally_keeps_shape_end_to_end(local_env: dict[str, str]) -> None:
+    proc = _submit(local_env, "run", "--config", str(CONFIG), "--env", "dev", "--local",
+                   "--wait", "--json", "--poll", "0.2")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["state"] == "SUCCEEDED"
+    assert (result["task_count"], result["parallelism"]) == (3, 1)
+    assert result["tasks"].get("SUCCEEDED") == 3
+    assert "label env: 'prod' -> 'dev'" in result["changes"]
+    assert "changed: label env: 'prod' -> 'dev'" in proc.stderr
+    assert result["job_id"].startswith("hello-in-order-")
+
+
+@pytest.mark.slow
+def test_dry_run_prints_the_job_as_written(local_env: dict[str, str]) -> None:
+    proc = _submit(local_env, "--config", str(CONFIG), "--env", "dev", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)
+    assert job["taskGroups"][0]["taskCount"] in (3, "3")
+    assert job["labels"]["team"] == "search"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "--config", "/nonexistent.yaml"], "--config: cannot read"),
+    (["run", "--config", str(CONFIG), "--input", "gs://b/x/"], "--config: the job runs as "
+                                                                  "written"),
+    (["run", "uppercase", "--input", "gs://b/x/"], "--output: give both"),
+    (["run", "uppercase"], "--input/--output: job 'uppercase' reads its inputs"),
+    (["run"], "JOB: give a declared job name, or --config FILE"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str,
+                                          tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+    env.update(GPUB_LOCAL_ROOT=str(tmp_path / "local"),
+               PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'images/runner/src'}")
+    proc = _submit(env, *args, "--env", "dev", "--dry-run")
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "local").exists()  # nothing started, nothing created
