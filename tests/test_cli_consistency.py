@@ -16,7 +16,8 @@ from submit.errors import SubmitError
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-BIN_COMMANDS = ["submit", "check", "import-job", "test", "demo", "cdktn", "cdktf"]
+BIN_COMMANDS = ["submit", "check", "import-job", "test", "demo", "cdktn", "cdktf",
+                "refresh-prices"]
 
 
 def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
