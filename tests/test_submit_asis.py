@@ -136,3 +136,52 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str,
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "local").exists()  # nothing started, nothing created
+
+
+class _Client:
+    """Just enough of BatchServiceClient for `asis.create`: a listing and CreateJob."""
+
+    def __init__(self, jobs: list) -> None:
+        self.jobs = jobs
+        self.created: list = []
+
+    def list_jobs(self, parent: str, timeout: float) -> list:
+        return self.jobs
+
+    def get_job(self, name: str, timeout: float) -> None:
+        from google.api_core import exceptions as gexc
+
+        raise gexc.NotFound(name)
+
+    def create_job(self, request, timeout: float):  # type: ignore[no-untyped-def]
+        job = request.job
+        job.name = f"{request.parent}/jobs/{request.job_id}"
+        self.created.append(request.job_id)
+        return job
+
+
+def _existing(name: str, state: str):  # type: ignore[no-untyped-def]
+    from google.cloud import batch_v1
+
+    job = batch_v1.Job(name=f"projects/p/locations/r/jobs/{name}")
+    job.status.state = batch_v1.JobStatus.State[state]
+    return job
+
+
+@pytest.mark.parametrize(("state", "created"), [("RUNNING", None), ("SUCCEEDED", 2),
+                                                ("FAILED", 2)])
+def test_same_job_again_while_active_is_exit_3_else_next_attempt(
+        state: str, created: int | None) -> None:
+    from submit.batch import Connection
+    from submit.errors import ConflictError
+
+    a = asis.adapt(dev(), "hello", _job(), client=None, parallelism=None, submitter="ci")
+    client = _Client([_existing(f"{a.base}-1", state)])
+    conn = Connection(client, "projects/p/locations/r", local=True)  # type: ignore[arg-type]
+    if created is None:
+        with pytest.raises(ConflictError, match=f"already running as {a.base}-1") as exc:
+            asis.create(a, conn)
+        assert exc.value.exit_code == 3 and client.created == []
+    else:
+        job_id, is_new, _ = asis.create(a, conn)
+        assert (job_id, is_new) == (f"{a.base}-{created}", True)
