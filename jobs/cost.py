@@ -91,5 +91,3 @@ def estimate(
         usd=usd,
     )
 
-
-CostEstimate = RunEstimate  # the old name, still importable

@@ -297,7 +297,7 @@ class JobSpec(BaseModel):
             count = DEFAULT_RETRIES
         return count, codes
 
-    def peak_gpu_demand(self, env_name: str | None = None) -> GpuPeak | None:
+    def peak_gpu_demand(self, env_name: str | None = None) -> GpuDemand | None:
         """GPUs held at peak: VMs at peak parallelism x GPUs per VM; None for CPU jobs.
 
         Peak parallelism is `peak_parallelism` (max_parallelism, else parallelism, else
@@ -309,7 +309,7 @@ class JobSpec(BaseModel):
             return None
         vms = math.ceil(self.peak_parallelism / (self.tasks_per_node or 1))
         spot = self.provisioning_for(env_name) in PREEMPTIBLE_QUOTA_MODELS
-        return GpuPeak(gpu_family(gpu), vms * self.gpus_per_vm, spot)
+        return GpuDemand(gpu_family(gpu), vms * self.gpus_per_vm, spot)
 
     def secret_ids(self) -> list[str]:
         """Bare secret ids this job reads from its own project (for declaring and IAM)."""

@@ -295,7 +295,7 @@ class EnvironmentSettings(BaseModel):
             demand = spec.peak_gpu_demand(self.name)
             if demand is None:
                 continue
-            family, count, spot = demand
+            family, count, spot = demand.family, demand.count, demand.spot
             key = (spec.region or self.region, family, spot)
             totals[key] = totals.get(key, 0) + count
         return {
