@@ -29,6 +29,10 @@ from stacks.workflow_source import WorkflowParams, terraform_literal, workflow_s
 # rest/v1/projects.locations.triggers#Pubsub: "You can set an existing topic for triggers of
 # the type google.cloud.pubsub.topic.v1.messagePublished").
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
+# A workflow id "Must be between 1-64 characters" (cloud.google.com/python/docs/reference/
+# workflows/latest/google.cloud.workflows_v1.types.CreateWorkflowRequest). JobSpec's NAME_MAX
+# keeps `batch-<job>` within it; tests/test_name_limits.py checks the two agree.
+WORKFLOW_ID_MAX = 64
 
 
 class BatchJob(Construct):
@@ -49,10 +53,10 @@ class BatchJob(Construct):
         self.trigger = self._trigger()
 
     def _validate(self, settings: EnvironmentSettings) -> None:
-        if len(settings.job_workflow(self.spec.name)) > 64:
+        if len(settings.job_workflow(self.spec.name)) > WORKFLOW_ID_MAX:
             raise ValueError(
                 f"jobs: {self.spec.name!r} is too long for its workflow name "
-                f"{settings.job_workflow(self.spec.name)!r} (at most 64 characters)"
+                f"{settings.job_workflow(self.spec.name)!r} (at most {WORKFLOW_ID_MAX} characters)"
             )
         region = self.spec.region or settings.region
         if region not in settings.guardrails.allowed_regions:

@@ -21,9 +21,12 @@ from stacks.batch_job import BatchJob
 from stacks.client_resources import INPUTS, OUTPUTS, ClientResources, ref
 from stacks.conditions import bucket_list, objects_under
 from stacks.props import PlatformIdentities
-from stacks.settings import ClientSettings, EnvironmentSettings, check_client_name
-
-SA_ID_MAX = 30
+from stacks.settings import (
+    ClientSettings,
+    EnvironmentSettings,
+    check_client_name,
+    check_service_account_id,
+)
 
 
 def client_grants(
@@ -248,11 +251,11 @@ def _validate(props: ClientProps, client: ClientSettings) -> list[BatchJob]:
         check_client_name(client.name)
     except ValueError as exc:
         raise ValueError(f"clients.name: {exc}") from None
-    if len(settings.client_sa_id(client.name)) > SA_ID_MAX:
-        raise ValueError(
-            f"clients.name: {client.name!r} is too long for its service account id "
-            f"{settings.client_sa_id(client.name)!r} (at most {SA_ID_MAX} chars)"
-        )
+    for account_id in (settings.client_sa_id(client.name), settings.run_sa_id(client.name)):
+        try:
+            check_service_account_id(account_id)
+        except ValueError as exc:
+            raise ValueError(f"clients.name: {client.name!r}: {exc}") from None
     if len(settings.client_bucket(client.name)) > 63:
         raise ValueError(
             f"clients.name: {client.name!r} makes the bucket name "
