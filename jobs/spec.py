@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
+from gpub_runner import contract
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from jobs.catalog import (
@@ -57,7 +58,7 @@ __all__ = [
     "Notification", "NotificationType", "Provisioning", "Rung", "Runnable", "TaskState",
 ]  # fmt: skip
 
-PREEMPTION_EXIT_CODE = 50001  # Batch's reserved exit code for a Spot VM preemption
+PREEMPTION_EXIT_CODE = contract.PREEMPTION_EXIT_CODE  # Batch's code for a Spot VM preemption
 DEFAULT_RETRIES = 3  # retry budget when retries are implied (spot) but not given
 GPU_MIN_BOOT_DISK_GB = 100  # CUDA images are large (Robotoff: 100 GB for a ~24 GB image)
 DEV_ENVIRONMENTS = ("dev",)  # environments (and "dev-*" names) where GPU jobs default to spot
