@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from constructs import Construct
 
 from jobs import JobSpec
@@ -37,6 +35,7 @@ from stacks.provider import (
     ServiceAccountIamMember,
     TerraformLocal,
     TerraformStack,
+    WorkflowsWorkflow,
     google_beta_provider,
     project_service_identity,
 )
@@ -257,7 +256,7 @@ class PlatformStack(TerraformStack):
     def project_number(self) -> str:
         return self.project.number
 
-    def job_workflows(self) -> list[Any]:
+    def job_workflows(self) -> list[WorkflowsWorkflow]:
         return [job.workflow for job in self.jobs.values()]
 
     def _add_job(self, spec: JobSpec) -> BatchJob:

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from constructs import Construct
 
-from stacks.provider import SecretManagerSecret
+from stacks.provider import (
+    KmsCryptoKeyIamMember,
+    ProjectIamMember,
+    ProjectService,
+    PubsubTopic,
+    PubsubTopicIamMember,
+    SecretManagerSecret,
+    WorkflowsWorkflow,
+)
 from stacks.settings import EnvironmentSettings
 
 
@@ -32,9 +40,9 @@ class Encryption:
     """The environment's CMEK key, and the key grant each service agent holds (empty: no CMEK)."""
 
     key: str | None = None
-    grants: Mapping[str, Any] = field(default_factory=dict)
+    grants: Mapping[str, KmsCryptoKeyIamMember] = field(default_factory=dict)
 
-    def after(self, service: str) -> list[Any]:
+    def after(self, service: str) -> list[KmsCryptoKeyIamMember]:
         """What a resource of `service` encrypted with the key must wait for ([] without CMEK):
         the agent's grant, or the first write is refused."""
         return [self.grants[service]] if service in self.grants else []
@@ -55,9 +63,9 @@ class PlatformIdentities:
 class Uploads:
     """The ONE topic every client bucket notifies of new inputs, and its publisher grant."""
 
-    topic: Any  # PubsubTopic
+    topic: PubsubTopic
     topic_id: str
-    publisher: Any  # the storage agent's publisher grant: notifications wait for it
+    publisher: PubsubTopicIamMember  # the storage agent's grant: notifications wait for it
 
 
 @dataclass(frozen=True)
@@ -65,11 +73,11 @@ class JobProps:
     """What one declared job's dispatcher (stacks/batch_job.py) needs."""
 
     settings: EnvironmentSettings
-    apis: Sequence[Any]
+    apis: Sequence[ProjectService]
     encryption: Encryption
     identities: PlatformIdentities
     uploads: Uploads
-    trigger_grants: Sequence[Any]  # the trigger account's roles: triggers wait for them
+    trigger_grants: Sequence[ProjectIamMember]  # the trigger account's roles: triggers wait
     secrets: SecretStore
 
 
@@ -79,11 +87,11 @@ class ClientResourceProps:
 
     scope: Construct  # the stack: the resources' construct ids are their state addresses
     settings: EnvironmentSettings
-    apis: Sequence[Any]
+    apis: Sequence[ProjectService]
     encryption: Encryption
     identities: PlatformIdentities
     uploads: Uploads
     log_bucket_name: str
-    scheduler_invoker: Any  # the scheduler account's invoker role: schedules wait for it
-    workflows: Callable[[], list[Any]]  # the job workflows, read when schedules are declared
+    scheduler_invoker: ProjectIamMember  # the scheduler's invoker role: schedules wait for it
+    workflows: Callable[[], list[WorkflowsWorkflow]]  # read when schedules are declared
     secrets: SecretStore
