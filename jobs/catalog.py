@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+
+from jobs.machines import AttachableGpu as AttachableGpu  # re-exported: the catalog's models
+from jobs.machines import MachineShape as MachineShape
+from jobs.machines import MachineType as MachineType
+from jobs.sku_prices import SNAPSHOT, SkuSnapshot
 
 _DATA = Path(__file__).with_name("machines.yaml")
 _FAMILIES = Path(__file__).with_name("machine_families.yaml")
@@ -23,50 +27,6 @@ _FAMILIES = Path(__file__).with_name("machine_families.yaml")
 CUSTOM_RE = re.compile(
     r"^(?:(?P<series>[a-z][a-z0-9]*)-)?custom-(?P<vcpus>\d+)-(?P<mib>\d+)(-ext)?$"
 )
-
-
-class MachineShape(BaseModel):
-    """A Compute Engine machine type's shape: what validation needs, no price."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    vcpus: int
-    memory_mib: int
-    gpu_type: str | None = None  # built-in accelerator, e.g. "nvidia-l4"
-    gpu_count: int = 0
-
-    @property
-    def series(self) -> str:
-        """Machine series ("g2", "n1", ...): GPUs attach by series ("custom-*" is N1)."""
-        head = self.name.split("-", 1)[0]
-        return "n1" if head == "custom" else head
-
-
-class MachineType(MachineShape):
-    """One priced Compute Engine machine type."""
-
-    price_on_demand_usd_h: float
-    price_spot_usd_h: float | None = None
-    price_exact: bool = False  # False: approximate figure, re-check before budgeting
-    regions: list[str]
-
-    def price_usd_h(self, spot: bool) -> float:
-        """USD per VM-hour: the spot price for spot VMs when the catalog has one, else on-demand
-        (without a spot figure, budget at the on-demand price rather than guess)."""
-        if spot and self.price_spot_usd_h is not None:
-            return self.price_spot_usd_h
-        return self.price_on_demand_usd_h
-
-
-class AttachableGpu(BaseModel):
-    """A GPU that attaches to machines of one series as a separate accelerator (T4 on n1)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    gpu_type: str
-    series: str
-    max_vcpus: dict[int, int]  # allowed GPU count -> the most vCPUs that count supports
 
 
 try:  # the C loader is several times faster; the submit path reads this file on start
@@ -85,8 +45,6 @@ def _raw() -> dict[str, Any]:
 @cache
 def _machines() -> dict[str, MachineType]:
     """Priced machines: from the SKU snapshot when one is committed, else machines.yaml."""
-    from jobs.sku_prices import SNAPSHOT, SkuSnapshot  # lazy: sku_prices imports this module
-
     out = _yaml_priced()
     if SNAPSHOT.is_file():
         out.update(priced_from_snapshot(SkuSnapshot.load(SNAPSHOT), _raw()["defaults"]["regions"]))

@@ -19,6 +19,14 @@ DEFAULT_STARTUP_S = 60.0  # VM boot + Batch agent, typical for Batch
 DEFAULT_IMAGE_PULL_S = 60.0  # a CUDA image of a few GB; ~10 s for a small CPU image
 
 
+def vm_hours_bound(task_seconds: float, tasks_per_node: int = 1, attempts: int = 1) -> float:
+    """Worst-case VM-hours of `task_seconds` of task time (summed over tasks), each task run
+    `attempts` times, `tasks_per_node` tasks sharing a VM. The one billing model of the two
+    worst-case bounds: the guardrail's (policies/guardrails.py, maxRunDuration x attempts) and
+    the submit helper's (submit/costing.py, per-task bounds of one submission)."""
+    return task_seconds * attempts / 3600.0 / max(1, tasks_per_node)
+
+
 class RunEstimate(BaseModel):
     """The expected wall time and cost of one run (submit/costing.py bounds the worst case)."""
 
@@ -91,5 +99,3 @@ def estimate(
         usd=usd,
     )
 
-
-CostEstimate = RunEstimate  # the old name, still importable

@@ -182,13 +182,19 @@ class Rung(BaseModel):
         return self
 
 
-class GpuPeak(NamedTuple):
-    """Peak GPUs one job can hold at once: what the environment's quota must cover. The
-    stack adds the region and turns it into a quota demand (`stacks.quotas.GpuDemand`)."""
+class GpuDemand(NamedTuple):
+    """GPUs of one quota family held at once: a job's peak (`JobSpec.peak_gpu_demand`, no
+    region: the job does not know where it runs), or, with the region added by the stack
+    (`in_region`), what one Cloud Quotas preference must cover (`stacks/quotas.py`). The one
+    model of GPU demand (issue 16)."""
 
     family: str  # quota family, "L4"
     count: int  # type: ignore[assignment]  # shadows tuple.count on purpose
     spot: bool  # preemptible quota (SPOT and FLEX_START draw on it)
+    region: str | None = None
+
+    def in_region(self, region: str) -> GpuDemand:
+        return self._replace(region=region)
 
 
-GpuDemand = GpuPeak  # the old name, still importable (one model: stacks has the other name)
+GpuPeak = GpuDemand  # the first wave's name, still importable

@@ -12,6 +12,7 @@ import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from gpub_runner import contract
 from pydantic import BaseModel, ConfigDict
 
 from jobs.errors import JobSpecError
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
     from jobs.spec import JobSpec
 
 DEFAULT_MAX_RUN_DURATION_S = 3600
-# Filled by the submit helper or the workflow (docs/contracts.md, "Job JSON written at synth").
-RUNTIME_VARIABLES = ("GPUB_INPUT_PREFIX", "GPUB_OUTPUT_PREFIX", "GPUB_MANIFEST", "GPUB_JOB_NAME")
+# Filled by the submit helper or the workflow (docs/contracts.md, "Job JSON written at synth"):
+# the names live in the run-time contract (gpub_runner.contract), re-exported here.
+RUNTIME_VARIABLES = contract.RUNTIME_VARIABLES
 RUNTIME_LABELS = ("client", "submitter", "manifest-hash")
 
 

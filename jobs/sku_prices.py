@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.catalog import MachineShape
+from jobs.machines import MachineShape
 
 SNAPSHOT = Path(__file__).with_name("prices") / "compute_skus.json"
 COMPUTE_SERVICE = "services/6F81-5844-456A"  # Compute Engine in the Cloud Billing Catalog

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
+from gpub_runner import contract
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from jobs.catalog import (
@@ -57,7 +58,7 @@ __all__ = [
     "Notification", "NotificationType", "Provisioning", "Rung", "Runnable", "TaskState",
 ]  # fmt: skip
 
-PREEMPTION_EXIT_CODE = 50001  # Batch's reserved exit code for a Spot VM preemption
+PREEMPTION_EXIT_CODE = contract.PREEMPTION_EXIT_CODE  # Batch's code for a Spot VM preemption
 DEFAULT_RETRIES = 3  # retry budget when retries are implied (spot) but not given
 GPU_MIN_BOOT_DISK_GB = 100  # CUDA images are large (Robotoff: 100 GB for a ~24 GB image)
 DEV_ENVIRONMENTS = ("dev",)  # environments (and "dev-*" names) where GPU jobs default to spot
@@ -297,7 +298,7 @@ class JobSpec(BaseModel):
             count = DEFAULT_RETRIES
         return count, codes
 
-    def peak_gpu_demand(self, env_name: str | None = None) -> GpuPeak | None:
+    def peak_gpu_demand(self, env_name: str | None = None) -> GpuDemand | None:
         """GPUs held at peak: VMs at peak parallelism x GPUs per VM; None for CPU jobs.
 
         Peak parallelism is `peak_parallelism` (max_parallelism, else parallelism, else
@@ -309,7 +310,7 @@ class JobSpec(BaseModel):
             return None
         vms = math.ceil(self.peak_parallelism / (self.tasks_per_node or 1))
         spot = self.provisioning_for(env_name) in PREEMPTIBLE_QUOTA_MODELS
-        return GpuPeak(gpu_family(gpu), vms * self.gpus_per_vm, spot)
+        return GpuDemand(gpu_family(gpu), vms * self.gpus_per_vm, spot)
 
     def secret_ids(self) -> list[str]:
         """Bare secret ids this job reads from its own project (for declaring and IAM)."""

@@ -368,6 +368,7 @@ def _identity(job: Mapping[str, Any], ctx: _Ctx) -> None:
 def run_cost_bound_usd(job: Mapping[str, Any]) -> float | None:
     """The worst-case cost of one run (see the module docstring); None if not computable."""
     from jobs.catalog import get_machine
+    from jobs.cost import vm_hours_bound
 
     total = 0.0
     instances = _instances(job)
@@ -387,7 +388,7 @@ def run_cost_bound_usd(job: Mapping[str, Any]) -> float | None:
         tasks = len(group.get("taskEnvironments") or []) or _int(group.get("taskCount"), 1) or 1
         per_node = max(_int(group.get("taskCountPerNode"), 1) or 1, 1)
         attempts = (_int(spec.get("maxRetryCount"), 0) or 0) + 1
-        total += tasks * attempts * seconds / 3600 * price / per_node
+        total += vm_hours_bound(tasks * seconds, per_node, attempts) * price
     return total
 
 

@@ -12,49 +12,51 @@ when the stack synthesizes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from constructs import Construct
 
 from jobs import JobSpec
 from jobs.render import render_job
 from stacks.deferred import deferred
+from stacks.props import JobProps
 from stacks.provider import EventarcTrigger, EventarcTriggerDestination, WorkflowsWorkflow
 from stacks.provider import EventarcTriggerMatchingCriteria as Criteria
+from stacks.settings import EnvironmentSettings
 from stacks.workflow_source import WorkflowParams, terraform_literal, workflow_source
-
-if TYPE_CHECKING:
-    from stacks.platform import PlatformStack
 
 # Eventarc: a Pub/Sub trigger on an existing topic (cloud.google.com/eventarc/docs/reference/
 # rest/v1/projects.locations.triggers#Pubsub: "You can set an existing topic for triggers of
 # the type google.cloud.pubsub.topic.v1.messagePublished").
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
+# A workflow id "Must be between 1-64 characters" (cloud.google.com/python/docs/reference/
+# workflows/latest/google.cloud.workflows_v1.types.CreateWorkflowRequest). JobSpec's NAME_MAX
+# keeps `batch-<job>` within it; tests/test_name_limits.py checks the two agree.
+WORKFLOW_ID_MAX = 64
 
 
 class BatchJob(Construct):
     """Everything one declared job needs in one environment."""
 
-    def __init__(self, platform: PlatformStack, spec: JobSpec) -> None:
-        super().__init__(platform, f"job-{spec.name}")
-        self.platform = platform
+    def __init__(self, scope: Construct, spec: JobSpec, props: JobProps) -> None:
+        super().__init__(scope, f"job-{spec.name}")
+        self.props = props
         self.spec = spec
-        settings = platform.settings
-        self._validate(platform)
+        settings = props.settings
+        self._validate(settings)
         self.clients: list[str] = []
         self.secrets: list[str] = sorted(set(spec.secret_ids()))
         for secret_id in self.secrets:
-            platform.secret(secret_id)
+            props.secrets.secret(secret_id)
         self.job_json: dict[str, Any] = render_job(spec, settings.render_context(spec.name))
         self.workflow = self._workflow()
         self.trigger = self._trigger()
 
-    def _validate(self, platform: PlatformStack) -> None:
-        settings = platform.settings
-        if len(settings.job_workflow(self.spec.name)) > 64:
+    def _validate(self, settings: EnvironmentSettings) -> None:
+        if len(settings.job_workflow(self.spec.name)) > WORKFLOW_ID_MAX:
             raise ValueError(
                 f"jobs: {self.spec.name!r} is too long for its workflow name "
-                f"{settings.job_workflow(self.spec.name)!r} (at most 64 characters)"
+                f"{settings.job_workflow(self.spec.name)!r} (at most {WORKFLOW_ID_MAX} characters)"
             )
         region = self.spec.region or settings.region
         if region not in settings.guardrails.allowed_regions:
@@ -72,7 +74,7 @@ class BatchJob(Construct):
         return sorted({n.topic for n in self.spec.notifications if "/" not in n.topic})
 
     def params(self) -> WorkflowParams:
-        settings = self.platform.settings
+        settings = self.props.settings
         return WorkflowParams(
             job=self.spec.name,
             project_id=settings.project_id,
@@ -90,13 +92,11 @@ class BatchJob(Construct):
         return workflow_source(self.params())
 
     def _workflow(self) -> WorkflowsWorkflow:
-        platform = self.platform
-        settings = platform.settings
+        props = self.props
+        settings = props.settings
         name = self.spec.name
-        deps: list[Any] = list(platform.apis.all())
-        if platform.kms:
-            # CMEK: the Workflows agent must hold the key before a workflow is encrypted.
-            deps.append(platform.kms.grants["workflows"])
+        # CMEK: the Workflows agent must hold the key before a workflow is encrypted.
+        deps: list[Any] = [*props.apis, *props.encryption.after("workflows")]
         return WorkflowsWorkflow(
             self,
             "workflow",
@@ -104,20 +104,20 @@ class BatchJob(Construct):
             region=settings.region,
             name=settings.job_workflow(name),
             description=f"Runs {name} for each client's batch when its _READY marker lands",
-            service_account=platform.workflow_sa_id,
+            service_account=props.identities.workflow_sa_id,
             # Written after synth: the source lists every client onboarded until then.
             source_contents=deferred(lambda: terraform_literal(self.source())),
             call_log_level="LOG_ERRORS_ONLY",
             deletion_protection=settings.name == "prod",
             # The source embeds the job JSON; encrypt it with the environment's key when CMEK.
-            crypto_key_name=platform.kms_key,
+            crypto_key_name=props.encryption.key,
             labels={**settings.all_labels(), "job": name},
             depends_on=deps,
         )
 
     def _trigger(self) -> EventarcTrigger:
-        platform = self.platform
-        settings = platform.settings
+        props = self.props
+        settings = props.settings
         trigger = EventarcTrigger(
             self,
             "uploads",
@@ -126,11 +126,11 @@ class BatchJob(Construct):
             name=f"{settings.job_workflow(self.spec.name)}-uploads",
             matching_criteria=[Criteria(attribute="type", value=PUBSUB_EVENT)],
             destination=EventarcTriggerDestination(workflow=self.workflow.id),
-            service_account=platform.trigger_sa_email,
+            service_account=props.identities.trigger_email,
             labels={**settings.all_labels(), "job": self.spec.name},
             # Terraform cannot see that the trigger needs its account's roles: on a fresh
             # project the trigger is refused (PERMISSION_DENIED) unless they exist first.
-            depends_on=[*platform.apis.all(), *platform.trigger_grants, platform.uploads_topic],
+            depends_on=[*props.apis, *props.trigger_grants, props.uploads.topic],
         )
-        trigger.add_override("transport", {"pubsub": {"topic": platform.uploads_topic_id}})
+        trigger.add_override("transport", {"pubsub": {"topic": props.uploads.topic_id}})
         return trigger

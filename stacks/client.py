@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from stacks.client_resources import INPUTS, OUTPUTS, ref
+from stacks.batch_job import BatchJob
+from stacks.client_resources import INPUTS, OUTPUTS, ClientResources, ref
 from stacks.conditions import bucket_list, objects_under
-from stacks.settings import ClientSettings, check_client_name
-
-if TYPE_CHECKING:
-    from stacks.batch_job import BatchJob
-    from stacks.platform import PlatformStack
-
-SA_ID_MAX = 30
+from stacks.props import PlatformIdentities
+from stacks.settings import (
+    ClientSettings,
+    EnvironmentSettings,
+    check_client_name,
+    check_service_account_id,
+)
 
 
 def client_grants(
@@ -86,20 +89,31 @@ def client_grants(
     }
 
 
+@dataclass(frozen=True)
+class ClientProps:
+    """What onboarding one client needs from the platform."""
+
+    settings: EnvironmentSettings
+    resources: ClientResources  # the shared for_each resources the entries go to
+    identities: PlatformIdentities
+    jobs: Mapping[str, BatchJob]  # the environment's jobs, by name
+    onboarded: Collection[str]  # clients onboarded so far (a name is onboarded once)
+
+
 class ClientOnboarding:
     """Everything one client needs, from one `ClientSettings`: entries in the platform's
     `ClientResources` under the keys `<client>` and `<client>/<what>`."""
 
-    def __init__(self, platform: PlatformStack, client: ClientSettings) -> None:
-        jobs = _validate(platform, client)  # before any entry exists
-        self.platform = platform
+    def __init__(self, props: ClientProps, client: ClientSettings) -> None:
+        jobs = _validate(props, client)  # before any entry exists
+        self.props = props
         self.client = client
-        settings = platform.settings
-        res = platform.client_resources
+        settings = props.settings
+        res = props.resources
+        ids = props.identities
         name = client.name
         self.bucket = settings.client_bucket(name)
         self.labels = {**settings.all_labels(), **client.labels, "client": name}
-        platform.clients[name] = self
 
         # --- the client's bucket: its data, policy, CMEK, retention and labels ---------------
         res.add("bucket", name, {"name": self.bucket, "labels": self.labels})
@@ -123,7 +137,7 @@ class ClientOnboarding:
         self.member = f"serviceAccount:{ref('sa', name, 'email')}"
         self.run_member = f"serviceAccount:{ref('run-sa', name, 'email')}"
         grants = client_grants(self.bucket, self.member, self.run_member,
-                               platform.operator_member)
+                               ids.operator_member)
         for suffix, grant in grants.items():
             key = f"{name}/{suffix}"
             if grant["expression"] is None:
@@ -143,17 +157,17 @@ class ClientOnboarding:
         res.add("bucket-grants", f"{name}/workflow-lists-inputs", {
             "bucket": bucket_ref,
             "role": "roles/storage.objectViewer",
-            "member": platform.workflow_sa_member,
+            "member": ids.workflow_member,
             "title": f"{name}-workflow-lists-inputs",
             "description": "job workflows list inputs/",
             "expression": bucket_list(self.bucket, INPUTS),
         })
         run_sa = ref("run-sa", name, "name")
         res.add("act-as", f"{name}/workflow", {
-            "service_account": run_sa, "member": platform.workflow_sa_member,
+            "service_account": run_sa, "member": ids.workflow_member,
         })
         res.add("act-as", f"{name}/operator", {
-            "service_account": run_sa, "member": platform.operator_member,
+            "service_account": run_sa, "member": ids.operator_member,
         })
         if client.principal is not None:
             res.add("impersonation", name, {
@@ -180,7 +194,7 @@ class ClientOnboarding:
         # The workflow publishes outcomes; Batch publishes failure notifications as the job's
         # identity (the client's run account).
         res.add("publishers", f"{name}/workflow", {
-            "topic": topic_name, "member": platform.workflow_sa_member,
+            "topic": topic_name, "member": ids.workflow_member,
         })
         res.add("publishers", f"{name}/run", {"topic": topic_name, "member": self.run_member})
 
@@ -192,7 +206,7 @@ class ClientOnboarding:
                                schedule.input_prefix)
 
     def _add_job(self, job: BatchJob) -> None:
-        res = self.platform.client_resources
+        res = self.props.resources
         name = self.client.name
         job.serve(name)
         for secret_id in job.secrets:
@@ -207,7 +221,7 @@ class ClientOnboarding:
     def _add_schedule(
         self, index: int, job: str, cron: str, time_zone: str, input_prefix: str
     ) -> None:
-        settings = self.platform.settings
+        settings = self.props.settings
         client = self.client.name
         uri = (
             f"https://workflowexecutions.googleapis.com/v1/projects/{settings.project_id}"
@@ -218,7 +232,7 @@ class ClientOnboarding:
             {"client": client, "input_prefix": input_prefix, "trigger": "schedule"}
         )
         body = json.dumps({"argument": argument, "callLogLevel": "LOG_ERRORS_ONLY"})
-        self.platform.client_resources.add("schedule", f"{client}/schedule-{index}", {
+        self.props.resources.add("schedule", f"{client}/schedule-{index}", {
             "name": settings.schedule_name(client, job, index),
             "description": f"{job} for {client} on {input_prefix or 'all inputs'}",
             "schedule": cron,
@@ -228,37 +242,37 @@ class ClientOnboarding:
         })
 
 
-def _validate(platform: PlatformStack, client: ClientSettings) -> list[BatchJob]:
+def _validate(props: ClientProps, client: ClientSettings) -> list[BatchJob]:
     """Synth-time checks that span the client and the platform; errors name the field."""
     where = f"clients.{client.name}"
-    settings = platform.settings
+    settings = props.settings
     stack = settings.stack_name
     try:
         check_client_name(client.name)
     except ValueError as exc:
         raise ValueError(f"clients.name: {exc}") from None
-    if len(settings.client_sa_id(client.name)) > SA_ID_MAX:
-        raise ValueError(
-            f"clients.name: {client.name!r} is too long for its service account id "
-            f"{settings.client_sa_id(client.name)!r} (at most {SA_ID_MAX} chars)"
-        )
+    for account_id in (settings.client_sa_id(client.name), settings.run_sa_id(client.name)):
+        try:
+            check_service_account_id(account_id)
+        except ValueError as exc:
+            raise ValueError(f"clients.name: {client.name!r}: {exc}") from None
     if len(settings.client_bucket(client.name)) > 63:
         raise ValueError(
             f"clients.name: {client.name!r} makes the bucket name "
             f"{settings.client_bucket(client.name)!r} longer than 63 chars"
         )
-    if client.name in platform.clients:
+    if client.name in props.onboarded:
         raise ValueError(f"clients: {client.name!r} is onboarded twice in {stack}")
     if not client.jobs:
         raise ValueError(f"{where}.jobs: a client needs at least one job")
     if len(set(client.jobs)) != len(client.jobs):
         raise ValueError(f"{where}.jobs: {client.jobs} names a job twice")
-    known = ", ".join(sorted(platform.jobs)) or "none"
+    known = ", ".join(sorted(props.jobs)) or "none"
     jobs: list[BatchJob] = []
     for name in client.jobs:
-        if name not in platform.jobs:
+        if name not in props.jobs:
             raise ValueError(f"{where}.jobs: {name!r} is not a job of {stack} (known: {known})")
-        job = platform.jobs[name]
+        job = props.jobs[name]
         fmt = job.spec.input_format
         if fmt is not None and fmt not in client.upload_formats:
             raise ValueError(

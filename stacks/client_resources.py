@@ -9,9 +9,10 @@ whatever the number of clients. What is the same for every client stays a litera
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stacks.deferred import deferred_map
+from stacks.props import ClientResourceProps
 from stacks.provider import (
     CloudSchedulerJob,
     CloudSchedulerJobHttpTarget,
@@ -31,9 +32,6 @@ from stacks.provider import (
     StorageNotification,
 )
 from stacks.storage import client_bucket_settings
-
-if TYPE_CHECKING:
-    from stacks.platform import PlatformStack
 
 RESULTS_RETENTION = "604800s"  # 7 days: a client that is away for a week loses nothing
 INPUTS = "inputs/"
@@ -79,8 +77,9 @@ class ClientResources:
     `stacks.deferred` replaces by the entries after synth.
     """
 
-    def __init__(self, platform: PlatformStack) -> None:
-        self.platform = platform
+    def __init__(self, props: ClientResourceProps) -> None:
+        self.props = props
+        self.scope = props.scope
         self.entries: dict[str, dict[str, dict[str, Any]]] = {}
         self.resources: dict[str, Any] = {}
         self._builders: dict[str, Callable[[], Any]] = {
@@ -116,46 +115,43 @@ class ClientResources:
         return RESOURCES[role][1]
 
     def _deps(self, *, key_grant: str | None = None) -> list[Any]:
-        platform = self.platform
-        deps: list[Any] = list(platform.apis.all())
-        if key_grant and platform.kms:
-            deps.append(platform.kms.grants[key_grant])
-        return deps
+        grant = self.props.encryption.after(key_grant) if key_grant else []
+        return [*self.props.apis, *grant]
 
     def _bucket(self) -> StorageBucket:
-        platform = self.platform
+        props = self.props
         bucket = StorageBucket(
-            platform,
+            self.scope,
             self._id("bucket"),
             name=each("name"),
             depends_on=self._deps(key_grant="gcs"),
-            **client_bucket_settings(platform.settings, platform.kms_key, platform.log_bucket_name),
+            **client_bucket_settings(props.settings, props.encryption.key, props.log_bucket_name),
         )
         bucket.add_override("labels", each("labels"))
         bucket.add_override("logging.log_object_prefix", each("name"))
         return bucket
 
     def _notification(self) -> StorageNotification:
-        platform = self.platform
+        uploads = self.props.uploads
         # New objects under inputs/ of every client bucket go to the ONE uploads topic; the
         # Cloud Storage service agent must be a publisher there first
         # (cloud.google.com/storage/docs/reporting-changes).
         return StorageNotification(
-            platform,
+            self.scope,
             self._id("notification"),
             bucket=each("bucket"),
-            topic=platform.uploads_topic_id,
+            topic=uploads.topic_id,
             payload_format="JSON_API_V1",
             event_types=["OBJECT_FINALIZE"],
             object_name_prefix=INPUTS,
-            depends_on=[platform.uploads_publisher],
+            depends_on=[uploads.publisher],
         )
 
     def _service_account(self, role: str) -> ServiceAccount:
         return ServiceAccount(
-            self.platform,
+            self.scope,
             self._id(role),
-            project=self.platform.settings.project_id,
+            project=self.props.settings.project_id,
             account_id=each("account_id"),
             display_name=each("display_name"),
             description=each("description"),
@@ -163,7 +159,7 @@ class ClientResources:
 
     def _bucket_grants(self) -> StorageBucketIamMember:
         return StorageBucketIamMember(
-            self.platform,
+            self.scope,
             self._id("bucket-grants"),
             bucket=each("bucket"),
             role=each("role"),
@@ -176,7 +172,7 @@ class ClientResources:
     def _bucket_roles(self) -> StorageBucketIamMember:
         # Unconditional roles on the client's own bucket (the bucket is the boundary).
         return StorageBucketIamMember(
-            self.platform,
+            self.scope,
             self._id("bucket-roles"),
             bucket=each("bucket"),
             role=each("role"),
@@ -187,7 +183,7 @@ class ClientResources:
         # Whoever creates Batch jobs that run as `run-<c>` (the job workflows, operators'
         # bin/submit) may act as that account only.
         return ServiceAccountIamMember(
-            self.platform,
+            self.scope,
             self._id("act-as"),
             service_account_id=each("service_account"),
             role="roles/iam.serviceAccountUser",
@@ -198,7 +194,7 @@ class ClientResources:
         # The client's people act through the client account (impersonation), never with
         # bucket roles of their own; token creator on this one account only.
         return ServiceAccountIamMember(
-            self.platform,
+            self.scope,
             self._id("impersonation"),
             service_account_id=each("service_account"),
             role="roles/iam.serviceAccountTokenCreator",
@@ -207,11 +203,11 @@ class ClientResources:
 
     def _topic(self) -> PubsubTopic:
         topic = PubsubTopic(
-            self.platform,
+            self.scope,
             self._id("topic"),
-            project=self.platform.settings.project_id,
+            project=self.props.settings.project_id,
             name=each("name"),
-            kms_key_name=self.platform.kms_key,
+            kms_key_name=self.props.encryption.key,
             message_retention_duration=RESULTS_RETENTION,
             depends_on=self._deps(key_grant="pubsub"),
         )
@@ -220,9 +216,9 @@ class ClientResources:
 
     def _subscription(self) -> PubsubSubscription:
         sub = PubsubSubscription(
-            self.platform,
+            self.scope,
             self._id("subscription"),
-            project=self.platform.settings.project_id,
+            project=self.props.settings.project_id,
             name=each("name"),
             topic=each("topic"),
             message_retention_duration=RESULTS_RETENTION,
@@ -234,9 +230,9 @@ class ClientResources:
 
     def _subscribers(self) -> PubsubSubscriptionIamMember:
         return PubsubSubscriptionIamMember(
-            self.platform,
+            self.scope,
             self._id("subscribers"),
-            project=self.platform.settings.project_id,
+            project=self.props.settings.project_id,
             subscription=each("subscription"),
             role="roles/pubsub.subscriber",
             member=each("member"),
@@ -244,9 +240,9 @@ class ClientResources:
 
     def _publishers(self) -> PubsubTopicIamMember:
         return PubsubTopicIamMember(
-            self.platform,
+            self.scope,
             self._id("publishers"),
-            project=self.platform.settings.project_id,
+            project=self.props.settings.project_id,
             topic=each("topic"),
             role="roles/pubsub.publisher",
             member=each("member"),
@@ -256,20 +252,20 @@ class ClientResources:
         # Map values name secrets by id (a literal): the secrets are declared with the jobs,
         # before any client, and the grant waits for them.
         return SecretManagerSecretIamMember(
-            self.platform,
+            self.scope,
             self._id("secret-access"),
-            project=self.platform.settings.project_id,
+            project=self.props.settings.project_id,
             secret_id=each("secret"),
             role="roles/secretmanager.secretAccessor",
             member=each("member"),
-            depends_on=list(self.platform.secrets.values()),
+            depends_on=list(self.props.secrets.secrets.values()),
         )
 
     def _schedule(self) -> CloudSchedulerJob:
-        platform = self.platform
-        settings = platform.settings
+        props = self.props
+        settings = props.settings
         return CloudSchedulerJob(
-            platform,
+            self.scope,
             self._id("schedule"),
             project=settings.project_id,
             region=settings.region,
@@ -285,9 +281,9 @@ class ClientResources:
                 body=each("body"),
                 headers={"Content-Type": "application/json"},
                 oauth_token=CloudSchedulerJobHttpTargetOauthToken(
-                    service_account_email=platform.scheduler_sa_email,
+                    service_account_email=props.identities.scheduler_email,
                     scope="https://www.googleapis.com/auth/cloud-platform",
                 ),
             ),
-            depends_on=[*platform.job_workflows(), platform.scheduler_invoker, *self._deps()],
+            depends_on=[*props.workflows(), props.scheduler_invoker, *self._deps()],
         )

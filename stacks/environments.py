@@ -17,7 +17,7 @@ def dev() -> EnvironmentSettings:
         state_prefix="gpu-batch/dev",
         cmek=False,
         quota_contact_email="ml-platform@example.com",
-        jobs=[ALL_JOBS["embed"], ALL_JOBS["uppercase"]],
+        jobs=list(ALL_JOBS.values()),  # every declared job (jobs/declared/*.py)
         clients=[
             ClientSettings(name="acme", jobs=["embed", "uppercase"], contact="data@acme.example"),
             ClientSettings(
@@ -53,7 +53,7 @@ def prod() -> EnvironmentSettings:
         billing_account="012345-6789AB-CDEF01",
         monthly_budget_usd=5000.0,
         quota_contact_email="ml-platform@example.com",
-        jobs=[ALL_JOBS["embed"], ALL_JOBS["uppercase"]],
+        jobs=list(ALL_JOBS.values()),  # every declared job (jobs/declared/*.py)
         clients=[
             ClientSettings(
                 name="acme",

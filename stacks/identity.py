@@ -10,6 +10,7 @@ from __future__ import annotations
 from constructs import Construct
 
 from stacks.provider import ProjectIamMember, ServiceAccount
+from stacks.settings import check_service_account_id
 
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 NEVER_PROJECT_WIDE = frozenset(
@@ -42,10 +43,7 @@ def project_role(
 def service_account(
     scope: Construct, id_: str, project: str, account_id: str, description: str
 ) -> ServiceAccount:
-    if not 6 <= len(account_id) <= 30:
-        raise ValueError(
-            f"service account id {account_id!r} must be 6-30 characters (got {len(account_id)})"
-        )
+    check_service_account_id(account_id)
     return ServiceAccount(
         scope,
         id_,

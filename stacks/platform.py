@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from constructs import Construct
 
+from jobs import JobSpec
+from stacks.batch_job import BatchJob
 from stacks.budget import ProjectBudget
-from stacks.client import ClientOnboarding
+from stacks.client import ClientOnboarding, ClientProps
 from stacks.client_resources import ClientResources
-from stacks.conditions import list_under, objects_under
 from stacks.identity import project_role, service_account
 from stacks.kms import AGENT_SERVICES, DataKey
+from stacks.props import (
+    ClientResourceProps,
+    Encryption,
+    JobProps,
+    PlatformIdentities,
+    Uploads,
+)
 from stacks.provider import (
     DataGoogleProject,
     DataGoogleStorageProjectServiceAccount,
@@ -27,10 +33,9 @@ from stacks.provider import (
     SecretManagerSecretReplicationUserManagedReplicas,
     ServiceAccount,
     ServiceAccountIamMember,
-    StorageBucketIamMember,
-    StorageBucketIamMemberCondition,
     TerraformLocal,
     TerraformStack,
+    WorkflowsWorkflow,
     google_beta_provider,
     project_service_identity,
 )
@@ -39,10 +44,6 @@ from stacks.registry import ImageRegistry
 from stacks.services import ProjectApis
 from stacks.settings import ClientSettings, EnvironmentSettings
 from stacks.storage import PlatformBuckets
-
-if TYPE_CHECKING:
-    from jobs import JobSpec
-    from stacks.batch_job import BatchJob
 
 # Platform service accounts get fixed Terraform names, so the client tables (plain data
 # written after synth, stacks/deferred.py) can refer to them.
@@ -202,11 +203,31 @@ class PlatformStack(TerraformStack):
         self.jobs: dict[str, BatchJob] = {}
         self.clients: dict[str, ClientOnboarding] = {}
         # Every client's resources: for_each resources keyed by client (see stacks/client.py).
-        self.client_resources = ClientResources(self)
+        self.encryption = Encryption(kms_key, key_grants)
+        self.identities = PlatformIdentities(
+            workflow_sa_id=self.workflow_sa_id,
+            workflow_member=self.workflow_sa_member,
+            trigger_email=self.trigger_sa_email,
+            scheduler_email=self.scheduler_sa_email,
+            operator_member=self.operator_member,
+        )
+        self.uploads = Uploads(self.uploads_topic, self.uploads_topic_id, self.uploads_publisher)
+        self.client_resources = ClientResources(ClientResourceProps(
+            scope=self,
+            settings=settings,
+            apis=api_deps,
+            encryption=self.encryption,
+            identities=self.identities,
+            uploads=self.uploads,
+            log_bucket_name=self.log_bucket_name,
+            scheduler_invoker=self.scheduler_invoker,
+            workflows=self.job_workflows,
+            secrets=self,
+        ))
         for spec in settings.jobs:
             self._add_job(spec)
         for client in settings.clients:
-            ClientOnboarding(self, client)
+            self._onboard(client)
 
     def _platform_sa(self, account_id: str, description: str) -> ServiceAccount:
         sa = service_account(self, account_id, self.settings.project_id, account_id, description)
@@ -218,40 +239,13 @@ class PlatformStack(TerraformStack):
         `jobs/` of the data bucket only; operators may act as the ad-hoc identity."""
         for who, member in (("adhoc", sa_member_ref(settings.adhoc_sa_id)),
                             ("operator", self.operator_member)):
-            self._data_bucket_grants(settings, who, member)
+            self.buckets.grant_objects(who, member, "jobs/")
         ServiceAccountIamMember(
             self,
             "operator-act-as-adhoc",
             service_account_id=f"${{google_service_account.{settings.adhoc_sa_id}.name}}",
             role="roles/iam.serviceAccountUser",
             member=self.operator_member,
-        )
-
-    def _data_bucket_grants(self, settings: EnvironmentSettings, who: str, member: str) -> None:
-        bucket = self.buckets.data_bucket_name
-        StorageBucketIamMember(
-            self,
-            f"{who}-reads",
-            bucket=bucket,
-            role="roles/storage.objectViewer",
-            member=member,
-            condition=StorageBucketIamMemberCondition(
-                title=f"{who}-lists-jobs",
-                description=f"{who} lists under jobs/",
-                expression=list_under(settings.data_bucket, "jobs/"),
-            ),
-        )
-        StorageBucketIamMember(
-            self,
-            f"{who}-writes",
-            bucket=bucket,
-            role="roles/storage.objectUser",
-            member=member,
-            condition=StorageBucketIamMemberCondition(
-                title=f"{who}-writes-jobs",
-                description=f"{who} creates, overwrites and deletes under jobs/",
-                expression=objects_under(settings.data_bucket, "jobs/"),
-            ),
         )
 
     @property
@@ -262,15 +256,21 @@ class PlatformStack(TerraformStack):
     def project_number(self) -> str:
         return self.project.number
 
-    def job_workflows(self) -> list[Any]:
+    def job_workflows(self) -> list[WorkflowsWorkflow]:
         return [job.workflow for job in self.jobs.values()]
 
     def _add_job(self, spec: JobSpec) -> BatchJob:
-        from stacks.batch_job import BatchJob
-
         if spec.name in self.jobs:
             raise ValueError(f"jobs: {spec.name!r} is declared twice in {self.settings.stack_name}")
-        job = BatchJob(self, spec)
+        job = BatchJob(self, spec, JobProps(
+            settings=self.settings,
+            apis=self.apis.all(),
+            encryption=self.encryption,
+            identities=self.identities,
+            uploads=self.uploads,
+            trigger_grants=self.trigger_grants,
+            secrets=self,
+        ))
         self.jobs[spec.name] = job
         return job
 
@@ -285,10 +285,16 @@ class PlatformStack(TerraformStack):
         """Onboard one more client. It joins `settings.clients` too: the stack, the
         environment file written at synth (`cdktf.out/environments/<stack>.json`, what
         `bin/submit` reads) and the policy checks all see ONE list of clients."""
-        onboarding = ClientOnboarding(self, client)
+        onboarding = self._onboard(client)
         self.settings = self.settings.model_copy(
             update={"clients": [*self.settings.clients, client]}
         )
+        return onboarding
+
+    def _onboard(self, client: ClientSettings) -> ClientOnboarding:
+        props = ClientProps(self.settings, self.client_resources, self.identities, self.jobs,
+                            self.clients)
+        onboarding = self.clients[client.name] = ClientOnboarding(props, client)
         return onboarding
 
     @property

@@ -7,10 +7,9 @@ less, which the submit planner copes with by capping parallelism.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from constructs import Construct
 
+from jobs import GpuDemand  # the one model of GPU demand (with its region here)
 from stacks.provider import (
     CloudQuotasQuotaPreference,
     CloudQuotasQuotaPreferenceQuotaConfig,
@@ -24,16 +23,10 @@ _OWN_QUOTA_ID = {"L4", "T4", "V100", "P100", "P4", "A100", "A100-80GB"}
 _FAMILY_DIMENSION = {"H100": "NVIDIA_H100", "H100-MEGA": "NVIDIA_H100_MEGA", "H200": "NVIDIA_H200"}
 
 
-@dataclass(frozen=True)
-class GpuDemand:
-    region: str
-    family: str  # quota family as in jobs.catalog.gpu_family: "L4", "A100", "H100"...
-    spot: bool
-    count: int
-
-
 def quota_id_and_dimensions(demand: GpuDemand) -> tuple[str, dict[str, str]]:
     """Cloud Quotas id and dimensions for one kind of GPU demand."""
+    if demand.region is None:
+        raise ValueError(f"gpu demand {demand}: a quota preference needs the region")
     prefix = "PREEMPTIBLE-" if demand.spot else ""
     dims = {"region": demand.region}
     if demand.family in _OWN_QUOTA_ID:

@@ -16,9 +16,16 @@ from jobs.spec import LABEL_KEY_RE, LABEL_VALUE_RE, REGION_RE
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-# Client names become service account ids (client-<name>, run-<name>: 6-30 chars) and bucket
-# names (<project>-<name>). No "--": names built as `<client>--<job>` then split one way only.
-CLIENT_NAME_RE = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{1,21}[a-z0-9]$")
+# Service account ids: "6-30 characters long, and match the regular expression
+# [a-z]([-a-z0-9]*[a-z0-9])" (cloud.google.com/iam/reference/rest/v1/projects.serviceAccounts/
+# create). The one home of this limit: stacks/identity.py and the client checks use it.
+SA_ID_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+SA_ID_MIN, SA_ID_MAX = 6, 30
+CLIENT_SA_PREFIX = "client-"  # the longer of a client's two identities (client-, run-)
+# Client names become service account ids (client-<name>, run-<name>) and bucket names
+# (<project>-<name>). No "--": names built as `<client>--<job>` then split one way only.
+CLIENT_NAME_MAX = SA_ID_MAX - len(CLIENT_SA_PREFIX)
+CLIENT_NAME_RE = re.compile(rf"^[a-z](?!.*--)[a-z0-9-]{{1,{CLIENT_NAME_MAX - 2}}}[a-z0-9]$")
 # Names the platform itself uses next to client names: its own buckets (`<project>-batch-data`,
 # `<project>-batch-logs`), its service accounts (`batch-*`), the data bucket's ad-hoc prefix
 # (`jobs/`) and the folders of a client bucket. A client may not take them.
@@ -71,11 +78,22 @@ def _default_formats() -> list[InputFormat]:
     return ["jsonl"]
 
 
+def check_service_account_id(account_id: str) -> None:
+    """Raise ValueError (one line) for an id IAM would refuse."""
+    if not SA_ID_MIN <= len(account_id) <= SA_ID_MAX or not SA_ID_RE.match(account_id):
+        raise ValueError(
+            f"service account id {account_id!r} must be {SA_ID_MIN}-{SA_ID_MAX} characters of "
+            f"lowercase letters, digits and '-', starting with a letter and not ending with "
+            f"'-' (got {len(account_id)})"
+        )
+
+
 def check_client_name(name: str) -> None:
     """Raise ValueError (one line naming what is allowed) for a name no client may have."""
     if not CLIENT_NAME_RE.match(name):
         raise ValueError(
-            "client name must be 3-23 chars of lowercase letters, digits and single hyphens, "
+            f"client name must be 3-{CLIENT_NAME_MAX} chars of lowercase letters, digits and "
+            "single hyphens, "
             "starting with a letter and ending with a letter or digit (it becomes service "
             f"account ids and a bucket name); got {name!r}"
         )
@@ -235,7 +253,7 @@ class EnvironmentSettings(BaseModel):
 
     def client_sa_id(self, client: str) -> str:
         """The identity a client uploads inputs and reads outputs with."""
-        return f"client-{client}"
+        return f"{CLIENT_SA_PREFIX}{client}"
 
     def client_sa_email(self, client: str) -> str:
         return f"{self.client_sa_id(client)}@{self.project_id}.iam.gserviceaccount.com"
@@ -295,7 +313,7 @@ class EnvironmentSettings(BaseModel):
             demand = spec.peak_gpu_demand(self.name)
             if demand is None:
                 continue
-            family, count, spot = demand
+            family, count, spot = demand.family, demand.count, demand.spot
             key = (spec.region or self.region, family, spot)
             totals[key] = totals.get(key, 0) + count
         return {

@@ -13,16 +13,19 @@ from typing import Any
 
 from constructs import Construct
 
+from stacks.conditions import list_under, objects_under
 from stacks.provider import (
     StorageBucket,
     StorageBucketEncryption,
     StorageBucketIamMember,
+    StorageBucketIamMemberCondition,
     StorageBucketLifecycleRule,
     StorageBucketLifecycleRuleAction,
     StorageBucketLifecycleRuleCondition,
     StorageBucketLogging,
     StorageBucketSoftDeletePolicy,
     StorageBucketVersioning,
+    TerraformStack,
 )
 from stacks.settings import EnvironmentSettings
 
@@ -96,6 +99,7 @@ class PlatformBuckets(Construct):
         depends_on: list,
     ) -> None:
         super().__init__(scope, id_)
+        self.settings = settings
         self.log_bucket = StorageBucket(
             self,
             "logs",
@@ -151,3 +155,36 @@ class PlatformBuckets(Construct):
         # Read once: every property read is a jsii round trip.
         self.data_bucket_name: str = self.data_bucket.name
         self.log_bucket_name: str = self.log_bucket.name
+
+    def grant_objects(self, who: str, member: str, prefix: str) -> list[StorageBucketIamMember]:
+        """`member` lists, reads, creates, overwrites and deletes under `prefix` of the data
+        bucket, nowhere else. The grants are declared on the stack (their construct ids are
+        their Terraform state addresses, kept where they always were)."""
+        stack = TerraformStack.of(self)
+        where = prefix.rstrip("/")
+        return [
+            StorageBucketIamMember(
+                stack,
+                f"{who}-reads",
+                bucket=self.data_bucket_name,
+                role="roles/storage.objectViewer",
+                member=member,
+                condition=StorageBucketIamMemberCondition(
+                    title=f"{who}-lists-{where}",
+                    description=f"{who} lists under {prefix}",
+                    expression=list_under(self.settings.data_bucket, prefix),
+                ),
+            ),
+            StorageBucketIamMember(
+                stack,
+                f"{who}-writes",
+                bucket=self.data_bucket_name,
+                role="roles/storage.objectUser",
+                member=member,
+                condition=StorageBucketIamMemberCondition(
+                    title=f"{who}-writes-{where}",
+                    description=f"{who} creates, overwrites and deletes under {prefix}",
+                    expression=objects_under(self.settings.data_bucket, prefix),
+                ),
+            ),
+        ]

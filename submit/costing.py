@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.catalog import PRICE_DATE, get_machine
+from jobs.cost import vm_hours_bound
 from submit.errors import SubmitError
 from submit.planner import Plan
 
@@ -109,5 +110,5 @@ def estimate(shape: JobShape, plan: Plan) -> CostEstimate:
             bound = min(bound, plan.task_size(index) * shape.file_timeout_s)
         total_s += bound
         longest = max(longest, bound)
-    vm_hours = total_s / 3600.0 / max(1, shape.tasks_per_node)
+    vm_hours = vm_hours_bound(total_s, shape.tasks_per_node)
     return CostEstimate(vm_hours * price, vm_hours, price, longest)

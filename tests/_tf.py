@@ -4,22 +4,21 @@ A `for_each` resource is one JSON object with a literal map; Terraform makes one
 key (`name["key"]`), with `each.key` and `each.value.x` resolved and the map's string values
 read as templates (`$${` -> `${`). Tests look at instances, so a property checked on
 "every grant" is checked on every map entry, not on the `${each.value.role}` placeholder.
+
+The expansion is `policies.tfjson.instances`, the one for_each evaluator the policy checks
+use too (issue 16); this module only shapes its answer for the tests.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
+from policies.tfjson import EACH_RE
+from policies.tfjson import instances as tf_instances
+
 Stack = dict[str, Any]
-EACH_RE = re.compile(r"\$\{each\.(key|value)((?:\.[a-z_]+)*)\}")
-# `${replace(local.L[each.value.k], "placeholder", each.value.c)}`: the workflow sources.
-REPLACE_RE = re.compile(
-    r'\$\{replace\(local\.([A-Za-z0-9_-]+)\[each\.value\.([a-z_]+)\], ("[^"]*"), '
-    r"each\.value\.([a-z_]+)\)\}"
-)
 
 
 def unescape(text: str) -> str:
@@ -31,48 +30,31 @@ def path_of(resource: dict[str, Any]) -> str:
     return str(resource["//"]["metadata"]["path"])
 
 
-def _each(body: Any, key: str, entry: dict[str, Any], local: dict[str, Any]) -> Any:
-    def value(kind: str, path: str) -> Any:
-        if kind == "key":
-            return key
-        cur: Any = entry
-        for part in filter(None, path.split(".")):
-            cur = cur[part]
-        return unescape(cur) if isinstance(cur, str) else cur
-
+def _unresolved(body: Any) -> list[str]:
     if isinstance(body, str):
-        call = REPLACE_RE.fullmatch(body)
-        if call:
-            name, template_field, literal, substitute_field = call.groups()
-            template = unescape(local[name][entry[template_field]])
-            return template.replace(json.loads(literal), entry[substitute_field])
-        body = body.replace("[each.key]", json.dumps([key]))
-        whole = EACH_RE.fullmatch(body)
-        if whole:
-            return value(whole.group(1), whole.group(2))
-        assert "each." not in EACH_RE.sub("", body), f"unresolved for_each reference in {body!r}"
-        return EACH_RE.sub(lambda m: str(value(m.group(1), m.group(2))), body)
+        return [body] if EACH_RE.search(body) or "each." in body else []
     if isinstance(body, list):
-        return [_each(b, key, entry, local) for b in body]
+        return [s for b in body for s in _unresolved(b)]
     if isinstance(body, dict):
-        return {k: _each(v, key, entry, local) for k, v in body.items()}
-    return body
+        return [s for k, v in body.items() if k != "//" for s in _unresolved(v)]
+    return []
 
 
 def instances(
     items: dict[str, Any], local: dict[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
     """{address name: body} of one resource type; `name["key"]` per for_each entry, whose
-    construct path becomes `path["key"]`; `local` is the stack's `locals`."""
+    construct path becomes `path["key"]`. (`local` is accepted for old callers: no resource
+    reads a Terraform local any more.)"""
     out: dict[str, dict[str, Any]] = {}
     for name, body in items.items():
         if "for_each" not in body:
             out[name] = body
             continue
         assert isinstance(body["for_each"], dict), f"{name}: for_each is not a literal map"
-        rest = {k: v for k, v in body.items() if k not in ("for_each", "//")}
-        for key, entry in body["for_each"].items():
-            instance = _each(rest, key, entry, local or {})
+        for address, instance in tf_instances(name, body):
+            key = json.loads(address[len(name) + 1 : -1])
+            assert not _unresolved(instance), f"unresolved for_each reference in {address}"
             instance["//"] = {"metadata": {"path": f"{path_of(body)}[{json.dumps(key)}]"}}
             out[f"{name}[{json.dumps(key)}]"] = instance
     return out
@@ -81,9 +63,9 @@ def instances(
 def all_resources(stack: Stack) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(type, address name, body) of every resource instance."""
     for rtype, items in stack.get("resource", {}).items():
-        for name, body in instances(items, stack.get("locals", {})).items():
+        for name, body in instances(items).items():
             yield rtype, name, body
 
 
 def resources(stack: Stack, rtype: str) -> dict[str, dict[str, Any]]:
-    return instances(stack.get("resource", {}).get(rtype, {}), stack.get("locals", {}))
+    return instances(stack.get("resource", {}).get(rtype, {}))

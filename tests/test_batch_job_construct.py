@@ -96,16 +96,31 @@ def test_run_identities_pull_images_from_the_repository_only(
 
 
 def test_quota_ids_for_families() -> None:
-    assert quota_id_and_dimensions(GpuDemand("europe-west4", "A100", False, 8)) == (
+    a100 = GpuDemand(region="europe-west4", family="A100", spot=False, count=8)
+    assert quota_id_and_dimensions(a100) == (
         "NVIDIA-A100-GPUS-per-project-region",
         {"region": "europe-west4"},
     )
-    assert quota_id_and_dimensions(GpuDemand("us-central1", "H100", True, 8)) == (
+    h100 = GpuDemand(region="us-central1", family="H100", spot=True, count=8)
+    assert quota_id_and_dimensions(h100) == (
         "PREEMPTIBLE-GPUS-PER-GPU-FAMILY-per-project-region",
         {"region": "us-central1", "gpu_family": "NVIDIA_H100"},
     )
     with pytest.raises(ValueError, match="no known Cloud Quotas id"):
-        quota_id_and_dimensions(GpuDemand("europe-west4", "Z9", False, 1))
+        quota_id_and_dimensions(GpuDemand(region="europe-west4", family="Z9", spot=False, count=1))
+
+
+def test_one_gpu_demand_model() -> None:
+    """Issue 16: stacks and jobs had two classes named GpuDemand; now a job's peak and a
+    quota's demand are one model, the region added by the stack."""
+    import jobs
+
+    assert GpuDemand is jobs.GpuDemand
+    peak = jobs.GpuDemand("L4", 8, True)
+    assert peak.in_region("europe-west4") == GpuDemand(
+        region="europe-west4", family="L4", spot=True, count=8)
+    with pytest.raises(ValueError, match="needs the region"):
+        quota_id_and_dimensions(peak)
 
 
 def _env(**overrides: Any) -> EnvironmentSettings:

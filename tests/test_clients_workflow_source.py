@@ -94,8 +94,8 @@ def test_batch_connector_calls_and_publish() -> None:
     message = s["publish"]["args"]["body"]["messages"][0]
     assert message["data"] == "${base64.encode(json.encode(outcome))}"
     assert s["done"]["switch"][0]["condition"] == (
-        '${state == "SUCCEEDED" or state == "FAILED" or state == "CANCELLED" or '
-        'state == "DELETION_IN_PROGRESS"}'
+        '${state == "CANCELLED" or state == "DELETION_IN_PROGRESS" or state == "FAILED" or '
+        'state == "SUCCEEDED"}'
     )
 
 

@@ -37,3 +37,19 @@ def test_parallel_runs_cost_overhead_per_vm_and_finish_sooner() -> None:
 def test_rejects_negative_input() -> None:
     with pytest.raises(ValueError):
         estimate(ALL_JOBS["uppercase"], -1, 1.0)
+
+
+def test_one_worst_case_billing_model() -> None:
+    """Issue 16: the guardrail's and the submit helper's worst-case bounds share one formula:
+    task-seconds x attempts, tasks sharing a VM split its hours."""
+    import inspect
+
+    from jobs.cost import vm_hours_bound
+    from policies import guardrails
+    from submit import costing
+
+    assert vm_hours_bound(7200) == 2.0
+    assert vm_hours_bound(7200, tasks_per_node=4, attempts=3) == pytest.approx(1.5)
+    assert vm_hours_bound(3600, tasks_per_node=0) == 1.0  # never divides by zero
+    for module in (guardrails, costing):
+        assert "vm_hours_bound(" in inspect.getsource(module)

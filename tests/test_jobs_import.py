@@ -16,8 +16,8 @@ from google.cloud import batch_v1
 
 from jobs import JobSpecError, from_batch_json, to_batch_json
 from jobs.batch_proto import OUTPUT_ONLY
-from jobs.import_cli import main, to_python
 from jobs.registry import ALL_JOBS
+from policies.import_cli import main, to_python
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "tests/fixtures/batch_json").glob("*.json"))

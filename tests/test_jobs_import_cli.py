@@ -127,7 +127,7 @@ _FIELDS = st.sampled_from(["taskGroups", "allocationPolicy", "labels", "logsPoli
 )
 def test_any_bytes_give_exit_0_or_2_and_never_a_traceback(content: bytes) -> None:
     """Issue 13: random bytes and structures: exit 0 or 2, one line on error, no traceback."""
-    from jobs.import_cli import main
+    from policies.import_cli import main
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "job.json"

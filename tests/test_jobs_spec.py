@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from jobs import JobSpec, JobSpecError, one_line
+from jobs import GpuDemand, JobSpec, JobSpecError, one_line
 from jobs.catalog import PRICE_DATE, PRICE_SOURCE, get_machine, gpu_family
 from jobs.registry import ALL_JOBS
 from jobs.spec import GcsVolume, GpuSpec, Notification
@@ -111,9 +111,10 @@ def test_opinions_are_not_refusals(kwargs: dict[str, Any]) -> None:
 
 def test_flex_start_and_reservation_are_typed() -> None:
     spec = JobSpec(**L4, provisioning="flex_start", reservation="NO_RESERVATION")
-    assert spec.peak_gpu_demand("prod") == ("L4", 1, True)  # FLEX_START uses preemptible quota
+    # FLEX_START uses preemptible quota
+    assert spec.peak_gpu_demand("prod") == GpuDemand("L4", 1, True)
     bound = JobSpec(**L4, provisioning="reservation_bound", reservation="r-l4")
-    assert bound.peak_gpu_demand("prod") == ("L4", 1, False)
+    assert bound.peak_gpu_demand("prod") == GpuDemand("L4", 1, False)
 
 
 def test_nested_model_errors_name_path() -> None:
@@ -149,13 +150,13 @@ def test_provisioning_rule_and_peak_demand() -> None:
     assert embed.provisioning_for("dev") == "spot"
     assert embed.provisioning_for("prod") == "standard"
     assert ALL_JOBS["uppercase"].provisioning_for("dev") == "standard"
-    assert embed.peak_gpu_demand("dev") == ("L4", 4, True)
-    assert embed.peak_gpu_demand("prod") == ("L4", 4, False)
+    assert embed.peak_gpu_demand("dev") == GpuDemand("L4", 4, True)
+    assert embed.peak_gpu_demand("prod") == GpuDemand("L4", 4, False)
     assert ALL_JOBS["uppercase"].peak_gpu_demand("dev") is None
     packed = JobSpec(
         **{**CPU, "machine_type": "g2-standard-48"}, max_parallelism=8, tasks_per_node=4
     )
-    assert packed.peak_gpu_demand() == ("L4", 8, False)  # 2 VMs x 4 L4
+    assert packed.peak_gpu_demand() == GpuDemand("L4", 8, False)  # 2 VMs x 4 L4
     a100 = JobSpec(**{**CPU, "machine_type": "a2-highgpu-2g"}, parallelism=3)
     demand = a100.peak_gpu_demand("dev")
     assert demand is not None and (demand.family, demand.count, demand.spot) == ("A100", 6, True)
@@ -216,7 +217,7 @@ def test_a_capacity_ladder_and_candidate_regions_are_typed() -> None:
     ]
     flex = spec.on_rung(spec.ladder[1], "europe-west4")
     assert (flex.provisioning, flex.region, flex.zones) == ("flex_start", "europe-west4", [])
-    assert flex.peak_gpu_demand("prod") == ("L4", 1, True)  # preemptible quota
+    assert flex.peak_gpu_demand("prod") == GpuDemand("L4", 1, True)  # preemptible quota
     # Without a ladder: one rung from the environment's rule.
     assert JobSpec(**L4).rungs_for("dev") == [Rung(provisioning="spot")]
 
@@ -244,7 +245,7 @@ def test_the_model_imports_neither_the_renderer_nor_the_importer() -> None:
     import ast
     from pathlib import Path
 
-    forbidden = {"jobs.render", "jobs.importer", "jobs.import_read", "jobs.import_cli"}
+    forbidden = {"jobs.render", "jobs.importer", "jobs.import_read", "policies.import_cli"}
     root = Path(__file__).resolve().parents[1] / "jobs"
     for module in ("spec.py", "spec_checks.py", "parts.py", "catalog.py"):
         tree = ast.parse((root / module).read_text())

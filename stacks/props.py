@@ -1,0 +1,97 @@
+"""The narrow, typed props the platform hands its per-job and per-client constructs.
+
+As AWS CDK's aws-batch constructs take what they need as props (a compute environment takes a
+VPC, a job definition takes a role), never the stack that holds them, `BatchJob` and
+`ClientResources` get these small frozen values from `PlatformStack`, so no construct imports
+the stack and the stack is the only module that knows them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from constructs import Construct
+
+from stacks.provider import (
+    KmsCryptoKeyIamMember,
+    ProjectIamMember,
+    ProjectService,
+    PubsubTopic,
+    PubsubTopicIamMember,
+    SecretManagerSecret,
+    WorkflowsWorkflow,
+)
+from stacks.settings import EnvironmentSettings
+
+
+class SecretStore(Protocol):
+    """Where a job's secret containers are declared (once per id, whoever asks first)."""
+
+    def secret(self, secret_id: str) -> SecretManagerSecret: ...
+
+    @property
+    def secrets(self) -> dict[str, SecretManagerSecret]: ...
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """The environment's CMEK key, and the key grant each service agent holds (empty: no CMEK)."""
+
+    key: str | None = None
+    grants: Mapping[str, KmsCryptoKeyIamMember] = field(default_factory=dict)
+
+    def after(self, service: str) -> list[KmsCryptoKeyIamMember]:
+        """What a resource of `service` encrypted with the key must wait for ([] without CMEK):
+        the agent's grant, or the first write is refused."""
+        return [self.grants[service]] if service in self.grants else []
+
+
+@dataclass(frozen=True)
+class PlatformIdentities:
+    """The platform's own service accounts, as Terraform references."""
+
+    workflow_sa_id: str  # the job workflows run as this account
+    workflow_member: str
+    trigger_email: str  # Eventarc upload triggers
+    scheduler_email: str  # Cloud Scheduler (client schedules)
+    operator_member: str  # bin/submit
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """The ONE topic every client bucket notifies of new inputs, and its publisher grant."""
+
+    topic: PubsubTopic
+    topic_id: str
+    publisher: PubsubTopicIamMember  # the storage agent's grant: notifications wait for it
+
+
+@dataclass(frozen=True)
+class JobProps:
+    """What one declared job's dispatcher (stacks/batch_job.py) needs."""
+
+    settings: EnvironmentSettings
+    apis: Sequence[ProjectService]
+    encryption: Encryption
+    identities: PlatformIdentities
+    uploads: Uploads
+    trigger_grants: Sequence[ProjectIamMember]  # the trigger account's roles: triggers wait
+    secrets: SecretStore
+
+
+@dataclass(frozen=True)
+class ClientResourceProps:
+    """What the shared `for_each` client resources (stacks/client_resources.py) need."""
+
+    scope: Construct  # the stack: the resources' construct ids are their state addresses
+    settings: EnvironmentSettings
+    apis: Sequence[ProjectService]
+    encryption: Encryption
+    identities: PlatformIdentities
+    uploads: Uploads
+    log_bucket_name: str
+    scheduler_invoker: ProjectIamMember  # the scheduler's invoker role: schedules wait for it
+    workflows: Callable[[], list[WorkflowsWorkflow]]  # read when schedules are declared
+    secrets: SecretStore
