@@ -283,6 +283,23 @@ def test_client_entries_reference_only_their_own_client(counted: dict[str, Stack
         assert other not in json.dumps({k: v for k, v in r.items() if k != "//"}), key
 
 
+def test_removing_a_client_destroys_only_its_entries_and_keeps_a_bucket_with_data(
+        counted: dict[str, Stack]) -> None:
+    """docs/operations.md "Offboarding": removing `initech` (ctwo -> cone) deletes exactly its
+    own for_each entries, no workflow or trigger, and its bucket is `force_destroy = false`
+    (Terraform refuses to delete a bucket that holds objects)."""
+    one, two = counted["cone"], counted["ctwo"]
+    before = {(t, key) for t, key, _ in all_resources(two)}
+    after = {(t, key) for t, key, _ in all_resources(one)}
+    removed = before - after
+    assert removed and after <= before
+    assert all('["initech' in key for _, key in removed), sorted(removed)
+    assert not {t for t, _ in removed} & {"google_workflows_workflow", "google_eventarc_trigger"}
+    buckets = [r for t, key, r in all_resources(two)
+               if t == "google_storage_bucket" and '["initech"]' in key]
+    assert len(buckets) == 1 and buckets[0]["force_destroy"] is False
+
+
 # ---- names ---------------------------------------------------------------------------------
 def test_names_of_client_job_pairs_never_collide() -> None:
     """`acme-eu` + `uppercase` and `acme` + `eu-uppercase` gave the same name before."""
