@@ -10,7 +10,7 @@ Imported only by commands that talk to a service (google-cloud-* cost ~0.7 s to 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from submit import gcs, localmode
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from google.cloud import batch_v1, storage  # type: ignore[attr-defined]
 
     from submit.batch import Connection
+    from submit.quota import QuotaValue
 
 
 class Backend(Protocol):
@@ -31,6 +32,8 @@ class Backend(Protocol):
     def batch(self, project: str, region: str) -> Connection: ...
 
     def log_lines(self, conn: Connection, job: batch_v1.Job, *, limit: int) -> Iterator[str]: ...
+
+    def quotas(self, project: str, quota_ids: Sequence[str]) -> list[QuotaValue]: ...
 
 
 class GoogleBackend:
@@ -55,6 +58,32 @@ class GoogleBackend:
 
         for line in logs.cloud_lines(conn.parent.split("/")[1], job.uid, limit=limit):
             yield line + "\n"
+
+    def quotas(self, project: str, quota_ids: Sequence[str]) -> list[QuotaValue]:
+        """Compute Engine quota values from the Cloud Quotas API (QuotaInfo get: projects/P/
+        locations/global/services/compute.googleapis.com/quotaInfos/ID, https://cloud.google.com/
+        docs/quotas/reference/rest/v1/projects.locations.services.quotaInfos/get). An id the
+        project does not have is left out (then it is not checked)."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import cloudquotas_v1
+
+        from submit.batch import api_errors
+        from submit.quota import QuotaValue
+
+        with api_errors("Cloud Quotas"):
+            client = cloudquotas_v1.CloudQuotasClient()
+        out: list[QuotaValue] = []
+        for quota_id in dict.fromkeys(quota_ids):
+            name = (f"projects/{project}/locations/global/services/compute.googleapis.com/"
+                    f"quotaInfos/{quota_id}")
+            with api_errors(f"Cloud Quotas {quota_id}"):
+                try:
+                    info = client.get_quota_info(name=name, timeout=30.0)
+                except gexc.NotFound:
+                    continue
+            out += [QuotaValue(quota_id, dict(d.dimensions), int(d.details.value))
+                    for d in info.dimensions_infos]
+        return out
 
 
 class LocalBackend:
@@ -94,6 +123,16 @@ class LocalBackend:
 
         # Local task logs are files; `limit` applies to Cloud Logging entries only.
         yield from logs.local_lines(localmode.backend(), short_id(job.name))
+
+    def quotas(self, project: str, quota_ids: Sequence[str]) -> list[QuotaValue]:
+        """The simulated values (LOCAL_BATCH_QUOTAS, written by the local Batch server)."""
+        from local.capacity import CapacityConfig
+        from submit.quota import QuotaValue
+
+        self.endpoints()  # the server writes them when it starts
+        wanted = set(quota_ids)
+        return [QuotaValue(q.quota_id, dict(q.dimensions), q.value)
+                for q in CapacityConfig.read(localmode.root()).quotas if q.quota_id in wanted]
 
 
 def backend_for(local: bool, principal: str | None = None) -> Backend:

@@ -60,22 +60,30 @@ def run_cmd(
                 parallelism=parallelism, max_cost=max_cost, client=client, out_dir=out_dir,
                 storage=storage, submitter=_submitter())
     describe(p)
+    from submit import capacity  # the ladder: quota preflight, then rung by rung (issue 15)
+
+    ladder = capacity.plan_ladder(p, backend)
+    p.job_json = capacity.job_on(p, ladder.current)
     if dry_run:
         _dry_run_checks(p, storage, overwrite)
         say("dry run: nothing created")
         sys.stdout.write(p.job_text(f"{p.run_base}-1") + "\n")
         return 0
 
-    conn = backend.batch(p.env.project_id, p.env.region)
+    conn = backend.batch(p.env.project_id, ladder.current.region)
     job_id, created = _claim_and_create(p, conn, storage, overwrite)
+    if created:
+        conn, job_id = capacity.climb(p, backend, storage, ladder, conn, job_id, poll_s)
     result: dict[str, Any] = {
         "job_id": job_id, "name": f"{conn.parent}/jobs/{job_id}", "created": created,
         "task_count": p.plan.task_count, "parallelism": p.plan.parallelism,
         "files": len(p.plan.objects), "estimated_cost_usd": round(p.cost.usd, 4),
         "manifest": p.out.uri(manifest.MANIFEST_NAME), "request_id": _request_id(job_id),
+        "rung": ladder.current.label(), "region": ladder.current.region, "ladder": ladder.trail,
     }
     code = 0
     if wait:
+        say(f"waiting on {ladder.current.label()} (job {job_id})")
         code = _wait_and_summarise(conn, job_id, p.plan.task_count, poll_s, p.cost.usd, result)
     if json_out:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
