@@ -24,6 +24,7 @@ from submit import costing, ids
 from submit.errors import ServiceError, SubmitError
 from submit.quota import QuotaValue, needs, peak_vms, shortfalls
 from submit.ui import say
+from submit.uris import GcsPrefix
 
 if TYPE_CHECKING:
     from google.cloud import batch_v1, storage  # type: ignore[attr-defined]
@@ -196,9 +197,11 @@ def _save(p: Prepared, storage: storage.Client, ladder: Ladder, new_attempt: str
 
 
 def climb(p: Prepared, backend: Backend, storage: storage.Client, ladder: Ladder,
-          conn: Connection, job_id: str, poll_s: float) -> tuple[Connection, str]:
+          conn: Connection, job_id: str, poll_s: float, *, watch_last: bool = False
+          ) -> tuple[Connection, str]:
     """Watch the created job until it has a VM, moving down the ladder as needed. Returns the
-    connection and id of the job that holds the run now."""
+    connection and id of the job that holds the run now. On the last rung without a deadline
+    it returns at once, unless `watch_last` (--wait): then it notes when the VM came."""
     from google.cloud import batch_v1
 
     from submit import batch, ownership
@@ -208,7 +211,7 @@ def climb(p: Prepared, backend: Backend, storage: storage.Client, ladder: Ladder
         cand = ladder.current
         last = ladder.position == len(ladder.candidates) - 1
         deadline = ladder.deadline_s(cand)
-        if last and deadline is None:
+        if last and deadline is None and not watch_last:
             _save(p, storage, ladder, None)
             return conn, job_id  # nowhere to go: wait as on any single-rung job
         start = time.monotonic()
@@ -249,3 +252,23 @@ def climb(p: Prepared, backend: Backend, storage: storage.Client, ladder: Ladder
                                       request_id=ids.request_id(new_id))
         job_id = batch.short_id(created.name)
         ladder.note(nxt, "created", f"after {cand.label()}", job_id)
+
+
+def files_failed(storage: storage.Client, out: GcsPrefix) -> int:
+    """Input files the runner gave up on (`_tasks/<index>.json` "failed"): application
+    failures, counted against the job's failure_budget inside the task, apart from lost VMs."""
+    import json
+
+    from gpub_runner import contract
+
+    from submit import gcs
+
+    total = 0
+    tasks = GcsPrefix(out.bucket, out.prefix + contract.TASKS_DIR)
+    for obj in gcs.list_objects(storage, tasks, "--output"):
+        data, _ = gcs.read_object(storage, tasks, obj.name, "--output")
+        try:
+            total += int(json.loads(data or b"{}").get("failed", 0))
+        except (ValueError, TypeError, AttributeError):
+            continue  # not a task summary
+    return total

@@ -73,7 +73,8 @@ def run_cmd(
     conn = backend.batch(p.env.project_id, ladder.current.region)
     job_id, created = _claim_and_create(p, conn, storage, overwrite)
     if created:
-        conn, job_id = capacity.climb(p, backend, storage, ladder, conn, job_id, poll_s)
+        conn, job_id = capacity.climb(p, backend, storage, ladder, conn, job_id, poll_s,
+                                       watch_last=wait)
     result: dict[str, Any] = {
         "job_id": job_id, "name": f"{conn.parent}/jobs/{job_id}", "created": created,
         "task_count": p.plan.task_count, "parallelism": p.plan.parallelism,
@@ -85,6 +86,9 @@ def run_cmd(
     if wait:
         say(f"waiting on {ladder.current.label()} (job {job_id})")
         code = _wait_and_summarise(conn, job_id, p.plan.task_count, poll_s, p.cost.usd, result)
+        result["files_failed"] = capacity.files_failed(storage, p.out)
+        say(f"files failed {result['files_failed']} (the runner's failure budget, never "
+            "retried by Batch)")
     if json_out:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     else:
@@ -192,11 +196,15 @@ def _wait_and_summarise(conn: Connection, job_id: str, task_count: int, poll_s: 
     duration = progress.job_duration_s(job)
     say(f"job {job_id} {state}: tasks {stats.counts.get('SUCCEEDED', 0)}/{task_count} "
         f"succeeded, {stats.counts.get('FAILED', 0)} failed; retries {stats.retries}, "
-        f"preemptions {stats.preemptions}; duration "
+        f"preemptions {stats.preemptions} (lost VMs), application failures "
+        f"{stats.app_failures}"
+        + ("" if stats.last_exit_code is None else
+           f", exit code {stats.last_exit_code} (last attempt)") + "; duration "
         f"{'unknown' if duration is None else f'{duration:.0f}s'}"
         + ("" if cost_usd is None else f"; estimated cost at most {usd(cost_usd)}"))
     result.update(state=state, tasks=stats.counts, retries=stats.retries,
-                  preemptions=stats.preemptions, duration_s=duration)
+                  preemptions=stats.preemptions, application_failures=stats.app_failures,
+                  exit_code=stats.last_exit_code, duration_s=duration)
     return 0 if state == "SUCCEEDED" else 1
 
 

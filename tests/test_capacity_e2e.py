@@ -1,0 +1,184 @@
+"""Issue 15 "done when", end to end on the local backend: `bin/submit` (a subprocess, real
+Batch gRPC and Cloud Storage clients) against the local Batch server with simulated capacity
+(local/capacity.py) and injected preemptions.
+
+The `uppercase` job of environment dev is given a ladder and candidate regions by a wrapper
+that patches the declared environments (tests/_capacity_submit.py); its synthesized JSON is
+rendered from the same patched spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BUCKET = "example-ml-dev-batch-data"
+pytestmark = pytest.mark.slow
+
+
+class Local:
+    def __init__(self, tmp: Path, server_env: dict[str, str], ladder: dict[str, Any]) -> None:
+        from local.backend import LocalBackend
+
+        self.root, self.synth, self.ladder = tmp / "local", tmp / "cdktf.out", ladder
+        _render(self.synth, ladder)
+        self.backend = LocalBackend(root=self.root, env=server_env)
+        self.endpoints = self.backend.ensure_running()
+        self.storage().create_bucket(BUCKET)
+
+    def storage(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage  # type: ignore[attr-defined]
+
+        os.environ["STORAGE_EMULATOR_HOST"] = self.endpoints.gcs_endpoint
+        return storage.Client(project="test", credentials=AnonymousCredentials())
+
+    def submit(self, name: str, *extra: str, scale: str = "0.02") -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+        env.update(GPUB_LOCAL_ROOT=str(self.root), GPUB_SYNTH_DIR=str(self.synth),
+                   GPUB_SUBMITTER="ci-test", GPUB_LADDER_TIME_SCALE=scale,
+                   GPUB_TEST_LADDER=json.dumps(self.ladder),
+                   PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'images/runner/src'}")
+        args = ["uppercase", "--env", "dev", "--input", f"gs://{BUCKET}/inputs/{name}/",
+                "--output", f"gs://{BUCKET}/outputs/{name}/", "--local", "--json",
+                "--poll", "0.2", *extra]
+        return subprocess.run([sys.executable, str(REPO / "tests/_capacity_submit.py"), *args],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+
+    def upload(self, name: str, n: int, bad: int = 0) -> None:
+        bucket = self.storage().bucket(BUCKET)
+        for i in range(n):
+            text = "not json\n" if i < bad else json.dumps({"id": i, "text": f"hi {i}"}) + "\n"
+            bucket.blob(f"inputs/{name}/f{i:03d}.jsonl").upload_from_string(text)
+
+    def record(self, name: str) -> dict[str, Any]:
+        blob = self.storage().bucket(BUCKET).blob(f"outputs/{name}/_run.json")
+        return dict(json.loads(blob.download_as_bytes()))
+
+    def job_state(self, region: str, job_id: str) -> str:
+        from local.client import batch_client
+
+        job = batch_client(self.endpoints.batch_target).get_job(
+            name=f"projects/example-ml-dev/locations/{region}/jobs/{job_id}")
+        return str(job.status.state.name)
+
+    def stop(self) -> None:
+        self.backend.stop()
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+
+
+def _render(out: Path, ladder: dict[str, Any]) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from _capacity_submit import patched_environments
+
+    from jobs.render import render_job
+
+    for env in patched_environments(ladder):
+        for spec in env.jobs:
+            path = out / "jobs" / env.stack_name / f"{spec.name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(render_job(spec, env.render_context(spec.name))))
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Any]:
+    started: list[Local] = []
+
+    def start(server_env: dict[str, str], ladder: dict[str, Any]) -> Local:
+        b = Local(tmp_path, server_env, ladder)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+def _actions(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(s["provisioning"], s["region"], s["action"]) for s in result["ladder"]]
+
+
+def test_zero_quota_in_region_a_runs_in_region_b_and_says_why(make: Any) -> None:
+    b = make({"LOCAL_BATCH_QUOTAS":
+              "europe-west4/CPUS-PER-VM-FAMILY-per-project-region:E2=0"},
+             {"ladder": [{"provisioning": "standard"}],
+              "candidate_regions": ["europe-west4", "us-central1"]})
+    b.upload("quota", 3)
+    proc = b.submit("quota", "--wait")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["state"] == "SUCCEEDED" and result["region"] == "us-central1"
+    assert "/locations/us-central1/" in result["name"]
+    assert ("rung 1 STANDARD in europe-west4: skipped (CPUS-PER-VM-FAMILY-per-project-region "
+            "in europe-west4 is 0, the run needs 2 E2 vCPUs)") in proc.stderr
+    assert _actions(result)[0] == ("STANDARD", "europe-west4", "skipped")
+    assert b.record("quota")["ladder"][0]["action"] == "skipped"  # kept in the run record
+
+
+def test_no_quota_anywhere_is_exit_2_with_the_numbers(make: Any) -> None:
+    b = make({"LOCAL_BATCH_QUOTAS": "europe-west4/CPUS-PER-VM-FAMILY-per-project-region=1"},
+             {"ladder": [{"provisioning": "standard"}], "candidate_regions": ["europe-west4"]})
+    b.upload("noquota", 2)
+    proc = b.submit("noquota")
+    assert proc.returncode == 2, proc.stderr
+    assert "no rung of the ladder can ever run" in proc.stderr
+    assert "is 1, the run needs 2 E2 vCPUs" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(b.storage().list_blobs(BUCKET, prefix="outputs/noquota/"))  # nothing made
+
+
+def test_spot_stockout_falls_to_standard_after_the_deadline(make: Any) -> None:
+    b = make({"LOCAL_BATCH_STOCKOUT": "europe-west4/spot"},
+             {"ladder": [{"provisioning": "spot", "deadline_s": 60},
+                         {"provisioning": "standard"}],
+              "candidate_regions": ["europe-west4"]})
+    b.upload("stockout", 4)
+    proc = b.submit("stockout", "--wait")  # deadline 60 s x 0.02 = 1.2 s
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["state"] == "SUCCEEDED"
+    assert _actions(result) == [("SPOT", "europe-west4", "created"),
+                                ("SPOT", "europe-west4", "cancelled"),
+                                ("STANDARD", "europe-west4", "created"),
+                                ("STANDARD", "europe-west4", "running")]
+    cancelled = result["ladder"][1]
+    assert "no VM after 1.2s" in cancelled["reason"]
+    assert "ZONE_RESOURCE_POOL_EXHAUSTED" in cancelled["reason"]
+    first, second = cancelled["job_id"], result["job_id"]
+    assert first.endswith("-1") and second.endswith("-2")
+    assert b.job_state("europe-west4", first) == "CANCELLED"
+    assert "waiting on rung 2 STANDARD in europe-west4" in proc.stderr
+    record = b.record("stockout")
+    assert record["attempts"] == [first, second]
+    assert [s["action"] for s in record["ladder"]] == ["created", "cancelled", "created",
+                                                        "running"]
+
+
+def test_half_preempted_completes_and_counts_lost_vms_apart_from_app_failures(
+        make: Any) -> None:
+    """50% of attempts lose their VM (each reserved lost-VM code in turn); one input file is
+    bad on purpose: the runner's failure budget (10% of uppercase) absorbs it, Batch never
+    retries it, and the summary counts it apart from the preemptions."""
+    b = make({"LOCAL_BATCH_PREEMPT_RATE": "0.5", "LOCAL_BATCH_SEED": "7",
+              "LOCAL_BATCH_PREEMPT_ATTEMPTS": "2", "LOCAL_BATCH_PREEMPT_MAX_DELAY_S": "0.3",
+              "LOCAL_BATCH_PREEMPT_CODES": "50001,50002,50003,50004,50006"},
+             {"ladder": [{"provisioning": "spot"}], "candidate_regions": ["europe-west4"],
+              "max_retry_count": 3})
+    b.upload("preempt", 30, bad=1)
+    proc = b.submit("preempt", "--wait")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["state"] == "SUCCEEDED"
+    assert result["preemptions"] >= 1
+    assert result["application_failures"] == 0  # no task attempt failed on its own
+    assert result["files_failed"] == 1  # the bad file, in the runner's own budget
+    assert result["retries"] == result["preemptions"]
+    assert f"preemptions {result['preemptions']} (lost VMs)" in proc.stderr
