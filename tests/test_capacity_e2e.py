@@ -41,7 +41,8 @@ class Local:
         os.environ["STORAGE_EMULATOR_HOST"] = self.endpoints.gcs_endpoint
         return storage.Client(project="test", credentials=AnonymousCredentials())
 
-    def submit(self, name: str, *extra: str, scale: str = "0.02") -> subprocess.CompletedProcess[str]:
+    def submit(self, name: str, *extra: str,
+               scale: str = "0.02") -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
         env.update(GPUB_LOCAL_ROOT=str(self.root), GPUB_SYNTH_DIR=str(self.synth),
                    GPUB_SUBMITTER="ci-test", GPUB_LADDER_TIME_SCALE=scale,
