@@ -3,6 +3,8 @@ and the local capacity simulation's configuration (local/capacity.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from jobs.parts import Rung
@@ -23,8 +25,9 @@ def test_gpu_quota_ids_agree_with_the_stack(family: str, spot: bool) -> None:
 
 
 def test_needs_per_rung() -> None:
-    common = {"machine_type": "g2-standard-8", "gpu_type": "nvidia-l4", "gpus_per_vm": 1,
-              "vms": 3, "region": "us-central1", "reservation": None}
+    common: dict[str, Any] = {"machine_type": "g2-standard-8", "gpu_type": "nvidia-l4",
+                              "gpus_per_vm": 1, "vms": 3, "region": "us-central1",
+                              "reservation": None}
     spot = needs(provisioning="spot", **common)
     assert [(n.quota_id, n.amount) for n in spot] == [
         ("CPUS-PER-VM-FAMILY-per-project-region", 24),
