@@ -5,6 +5,8 @@ Read once from the server's environment, like LOCAL_BATCH_PREEMPT_RATE (docs/cap
 - LOCAL_BATCH_STOCKOUT="europe-west4/spot,us-central1/*": REGION/MODEL pairs (`*` matches
   any) where no VM ever comes: the job stays QUEUED with a capacity status event, as a Batch
   job does until its 2-day queue limit (https://cloud.google.com/batch/quotas).
+- LOCAL_BATCH_STOCKOUT_FAIL="europe-west4/spot": the same, but the job FAILS at once with
+  the capacity status event (VM creation refused) instead of waiting.
 - LOCAL_BATCH_TIME_TO_CAPACITY="europe-west4/flex_start=5": seconds a job waits QUEUED
   before its first VM (FLEX_START waits for capacity; a stockout that clears).
 - LOCAL_BATCH_GPUS="europe-west4/spot=2": GPUs free per REGION/MODEL. A VM that needs more
@@ -81,12 +83,16 @@ class CapacityConfig:
     time_to_capacity: dict[str, float] = field(default_factory=dict)  # "region/model" -> s
     gpus: dict[str, int] = field(default_factory=dict)  # "region/model" -> GPUs free
     quotas: tuple[QuotaValue, ...] = ()
+    failing: tuple[tuple[str, str], ...] = ()  # stockouts that fail the job at once
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> CapacityConfig:
-        stock = tuple(
-            (k.split("/", 1)[0].lower(), k.split("/", 1)[1].lower())
-            for k, _ in _pairs("LOCAL_BATCH_STOCKOUT", env.get("LOCAL_BATCH_STOCKOUT")))
+        def places(name: str) -> tuple[tuple[str, str], ...]:
+            return tuple((k.split("/", 1)[0].lower(), k.split("/", 1)[1].lower())
+                         for k, _ in _pairs(name, env.get(name)))
+
+        stock = places("LOCAL_BATCH_STOCKOUT")
+        failing = places("LOCAL_BATCH_STOCKOUT_FAIL")
         ttc = {k.lower(): _number("LOCAL_BATCH_TIME_TO_CAPACITY", k, v) for k, v in
                _pairs("LOCAL_BATCH_TIME_TO_CAPACITY", env.get("LOCAL_BATCH_TIME_TO_CAPACITY"))}
         gpus = {k.lower(): int(_number("LOCAL_BATCH_GPUS", k, v))
@@ -100,11 +106,12 @@ class CapacityConfig:
                 dims[_DIMENSION_OF.get(quota_id, "gpu_family")] = dim_value
             quotas.append(QuotaValue(quota_id, dims,
                                      int(_number("LOCAL_BATCH_QUOTAS", key, value))))
-        return cls(stock, ttc, gpus, tuple(quotas))
+        return cls(stock, ttc, gpus, tuple(quotas), failing)
 
     # ---- persistence (server -> submit) -----------------------------------------------------
     def write(self, root: Path) -> None:
         data = {"stockouts": [list(s) for s in self.stockouts],
+                "failing": [list(s) for s in self.failing],
                 "time_to_capacity": self.time_to_capacity, "gpus": self.gpus,
                 "quotas": [q.to_json() for q in self.quotas]}
         (root / CAPACITY_FILE).write_text(json.dumps(data, indent=1), encoding="utf-8")
@@ -116,7 +123,8 @@ class CapacityConfig:
             return cls()
         d = json.loads(path.read_text(encoding="utf-8"))
         return cls(tuple((a, b) for a, b in d["stockouts"]), dict(d["time_to_capacity"]),
-                   dict(d["gpus"]), tuple(QuotaValue(**q) for q in d["quotas"]))
+                   dict(d["gpus"]), tuple(QuotaValue(**q) for q in d["quotas"]),
+                   tuple((a, b) for a, b in d.get("failing", [])))
 
     # ---- the simulation -------------------------------------------------------------------
     def _lookup(self, table: dict[str, Any], region: str, model: str) -> Any:
@@ -128,6 +136,8 @@ class CapacityConfig:
     def admission(self, region: str, model: str, gpus_per_vm: int
                   ) -> tuple[float | None, str]:
         """(seconds until the first VM, None: never; why) for a job in `region` on `model`."""
+        if self.fails(region, model):
+            return None, f"{model.upper()} stockout in {region} (LOCAL_BATCH_STOCKOUT_FAIL)"
         for r, m in self.stockouts:
             if r in ("*", region) and m in ("*", model):
                 return None, f"{model.upper()} stockout in {region} (LOCAL_BATCH_STOCKOUT)"
@@ -138,6 +148,10 @@ class CapacityConfig:
         wait = self._lookup(self.time_to_capacity, region, model)
         return float(wait or 0.0), (
             f"capacity in {wait:g}s (LOCAL_BATCH_TIME_TO_CAPACITY)" if wait else "")
+
+    def fails(self, region: str, model: str) -> bool:
+        """Whether a job with no VM here fails at once (else it waits QUEUED)."""
+        return any(r in ("*", region) and m in ("*", model) for r, m in self.failing)
 
     def max_vms(self, region: str, model: str, gpus_per_vm: int) -> int | None:
         free = self._lookup(self.gpus, region, model)

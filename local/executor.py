@@ -216,6 +216,11 @@ class JobRunner:
             self.parallelism = max(1, min(self.parallelism, vms))
         if wait == 0:
             return True
+        if wait is None and self.config.capacity.fails(region, model):
+            # Batch fails the job when its VMs cannot be created: the event is the reason.
+            self.stop_reason, self.stop_state = stockout_event(region, why), JobState.FAILED
+            self.stopping.set()
+            return False
         with self.store.lock:
             self.rec.job.status.status_events.append(StatusEvent(
                 type_="RESOURCE_ALLOCATION", description=stockout_event(region, why),

@@ -183,3 +183,39 @@ def test_half_preempted_completes_and_counts_lost_vms_apart_from_app_failures(
     assert result["files_failed"] == 1  # the bad file, in the runner's own budget
     assert result["retries"] == result["preemptions"]
     assert f"preemptions {result['preemptions']} (lost VMs)" in proc.stderr
+
+
+def test_a_capacity_failure_moves_on_without_waiting_for_the_deadline(make: Any) -> None:
+    b = make({"LOCAL_BATCH_STOCKOUT_FAIL": "europe-west4/spot"},
+             {"ladder": [{"provisioning": "spot", "deadline_s": 3600},
+                         {"provisioning": "standard"}],
+              "candidate_regions": ["europe-west4"]})
+    b.upload("capfail", 2)
+    proc = b.submit("capfail", "--wait", scale="1")  # an hour's deadline: only the failure
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["state"] == "SUCCEEDED"
+    moved = result["ladder"][1]
+    assert moved["action"] == "cancelled" and moved["at_s"] < 60
+    assert moved["reason"].startswith("failed for capacity: ")
+    assert "ZONE_RESOURCE_POOL_EXHAUSTED" in moved["reason"]
+    assert b.job_state("europe-west4", moved["job_id"]) == "FAILED"
+
+
+def test_every_rung_stocked_out_is_exit_4_and_nothing_left_running(make: Any) -> None:
+    b = make({"LOCAL_BATCH_STOCKOUT": "*/*"},
+             {"ladder": [{"provisioning": "spot", "deadline_s": 60},
+                         {"provisioning": "standard", "deadline_s": 60}],
+              "candidate_regions": ["europe-west4", "us-central1"]})
+    b.upload("nowhere", 2)
+    proc = b.submit("nowhere")
+    assert proc.returncode == 4, proc.stderr
+    assert "no rung of the ladder got a VM" in proc.stderr and "Traceback" not in proc.stderr
+    record = b.record("nowhere")
+    cancelled = [s for s in record["ladder"] if s["action"] == "cancelled"]
+    assert [(s["provisioning"], s["region"]) for s in cancelled] == [
+        ("SPOT", "europe-west4"), ("SPOT", "us-central1"),
+        ("STANDARD", "europe-west4"), ("STANDARD", "us-central1")]
+    assert len(record["attempts"]) == 4
+    for s in cancelled:
+        assert b.job_state(s["region"], s["job_id"]) in ("CANCELLED", "CANCELLATION_IN_PROGRESS")
