@@ -60,30 +60,15 @@ class GoogleBackend:
             yield line + "\n"
 
     def quotas(self, project: str, quota_ids: Sequence[str]) -> list[QuotaValue]:
-        """Compute Engine quota values from the Cloud Quotas API (QuotaInfo get: projects/P/
-        locations/global/services/compute.googleapis.com/quotaInfos/ID, https://cloud.google.com/
-        docs/quotas/reference/rest/v1/projects.locations.services.quotaInfos/get). An id the
-        project does not have is left out (then it is not checked)."""
-        from google.api_core import exceptions as gexc
+        """Compute Engine quota values from the Cloud Quotas API (submit/quota.py)."""
         from google.cloud import cloudquotas_v1
 
         from submit.batch import api_errors
-        from submit.quota import QuotaValue
+        from submit.quota import read_quota_values
 
-        with api_errors("Cloud Quotas"):
+        with api_errors("Cloud Quotas"):  # ADC is looked up here
             client = cloudquotas_v1.CloudQuotasClient()
-        out: list[QuotaValue] = []
-        for quota_id in dict.fromkeys(quota_ids):
-            name = (f"projects/{project}/locations/global/services/compute.googleapis.com/"
-                    f"quotaInfos/{quota_id}")
-            with api_errors(f"Cloud Quotas {quota_id}"):
-                try:
-                    info = client.get_quota_info(name=name, timeout=30.0)
-                except gexc.NotFound:
-                    continue
-            out += [QuotaValue(quota_id, dict(d.dimensions), int(d.details.value))
-                    for d in info.dimensions_infos]
-        return out
+        return read_quota_values(client, project, quota_ids)
 
 
 class LocalBackend:

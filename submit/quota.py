@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from jobs.catalog import get_machine, gpu_family
 
@@ -116,4 +116,27 @@ def shortfalls(wanted: list[QuotaNeed], values: list[QuotaValue]) -> list[str]:
             continue
         out.append(f"{need.quota_id} in {need.where()} is {limit}, the run needs "
                    f"{need.amount} {need.what}")
+    return out
+
+
+def read_quota_values(client: Any, project: str, quota_ids: Iterable[str]) -> list[QuotaValue]:
+    """QuotaInfo of each id (`client`: a cloudquotas_v1.CloudQuotasClient): GET
+    projects/P/locations/global/services/compute.googleapis.com/quotaInfos/ID
+    (https://cloud.google.com/docs/quotas/reference/rest/v1/projects.locations.services.quotaInfos/get).
+    An id the project does not have (NotFound) is left out, so it is not checked."""
+    from google.api_core import exceptions as gexc
+
+    from submit.batch import api_errors
+
+    out: list[QuotaValue] = []
+    for quota_id in dict.fromkeys(quota_ids):
+        name = (f"projects/{project}/locations/global/services/compute.googleapis.com/"
+                f"quotaInfos/{quota_id}")
+        with api_errors(f"Cloud Quotas {quota_id}"):
+            try:
+                info = client.get_quota_info(name=name, timeout=30.0)
+            except gexc.NotFound:
+                continue
+        out += [QuotaValue(quota_id, dict(d.dimensions), int(d.details.value))
+                for d in info.dimensions_infos]
     return out

@@ -135,3 +135,57 @@ def test_quota_preferences_cover_every_rung_of_a_ladder() -> None:
         assert totals[(region, "L4", True)] >= peak.count  # FLEX_START: preemptible quota
         assert totals[(region, "L4", False)] >= peak.count
     assert demand_with_ladders(dev) == base  # no ladder: exactly the one computation
+
+
+def test_quota_values_through_a_real_cloud_quotas_client() -> None:
+    """The production read path (google-cloud-quotas' CloudQuotasClient over gRPC) against a
+    small in-process CloudQuotas service: the resource name it asks for, DimensionsInfo
+    parsing, NotFound for a quota the project does not have, PermissionDenied -> exit 2."""
+    from concurrent import futures
+
+    import grpc
+    from google.cloud import cloudquotas_v1
+    from google.cloud.cloudquotas_v1.services.cloud_quotas.transports import (
+        CloudQuotasGrpcTransport,
+    )
+
+    from submit.errors import SubmitError
+    from submit.quota import read_quota_values
+
+    asked: list[str] = []
+    prefix = "projects/p1/locations/global/services/compute.googleapis.com/quotaInfos/"
+
+    def get(raw: bytes, context: grpc.ServicerContext) -> bytes:
+        req = cloudquotas_v1.GetQuotaInfoRequest.deserialize(raw)
+        asked.append(req.name)
+        quota_id = req.name.removeprefix(prefix)
+        if quota_id == "DENIED":
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "cloudquotas.quotas.get")
+        if quota_id != "NVIDIA-L4-GPUS-per-project-region":
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such quota")
+        info = cloudquotas_v1.QuotaInfo(name=req.name, quota_id=quota_id, dimensions_infos=[
+            {"dimensions": {"region": "europe-west4"}, "details": {"value": 0}},
+            {"dimensions": {}, "details": {"value": 8}}])
+        return cloudquotas_v1.QuotaInfo.serialize(info)
+
+    handler = grpc.method_handlers_generic_handler("google.api.cloudquotas.v1.CloudQuotas", {
+        "GetQuotaInfo": grpc.unary_unary_rpc_method_handler(get)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        client = cloudquotas_v1.CloudQuotasClient(
+            transport=CloudQuotasGrpcTransport(channel=channel))
+        values = read_quota_values(client, "p1", ["NVIDIA-L4-GPUS-per-project-region",
+                                                  "GPUS-ALL-REGIONS-per-project"])
+        assert asked == [prefix + "NVIDIA-L4-GPUS-per-project-region",
+                         prefix + "GPUS-ALL-REGIONS-per-project"]
+        assert values == [
+            SubmitQuota("NVIDIA-L4-GPUS-per-project-region", {"region": "europe-west4"}, 0),
+            SubmitQuota("NVIDIA-L4-GPUS-per-project-region", {}, 8)]
+        with pytest.raises(SubmitError, match="permission denied"):
+            read_quota_values(client, "p1", ["DENIED"])
+    finally:
+        server.stop(0)
