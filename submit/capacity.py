@@ -39,6 +39,7 @@ CAPACITY_MARKERS = ("RESOURCE_POOL_EXHAUSTED", "STOCKOUT", "QUOTA_EXCEEDED",
                     "resource_availability", "does not have enough resources")
 # Local runs may shrink the rungs' deadlines (tests, bench): deadline x this. Google ignores it.
 TIME_SCALE_VAR = "GPUB_LADDER_TIME_SCALE"
+DEFAULT_DEADLINE_S = 900  # a deadline-less last rung, in a region that is not the last
 _HAS_VM_TASK_STATES = ("ASSIGNED", "RUNNING", "SUCCEEDED", "FAILED")
 
 
@@ -77,7 +78,11 @@ class Ladder:
             + (f" [job {job_id}]" if job_id else ""))
 
     def deadline_s(self, cand: Candidate) -> float | None:
+        """The rung's deadline; the last rung has none, but in a region another candidate
+        follows it waits DEFAULT_DEADLINE_S (else the later regions could never be tried)."""
         d = cand.rung.deadline_s
+        if d is None and self.position < len(self.candidates) - 1:
+            d = DEFAULT_DEADLINE_S
         return None if d is None else d * self.time_scale
 
 
@@ -138,6 +143,18 @@ def plan_ladder(p: Prepared, backend: Backend) -> Ladder:
         raise SubmitError("no rung of the ladder can ever run with this project's quota: "
                           + " | ".join(refused))
     return ladder
+
+
+def refuse_if_active_elsewhere(p: Prepared, backend: Backend, ladder: Ladder) -> None:
+    """One active run per output location, across every candidate region: a run the ladder
+    moved to region B is invisible to a ListJobs in region A (exit 3, as in region A)."""
+    from submit import batch, ownership
+
+    first = ladder.current.region
+    for region in dict.fromkeys(c.region for c in ladder.candidates):
+        if region != first:
+            conn = backend.batch(p.env.project_id, region)
+            ownership.refuse_if_active(batch.list_jobs(conn), p.out)
 
 
 def job_on(p: Prepared, cand: Candidate) -> dict[str, Any]:

@@ -71,6 +71,7 @@ def run_cmd(
         return 0
 
     conn = backend.batch(p.env.project_id, ladder.current.region)
+    capacity.refuse_if_active_elsewhere(p, backend, ladder)
     job_id, created = _claim_and_create(p, conn, storage, overwrite)
     if created:
         conn, job_id = capacity.climb(p, backend, storage, ladder, conn, job_id, poll_s,

@@ -219,3 +219,22 @@ def test_every_rung_stocked_out_is_exit_4_and_nothing_left_running(make: Any) ->
     assert len(record["attempts"]) == 4
     for s in cancelled:
         assert b.job_state(s["region"], s["job_id"]) in ("CANCELLED", "CANCELLATION_IN_PROGRESS")
+
+
+def test_a_run_moved_to_another_region_still_owns_its_output(make: Any) -> None:
+    """The ladder moved the run to us-central1, where it waits for capacity; the same submit
+    again lists jobs in europe-west4 first: it must still see the active run (exit 3)."""
+    b = make({"LOCAL_BATCH_STOCKOUT": "*/spot,europe-west4/standard",
+              "LOCAL_BATCH_TIME_TO_CAPACITY": "us-central1/standard=600"},
+             {"ladder": [{"provisioning": "spot", "deadline_s": 60},
+                         {"provisioning": "standard"}],
+              "candidate_regions": ["europe-west4", "us-central1"]})
+    b.upload("moved", 2)
+    first = b.submit("moved")
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert (result["rung"], result["region"]) == ("rung 2 STANDARD in us-central1", "us-central1")
+    assert b.job_state("us-central1", result["job_id"]) == "QUEUED"
+    again = b.submit("moved")
+    assert again.returncode == 3, again.stderr
+    assert f"job {result['job_id']} is already running" in again.stderr
