@@ -189,3 +189,18 @@ def test_quota_values_through_a_real_cloud_quotas_client() -> None:
             read_quota_values(client, "p1", ["DENIED"])
     finally:
         server.stop(0)
+
+
+def test_ladder_time_scale_is_local_only_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from submit.capacity import _time_scale
+    from submit.errors import SubmitError
+
+    monkeypatch.setenv("GPUB_LADDER_TIME_SCALE", "0.5")
+    assert _time_scale(SimpleNamespace(name="google")) == 1.0  # type: ignore[arg-type]
+    assert _time_scale(SimpleNamespace(name="local")) == 0.5  # type: ignore[arg-type]
+    for bad in ("0", "-1", "fast"):
+        monkeypatch.setenv("GPUB_LADDER_TIME_SCALE", bad)
+        with pytest.raises(SubmitError, match="GPUB_LADDER_TIME_SCALE: must be a number > 0"):
+            _time_scale(SimpleNamespace(name="local"))  # type: ignore[arg-type]

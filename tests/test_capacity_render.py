@@ -84,3 +84,43 @@ def test_no_retries_no_policy_and_import_round_trip_unchanged() -> None:
     assert "lifecyclePolicies" not in job["taskGroups"][0]["taskSpec"]
     bare = render_job(ALL_JOBS["uppercase"])  # no environment: only what the spec says
     assert "lifecyclePolicies" not in bare["taskGroups"][0]["taskSpec"]
+
+
+def test_the_job_moved_to_each_rung_carries_that_rungs_model_region_and_retries() -> None:
+    """submit/capacity.py `job_on`: the synthesized job (SPOT in dev, RETRY_TASK) moved to
+    another rung and region, with the retry policy the renderer gives that rung."""
+    import copy
+    from types import SimpleNamespace
+
+    from jobs.parts import Rung
+    from jobs.render import fill_runtime
+    from submit.capacity import Candidate, job_on
+
+    spec = ALL_JOBS["embed"]
+    synthed = fill_runtime(render_job(spec, ctx("dev")), task_count=2, parallelism=2,
+                           variables={"GPUB_JOB_NAME": "embed-x-1"})
+    p: Any = SimpleNamespace(spec=spec, env=SimpleNamespace(name="dev"), run_base="embed-x",
+                             job_for=lambda _id: copy.deepcopy(synthed))
+
+    def on(rung: Rung, region: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        job = job_on(p, Candidate(0, rung, region))
+        return job["allocationPolicy"], job["taskGroups"][0]["taskSpec"]
+
+    alloc, task = on(Rung(provisioning="standard"), "us-central1")
+    assert alloc["instances"][0]["policy"]["provisioningModel"] == "STANDARD"
+    assert alloc["location"] == {"allowedLocations": ["regions/us-central1"]}
+    assert "lifecyclePolicies" not in task and "maxRetryCount" not in task
+    assert task["environment"]["variables"]["GPUB_JOB_NAME"] == "embed-x-1"
+
+    alloc, task = on(Rung(provisioning="spot", deadline_s=600), "europe-west4")
+    assert alloc["instances"][0]["policy"]["provisioningModel"] == "SPOT"
+    assert task["lifecyclePolicies"][0]["actionCondition"]["exitCodes"] == list(
+        VM_LOST_EXIT_CODES)
+
+    alloc, _ = on(Rung(provisioning="reservation_bound", reservation="r-l4"), "europe-west4")
+    policy = alloc["instances"][0]["policy"]
+    assert (policy["provisioningModel"], policy["reservation"]) == ("RESERVATION_BOUND", "r-l4")
+    alloc, _ = on(Rung(provisioning="flex_start"), "europe-west4")
+    assert alloc["instances"][0]["policy"]["provisioningModel"] == "FLEX_START"
+    assert "reservation" not in alloc["instances"][0]["policy"]
+    assert synthed["allocationPolicy"]["instances"][0]["policy"]["provisioningModel"] == "SPOT"
