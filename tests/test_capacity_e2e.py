@@ -163,26 +163,59 @@ def test_spot_stockout_falls_to_standard_after_the_deadline(make: Any) -> None:
                                                         "running"]
 
 
+def _exit_codes(b: Local, region: str, job_id: str) -> list[list[int]]:
+    """Per task, the exit codes of its ended attempts (Batch status events)."""
+    from local.client import batch_client
+
+    client = batch_client(b.endpoints.batch_target)
+    parent = f"projects/example-ml-dev/locations/{region}/jobs/{job_id}/taskGroups/group0"
+    return [[e.task_execution.exit_code for e in t.status.status_events
+             if "task_execution" in e] for t in client.list_tasks(parent=parent)]
+
+
+PREEMPT_HALF = {"LOCAL_BATCH_PREEMPT_RATE": "0.5", "LOCAL_BATCH_PREEMPT_ATTEMPTS": "2",
+                "LOCAL_BATCH_PREEMPT_MAX_DELAY_S": "0.3",
+                "LOCAL_BATCH_PREEMPT_CODES": "50001,50002,50003,50004,50006"}
+SPOT_JOB = {"ladder": [{"provisioning": "spot"}], "candidate_regions": ["europe-west4"],
+            "max_retry_count": 3, "files_per_task": 2}
+
+
 def test_half_preempted_completes_and_counts_lost_vms_apart_from_app_failures(
         make: Any) -> None:
-    """50% of attempts lose their VM (each reserved lost-VM code in turn); one input file is
-    bad on purpose: the runner's failure budget (10% of uppercase) absorbs it, Batch never
-    retries it, and the summary counts it apart from the preemptions."""
-    b = make({"LOCAL_BATCH_PREEMPT_RATE": "0.5", "LOCAL_BATCH_SEED": "7",
-              "LOCAL_BATCH_PREEMPT_ATTEMPTS": "2", "LOCAL_BATCH_PREEMPT_MAX_DELAY_S": "0.3",
-              "LOCAL_BATCH_PREEMPT_CODES": "50001,50002,50003,50004,50006"},
-             {"ladder": [{"provisioning": "spot"}], "candidate_regions": ["europe-west4"],
-              "max_retry_count": 3})
-    b.upload("preempt", 30, bad=1)
+    """Half the attempts lose their VM (any lost-VM code); one input file is bad on purpose:
+    the runner's failure budget absorbs it, Batch never retries it, and the summary counts it
+    apart from the preemptions. 12 tasks: all 12 first attempts kept is 1 in 4,096."""
+    from jobs.render import VM_LOST_EXIT_CODES
+
+    b = make(PREEMPT_HALF, SPOT_JOB | {"failure_budget": 0.5})
+    b.upload("preempt", 24, bad=1)
     proc = b.submit("preempt", "--wait")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["state"] == "SUCCEEDED"
-    assert result["preemptions"] >= 1
+    assert result["state"] == "SUCCEEDED" and result["task_count"] == 12
+    codes = [c for task in _exit_codes(b, "europe-west4", result["job_id"]) for c in task]
+    lost = [c for c in codes if c in VM_LOST_EXIT_CODES]
+    assert set(codes) <= {0, *VM_LOST_EXIT_CODES}
+    assert result["preemptions"] == len(lost) >= 1
+    assert result["retries"] == result["preemptions"]
     assert result["application_failures"] == 0  # no task attempt failed on its own
     assert result["files_failed"] == 1  # the bad file, in the runner's own budget
-    assert result["retries"] == result["preemptions"]
     assert f"preemptions {result['preemptions']} (lost VMs)" in proc.stderr
+
+
+def test_an_application_failure_past_its_budget_is_never_retried(make: Any) -> None:
+    """Exit 3 (failure budget exceeded) fails the task on its first try although the job
+    retries lost VMs 3 times (issue 13); the reported exit code is the last attempt's."""
+    b = make(PREEMPT_HALF | {"LOCAL_BATCH_PREEMPT_RATE": "0"}, SPOT_JOB | {"failure_budget": 0.0})
+    b.upload("overbudget", 2, bad=1)
+    proc = b.submit("overbudget", "--wait")
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["state"] == "FAILED"
+    assert _exit_codes(b, "europe-west4", result["job_id"]) == [[3]]  # one attempt, no retry
+    assert (result["application_failures"], result["preemptions"], result["retries"]) == (1, 0, 0)
+    assert result["exit_code"] == 3
+    assert "exit code 3 (last attempt)" in proc.stderr
 
 
 def test_a_capacity_failure_moves_on_without_waiting_for_the_deadline(make: Any) -> None:
