@@ -112,7 +112,8 @@ def rung_cost(p: Prepared, rung: Rung) -> str:
 
 
 def plan_ladder(p: Prepared, backend: Backend) -> Ladder:
-    """The viable candidates after the quota preflight (printed); exit 2 when none is."""
+    """The viable candidates after the quota preflight and the environment's guardrails on
+    each rung's job (printed); exit 2 when none is."""
     rungs = p.spec.rungs_for(p.env.name)
     regions = list(p.spec.candidate_regions) or [p.spec.region or p.env.region]
     all_cands = [Candidate(i, r, region) for i, r in enumerate(rungs) for region in regions]
@@ -130,8 +131,13 @@ def plan_ladder(p: Prepared, backend: Backend) -> Ladder:
             say(f"quota preflight skipped: {exc}")
     ladder = Ladder([], time_scale=_time_scale(backend))
     refused: list[str] = []
+    from submit import guard
+
     for cand in all_cands:
         problems = shortfalls(wanted[cand], values)
+        if not problems and len(all_cands) > 1:  # the default rung was checked by prepare
+            problems = [f"guardrail: {v}" for v in guard.violations(
+                job_on(p, cand), p.env.guardrails, p.env.name)]
         if problems:
             ladder.note(cand, "skipped", "; ".join(problems))
             refused.append(f"{cand.label()}: {'; '.join(problems)}")
@@ -140,8 +146,8 @@ def plan_ladder(p: Prepared, backend: Backend) -> Ladder:
             if len(all_cands) > 1:
                 say(f"plan: {cand.label()}: {rung_cost(p, cand.rung)}")
     if not ladder.candidates:
-        raise SubmitError("no rung of the ladder can ever run with this project's quota: "
-                          + " | ".join(refused))
+        raise SubmitError("no rung of the ladder can ever run with this project's quota and "
+                          "the environment's guardrails: " + " | ".join(refused))
     return ladder
 
 

@@ -17,12 +17,17 @@ def patched_environments(fields: dict[str, Any]) -> list[Any]:
     from jobs.spec import JobSpec
     from stacks.environments import example_environments
 
+    fields = dict(fields)
+    # The environment's guardrails allow the candidate regions unless the test says otherwise.
+    allowed = fields.pop("_allowed_regions", None) or fields.get("candidate_regions")
     out = []
     for env in example_environments():
         if env.name == "dev":
             jobs = [JobSpec.model_validate(j.model_dump() | fields) if j.name == "uppercase"
                     else j for j in env.jobs]
-            env = env.model_copy(update={"jobs": jobs})
+            guardrails = env.guardrails.model_copy(update={"allowed_regions": list(allowed)}
+                                                   ) if allowed else env.guardrails
+            env = env.model_copy(update={"jobs": jobs, "guardrails": guardrails})
         out.append(env)
     return out
 

@@ -136,6 +136,21 @@ def test_no_quota_anywhere_is_exit_2_with_the_numbers(make: Any) -> None:
     assert not list(b.storage().list_blobs(BUCKET, prefix="outputs/noquota/"))  # nothing made
 
 
+def test_a_region_outside_the_guardrails_is_skipped_with_the_reason(make: Any) -> None:
+    """Each rung's job must pass the environment's guardrails too (here: its regions)."""
+    b = make({"LOCAL_BATCH_QUOTAS": "europe-west4/CPUS-PER-VM-FAMILY-per-project-region:E2=0"},
+             {"ladder": [{"provisioning": "standard"}],
+              "candidate_regions": ["europe-west4", "us-central1"],
+              "_allowed_regions": ["europe-west4"]})
+    b.upload("guard", 1)
+    proc = b.submit("guard")
+    assert proc.returncode == 2, proc.stderr
+    assert ("rung 1 STANDARD in us-central1: skipped (guardrail: GPUB_JOB_4 "
+            "allocationPolicy.location.allowedLocations: regions/us-central1 is outside the "
+            "allowed regions of dev") in proc.stderr
+    assert "no rung of the ladder can ever run" in proc.stderr
+
+
 def test_spot_stockout_falls_to_standard_after_the_deadline(make: Any) -> None:
     b = make({"LOCAL_BATCH_STOCKOUT": "europe-west4/spot"},
              {"ladder": [{"provisioning": "spot", "deadline_s": 60},
