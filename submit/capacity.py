@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from submit.backend import Backend
     from submit.batch import Connection
+    from submit.ownership import RunRecord
     from submit.prepare import Prepared
 
 # Words in a Batch status event that mean "no capacity" rather than a broken job: Compute
@@ -161,6 +162,23 @@ def refuse_if_active_elsewhere(p: Prepared, backend: Backend, ladder: Ladder) ->
         if region != first:
             conn = backend.batch(p.env.project_id, region)
             ownership.refuse_if_active(batch.list_jobs(conn), p.out)
+
+
+def attempt_state(conn: Connection, record: RunRecord, job_id: str) -> str | None:
+    """Batch state of an attempt of the run, asked in the region the ladder created it in
+    (the run record's trail); None when Batch no longer knows it."""
+    from google.api_core import exceptions as gexc
+
+    from submit.backend import backend_for
+
+    region = next((s.get("region") for s in reversed(record.ladder)
+                   if s.get("job_id") == job_id), None)
+    if region and conn.parent.rsplit("/", 1)[-1] != region:
+        conn = backend_for(conn.local).batch(conn.parent.split("/")[1], str(region))
+    try:
+        return str(conn.client.get_job(name=f"{conn.parent}/jobs/{job_id}").status.state.name)
+    except gexc.NotFound:
+        return None
 
 
 def job_on(p: Prepared, cand: Candidate) -> dict[str, Any]:

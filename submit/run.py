@@ -128,7 +128,9 @@ def _claim_and_create(p: Prepared, conn: Connection, storage: storage.Client,
     data, generation = gcs.read_object(storage, p.out, ownership.RUN_RECORD, "--output")
     record = ownership.RunRecord.decode(data)
     previous = record.attempts[-1] if record and record.attempts else None
-    last_state = _state(conn, previous) if previous else None
+    from submit.capacity import attempt_state  # in the region the ladder put it in
+
+    last_state = attempt_state(conn, record, previous) if record and previous else None
     decision = ownership.decide(
         ours=p.record, record=record, first_object=gcs.first_object(storage, p.out, "--output"),
         last_state=last_state, overwrite=overwrite)
@@ -175,15 +177,6 @@ def _say_decision(decision: Decision, p: Prepared, last_state: str | None) -> No
         say(f"resuming the run of job {decision.previous} "
             f"({last_state or 'no longer known to Batch'}) in {p.out}: inputs with a done "
             "marker are skipped")
-
-
-def _state(conn: Connection, job_id: str) -> str | None:
-    from google.api_core import exceptions as gexc
-
-    try:
-        return str(conn.client.get_job(name=f"{conn.parent}/jobs/{job_id}").status.state.name)
-    except gexc.NotFound:
-        return None
 
 
 def _wait_and_summarise(conn: Connection, job_id: str, task_count: int, poll_s: float,

@@ -286,3 +286,21 @@ def test_a_run_moved_to_another_region_still_owns_its_output(make: Any) -> None:
     again = b.submit("moved")
     assert again.returncode == 3, again.stderr
     assert f"job {result['job_id']} is already running" in again.stderr
+
+
+def test_a_run_the_ladder_finished_in_another_region_is_reported_done(make: Any) -> None:
+    """The same submit again after the run SUCCEEDED in us-central1: the state of its last
+    attempt is asked where the ladder created it, so nothing is created (not a "resume")."""
+    b = make({"LOCAL_BATCH_STOCKOUT": "europe-west4/standard"},
+             {"ladder": [{"provisioning": "standard"}],
+              "candidate_regions": ["europe-west4", "us-central1"]})
+    b.upload("doneelsewhere", 2)
+    first = b.submit("doneelsewhere", "--wait", scale="0.002")  # 900 s default x 0.002
+    assert first.returncode == 0, first.stderr
+    done = json.loads(first.stdout)
+    assert (done["state"], done["region"]) == ("SUCCEEDED", "us-central1")
+    again = b.submit("doneelsewhere")
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["created"] is False and result["job_id"] == done["job_id"]
+    assert "already completed this run (SUCCEEDED)" in again.stderr
