@@ -17,7 +17,12 @@ from pydantic import BaseModel, ConfigDict
 
 from jobs.errors import JobSpecError
 from jobs.parts import IMAGE_REF_RE, SECRET_ID_RE, Notification, Runnable
-from jobs.spec import GPU_MIN_BOOT_DISK_GB, STORAGE_VARIABLES, resolve_topic
+from jobs.spec import (
+    GPU_MIN_BOOT_DISK_GB,
+    PREEMPTION_EXIT_CODE,
+    STORAGE_VARIABLES,
+    resolve_topic,
+)
 
 if TYPE_CHECKING:
     from jobs.spec import JobSpec
@@ -27,6 +32,15 @@ DEFAULT_MAX_RUN_DURATION_S = 3600
 # the names live in the run-time contract (gpub_runner.contract), re-exported here.
 RUNTIME_VARIABLES = contract.RUNTIME_VARIABLES
 RUNTIME_LABELS = ("client", "submitter", "manifest-hash")
+# Batch's reserved exit codes (https://cloud.google.com/batch/docs/troubleshooting#reserved-exit-codes,
+# also gpub_runner.contract.BATCH_RESERVED_EXIT_CODES): the ones that mean the VM was lost,
+# so the task never failed on its own: 50001 Spot VM preempted, 50002 VM reporting timeout,
+# 50003 VM rebooted during the task, 50004 VM unresponsive, 50006 VM recreated during the task.
+VM_LOST_EXIT_CODES = (50001, 50002, 50003, 50004, 50006)
+MAX_RUN_DURATION_EXIT_CODE = 50005  # the task ran too long: a retry would run too long again
+# The runner's 2 (bad configuration) and 3 (failure budget exceeded), gpub_runner.contract
+# NO_RETRY_EXIT_CODES, and 50005: never retried, in jobs from bin/submit and from workflows.
+NEVER_RETRIED_EXIT_CODES = (2, 3, MAX_RUN_DURATION_EXIT_CODE)
 
 
 class RenderContext(BaseModel):
@@ -65,6 +79,48 @@ def storage_variables(spec: JobSpec) -> dict[str, str]:
         if value is not None:
             out[var] = repr(value) if isinstance(value, float) else str(value)
     return out
+
+
+def lifecycle_policy(spec: JobSpec, env_name: str | None) -> tuple[int | None, dict[str, Any]]:
+    """(maxRetryCount, the one lifecycle policy or {}) of `spec` in `env_name`.
+
+    Batch takes one lifecycle policy per task spec ("Currently we only support one lifecycle
+    policy"; an exit code it does not name gets the default: retry while maxRetryCount lasts,
+    https://cloud.google.com/batch/docs/reference/rest/v1/projects.locations.jobs#TaskSpec),
+    and RETRY_TASK "will retry failed tasks if we notice any exit code match and fail tasks if
+    no match is found" (.../rest/v1/projects.locations.jobs#LifecyclePolicy). So one policy
+    says both things, and in an environment:
+    - retrying on preemption means RETRY_TASK on every code for a lost VM (VM_LOST_EXIT_CODES)
+      plus the job's own retry_exit_codes; every other code, an application failure, the
+      runner's 2 and 3 and 50005 (maxRunDuration exceeded) included, fails the task;
+    - retries without RETRY_TASK codes: FAIL_TASK on NEVER_RETRIED_EXIT_CODES, the rest retried;
+    - retry_exit_codes naming 2, 3 or 50005 is refused (a retry cannot fix them).
+    Application failures inside a task (a bad input file) are the runner's business: it
+    records them and fails the task with exit 3 only past the job's failure_budget, so they
+    have their own budget and never spend maxRetryCount. Without an environment (an import
+    round trip) exactly what the spec says is rendered.
+    """
+    retries, codes = spec.retry_policy_for(env_name)
+    if env_name is None:
+        return retries, _policy("RETRY_TASK", codes)
+    bad = [c for c in codes if c in NEVER_RETRIED_EXIT_CODES]
+    if bad:
+        raise JobSpecError(
+            f"retry_exit_codes: {bad} can never be retried (2: bad configuration, 3: failure "
+            f"budget exceeded, 50005: maxRunDuration exceeded); allowed: any other code",
+            "retry_exit_codes",
+        )
+    if PREEMPTION_EXIT_CODE in codes:
+        codes = [*VM_LOST_EXIT_CODES, *(c for c in codes if c not in VM_LOST_EXIT_CODES)]
+    if codes:
+        return retries, _policy("RETRY_TASK", codes)
+    if retries:
+        return retries, _policy("FAIL_TASK", list(NEVER_RETRIED_EXIT_CODES))
+    return retries, {}
+
+
+def _policy(action: str, codes: list[int]) -> dict[str, Any]:
+    return {"action": action, "actionCondition": {"exitCodes": codes}} if codes else {}
 
 
 def render_job(spec: JobSpec, env: RenderContext | None = None) -> dict[str, Any]:
@@ -127,13 +183,11 @@ def _task_group(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
     if run_s is not None:
         task["maxRunDuration"] = f"{run_s}s"
 
-    retries, codes = spec.retry_policy_for(env_name)
+    retries, policy = lifecycle_policy(spec, env_name)
     if retries:  # 0 is proto3's default and never appears in canonical JSON
         task["maxRetryCount"] = retries
-    if codes:
-        task["lifecyclePolicies"] = [
-            {"action": "RETRY_TASK", "actionCondition": {"exitCodes": codes}}
-        ]
+    if policy:
+        task["lifecyclePolicies"] = [policy]
 
     variables = dict(spec.env)
     variables.update(storage_variables(spec))

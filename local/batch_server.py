@@ -43,6 +43,7 @@ from google.cloud.batch_v1 import (
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, empty_pb2
 
+from local.capacity import CapacityConfig
 from local.executor import FaultConfig, JobRunner, ServerConfig
 from local.procs import write_json_atomic
 from local.state import GROUP_ID, TERMINAL_JOB_STATES, JobRecord, JobState, Store, now
@@ -456,7 +457,9 @@ def serve(
         gcs_endpoint=gcs_endpoint,
         faults=FaultConfig.from_env(dict(os.environ)),
         max_parallelism=int(os.environ.get("LOCAL_BATCH_MAX_PARALLELISM", "16")),
+        capacity=CapacityConfig.from_env(dict(os.environ)),
     )
+    config.capacity.write(root)  # what `bin/submit --local` reads as quota values
     service = BatchService(store, config)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"))
     server.add_generic_rpc_handlers((generic_handler(service),))

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from google.cloud.batch_v1 import LifecyclePolicy, Runnable, TaskSpec
+from google.cloud.batch_v1 import LifecyclePolicy, Runnable, StatusEvent, TaskSpec
 
+from local.capacity import CapacityConfig, job_placement, stockout_event
 from local.identity import DEFAULT_COMPUTE_EMAIL, token_for
 from local.images import find_local_image, local_command
 from local.procs import kill_group
-from local.state import JobRecord, JobState, Store, TaskState
+from local.state import JobRecord, JobState, Store, TaskState, now
 
 EXIT_PREEMPTED = 50001  # Spot VM preempted
 EXIT_TIMEOUT = 50005  # task exceeded maxRunDuration
@@ -46,6 +47,9 @@ class FaultConfig:
     seed: str = ""  # LOCAL_BATCH_SEED: same seed -> same attempts preempted at same delays
     preempt_attempts: int | None = None  # LOCAL_BATCH_PREEMPT_ATTEMPTS: only retry attempts < N
     max_delay_s: float = 2.0  # LOCAL_BATCH_PREEMPT_MAX_DELAY_S: kill within [0, this] s
+    # LOCAL_BATCH_PREEMPT_CODES: the reserved exit codes an injected loss of the VM reports
+    # (50001 Spot preemption, 50002, 50003, 50004, 50006), one drawn per preempted attempt.
+    codes: tuple[int, ...] = (EXIT_PREEMPTED,)
 
     @classmethod
     def from_env(cls, env: dict[str, str], base: FaultConfig | None = None) -> FaultConfig:
@@ -58,7 +62,9 @@ class FaultConfig:
         rate = get("LOCAL_BATCH_PREEMPT_RATE")
         attempts = get("LOCAL_BATCH_PREEMPT_ATTEMPTS")
         delay = get("LOCAL_BATCH_PREEMPT_MAX_DELAY_S")
+        codes = get("LOCAL_BATCH_PREEMPT_CODES")
         return cls(
+            codes=tuple(int(c) for c in codes.split(",") if c.strip()) if codes else base.codes,
             preempt_rate=min(max(float(rate), 0.0), 1.0) if rate else base.preempt_rate,
             seed=get("LOCAL_BATCH_SEED") or base.seed,
             preempt_attempts=int(attempts) if attempts else base.preempt_attempts,
@@ -77,6 +83,11 @@ class FaultConfig:
             return None
         return rng.uniform(0.0, self.max_delay_s)
 
+    def code_for(self, job_uid: str, index: int, attempt: int) -> int:
+        """The reserved exit code a preempted attempt reports (deterministic per seed)."""
+        rng = random.Random(f"{self.seed}:{job_uid}:{index}:{attempt}:code")
+        return self.codes[0] if len(self.codes) == 1 else rng.choice(self.codes)
+
 
 @dataclass
 class ServerConfig:
@@ -85,6 +96,7 @@ class ServerConfig:
     gcs_endpoint: str
     faults: FaultConfig = field(default_factory=FaultConfig)
     max_parallelism: int = 16  # a laptop is not a fleet: cap concurrent tasks per job
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)  # local/capacity.py
 
 
 class _Attempt:
@@ -181,7 +193,7 @@ class JobRunner:
     def _run(self) -> None:
         store, rec = self.store, self.rec
         try:
-            if self.stopping.is_set():
+            if self.stopping.is_set() or not self._await_capacity():
                 return self._finish()
             store.set_job_state(rec, JobState.SCHEDULED)
             with ThreadPoolExecutor(
@@ -193,6 +205,28 @@ class JobRunner:
         except Exception as e:  # never leave a job RUNNING because of a bug here
             with store.lock:
                 store.fail_in_flight(rec, f"local backend error: {e!r}")
+
+    def _await_capacity(self) -> bool:
+        """Stay QUEUED until the simulated capacity has a VM (local/capacity.py); False when
+        the job was stopped first. A job with no VM gets a capacity status event."""
+        region, model, gpus = job_placement(self.rec.job, self.rec.job.name.split("/")[3])
+        wait, why = self.config.capacity.admission(region, model, gpus)
+        vms = self.config.capacity.max_vms(region, model, gpus)
+        if vms is not None:
+            self.parallelism = max(1, min(self.parallelism, vms))
+        if wait == 0:
+            return True
+        if wait is None and self.config.capacity.fails(region, model):
+            # Batch fails the job when its VMs cannot be created: the event is the reason.
+            self.stop_reason, self.stop_state = stockout_event(region, why), JobState.FAILED
+            self.stopping.set()
+            return False
+        with self.store.lock:
+            self.rec.job.status.status_events.append(StatusEvent(
+                type_="RESOURCE_ALLOCATION", description=stockout_event(region, why),
+                event_time=now()))
+            self.store.save(self.rec)
+        return not self.stopping.wait(wait)  # wait None: until cancelled
 
     def _finish(self) -> None:
         store, rec = self.store, self.rec
@@ -340,7 +374,7 @@ class JobRunner:
                         rdeadline = t if rdeadline is None else min(rdeadline, t)
                     outcome = self._wait(proc, rdeadline, preempt_deadline)
                     if outcome == "preempted":
-                        return self._preempted(handle, log, preempt_at)
+                        return self._preempted(handle, log, preempt_at, index, attempt)
                     if outcome == "timeout":
                         handle.kill()
                         limit = max_run.total_seconds() if max_run else 0
@@ -357,7 +391,7 @@ class JobRunner:
                 if preempt_deadline is not None:
                     # The VM vanished before Batch recorded the result: the work may be done,
                     # but the attempt counts as preempted and retried (idempotency matters).
-                    return self._preempted(handle, log, preempt_at)
+                    return self._preempted(handle, log, preempt_at, index, attempt)
                 return code, detail
             finally:
                 handle.kill()  # background runnables and any stray children end with the task
@@ -365,11 +399,13 @@ class JobRunner:
                 with self._attempts_lock:
                     self._attempts.pop(index, None)
 
-    def _preempted(self, handle: _Attempt, log: IO[bytes], after: float | None) -> tuple[int, str]:
+    def _preempted(self, handle: _Attempt, log: IO[bytes], after: float | None, index: int,
+                   attempt: int) -> tuple[int, str]:
         handle.kill()
-        detail = f"Injected Spot preemption after {after or 0:.2f}s (LOCAL_BATCH_PREEMPT_RATE)."
-        _note(log, f"killed: {detail} exit code {EXIT_PREEMPTED}")
-        return EXIT_PREEMPTED, detail
+        code = self.faults.code_for(str(self.rec.job.uid), index, attempt)
+        detail = f"Injected loss of the VM after {after or 0:.2f}s (LOCAL_BATCH_PREEMPT_RATE)."
+        _note(log, f"killed: {detail} exit code {code}")
+        return code, detail
 
     def _wait(
         self, proc: subprocess.Popen[bytes], deadline: float | None, preempt: float | None

@@ -18,7 +18,7 @@ Imported only by commands that talk to a service (google-cloud-* cost ~0.7 s to 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from submit import gcs, localmode
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from google.cloud import batch_v1, storage  # type: ignore[attr-defined]
 
     from submit.batch import Connection
+    from submit.quota import QuotaValue
 
 _READ_WRITE = "https://www.googleapis.com/auth/devstorage.read_write"
 
@@ -52,6 +53,8 @@ class Backend(Protocol):
     def log_tail(self, conn: Connection, job: batch_v1.Job, index: int, n: int) -> list[str]:
         """The last `n` readable lines of task `index` (for the failure summary)."""
         ...
+
+    def quotas(self, project: str, quota_ids: Sequence[str]) -> list[QuotaValue]: ...
 
 
 class GoogleBackend:
@@ -110,6 +113,17 @@ class GoogleBackend:
         except Exception as exc:  # the summary must not hide the failure behind a log error
             return [f"(log unavailable: {str(exc).splitlines()[0][:160]})"]
 
+    def quotas(self, project: str, quota_ids: Sequence[str]) -> list[QuotaValue]:
+        """Compute Engine quota values from the Cloud Quotas API (submit/quota.py)."""
+        from google.cloud import cloudquotas_v1
+
+        from submit.batch import api_errors
+        from submit.quota import read_quota_values
+
+        with api_errors("Cloud Quotas"):  # ADC is looked up here
+            client = cloudquotas_v1.CloudQuotasClient()
+        return read_quota_values(client, project, quota_ids)
+
 
 class LocalBackend:
     """The embedded backend (`local/`): started on first use, then reused by this process."""
@@ -162,6 +176,16 @@ class LocalBackend:
         from submit.batch import short_id
 
         return logs.local_tail(localmode.backend(), short_id(job.name), index, n)
+
+    def quotas(self, project: str, quota_ids: Sequence[str]) -> list[QuotaValue]:
+        """The simulated values (LOCAL_BATCH_QUOTAS, written by the local Batch server)."""
+        from local.capacity import CapacityConfig
+        from submit.quota import QuotaValue
+
+        self.endpoints()  # the server writes them when it starts
+        wanted = set(quota_ids)
+        return [QuotaValue(q.quota_id, dict(q.dimensions), q.value)
+                for q in CapacityConfig.read(localmode.root()).quotas if q.quota_id in wanted]
 
 
 def backend_for(local: bool, principal: str | None = None, *,

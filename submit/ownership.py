@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gpub_runner import contract
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -42,6 +42,7 @@ class RunRecord(BaseModel):
     output: str
     manifest_hash: str
     attempts: list[str] = []
+    ladder: list[dict[str, Any]] = []  # the capacity ladder's steps (submit/capacity.py)
 
     def same_run(self, other: RunRecord) -> bool:
         keys = ("job", "client", "env", "input", "output", "manifest_hash")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from google.cloud import batch_v1
-from gpub_runner.contract import PREEMPTION_EXIT_CODE
+from gpub_runner.contract import BATCH_RESERVED_EXIT_CODES
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -16,13 +16,17 @@ from submit import batch
 from submit.batch import Connection
 
 _TASK_FINAL = ("SUCCEEDED", "FAILED")
+# The reserved codes for a lost VM (all but 50005, maxRunDuration exceeded), jobs/render.py.
+VM_LOST_EXIT_CODES = frozenset(c for c in BATCH_RESERVED_EXIT_CODES if c != 50005)
 
 
 @dataclass(frozen=True)
 class TaskStats:
     counts: dict[str, int]  # task state name -> tasks
     retries: int
-    preemptions: int
+    preemptions: int  # attempts that ended because the VM was lost (not the task's fault)
+    app_failures: int = 0  # attempts that ended with any other non-zero exit code
+    last_exit_code: int | None = None  # of the last ended attempt of a FAILED task
 
     @property
     def finished(self) -> int:
@@ -34,21 +38,27 @@ def task_stats(tasks: list[batch_v1.Task]) -> TaskStats:
     (every ended attempt is an event with an exit code; a non-zero one on a task that ran
     again was retried)."""
     counts: Counter[str] = Counter()
-    retries = preemptions = 0
+    retries = preemptions = app_failures = 0
+    last: int | None = None
     for task in tasks:
         state = batch_v1.TaskStatus.State(task.status.state).name
         counts[state] += 1
         failed = 0
+        code = 0
         for event in task.status.status_events:
             if "task_execution" not in event:
                 continue
             code = event.task_execution.exit_code
-            if code == PREEMPTION_EXIT_CODE:
+            if code in VM_LOST_EXIT_CODES:
                 preemptions += 1
+            elif code != 0:
+                app_failures += 1
             if code != 0:
                 failed += 1
+        if state == "FAILED" and failed:
+            last = code  # the reported exit code is the last attempt's
         retries += failed - 1 if state == "FAILED" and failed else failed
-    return TaskStats(dict(counts), retries, preemptions)
+    return TaskStats(dict(counts), retries, preemptions, app_failures, last)
 
 
 def job_state(job: batch_v1.Job) -> str:

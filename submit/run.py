@@ -87,14 +87,25 @@ def run_cmd(
                 parallelism=parallelism, max_cost=max_cost, client=client, out_dir=out_dir,
                 storage=storage, submitter=_submitter())
     describe(p)
+    from submit import capacity  # the ladder: quota preflight, then rung by rung (issue 15)
+
+    ladder = capacity.plan_ladder(p, backend)
+    p.job_json = capacity.job_on(p, ladder.current)
     if dry_run:
         _dry_run_checks(p, storage, overwrite)
         say("dry run: nothing created")
         sys.stdout.write(p.job_text(f"{p.run_base}-1") + "\n")
         return 0
 
-    conn = backend.batch(p.env.project_id, p.env.region)
+    conn = backend.batch(p.env.project_id, ladder.current.region)
+    capacity.refuse_if_active_elsewhere(p, backend, ladder)
     job_id, is_new, created = _claim_and_create(p, conn, storage, overwrite)
+    if is_new:
+        first = job_id
+        conn, job_id = capacity.climb(p, backend, storage, ladder, conn, job_id, poll_s,
+                                       watch_last=wait)
+        if job_id != first:  # the ladder moved the run: report the job that runs it
+            created = _create_time(conn, job_id)
     result: dict[str, Any] = {
         "job_id": job_id, "name": f"{conn.parent}/jobs/{job_id}", "new": is_new,
         # One type for `created` in every JSON output: the job's creation time (listing.py).
@@ -102,11 +113,16 @@ def run_cmd(
         "task_count": p.plan.task_count, "parallelism": p.plan.parallelism,
         "files": len(p.plan.objects), "estimated_cost_usd": round(p.cost.usd, 4),
         "manifest": p.out.uri(manifest.MANIFEST_NAME), "request_id": _request_id(job_id),
+        "rung": ladder.current.label(), "region": ladder.current.region, "ladder": ladder.trail,
     }
     code = 0
     if wait:
+        say(f"waiting on {ladder.current.label()} (job {job_id})")
         code = _wait_and_summarise(backend, conn, job_id, p.plan.task_count, poll_s,
                                    p.cost.usd, result)
+        result["files_failed"] = capacity.files_failed(storage, p.out)
+        say(f"files failed {result['files_failed']} (the runner's failure budget, never "
+            "retried by Batch)")
     if json_out:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     else:
@@ -175,7 +191,9 @@ def _claim_and_create(p: Prepared, conn: Connection, storage: storage.Client,
     data, generation = gcs.read_object(storage, p.out, ownership.RUN_RECORD, "--output")
     record = ownership.RunRecord.decode(data)
     previous = record.attempts[-1] if record and record.attempts else None
-    last_state = _state(conn, previous) if previous else None
+    from submit.capacity import attempt_state  # in the region the ladder put it in
+
+    last_state = attempt_state(conn, record, previous) if record and previous else None
     decision = ownership.decide(
         ours=p.record, record=record, first_object=gcs.first_object(storage, p.out, "--output"),
         last_state=last_state, overwrite=overwrite)
@@ -234,15 +252,6 @@ def _create_time(conn: Connection, job_id: str) -> str | None:
     return job.create_time.isoformat() if job.create_time else None
 
 
-def _state(conn: Connection, job_id: str) -> str | None:
-    from google.api_core import exceptions as gexc
-
-    try:
-        return str(conn.client.get_job(name=f"{conn.parent}/jobs/{job_id}").status.state.name)
-    except gexc.NotFound:
-        return None
-
-
 def _wait_and_summarise(backend: Backend, conn: Connection, job_id: str, task_count: int,
                         poll_s: float, cost_usd: float | None, result: dict[str, Any]) -> int:
     from submit import batch, progress, watch
@@ -254,11 +263,15 @@ def _wait_and_summarise(backend: Backend, conn: Connection, job_id: str, task_co
     duration = progress.job_duration_s(job)
     say(f"job {job_id} {state}: tasks {stats.counts.get('SUCCEEDED', 0)}/{task_count} "
         f"succeeded, {stats.counts.get('FAILED', 0)} failed; retries {stats.retries}, "
-        f"preemptions {stats.preemptions}; duration "
+        f"preemptions {stats.preemptions} (lost VMs), application failures "
+        f"{stats.app_failures}"
+        + ("" if stats.last_exit_code is None else
+           f", exit code {stats.last_exit_code} (last attempt)") + "; duration "
         f"{'unknown' if duration is None else f'{duration:.0f}s'}"
         + ("" if cost_usd is None else f"; estimated cost at most {usd(cost_usd)}"))
     result.update(state=state, tasks=stats.counts, retries=stats.retries,
-                  preemptions=stats.preemptions, duration_s=duration)
+                  preemptions=stats.preemptions, application_failures=stats.app_failures,
+                  exit_code=stats.last_exit_code, duration_s=duration)
     if stats.counts.get("FAILED"):  # why, in words, with the next command (submit/watch.py)
         result["failures"] = watch.explain(conn, job, batch.list_tasks(conn, job), backend)
     return 0 if state == "SUCCEEDED" else 1

@@ -23,6 +23,7 @@ CASES = [
      {"latency_0ms", "latency_5ms"}),
     ("synth.py", ["--clients", "2", "--jobs", "1"], {"n1_m1", "n2_m1"}),
     ("check.py", ["--quick"], {"n1_m2"}),
+    ("capacity.py", ["--quick"], {"direct", "stockout"}),
     pytest.param("embed.py", ["--quick"], {"embed_cpu"}, id="embed.py", marks=pytest.mark.skipif(
         importlib.util.find_spec("sentence_transformers") is None,
         reason="the embed extra (torch, sentence-transformers) is not installed")),

@@ -1,0 +1,46 @@
+"""`bin/submit` with the dev `uppercase` job given the fields in $GPUB_TEST_LADDER (JSON:
+ladder, candidate_regions, max_retry_count...): the capacity tests' declared job, without
+editing the project's environments."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
+
+
+def patched_environments(fields: dict[str, Any]) -> list[Any]:
+    from jobs.spec import JobSpec
+    from stacks.environments import example_environments
+
+    fields = dict(fields)
+    # The environment's guardrails allow the candidate regions unless the test says otherwise.
+    allowed = fields.pop("_allowed_regions", None) or fields.get("candidate_regions")
+    out = []
+    for env in example_environments():
+        if env.name == "dev":
+            jobs = [JobSpec.model_validate(j.model_dump() | fields) if j.name == "uppercase"
+                    else j for j in env.jobs]
+            guardrails = env.guardrails.model_copy(update={"allowed_regions": list(allowed)}
+                                                   ) if allowed else env.guardrails
+            env = env.model_copy(update={"jobs": jobs, "guardrails": guardrails})
+        out.append(env)
+    return out
+
+
+def main() -> None:
+    from submit import synth
+    from submit.cli import main as submit_main
+
+    fields = json.loads(os.environ["GPUB_TEST_LADDER"])
+    synth.environments = lambda: {e.name: e for e in patched_environments(fields)}
+    sys.argv = ["submit", *sys.argv[1:]]
+    submit_main()
+
+
+if __name__ == "__main__":
+    main()
