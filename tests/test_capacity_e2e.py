@@ -302,5 +302,5 @@ def test_a_run_the_ladder_finished_in_another_region_is_reported_done(make: Any)
     again = b.submit("doneelsewhere")
     assert again.returncode == 0, again.stderr
     result = json.loads(again.stdout)
-    assert result["created"] is False and result["job_id"] == done["job_id"]
+    assert result["new"] is False and result["job_id"] == done["job_id"]
     assert "already completed this run (SUCCEEDED)" in again.stderr
