@@ -456,6 +456,7 @@ def serve(
         gcs_endpoint=gcs_endpoint,
         faults=FaultConfig.from_env(dict(os.environ)),
         max_parallelism=int(os.environ.get("LOCAL_BATCH_MAX_PARALLELISM", "16")),
+        schedule_delay_s=float(os.environ.get("LOCAL_BATCH_SCHEDULE_DELAY_S", "0") or 0),
     )
     service = BatchService(store, config)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"))
