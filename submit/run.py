@@ -17,6 +17,7 @@ from submit.ui import EnvOpt, JsonOpt, LocalOpt, say
 if TYPE_CHECKING:
     from google.cloud import storage  # type: ignore[attr-defined]
 
+    from stacks.settings import EnvironmentSettings
     from submit.backend import Backend
     from submit.batch import Connection
     from submit.ownership import Decision
@@ -55,6 +56,7 @@ def run_cmd(
     synth.load_job_json(synth.synth_dir(out_dir), env_settings,
                         synth.load_spec(env_settings, job))
 
+    _use_local_stack(env_settings, out_dir)
     backend = backend_for(local, env_settings.operator_sa_email)
     storage = backend.storage(env_settings.project_id)
     p = prepare(job=job, env_name=env, input_uri=input_uri, output_uri=output_uri,
@@ -86,6 +88,16 @@ def run_cmd(
     else:
         sys.stdout.write(job_id + "\n")  # for scripts: id=$(bin/submit ...)
     return code
+
+
+def _use_local_stack(env: EnvironmentSettings, out_dir: str | None) -> None:
+    """With --local, the local cloud enforces the IAM (and runs the topics and workflows) of
+    the environment's synthesized stack, as Google Cloud would after a deploy (no effect on
+    Google)."""
+    from submit import localmode
+
+    stack = synth.synth_dir(out_dir) / "stacks" / env.stack_name / "cdk.tf.json"
+    localmode.use_stacks([stack.resolve()] if stack.is_file() else [])
 
 
 def _request_id(job_id: str) -> str:

@@ -5,6 +5,7 @@ deployed workflow, triggers, bucket policies and topics, run by the local cloud
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -70,11 +71,10 @@ def test_cross_tenant_reads_lists_and_writes_are_denied(cloud: Cloud, who: str) 
     admin.bucket(theirs).blob(f"inputs/{JOB}/g/0.jsonl").upload_from_string(b"globex only")
     me = cloud.gcs(email)
     for name in (f"outputs/{JOB}/g/0.jsonl", f"inputs/{JOB}/g/0.jsonl"):
-        denied(lambda n=name: me.bucket(theirs).blob(n).download_as_bytes(),
-               "storage.objects.get")
+        denied(partial(me.bucket(theirs).blob(name).download_as_bytes), "storage.objects.get")
     denied(lambda: list(me.list_blobs(theirs, prefix="outputs/")), "storage.objects.list")
     for name in (f"outputs/{JOB}/g/x.jsonl", f"inputs/{JOB}/g/_READY"):
-        denied(lambda n=name: me.bucket(theirs).blob(n).upload_from_string(b"x"),
+        denied(partial(me.bucket(theirs).blob(name).upload_from_string, b"x"),
                "storage.objects.create")
     # ... while its own bucket answers (the denials above are not a broken setup).
     list(me.list_blobs(ENV.client_bucket("acme"), prefix="outputs/"))
