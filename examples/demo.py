@@ -10,6 +10,7 @@ honoured as by every other command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -190,11 +191,9 @@ def the_story(ep: Any, arc: Any) -> int:
     except gexc.Forbidden as exc:
         denied = True
         body = str(exc.message)
-        try:  # GCS's JSON error body: {"error": {"code": 403, "message": ...}}
+        with contextlib.suppress(ValueError):  # GCS's JSON body: {"error": {"message": ..}}
             body = json.JSONDecoder().raw_decode(body[body.index('{"error"'):])[0]["error"][
                 "message"]
-        except ValueError:
-            pass
         console.print(f"[green]403 Forbidden[/] gs://{env.client_bucket(OTHER)}/{target}\n"
                       f"  {body}")
     if not denied:
