@@ -37,7 +37,7 @@ def test_where_names_come_from_the_tenancy_v2_settings() -> None:
     assert loc.output_prefix("b1") == f"gs://{bucket}/outputs/uppercase/b1/"
     assert loc.client_identity == env.client_sa_email("acme")
     assert loc.run_identity == env.run_sa_email("acme")
-    assert loc.results_subscription.endswith("/subscriptions/results-acme-sub")
+    assert loc.results_subscription.endswith("/subscriptions/batch-acme-results-sub")
     assert loc.ready_marker == READY_MARKER == "_READY"
 
 

@@ -1,0 +1,56 @@
+"""Terraform outputs per environment and client (stacks/outputs.py) name the resources the
+stack declares, and `bin/submit where` prints the same values: one source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from policies.tfjson import facts_from_document, instances
+from stacks.environments import example_environments
+from submit.where import locate
+
+
+def _names(doc: dict[str, Any], rtype: str, attr: str = "name") -> set[str]:
+    facts = facts_from_document(doc)
+    out = set()
+    for name, conf in doc["resource"].get(rtype, {}).items():
+        for _, inst in instances(name, conf):
+            out.add(facts.resolve_text(str(inst.get(attr, ""))))
+    return out
+
+
+@pytest.mark.parametrize("env", example_environments(), ids=lambda e: e.name)
+def test_outputs_name_declared_resources_and_where_agrees(
+    env: Any, stacks_json: dict[str, dict[str, Any]],
+) -> None:
+    doc = stacks_json[env.name]
+    outputs = {k: v["value"] for k, v in doc["output"].items()}
+    p = env.project_id
+    buckets = _names(doc, "google_storage_bucket")
+    accounts = {f"{a}@{p}.iam.gserviceaccount.com"
+                for a in _names(doc, "google_service_account", "account_id")}
+    topics = {f"projects/{p}/topics/{t}" for t in _names(doc, "google_pubsub_topic")}
+    subs = {f"projects/{p}/subscriptions/{s}" for s in _names(doc, "google_pubsub_subscription")}
+    workflows = {f"projects/{p}/locations/{env.region}/workflows/{w}"
+                 for w in _names(doc, "google_workflows_workflow")}
+    assert outputs["data_bucket"] in buckets
+    assert outputs["operator_identity"] in accounts and outputs["adhoc_identity"] in accounts
+    assert outputs["uploads_topic"] in topics
+    assert env.clients
+    for client in env.clients:
+        c = client.name
+        assert outputs[f"client_{c}_bucket"] in buckets
+        assert outputs[f"client_{c}_identity"] in accounts
+        assert outputs[f"client_{c}_run_identity"] in accounts
+        assert outputs[f"client_{c}_results_topic"] in topics
+        assert outputs[f"client_{c}_results_subscription"] in subs
+        for job in client.jobs:
+            assert outputs[f"workflow_{c}_{job}"] in workflows
+            loc = locate(env, c, job)
+            assert (loc.bucket, loc.client_identity, loc.run_identity, loc.results_topic,
+                    loc.results_subscription) == (
+                outputs[f"client_{c}_bucket"], outputs[f"client_{c}_identity"],
+                outputs[f"client_{c}_run_identity"], outputs[f"client_{c}_results_topic"],
+                outputs[f"client_{c}_results_subscription"])
