@@ -3,6 +3,12 @@ stack declares, and `bin/submit where` prints the same values: one source."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +16,8 @@ import pytest
 from policies.tfjson import facts_from_document, instances
 from stacks.environments import example_environments
 from submit.where import locate
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _names(doc: dict[str, Any], rtype: str, attr: str = "name") -> set[str]:
@@ -54,3 +62,28 @@ def test_outputs_name_declared_resources_and_where_agrees(
                 outputs[f"client_{c}_bucket"], outputs[f"client_{c}_identity"],
                 outputs[f"client_{c}_run_identity"], outputs[f"client_{c}_results_topic"],
                 outputs[f"client_{c}_results_subscription"])
+
+
+def test_submit_knows_a_client_onboarded_only_in_the_synthesized_app(
+    synth_dir: Path, tmp_path: Path,
+) -> None:
+    """`onboard_client` adds a client to the stack only: submit reads it from
+    cdktf.out/environments/<stack>.json (where prints its bucket and identities)."""
+    out = tmp_path / "cdktf.out"
+    shutil.copytree(synth_dir, out)
+    env_file = out / "environments" / "platform-dev.json"
+    data = json.loads(env_file.read_text())
+    data["clients"].append({**data["clients"][0], "name": "initech", "principal": None})
+    env_file.write_text(json.dumps(data))
+    env = {**os.environ, "GPUB_SYNTH_DIR": str(out), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "submit", "where", "--client", "initech",
+                           "--job", "uppercase", "--json"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["bucket"] == "example-ml-dev-initech"
+    # Without that synth, initech is unknown (exit 2, one line).
+    env["GPUB_SYNTH_DIR"] = str(synth_dir)
+    proc = subprocess.run([sys.executable, "-m", "submit", "where", "--client", "initech",
+                           "--job", "uppercase"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--client: unknown client 'initech'" in proc.stderr
