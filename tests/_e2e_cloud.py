@@ -216,7 +216,7 @@ def check_rerun(cloud: Cloud, arc: LocalEventarc) -> None:
     outcomes(arc, "acme")
 
 
-def check_cancel(cloud: Cloud, arc: LocalEventarc, within_s: float = 15) -> None:
+def check_cancel(cloud: Cloud, arc: LocalEventarc, within_s: float = 8) -> None:
     """Cancelling the job a workflow waits on ends that workflow, with a CANCELLED outcome."""
     outcomes(arc, "acme")
     batch = cloud.batch_name("cancel")

@@ -87,3 +87,23 @@ def test_submit_knows_a_client_onboarded_only_in_the_synthesized_app(
                            "--job", "uppercase"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--client: unknown client 'initech'" in proc.stderr
+
+
+def test_the_planner_caps_gpus_by_the_stacks_quota_preference(synth_dir: Path) -> None:
+    """submit's GPU cap is `env.gpu_limit(family)`, the number the stack's quota preference
+    asks for (the jobs' peak demand), not only the guardrail's `gpu_quota` override."""
+    from stacks.environments import dev
+    from submit import costing, synth
+    from submit.prepare import _parallelism_caps
+
+    env = dev()
+    env = env.model_copy(update={"guardrails": env.guardrails.model_copy(
+        update={"gpu_quota": {}})})
+    spec = synth.load_spec(env, "embed")
+    job = json.loads((synth_dir / "jobs" / "platform-dev" / "embed.json").read_text())
+    shape = costing.job_shape(job)
+    caps = dict(_parallelism_caps(env, spec, shape, None, 100.0, 0.0))
+    limit = env.gpu_limit("L4")
+    assert limit  # the stack requests a quota for the embed job's L4s
+    assert caps[f"GPU quota L4={limit} at {shape.gpus_per_vm} per VM"] == (
+        limit // shape.gpus_per_vm * shape.tasks_per_node)
