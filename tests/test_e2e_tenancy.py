@@ -100,3 +100,19 @@ def test_an_upload_outside_the_client_input_location_starts_nothing(cloud: Cloud
     admin.bucket(ENV.client_bucket("acme")).blob("scratch/_READY").upload_from_string(b"")
     assert arc.deliver(timeout_s=1.5) == []
     assert {j.name for j in client.list_jobs(parent=PARENT)} == before
+
+
+def test_a_command_that_names_no_stack_keeps_the_running_cloud_and_its_iam(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`bin/submit status|logs|list --local` (no stack given) after `bin/demo`: the same
+    servers, IAM still on, instead of a restart without IAM."""
+    from local.backend import LocalBackend
+
+    monkeypatch.delenv("GPUB_LOCAL_STACKS", raising=False)
+    monkeypatch.delenv("LOCAL_IAM", raising=False)
+    again = LocalBackend(cloud.backend.root)
+    assert again.stacks == [cloud.stack.resolve()] and again.iam
+    assert again.ensure_running() == cloud.ep
+    me = cloud.gcs(ENV.client_sa_email("acme"))
+    denied(lambda: list(me.list_blobs(ENV.client_bucket("globex"))), "storage.objects.list")
