@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from local.connectors import Connectors
+from local.pubsub_stack import eventarc_subscription
 from local.workflows import (
     DeployedWorkflow,
     Trigger,
@@ -63,8 +64,7 @@ class LocalEventarc:
         self.routes: list[tuple[Trigger, DeployedWorkflow, str]] = []
         for trigger in self.triggers:
             wf = workflow_for(trigger, self.workflows)
-            project = trigger.topic.split("/")[1]
-            sub = f"projects/{project}/subscriptions/eventarc-{trigger.name}"
+            sub = eventarc_subscription(trigger.topic, trigger.name)
             with contextlib.suppress(gexc.AlreadyExists):
                 self.subscriber.create_subscription(name=sub, topic=trigger.topic)
             self.routes.append((trigger, wf, sub))

@@ -4,6 +4,9 @@ deployed workflow, triggers, bucket policies and topics, run by the local cloud
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -27,6 +30,7 @@ from tests._e2e_cloud import (
 )
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +120,20 @@ def test_a_command_that_names_no_stack_keeps_the_running_cloud_and_its_iam(
     assert again.ensure_running() == cloud.ep
     me = cloud.gcs(ENV.client_sa_email("acme"))
     denied(lambda: list(me.list_blobs(ENV.client_bucket("globex"))), "storage.objects.list")
+
+
+def test_python_m_local_events_delivers_what_was_uploaded_before_it_started(
+    cloud: Cloud,
+) -> None:
+    """Eventarc's subscription exists from the deploy on (the local Pub/Sub creates it from
+    the stack), so an upload made while nothing delivers still starts its run later."""
+    batch = cloud.batch_name("cli")
+    upload_batch(cloud, "acme", batch, n=1)
+    env = {**os.environ, "GPUB_LOCAL_ROOT": str(cloud.backend.root), "PYTHONPATH": str(REPO),
+           "LOCAL_WORKFLOWS_SLEEP_SCALE": "0.01"}
+    proc = subprocess.run([sys.executable, "-m", "local", "events", "--once", "--stack",
+                           str(cloud.stack)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"inputs/{JOB}/{batch}/_READY: SUCCEEDED" in proc.stdout, proc.stdout[-2000:]
+    outcomes(cloud.eventarc(), "acme")

@@ -47,3 +47,15 @@ def test_the_dispatchers_identity_is_the_workflow_service_account(
     wf = wfs[ENV.job_workflow("uppercase")]
     assert wf.service_account == f"batch-workflows@{ENV.project_id}.iam.gserviceaccount.com"
     assert "skip_polling: true" in wf.source  # jobs.create returns at creation, then polls
+
+
+def test_the_local_pubsub_creates_each_triggers_subscription_from_the_stack(
+    stacks_json: dict[str, dict[str, Any]],
+) -> None:
+    from local.pubsub_stack import declared_topics_and_subscriptions
+
+    _, subs = declared_topics_and_subscriptions([stacks_json["dev"]])
+    uploads = f"projects/{ENV.project_id}/topics/{ENV.uploads_topic}"
+    for job in ("embed", "uppercase"):
+        name = f"projects/{ENV.project_id}/subscriptions/eventarc-batch-{job}-uploads"
+        assert subs[name][0] == uploads
