@@ -1,25 +1,73 @@
-"""`python -m local {start,stop,status} [--root .local]`: manage the local backend."""
+"""`python -m local {start,stop,status,events} [--root .local] [--stack cdk.tf.json ...]`:
+manage the local backend.
+
+- `start --stack F`: the local cloud of a synthesized stack (IAM on, its topics, its buckets);
+- `events --stack F`: the stack's Eventarc triggers, locally: deliver each pending event to
+  its workflow (the deployed YAML) until interrupted (`--once`: what is pending, then exit).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from local.backend import LocalBackend, default_root
 
 
+def _events(backend: LocalBackend, once: bool) -> int:
+    from local.eventarc import LocalEventarc
+
+    ep = backend.ensure_running()
+    arc = LocalEventarc(backend.stacks, batch_target=ep.batch_target,
+                        gcs_endpoint=ep.gcs_endpoint, pubsub_target=ep.pubsub_target)
+    print(f"delivering events of {len(arc.triggers)} triggers (Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            runs = arc.deliver(timeout_s=1.5)
+            for r in runs:
+                attrs = r.event["data"]["message"].get("attributes", {})
+                what = r.result if r.error is None else r.error
+                print(f"{r.workflow} <- gs://{attrs.get('bucketId')}/{attrs.get('objectId')}: "
+                      f"{r.state} {json.dumps(what, default=str)[:200]}", flush=True)
+            if once and not runs:
+                return 0
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m local", description=__doc__)
-    p.add_argument("command", choices=["start", "stop", "status"])
+    p = argparse.ArgumentParser(prog="python -m local", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["start", "stop", "status", "events"])
     p.add_argument("--root", type=Path, default=None,
                    help="state directory (default: GPUB_LOCAL_ROOT, else <repo>/.local)")
     p.add_argument("--repo-root", type=Path, default=None, help="where images/ live")
+    p.add_argument("--stack", type=Path, action="append", default=None,
+                   help="a synthesized cdk.tf.json whose IAM, topics and workflows to run "
+                        "(repeatable; default: GPUB_LOCAL_STACKS, else what is running)")
+    p.add_argument("--once", action="store_true", help="events: deliver what is pending, exit")
     a = p.parse_args(argv)
-    backend = LocalBackend(a.root or default_root(), repo_root=a.repo_root)
+    for stack in a.stack or []:
+        if not stack.is_file():
+            p.error(f"--stack: {stack} is not a file (synthesize first: .venv/bin/python main.py)")
+    backend = LocalBackend(a.root or default_root(), repo_root=a.repo_root, stacks=a.stack)
+    if a.command == "events":
+        if not backend.stacks:
+            p.error("events: needs --stack (the stack whose triggers to run)")
+        return _events(backend, a.once)
     if a.command == "start":
         ep = backend.ensure_running()
         print(f"batch: {ep.batch_target}\ngcs:   {ep.gcs_endpoint}")
+        if backend.stacks:
+            from local.apply import apply_buckets
+
+            created = apply_buckets(ep.gcs_upstream, backend.stacks)
+            print(f"pubsub: {ep.pubsub_target} (PUBSUB_EMULATOR_HOST)\n"
+                  f"iam:    {'on' if backend.iam else 'off'}; buckets created: "
+                  f"{', '.join(created) or 'none'}")
         print(f"export STORAGE_EMULATOR_HOST={ep.gcs_endpoint}")
     elif a.command == "stop":
         backend.stop()

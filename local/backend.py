@@ -78,6 +78,13 @@ class LocalBackend:
         self.start_timeout = start_timeout
         self.stacks = [Path(s).resolve() for s in (stacks if stacks is not None
                                                     else stacks_from_env())]
+        if stacks is None and not self.stacks:
+            # Not told which stacks: keep what the running local cloud enforces, so a
+            # `bin/submit status --local` after `bin/demo` does not restart it without IAM.
+            running = self._read_servers().get("iam", {})
+            self.stacks = [Path(s) for s in running.get("stacks", []) if Path(s).is_file()]
+            if iam is None and self.stacks:
+                iam = bool(running.get("iam", True))
         self.iam = iam_wanted(self.stacks) if iam is None else iam
         if self.iam and not self.stacks:
             raise ValueError("iam=True needs the stack files whose IAM it enforces (stacks=)")

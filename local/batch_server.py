@@ -458,6 +458,7 @@ def serve(
         faults=FaultConfig.from_env(dict(os.environ)),
         max_parallelism=int(os.environ.get("LOCAL_BATCH_MAX_PARALLELISM", "16")),
         capacity=CapacityConfig.from_env(dict(os.environ)),
+        schedule_delay_s=float(os.environ.get("LOCAL_BATCH_SCHEDULE_DELAY_S", "0") or 0),
     )
     config.capacity.write(root)  # what `bin/submit --local` reads as quota values
     service = BatchService(store, config)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,8 @@ from google.api_core import exceptions as gexc
 from local.identity import credentials_for
 
 DEFAULT_TIMEOUT_S = 1800.0
+SLEEP_SCALE_ENV = "LOCAL_WORKFLOWS_SLEEP_SCALE"
+TIMEOUT_ENV = "LOCAL_WORKFLOWS_CONNECTOR_TIMEOUT_S"
 _FINAL_OK = {"SUCCEEDED"}
 _FINAL_BAD = {"FAILED", "CANCELLED", "DELETION_IN_PROGRESS"}
 
@@ -39,12 +42,21 @@ def _error(message: str, tags: list[str], code: int | None = None) -> Exception:
 
 class Connectors:
     def __init__(self, *, batch_target: str, gcs_endpoint: str, pubsub_target: str,
-                 identity: str, poll_s: float = 0.2) -> None:
+                 identity: str, poll_s: float = 0.2, sleep_scale: float | None = None,
+                 timeout_s: float | None = None) -> None:
         self.batch_target = batch_target
         self.gcs_endpoint = gcs_endpoint
         self.pubsub_target = pubsub_target
         self.identity = identity
         self.poll_s = poll_s
+        # The factor the workflow's `sys.sleep` waits are multiplied by (local.workflows).
+        self.sleep_scale = (float(os.environ.get(SLEEP_SCALE_ENV, "1") or 1)
+                            if sleep_scale is None else sleep_scale)
+        # The connector's default timeout (1,800 s on Workflows); tests shorten it.
+        self.timeout_s = (float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S)
+                          if timeout_s is None else timeout_s)
+        # Set to abandon an execution: its next `sys.sleep` raises (a stuck test cleans up).
+        self.abandoned = threading.Event()
         self._calls: dict[str, Callable[[dict[str, Any]], Any]] = {
             "googleapis.batch.v1.projects.locations.jobs.create": self.batch_create,
             "googleapis.batch.v1.projects.locations.jobs.get": self.batch_get,
@@ -88,7 +100,7 @@ class Connectors:
             request_id=args.get("requestId", "")))
         if params.get("skip_polling"):
             return self._job_json(created)
-        timeout = float(params.get("timeout", DEFAULT_TIMEOUT_S))
+        timeout = float(params.get("timeout", self.timeout_s))
         deadline = time.monotonic() + timeout
         while True:
             got = client.get_job(name=created.name)

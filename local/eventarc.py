@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from local.connectors import Connectors
+from local.pubsub_stack import eventarc_subscription
 from local.workflows import (
     DeployedWorkflow,
     Trigger,
@@ -43,8 +44,14 @@ class Execution:
 
 class LocalEventarc:
     def __init__(self, stacks: Sequence[Path], *, batch_target: str, gcs_endpoint: str,
-                 pubsub_target: str) -> None:
-        docs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in stacks]
+                 pubsub_target: str, sleep_scale: float | None = None,
+                 connector_timeout_s: float | None = None) -> None:
+        """`sleep_scale` and `connector_timeout_s` go to each execution's connectors
+        (`local.connectors`: None reads LOCAL_WORKFLOWS_SLEEP_SCALE / ..._CONNECTOR_TIMEOUT_S)."""
+        self.sleep_scale = sleep_scale
+        self.connector_timeout_s = connector_timeout_s
+        self.docs = docs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in stacks]
+        self._live: list[Connectors] = []
         self.workflows = [w for d in docs for w in deployed_workflows(d)]
         self.triggers = [t for d in docs for t in deployed_triggers(d)]
         self.endpoints = {"batch_target": batch_target, "gcs_endpoint": gcs_endpoint,
@@ -57,16 +64,23 @@ class LocalEventarc:
         self.routes: list[tuple[Trigger, DeployedWorkflow, str]] = []
         for trigger in self.triggers:
             wf = workflow_for(trigger, self.workflows)
-            project = trigger.topic.split("/")[1]
-            sub = f"projects/{project}/subscriptions/eventarc-{trigger.name}"
+            sub = eventarc_subscription(trigger.topic, trigger.name)
             with contextlib.suppress(gexc.AlreadyExists):
                 self.subscriber.create_subscription(name=sub, topic=trigger.topic)
             self.routes.append((trigger, wf, sub))
 
     def connectors(self, wf: DeployedWorkflow) -> Connectors:
         ep = self.endpoints
-        return Connectors(batch_target=ep["batch_target"], gcs_endpoint=ep["gcs_endpoint"],
-                          pubsub_target=ep["pubsub_target"], identity=wf.service_account)
+        conn = Connectors(batch_target=ep["batch_target"], gcs_endpoint=ep["gcs_endpoint"],
+                          pubsub_target=ep["pubsub_target"], identity=wf.service_account,
+                          sleep_scale=self.sleep_scale, timeout_s=self.connector_timeout_s)
+        self._live.append(conn)
+        return conn
+
+    def abandon(self) -> None:
+        """Give up on the executions still running (their next `sys.sleep` raises)."""
+        for conn in self._live:
+            conn.abandoned.set()
 
     def deliver(self, timeout_s: float = 2.0) -> list[Execution]:
         """Run one execution per pending event (in arrival order); the executions."""

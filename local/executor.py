@@ -97,6 +97,9 @@ class ServerConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     max_parallelism: int = 16  # a laptop is not a fleet: cap concurrent tasks per job
     capacity: CapacityConfig = field(default_factory=CapacityConfig)  # local/capacity.py
+    # LOCAL_BATCH_SCHEDULE_DELAY_S: how long a job stays SCHEDULED before its tasks start,
+    # the stand-in for Batch provisioning VMs (minutes on Google Cloud; 0 locally by default).
+    schedule_delay_s: float = 0.0
 
 
 class _Attempt:
@@ -196,6 +199,8 @@ class JobRunner:
             if self.stopping.is_set() or not self._await_capacity():
                 return self._finish()
             store.set_job_state(rec, JobState.SCHEDULED)
+            if self.stopping.wait(self.config.schedule_delay_s):
+                return self._finish()  # cancelled before any VM came up
             with ThreadPoolExecutor(
                 max_workers=self.parallelism, thread_name_prefix=f"{rec.job_id}-task"
             ) as pool:

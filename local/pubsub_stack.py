@@ -91,7 +91,19 @@ def declared_topics_and_subscriptions(
             ack = conf.get("ack_deadline_seconds")
             subs[name] = (r.topic(_str(conf.get("topic")), project),
                           int(ack) if isinstance(ack, int | str) and str(ack).isdigit() else 10)
+        # Eventarc makes its own subscription on a trigger's topic when the trigger is
+        # created (https://cloud.google.com/eventarc/docs/workflows/quickstart-pubsub): events
+        # published after the deploy wait for delivery even before anything pulls them.
+        from local.workflows import deployed_triggers
+
+        for trigger in deployed_triggers(doc):
+            subs.setdefault(eventarc_subscription(trigger.topic, trigger.name), (trigger.topic, 10))
     return topics, subs
+
+
+def eventarc_subscription(topic: str, trigger: str) -> str:
+    """The subscription the local Eventarc pulls a trigger's events from."""
+    return f"projects/{topic.split('/')[1]}/subscriptions/eventarc-{trigger}"
 
 
 def declared_notifications(docs: Iterable[Mapping[str, Any]]) -> list[Notification]:

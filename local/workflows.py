@@ -19,6 +19,7 @@ import contextvars
 import copy
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -92,6 +93,19 @@ def _emulator() -> Any:
             return dict.__getattribute__(self, name)
 
         ContextDict.__getattribute__ = getattribute  # type: ignore[method-assign]
+        # Maps reach expressions as ContextDicts; get_type() must still call them "map".
+        from workflows_emulator.lib import helpers, sys_utils
+
+        helpers.TYPE_LOOKUP[ContextDict] = "map"
+
+        def sleep(seconds: float) -> None:
+            # LOCAL_WORKFLOWS_SLEEP_SCALE speeds up a workflow's own polling waits (the
+            # deployed dispatcher sleeps 60 s between jobs.get calls); 1 is real time.
+            conn = _CURRENT.get()
+            if conn.abandoned.wait(float(seconds) * conn.sleep_scale):
+                raise RuntimeError("local workflows: execution abandoned")
+
+        sys_utils.sleep = sleep
 
         def execute_connector(rendered_step: Mapping[str, Any]) -> Any:
             return _CURRENT.get().call(str(rendered_step["call"]),
@@ -131,6 +145,18 @@ def _section(doc: Mapping[str, Any], rtype: str) -> Iterable[tuple[str, dict[str
             yield from ((f"{rtype}.{n}", c) for n, c in instances(name, conf))
 
 
+_SA_ID_RE = re.compile(r"\$\{google_service_account\.([A-Za-z0-9_-]+)\.id\}")
+
+
+def _service_account_email(facts: Any, raw: str) -> str:
+    """The workflow's identity as an email. A service account's Terraform `id` is
+    `projects/{project}/serviceAccounts/{email}`, a form `service_account` accepts
+    (https://registry.terraform.io/providers/hashicorp/google/latest/docs/resources/google_service_account#attributes-reference,
+    https://registry.terraform.io/providers/hashicorp/google/latest/docs/resources/workflows_workflow#service_account)."""
+    text = facts.resolve_text(_SA_ID_RE.sub(r"${google_service_account.\1.email}", raw))
+    return str(text).rsplit("/", 1)[-1]
+
+
 def deployed_workflows(doc: Mapping[str, Any]) -> list[DeployedWorkflow]:
     facts = facts_from_document(doc)
     out = []
@@ -141,7 +167,7 @@ def deployed_workflows(doc: Mapping[str, Any]) -> list[DeployedWorkflow]:
             name=_str(conf.get("name")),
             project=_str(conf.get("project")),
             region=_str(conf.get("region")),
-            service_account=facts.resolve_text(_str(conf.get("service_account"))),
+            service_account=_service_account_email(facts, _str(conf.get("service_account"))),
             source=terraform_string(_str(conf.get("source_contents")), doc),
             env=tuple(sorted((str(k), str(v)) for k, v in
                              (env.items() if isinstance(env, dict) else ()))),

@@ -48,8 +48,12 @@ def write_environments(outdir: Path, stacks: list[PlatformStack]) -> list[Path]:
 def finish(outdir: Path, stacks: list[PlatformStack]) -> None:
     """After `app.synth()`: client tables and workflow sources into the stack files (see
     stacks/deferred.py), then the job JSON and the environment files."""
+    from stacks.outputs import write_outputs
+
     for stack in stacks:
         resolve_file(outdir / "stacks" / stack.settings.stack_name / "cdk.tf.json")
+        write_outputs(outdir / "stacks" / stack.settings.stack_name / "cdk.tf.json",
+                      stack.settings)
     write_job_json(outdir, stacks)
     write_environments(outdir, stacks)
 

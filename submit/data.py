@@ -55,8 +55,12 @@ def data_backend(settings: EnvironmentSettings, loc: Location, *, local: bool,
     """The Backend seam (submit/backend.py) acting as the client's identity
     (`settings.client_sa_email`): locally the IAM layer checks that principal, on Google it is
     impersonated. `--as-self`: the caller (locally the operator identity, on Google ADC)."""
+    from submit import localmode, synth
     from submit.backend import backend_for
 
+    # --local: the local cloud enforces the environment's synthesized IAM (submit/run.py).
+    stack = synth.synth_dir(None) / "stacks" / settings.stack_name / "cdk.tf.json"
+    localmode.use_stacks([stack.resolve()] if stack.is_file() else [])
     if as_self:
         return backend_for(local, settings.operator_sa_email)
     return backend_for(local, loc.client_identity, impersonate=True)
@@ -159,10 +163,16 @@ def _ensure_bucket(backend: Backend, client: storage.Client, loc: Location) -> N
     Google Cloud, where a missing bucket means the client is not onboarded there yet)."""
     if backend.name != "local":
         return
+    from google.api_core import exceptions as gexc
+
     from submit.gcs import _errors
 
     with _errors("--client", f"gs://{loc.bucket}"):
-        if not client.bucket(loc.bucket).exists(timeout=_TIMEOUT_S):
+        try:
+            exists = client.bucket(loc.bucket).exists(timeout=_TIMEOUT_S)
+        except gexc.Forbidden:  # IAM on: a client may not get buckets; the local cloud
+            return  # created the stack's buckets when it started (local.apply)
+        if not exists:
             client.create_bucket(loc.bucket, location=loc.region, timeout=_TIMEOUT_S)
             _say(f"created local bucket gs://{loc.bucket}")
 
@@ -203,8 +213,9 @@ def upload_cmd(
     already = SubmitError(f"--batch: {prefix} is already marked ready (its run may have "
                           "started); upload into a new batch")
     with _errors("--batch", prefix):
-        try:
-            if marker.exists(timeout=_TIMEOUT_S):
+        try:  # a list, not a get: the client identity may list its bucket, not read inputs/
+            if any(b.name == marker.name for b in storage.list_blobs(
+                    loc.bucket, prefix=marker.name, max_results=1, timeout=_TIMEOUT_S)):
                 raise already
         except gexc.Forbidden:
             pass  # an identity that may only create under inputs/: the marker write decides

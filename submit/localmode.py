@@ -23,18 +23,33 @@ def root() -> Path:
     return default_root()
 
 
+# The synthesized stacks whose IAM, topics and workflows the local cloud runs; set by a
+# command that knows its environment (`bin/submit run --env E --local`). Empty: the stacks
+# the running local cloud already has (or GPUB_LOCAL_STACKS).
+_STACKS: list[Path] = []
+
+
+def use_stacks(paths: list[Path]) -> None:
+    _STACKS[:] = paths
+
+
 def backend() -> Any:
     try:
         from local.backend import LocalBackend
     except ImportError as exc:  # the backend is an optional part of a checkout
         raise ServiceError(f"--local: the local backend is not available ({exc})") from None
-    return LocalBackend(root=root())
+    return LocalBackend(root=root(), stacks=list(_STACKS) or None)
 
 
 def start() -> Any:
     """Start (or find) the local servers; returns their endpoints."""
     try:
-        endpoints = backend().ensure_running()
+        local = backend()
+        endpoints = local.ensure_running()
+        if local.stacks:  # the local `terraform apply`: the stack's buckets exist
+            from local.apply import apply_buckets
+
+            apply_buckets(endpoints.gcs_upstream, local.stacks)
     except (RuntimeError, OSError) as exc:
         raise ServiceError(f"--local: the local backend did not start: {exc}".splitlines()[0]
                            ) from None

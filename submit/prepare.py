@@ -80,7 +80,7 @@ def _parallelism_caps(
     ]
     if shape.gpu_type and shape.gpus_per_vm > 0:
         family = gpu_family(shape.gpu_type)
-        quota = env.guardrails.gpu_quota.get(family)
+        quota = env.gpu_limit(family)  # the stack's quota preference for the family
         if quota is not None:
             caps.append((f"GPU quota {family}={quota} at {shape.gpus_per_vm} per VM",
                          quota // shape.gpus_per_vm * per_node))
@@ -128,6 +128,15 @@ def _fail_fast_on_config_errors(job: dict[str, Any]) -> None:
                 f"job: retry_exit_codes {sorted(codes)} include the runner's exit codes "
                 f"{list(contract.NO_RETRY_EXIT_CODES)} (bad configuration, failure budget), "
                 "which a retry cannot fix; remove them from the job declaration")
+
+
+def _run_identity(job: dict[str, Any], env: EnvironmentSettings, client: str) -> None:
+    """Tasks run as the client's run identity (`run-<c>`, which can touch that client's
+    bucket only), an ad-hoc run as the ad-hoc identity (the data bucket's `jobs/`): Batch
+    gives each VM the job's `allocationPolicy.serviceAccount`
+    (https://cloud.google.com/batch/docs/create-run-job-custom-service-account)."""
+    email = env.adhoc_sa_email if client == tenancy.ADHOC else env.run_sa_email(client)
+    job.setdefault("allocationPolicy", {}).setdefault("serviceAccount", {})["email"] = email
 
 
 def prepare(
@@ -179,6 +188,7 @@ def prepare(
     filled = fill_runtime(synthed.data, task_count=plan.task_count,
                           parallelism=plan.parallelism, variables=variables, labels=labels)
     _fail_fast_on_config_errors(filled)
+    _run_identity(filled, env, client_name)
     cost = costing.estimate(shape, plan)
 
     # Refusals: before anything is created (a dry run reports them the same way).

@@ -64,6 +64,7 @@ def run_cmd(
             raise SubmitError("--config: the job runs as written; --input/--output apply to "
                               "declared jobs that read inputs through the runner")
         settings = synth.load_environment(env)
+        _use_local_stack(settings, out_dir)
         # Creating the backend starts nothing: a dry run or a refusal never touches a service.
         return _run_as_written(job=job, config=config, env=settings, dry_run=dry_run,
                                backend=backend_for(local, settings.operator_sa_email),
@@ -81,6 +82,7 @@ def run_cmd(
     synth.load_job_json(synth.synth_dir(out_dir), env_settings,
                         synth.load_spec(env_settings, job))
 
+    _use_local_stack(env_settings, out_dir)
     backend = backend_for(local, env_settings.operator_sa_email)
     storage = backend.storage(env_settings.project_id)
     p = prepare(job=job, env_name=env, input_uri=input_uri, output_uri=output_uri,
@@ -157,6 +159,16 @@ def _run_as_written(*, job: str | None, config: Path | None, env: EnvironmentSet
         code = _wait_and_summarise(backend, conn, job_id, a.task_count, poll_s, None, result)
     sys.stdout.write((json.dumps(result, sort_keys=True) if json_out else job_id) + "\n")
     return code
+
+
+def _use_local_stack(env: EnvironmentSettings, out_dir: str | None) -> None:
+    """With --local, the local cloud enforces the IAM (and runs the topics and workflows) of
+    the environment's synthesized stack, as Google Cloud would after a deploy (no effect on
+    Google)."""
+    from submit import localmode
+
+    stack = synth.synth_dir(out_dir) / "stacks" / env.stack_name / "cdk.tf.json"
+    localmode.use_stacks([stack.resolve()] if stack.is_file() else [])
 
 
 def _request_id(job_id: str) -> str:

@@ -30,9 +30,24 @@ def synth_dir(out: str | None) -> Path:
 
 
 def environments() -> dict[str, EnvironmentSettings]:
+    """The declared environments, plus the clients the synth onboarded beyond them
+    (`onboard_client` in the app): `<synth dir>/environments/<stack>.json` lists every client
+    the stack has resources for, so submit knows them too. A declared client wins."""
     from stacks.environments import example_environments
+    from stacks.settings import EnvironmentSettings
 
-    return {e.name: e for e in example_environments()}
+    envs = {e.name: e for e in example_environments()}
+    for name, env in envs.items():
+        path = synth_dir(None) / "environments" / f"{env.stack_name}.json"
+        try:
+            synthesized = EnvironmentSettings.model_validate_json(path.read_text("utf-8"))
+        except (OSError, ValueError):  # not synthesized (yet), or an older format
+            continue
+        known = {c.name for c in env.clients}
+        extra = [c for c in synthesized.clients if c.name not in known]
+        if extra:
+            envs[name] = env.model_copy(update={"clients": [*env.clients, *extra]})
+    return envs
 
 
 def load_environment(name: str) -> EnvironmentSettings:

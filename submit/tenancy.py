@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from stacks.settings import EnvironmentSettings
 
 ADHOC = "adhoc"  # the `client` label of a run without --client
+ADHOC_AREA = "jobs/"  # where in the data bucket runs without --client read and write
 # Names that would alias a platform resource or label: "adhoc" is the label of operator runs,
 # and "jobs"/"inputs"/"outputs" are path words of the platform's own layout.
 RESERVED_CLIENT_NAMES = frozenset({ADHOC, "jobs", "inputs", "outputs", "platform"})
@@ -74,7 +75,12 @@ def check_locations(env: EnvironmentSettings, others: list[EnvironmentSettings],
             if loc.bucket != allowed:
                 raise SubmitError(f"{arg}: {loc} is outside this run's tenant: "
                                   f"{_owner(env, others, loc.bucket)} (a run without --client "
-                                  f"reads and writes gs://{allowed}/ only)")
+                                  f"reads and writes gs://{allowed}/{ADHOC_AREA} only)")
+            if not loc.prefix.startswith(ADHOC_AREA) or loc.prefix == ADHOC_AREA:
+                # The ad-hoc and operator identities hold grants under jobs/ only (stack).
+                raise SubmitError(f"{arg}: {loc} is outside the ad-hoc area; a run without "
+                                  f"--client reads and writes gs://{allowed}/{ADHOC_AREA}"
+                                  "<folder>/ only")
         return
     bucket = env.client_bucket(client)
     for arg, loc, folder in (("--input", inp, "inputs"), ("--output", out, "outputs")):

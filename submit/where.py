@@ -90,6 +90,8 @@ def locate(env: EnvironmentSettings, client: str, job: str) -> Location:
         bucket=bucket, inputs=f"gs://{bucket}/inputs/{job}/",
         outputs=f"gs://{bucket}/outputs/{job}/", ready_marker=READY_MARKER,
         client_identity=env.client_sa_email(client), run_identity=env.run_sa_email(client),
-        results_topic=f"projects/{env.project_id}/topics/results-{client}",
-        results_subscription=f"projects/{env.project_id}/subscriptions/results-{client}-sub",
+        # The names the stack declares and publishes as outputs (stacks/outputs.py).
+        results_topic=f"projects/{env.project_id}/topics/{env.results_topic(client)}",
+        results_subscription=(f"projects/{env.project_id}/subscriptions/"
+                              f"{env.results_topic(client)}-sub"),
     )

@@ -37,7 +37,7 @@ def test_where_names_come_from_the_tenancy_v2_settings() -> None:
     assert loc.output_prefix("b1") == f"gs://{bucket}/outputs/uppercase/b1/"
     assert loc.client_identity == env.client_sa_email("acme")
     assert loc.run_identity == env.run_sa_email("acme")
-    assert loc.results_subscription.endswith("/subscriptions/results-acme-sub")
+    assert loc.results_subscription.endswith("/subscriptions/batch-acme-results-sub")
     assert loc.ready_marker == READY_MARKER == "_READY"
 
 
@@ -186,7 +186,8 @@ def test_onboarding_story_with_commands_only(local: Env, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "client-globex@example-ml-dev.iam.gserviceaccount.com" in out
-    assert "uploaded 2 files" in proc.stderr and "created local bucket" in proc.stderr
+    # The local cloud created the stack's buckets when it started (the local apply).
+    assert "uploaded 2 files" in proc.stderr and "created local bucket" not in proc.stderr
     lines = out.splitlines()
     batch = next(ln for ln in lines if ln[:8].isdigit() and "-" in ln)
     assert f"{batch}" in lines  # `ls` without --batch lists the batch with outputs
@@ -241,8 +242,10 @@ def test_no_ready_holds_the_marker_back(local: Env, tmp_path: Path) -> None:
     base = ("-c", "acme", "-j", "uppercase", "-b", "b-hold", "--local")
     first = local.submit("upload", str(tmp_path / "z.jsonl"), *base, "--no-ready")
     assert first.returncode == 0, first.stderr
-    # Without the marker the batch is still open: a second upload into it is allowed.
-    second = local.submit("upload", str(tmp_path / "z.jsonl"), *base)
+    # Without the marker the batch is still open: a second upload into it is allowed (a new
+    # file: replacing one needs storage.objects.delete, which the client identity lacks).
+    (tmp_path / "z2.jsonl").write_text("{}\n")
+    second = local.submit("upload", str(tmp_path / "z2.jsonl"), *base)
     assert second.returncode == 0, second.stderr
 
 

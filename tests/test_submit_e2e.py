@@ -1,14 +1,18 @@
 """End to end: `bin/submit` against the embedded local backend (real Batch gRPC client, real
-google-cloud-storage client on fake-gcs-server), with the `uppercase` job.
+google-cloud-storage client on fake-gcs-server), with the `uppercase` job, IAM ON: the local
+cloud enforces the bucket policies of the synthesized example stack (a copy of the session's
+synth), and bin/submit acts as the environment's operator identity.
 
-The job JSON is rendered into a temporary synth dir with `jobs.render.render_job` (no CDK),
-and every backend gets its own temporary root.
+Tenancy v2 paths: a run for client acme reads gs://<project>-acme/inputs/uppercase/<batch>/
+and writes .../outputs/uppercase/<batch>/; a run without --client uses the data bucket's
+jobs/ area. Every backend gets its own temporary root.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +32,9 @@ pytestmark = [
 BUCKET = "example-ml-dev-batch-data"  # the platform's data bucket: runs without --client
 ACME = "example-ml-dev-acme"  # client acme's bucket (Tenancy v2)
 GLOBEX = "example-ml-dev-globex"
+OPERATOR = "operator@example-ml-dev.iam.gserviceaccount.com"
+CLIENT_ACME = "client-acme@example-ml-dev.iam.gserviceaccount.com"
+ADMIN = "terraform@local.iam.gserviceaccount.com"  # the local `terraform apply`
 
 
 @dataclass
@@ -48,12 +55,13 @@ class Backend:
         return subprocess.run([sys.executable, "-m", "submit", *args], cwd=REPO,
                               env=self.env(), capture_output=True, text=True, timeout=180)
 
-    def storage(self) -> Any:
-        from google.auth.credentials import AnonymousCredentials
+    def storage(self, email: str = ADMIN) -> Any:
         from google.cloud import storage  # type: ignore[attr-defined]
 
-        os.environ["STORAGE_EMULATOR_HOST"] = self.endpoints.gcs_endpoint
-        return storage.Client(project="test", credentials=AnonymousCredentials())
+        from local.identity import credentials_for
+
+        return storage.Client(project="example-ml-dev", credentials=credentials_for(email),
+                              client_options={"api_endpoint": self.endpoints.gcs_endpoint})
 
     def batch(self) -> Any:
         from local.client import batch_client
@@ -62,7 +70,9 @@ class Backend:
 
     def upload(self, prefix: str, n: int, extra: dict[str, str] | None = None,
                bucket_name: str = BUCKET) -> dict[str, str]:
-        bucket = self.storage().bucket(bucket_name)
+        """As the operator (the data bucket's jobs/) or as client acme (its inputs/)."""
+        who = CLIENT_ACME if bucket_name == ACME else OPERATOR
+        bucket = self.storage(who).bucket(bucket_name)
         files = {f"f{i:03d}.jsonl": json.dumps({"id": i, "text": f"hello {i}"}) + "\n"
                  for i in range(n)}
         for name, text in {**files, **(extra or {})}.items():
@@ -78,23 +88,21 @@ class Backend:
         return list(self.batch().list_jobs(parent="projects/example-ml-dev/locations/europe-west4"))
 
 
-def _render_synth(out: Path) -> None:
-    from jobs.render import render_job
-    from stacks.environments import example_environments
-
-    for env in example_environments():
-        for spec in env.jobs:
-            path = out / "jobs" / env.stack_name / f"{spec.name}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(render_job(spec, env.render_context(spec.name))))
-
-
-def _start(tmp: Path, env: dict[str, str] | None = None) -> Backend:
+def _start(tmp: Path, synth_dir: Path | None = None,
+           env: dict[str, str] | None = None) -> Backend:
     from local.backend import LocalBackend
 
     synth = tmp / "cdktf.out"
-    _render_synth(synth)
-    backend = LocalBackend(root=tmp / "local", env=env or {})
+    if synth_dir is None:  # no session synth at hand: synthesize (a few seconds)
+        from stacks.app import synth as synthesize
+        from stacks.environments import example_environments
+
+        synthesize(example_environments(), str(synth))
+    else:
+        shutil.copytree(synth_dir, synth)
+    # The stack bin/submit --env dev --local enforces (submit/run.py): the same servers.
+    stack = (synth / "stacks" / "platform-dev" / "cdk.tf.json").resolve()
+    backend = LocalBackend(root=tmp / "local", env=env or {}, stacks=[stack])
     endpoints = backend.ensure_running()
     b = Backend(tmp / "local", synth, endpoints, backend)
     for name in (BUCKET, ACME, GLOBEX):
@@ -103,18 +111,18 @@ def _start(tmp: Path, env: dict[str, str] | None = None) -> Backend:
 
 
 @pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    b = _start(tmp_path_factory.mktemp("submit-e2e"))
+def local(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    b = _start(tmp_path_factory.mktemp("submit-e2e"), synth_dir)
     try:
         yield b
     finally:
         b.backend.stop()
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
 
 
 def _io(name: str) -> list[str]:
-    return ["--input", f"gs://{BUCKET}/inputs/{name}/", "--output",
-            f"gs://{BUCKET}/outputs/{name}/"]
+    """A run without --client: the data bucket's jobs/ area."""
+    return ["--input", f"gs://{BUCKET}/jobs/in/{name}/", "--output",
+            f"gs://{BUCKET}/jobs/out/{name}/"]
 
 
 def _acme_io(name: str) -> list[str]:
@@ -124,7 +132,7 @@ def _acme_io(name: str) -> list[str]:
 
 
 def _outputs(b: Backend, name: str, bucket: str = BUCKET,
-             prefix: str = "outputs/") -> dict[str, bytes]:
+             prefix: str = "jobs/out/") -> dict[str, bytes]:
     return {k: v for k, v in b.objects(f"{prefix}{name}/", bucket).items()
             if not k.startswith("_")}
 
@@ -164,6 +172,9 @@ def test_n_inputs_give_n_outputs_with_wait(local: Backend) -> None:
     assert dict(job.labels).items() >= {
         "job": "uppercase", "env": "dev", "client": "acme", "submitter": "ci-test"}.items()
     assert len(job.labels["manifest-hash"]) == 32
+    # The tasks ran as acme's run identity, which the stack lets write acme's outputs/.
+    assert job.allocation_policy.service_account.email == (
+        "run-acme@example-ml-dev.iam.gserviceaccount.com")
 
     status = local.submit("status", result["job_id"], "--local")
     assert status.returncode == 0 and "SUCCEEDED" in status.stdout
@@ -176,7 +187,7 @@ def test_n_inputs_give_n_outputs_with_wait(local: Backend) -> None:
 def test_dry_run_prints_exactly_the_job_and_creates_nothing(local: Backend) -> None:
     from google.cloud import batch_v1
 
-    local.upload("inputs/dry/", 5)
+    local.upload("jobs/in/dry/", 5)
     before = len(local.jobs())
     proc = local.submit("uppercase", "--env", "dev", *_io("dry"), "--local", "--dry-run")
     assert proc.returncode == 0, proc.stderr
@@ -184,16 +195,16 @@ def test_dry_run_prints_exactly_the_job_and_creates_nothing(local: Backend) -> N
     group = job.task_groups[0]
     assert group.task_count == 1 and group.parallelism == 1
     variables = group.task_spec.environment.variables
-    assert variables["GPUB_MANIFEST"] == f"gs://{BUCKET}/outputs/dry/_manifest.jsonl"
-    assert variables["GPUB_INPUT_PREFIX"] == f"gs://{BUCKET}/inputs/dry/"
+    assert variables["GPUB_MANIFEST"] == f"gs://{BUCKET}/jobs/out/dry/_manifest.jsonl"
+    assert variables["GPUB_INPUT_PREFIX"] == f"gs://{BUCKET}/jobs/in/dry/"
     assert len(job.labels["manifest-hash"]) == 32
     assert "dry run: nothing created" in proc.stderr
     assert len(local.jobs()) == before
-    assert local.objects("outputs/dry/") == {}  # no manifest either
+    assert local.objects("jobs/out/dry/") == {}  # no manifest either
 
 
 def test_dry_run_never_loads_the_provider_bindings(local: Backend) -> None:
-    local.upload("inputs/imports/", 2)
+    local.upload("jobs/in/imports/", 2)
     code = (
         "import sys\n"
         "from submit.cli import main\n"
@@ -212,7 +223,7 @@ def test_dry_run_never_loads_the_provider_bindings(local: Backend) -> None:
 
 
 def test_duplicate_concurrent_submit_is_refused_with_exit_3(local: Backend) -> None:
-    local.upload("inputs/dup/", 40)
+    local.upload("jobs/in/dup/", 40)
     # Parallelism 1: four tasks one after the other keep the first job busy for a while.
     first = local.submit("uppercase", "--env", "dev", *_io("dup"), "--local", "-p", "1")
     assert first.returncode == 0, first.stderr
@@ -234,7 +245,7 @@ def test_retried_submit_creates_one_job(local: Backend) -> None:
     from submit import batch, ids
 
     # 1. The same CreateJob request sent twice (a retry after a lost reply): one job.
-    local.upload("inputs/retry/", 3)
+    local.upload("jobs/in/retry/", 3)
     proc = local.submit("uppercase", "--env", "dev", *_io("retry"), "--local", "--dry-run")
     job = batch_v1.Job.from_json(proc.stdout)
     conn = batch.Connection(local.batch(), "projects/example-ml-dev/locations/europe-west4", True)
@@ -249,7 +260,7 @@ def test_retried_submit_creates_one_job(local: Backend) -> None:
 
     # 2. The whole submit run again after it SUCCEEDED (same inputs, same output): reported
     # as the job that completed it, not a second one.
-    local.upload("inputs/retry2/", 3)
+    local.upload("jobs/in/retry2/", 3)
     first = local.submit("uppercase", "--env", "dev", *_io("retry2"), "--local", "--wait",
                          "--json", "--poll", "0.3")
     assert first.returncode == 0, first.stderr
@@ -264,15 +275,15 @@ def test_retried_submit_creates_one_job(local: Backend) -> None:
 
 
 def test_preemption_at_half_rate_still_succeeds_without_duplicates(
-    tmp_path: Path,
+    tmp_path: Path, synth_dir: Path,
 ) -> None:
     # Its own backend: the fault injection is a server setting. Only first attempts are
     # preempted (the job allows one retry), killed within 0.3 s so they die mid-task.
-    b = _start(tmp_path, env={"LOCAL_BATCH_PREEMPT_RATE": "0.5",
+    b = _start(tmp_path, synth_dir, env={"LOCAL_BATCH_PREEMPT_RATE": "0.5",
                               "LOCAL_BATCH_PREEMPT_ATTEMPTS": "1",
                               "LOCAL_BATCH_PREEMPT_MAX_DELAY_S": "0.3"})
     try:
-        files = b.upload("inputs/preempt/", 120)
+        files = b.upload("jobs/in/preempt/", 120)
         proc = b.submit("uppercase", "--env", "dev", *_io("preempt"), "--local", "--wait",
                         "--json", "--poll", "0.3")
         assert proc.returncode == 0, proc.stderr
@@ -281,13 +292,12 @@ def test_preemption_at_half_rate_still_succeeds_without_duplicates(
         # 12 tasks at rate 0.5: all 12 escaping is a 1-in-4096 event.
         assert result["preemptions"] >= 1 and result["retries"] >= result["preemptions"]
         assert "preemptions" in proc.stderr
-        objects = b.objects("outputs/preempt/")
+        objects = b.objects("jobs/out/preempt/")
         assert _outputs(b, "preempt") == _expected(files)  # each output once, complete
         assert not any(k.startswith("_errors/") for k in objects)
         assert sum(k.startswith("_done/") for k in objects) == len(files)
     finally:
         b.backend.stop()
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -296,13 +306,13 @@ def test_preemption_at_half_rate_still_succeeds_without_duplicates(
     (["nosuchjob", "--env", "dev", *_io("costly")], "JOB: unknown job"),
     (["uppercase", "--env", "qa", *_io("costly")], "--env: unknown environment"),
     (["uppercase", "--env", "dev", "--input", "gs://Bad_Bucket/x/", "--output",
-      f"gs://{BUCKET}/outputs/costly/"], "--input: "),
+      f"gs://{BUCKET}/jobs/out/costly/"], "--input: "),
     (["uppercase", "--env", "dev", *_io("costly"), "--parallelism", "0"], "--parallelism"),
 ])
 def test_bad_input_exits_2_and_creates_nothing(local: Backend, args: list[str],
                                                message: str) -> None:
-    local.upload("inputs/costly/", 2)
-    local.upload("inputs/empty/", 0, extra={"only.csv": "a,b\n"})
+    local.upload("jobs/in/costly/", 2)
+    local.upload("jobs/in/empty/", 0, extra={"only.csv": "a,b\n"})
     before = len(local.jobs())
     proc = local.submit(*args, "--local")
     assert proc.returncode == 2, proc.stderr
@@ -310,4 +320,44 @@ def test_bad_input_exits_2_and_creates_nothing(local: Backend, args: list[str],
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
     assert len(local.jobs()) == before
-    assert local.objects("outputs/costly/") == {} and local.objects("outputs/empty/") == {}
+    assert local.objects("jobs/out/costly/") == {} and local.objects("jobs/out/empty/") == {}
+
+
+def test_a_run_without_client_runs_as_the_adhoc_identity_in_jobs(local: Backend) -> None:
+    files = local.upload("jobs/in/adhoc/", 3)
+    proc = local.submit("uppercase", "--env", "dev", *_io("adhoc"), "--local", "--wait",
+                        "--json", "--poll", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    job = next(j for j in local.jobs() if j.name.endswith(json.loads(proc.stdout)["job_id"]))
+    assert job.allocation_policy.service_account.email == (
+        "batch-adhoc@example-ml-dev.iam.gserviceaccount.com")
+    assert _outputs(local, "adhoc") == _expected(files)
+    # Outside jobs/ an ad-hoc run is refused before anything is created.
+    bad = local.submit("uppercase", "--env", "dev", "--input", f"gs://{BUCKET}/in/x/",
+                       "--output", f"gs://{BUCKET}/jobs/out/x/", "--local")
+    assert bad.returncode == 2 and "--input: " in bad.stderr and "jobs/" in bad.stderr
+
+
+def test_a_run_whose_identity_lacks_a_permission_fails_like_batch(local: Backend) -> None:
+    """The stack loses run-acme's write grant: the tasks' uploads get 403, the job FAILS, and
+    the runner's log (shown by the failure summary) names the denied permission."""
+    stack = local.synth / "stacks" / "platform-dev" / "cdk.tf.json"
+    pristine = stack.read_text()
+    doc = json.loads(pristine)
+    grants = doc["resource"]["google_storage_bucket_iam_member"]["clients-bucket-grants"]
+    del grants["for_each"]["acme/run-writes-outputs"]
+    local.upload("inputs/uppercase/denied/", 2, bucket_name=ACME)
+    try:
+        stack.write_text(json.dumps(doc))
+        time.sleep(1.0)  # the IAM layer re-reads a changed stack within 0.5 s
+        proc = local.submit("uppercase", "--env", "dev", *_acme_io("denied"), "--local",
+                            "--wait", "--json", "--poll", "0.3")
+    finally:
+        stack.write_text(pristine)
+        time.sleep(1.0)
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["state"] == "FAILED"
+    logs = local.submit("logs", result["job_id"], "--local")
+    assert "storage.objects.create" in logs.stdout, logs.stdout[-2000:]
+    assert "run-acme@example-ml-dev.iam.gserviceaccount.com" in logs.stdout

@@ -7,9 +7,9 @@ google-cloud-storage client against fake-gcs-server) and checks what docs/submit
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,13 +24,12 @@ S = ("uppercase", "--env", "dev", "--local", "--client", "acme")
 
 
 @pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    b = _start(tmp_path_factory.mktemp("runsafety"))
+def local(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    b = _start(tmp_path_factory.mktemp("runsafety"), synth_dir)
     try:
         yield b
     finally:
         b.backend.stop()
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
 
 
 def inp(batch: str, bucket: str = ACME) -> str:

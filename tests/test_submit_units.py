@@ -209,8 +209,8 @@ def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return int(exc.value.code or 0), out, err
 
 
-ARGS = ["--input", "gs://example-ml-dev-batch-data/in/", "--output",
-        "gs://example-ml-dev-batch-data/out/"]
+ARGS = ["--input", "gs://example-ml-dev-batch-data/jobs/in/", "--output",
+        "gs://example-ml-dev-batch-data/jobs/out/"]
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -1,0 +1,296 @@
+"""One local cloud started from the REAL synthesized example stack (platform-dev), with IAM on,
+and the client-path scenarios the end-to-end tests check.
+
+Each `check_*` scenario raises AssertionError when the platform misbehaves, so the same
+function proves the good stack works and, in `test_e2e_defects.py`, that a reintroduced
+defect is noticed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage  # type: ignore[attr-defined]
+
+from local.backend import Endpoints, LocalBackend
+from local.client import batch_client
+from local.eventarc import Execution, LocalEventarc
+from local.identity import ADMIN_EMAIL, credentials_for
+from local.pubsub_stack import declared_topics_and_subscriptions
+from local.workflows import execute
+from stacks.environments import dev
+from stacks.settings import EnvironmentSettings
+
+ENV: EnvironmentSettings = dev()
+JOB = "uppercase"
+PARENT = f"projects/{ENV.project_id}/locations/{ENV.region}"
+# Every job stays SCHEDULED this long (Batch provisioning VMs): longer than the connector
+# timeout below, so every job outlives a blocking jobs.create.
+SCHEDULE_DELAY_S = 2.0
+CONNECTOR_TIMEOUT_S = 0.5
+# The deployed dispatcher polls jobs.get every 60 s; locally 60 s x 0.01.
+SLEEP_SCALE = 0.01
+# Every task's first attempt is preempted (exit 50001) early; its retry must succeed.
+BATCH_ENV = {
+    "LOCAL_BATCH_SCHEDULE_DELAY_S": str(SCHEDULE_DELAY_S),
+    "LOCAL_BATCH_PREEMPT_RATE": "1",
+    "LOCAL_BATCH_PREEMPT_ATTEMPTS": "1",
+    "LOCAL_BATCH_PREEMPT_MAX_DELAY_S": "0.2",
+    "LOCAL_BATCH_SEED": "e2e",
+}
+
+
+@dataclass
+class Cloud:
+    stack: Path  # the copy of platform-dev's cdk.tf.json the local cloud enforces
+    pristine: str  # its synthesized text
+    ep: Endpoints
+    backend: LocalBackend
+    counter: list[int] = field(default_factory=lambda: [0])
+
+    def gcs(self, email: str) -> storage.Client:
+        return storage.Client(project=ENV.project_id, credentials=credentials_for(email),
+                              client_options={"api_endpoint": self.ep.gcs_endpoint})
+
+    def eventarc(self) -> LocalEventarc:
+        return LocalEventarc([self.stack], batch_target=self.ep.batch_target,
+                             gcs_endpoint=self.ep.gcs_endpoint,
+                             pubsub_target=self.ep.pubsub_target, sleep_scale=SLEEP_SCALE,
+                             connector_timeout_s=CONNECTOR_TIMEOUT_S)
+
+    def batch_name(self, what: str) -> str:
+        self.counter[0] += 1
+        return f"{what}-{os.getpid()}-{self.counter[0]}"
+
+    def set_stack(self, doc: dict[str, Any] | None) -> None:
+        """Deploy `doc` (None: the synthesized stack again); the IAM layer re-reads it."""
+        text = self.pristine if doc is None else json.dumps(doc)
+        self.stack.write_text(text, encoding="utf-8")
+        stamp = time.time() + self.counter[0]  # a new mtime even within one clock tick
+        os.utime(self.stack, (stamp, stamp))
+        time.sleep(1.0)  # local.iam_proxy checks the file every 0.5 s
+
+
+def start_cloud(synth_dir: Path, tmp: Path) -> Iterator[Cloud]:
+    src = synth_dir / "stacks" / f"platform-{ENV.name}" / "cdk.tf.json"
+    stack = tmp / "cdk.tf.json"
+    shutil.copy(src, stack)
+    backend = LocalBackend(tmp / "local", stacks=[stack], env=BATCH_ENV)
+    try:
+        ep = backend.ensure_running()
+        cloud = Cloud(stack, src.read_text(encoding="utf-8"), ep, backend)
+        admin = cloud.gcs(ADMIN_EMAIL)  # the local `terraform apply`
+        for client in ENV.clients:
+            admin.create_bucket(ENV.client_bucket(client.name))
+        admin.create_bucket(ENV.data_bucket)
+        yield cloud
+    finally:
+        backend.stop(timeout=5)
+
+
+# ---- the client path -------------------------------------------------------------------------
+def upload_batch(cloud: Cloud, client: str, batch: str, n: int = 3, job: str = JOB) -> str:
+    """As the client's identity: n JSONL inputs and the `_READY` marker; the input prefix."""
+    bucket = cloud.gcs(ENV.client_sa_email(client)).bucket(ENV.client_bucket(client))
+    prefix = f"inputs/{job}/{batch}/"
+    for i in range(n):
+        bucket.blob(f"{prefix}{i}.jsonl").upload_from_string(
+            f'{{"id": {i}, "text": "{client} row {i}"}}\n')
+    bucket.blob(f"{prefix}_READY").upload_from_string(b"")
+    return prefix
+
+
+def _is_ignored(run: Execution) -> bool:
+    return isinstance(run.result, str) and run.result.startswith("ignored")
+
+
+def deliver_marker_run(arc: LocalEventarc,
+                       timeout: float = 60) -> tuple[Execution, list[Execution]]:
+    """Deliver events until one execution did more than ignore its event."""
+    runs: list[Execution] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs += arc.deliver(timeout_s=1.5)
+        started = [r for r in runs if not _is_ignored(r)]
+        if started:
+            return started[0], runs
+    raise AssertionError(f"no execution started a job within {timeout:g}s: "
+                         f"{[(r.workflow, r.result, r.error) for r in runs]}")
+
+
+def outcomes(arc: LocalEventarc, client: str) -> list[dict[str, Any]]:
+    """Drain the client's results subscription, as the stack declares it."""
+    topic = f"projects/{ENV.project_id}/topics/{ENV.results_topic(client)}"
+    _, subs = declared_topics_and_subscriptions(arc.docs)
+    (sub,) = [name for name, (t, _) in subs.items() if t == topic]
+    got: list[dict[str, Any]] = []
+    while True:
+        resp = arc.subscriber.pull(subscription=sub, max_messages=50, timeout=2)
+        if not resp.received_messages:
+            return got
+        arc.subscriber.acknowledge(subscription=sub,
+                                   ack_ids=[m.ack_id for m in resp.received_messages])
+        got += [json.loads(m.message.data) for m in resp.received_messages]
+
+
+def job_for_batch(cloud: Cloud, client: str, batch: str) -> Any:
+    """The Batch job a workflow created for the client's batch (None when there is none)."""
+    for job in batch_client(cloud.ep.batch_target).list_jobs(parent=PARENT):
+        variables = job.task_groups[0].task_spec.environment.variables
+        if (job.labels.get("client") == client
+                and variables.get("GPUB_INPUT_PREFIX", "").endswith(f"/{batch}/")):
+            return job
+    return None
+
+
+def batch_logs(cloud: Cloud, batch: str) -> str:
+    """The task logs of every job that wrote the batch's outputs."""
+    jobs = [j for j in batch_client(cloud.ep.batch_target).list_jobs(parent=PARENT)
+            if j.task_groups[0].task_spec.environment.variables.get(
+                "GPUB_OUTPUT_PREFIX", "").endswith(f"/{batch}/")]
+    return "\n".join(run_logs(cloud, j.name) for j in jobs)
+
+
+def run_logs(cloud: Cloud, job_name: str) -> str:
+    job_id = job_name.rsplit("/", 1)[-1]
+    return "\n".join(p.read_text(errors="replace") for p in cloud.backend.task_log_paths(job_id))
+
+
+def check_story(cloud: Cloud, arc: LocalEventarc) -> dict[str, Any]:
+    """acme uploads a batch; the marker starts the deployed workflow; the job runs as run-acme
+    (its first attempts preempted and retried), outlives the connector timeout, writes outputs
+    acme can read, and the outcome reaches acme's subscription only."""
+    outcomes(arc, "acme"), outcomes(arc, "globex")  # start from empty subscriptions
+    batch = cloud.batch_name("story")
+    upload_batch(cloud, "acme", batch)
+    run, _ = deliver_marker_run(arc)
+    out = run.result if isinstance(run.result, dict) else {}
+    job_of_batch = job_for_batch(cloud, "acme", batch)
+    logs = run_logs(cloud, job_of_batch.name) if job_of_batch else ""
+    assert run.state == "SUCCEEDED" and out.get("state") == "SUCCEEDED", (
+        f"workflow {run.state}: {run.error or out}\n{logs[-3000:]}")
+    job = batch_client(cloud.ep.batch_target).get_job(name=out["batch_job"])
+    assert job.allocation_policy.service_account.email == ENV.run_sa_email("acme")
+    ran_for = (job.update_time - job.create_time).total_seconds()
+    assert ran_for > CONNECTOR_TIMEOUT_S, ran_for  # longer than a blocking create may wait
+    group = f"{job.name}/taskGroups/group0"
+    tasks = list(batch_client(cloud.ep.batch_target).list_tasks(parent=group))
+    events = " ".join(e.description for t in tasks for e in t.status.status_events)
+    assert "preemption" in events.lower() and "Retrying" in events, events
+    client = cloud.gcs(ENV.client_sa_email("acme"))
+    names = {b.name for b in client.list_blobs(ENV.client_bucket("acme"),
+                                               prefix=f"outputs/{JOB}/{batch}/")}
+    assert {f"outputs/{JOB}/{batch}/{i}.jsonl" for i in range(3)} <= names, names
+    first = client.bucket(ENV.client_bucket("acme")).blob(f"outputs/{JOB}/{batch}/0.jsonl")
+    assert "ACME ROW 0" in first.download_as_text()
+    got = outcomes(arc, "acme")
+    assert [(o["client"], o["batch"], o["state"]) for o in got] == [("acme", batch, "SUCCEEDED")]
+    assert outcomes(arc, "globex") == []
+    return out
+
+
+def check_rerun(cloud: Cloud, arc: LocalEventarc) -> None:
+    """An operator re-runs a finished batch through the same workflow ({client, batch}): the
+    tasks skip what is done and rewrite their records, which needs storage.objects.delete."""
+    batch = cloud.batch_name("rerun")
+    upload_batch(cloud, "acme", batch, n=2)
+    first, _ = deliver_marker_run(arc)
+    assert first.state == "SUCCEEDED", f"{first.error}\n{batch_logs(cloud, batch)[-3000:]}"
+    wf = next(w for w in arc.workflows if w.name == ENV.job_workflow(JOB))
+    try:
+        again = execute(wf, {"client": "acme", "batch": batch}, arc.connectors(wf))
+    except Exception as exc:  # WorkflowFailed: the re-run's job failed
+        raise AssertionError(f"re-run failed: {getattr(exc, 'payload', exc)}\n"
+                             f"{batch_logs(cloud, batch)[-3000:]}") from None
+    assert again["state"] == "SUCCEEDED", again
+    outcomes(arc, "acme")
+
+
+def check_cancel(cloud: Cloud, arc: LocalEventarc, within_s: float = 8) -> None:
+    """Cancelling the job a workflow waits on ends that workflow, with a CANCELLED outcome."""
+    outcomes(arc, "acme")
+    batch = cloud.batch_name("cancel")
+    upload_batch(cloud, "acme", batch, n=1)
+    box: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: box.update(runs=deliver_marker_run(arc)),
+                              daemon=True)
+    worker.start()
+    client = batch_client(cloud.ep.batch_target)
+    deadline = time.monotonic() + 20
+    job = None
+    while job is None and time.monotonic() < deadline:
+        job = job_for_batch(cloud, "acme", batch)
+        time.sleep(0.05)
+    assert job is not None, "the workflow created no job"
+    client.cancel_job(name=job.name)
+    worker.join(within_s)
+    if worker.is_alive():
+        arc.abandon()
+        raise AssertionError(f"the workflow still waits {within_s:g}s after its job was "
+                             f"cancelled ({client.get_job(name=job.name).status.state.name})")
+    run, _ = box["runs"]
+    assert run.state == "FAILED" and "CANCELLED" in str(run.error), (run.result, run.error)
+    got = outcomes(arc, "acme")
+    assert [(o["batch"], o["state"]) for o in got] == [(batch, "CANCELLED")], got
+
+
+# ---- defects of the deployability issue, reintroduced into a copy of the stack ----------------
+def _entries(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return doc["resource"]["google_storage_bucket_iam_member"][name]["for_each"]  # type: ignore[no-any-return]
+
+
+def no_list_for_run_identity(doc: dict[str, Any]) -> dict[str, Any]:
+    """The run identity reads objects under an object-name condition: a list is authorized on
+    the bucket, so no list grant remains."""
+    doc = copy.deepcopy(doc)
+    roles, grants = _entries(doc, "clients-bucket-roles"), _entries(doc, "clients-bucket-grants")
+    for key in [k for k in roles if k.endswith("/run-reads")]:
+        entry = roles.pop(key)
+        client = key.split("/", 1)[0]
+        bucket = ENV.client_bucket(client)
+        grants[key] = {**entry, "title": f"{client}-run-reads", "description": "objects only",
+                       "expression": f'resource.name.startsWith("projects/_/buckets/{bucket}'
+                                     f'/objects/")'}
+    return doc
+
+
+def no_delete_for_run_identity(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    for key, entry in _entries(doc, "clients-bucket-grants").items():
+        if key.endswith("/run-writes-outputs"):
+            entry["role"] = "roles/storage.objectCreator"  # create only: no overwrite, no delete
+    return doc
+
+
+def _edit_workflows(doc: dict[str, Any], edit: Callable[[str], str]) -> dict[str, Any]:
+    text = json.dumps(doc)
+    edited = json.loads(edit(text))
+    assert edited != doc, "the mutation changed nothing"
+    return edited  # type: ignore[no-any-return]
+
+
+def blocking_jobs_create(doc: dict[str, Any]) -> dict[str, Any]:
+    return _edit_workflows(doc, lambda t: t.replace("skip_polling: true", "skip_polling: false"))
+
+
+def cancelled_not_final(doc: dict[str, Any]) -> dict[str, Any]:
+    return _edit_workflows(doc, lambda t: t.replace('state == \\"CANCELLED\\" or ', ""))
+
+
+def denied(fn: Callable[[], object], permission: str) -> None:
+    try:
+        fn()
+    except gexc.Forbidden as exc:
+        assert permission in str(exc), str(exc)
+        return
+    raise AssertionError(f"expected a 403 naming {permission}")

@@ -1,0 +1,46 @@
+"""bin/demo's story (examples/demo.py) end to end, with IAM on, on its own local cloud and
+synth dir: it must pass and stay fast (issue 12 section 4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def test_the_demo_tells_the_client_story_with_iam_on(tmp_path: Path) -> None:
+    from local.backend import LocalBackend
+
+    root, synth = tmp_path / "local", tmp_path / "cdktf.out"
+    env = {**os.environ, "GPUB_LOCAL_ROOT": str(root), "GPUB_SYNTH_DIR": str(synth),
+           "PYTHONPATH": str(REPO)}
+    env.pop("STORAGE_EMULATOR_HOST", None)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "examples.demo"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=240)
+    finally:
+        LocalBackend(root=root).stop(timeout=5)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["exit"] == 0
+    err = " ".join(proc.stderr.split())  # rich wraps long lines
+    # The steps of the story, in order, each as it happened.
+    assert "batch-uppercase <- inputs/uppercase/" in err and "/_READY: SUCCEEDED" in err
+    assert "run-acme@" in err  # the job's identity (the table may shorten the email)
+    assert '"THE QUICK BROWN FOX"' in proc.stdout  # bin/submit cat, as client-acme
+    assert "acme/" in err and ": SUCCEEDED (4 inputs" in err
+    assert "403 Forbidden" in err and (
+        "client-acme@example-ml-dev.iam.gserviceaccount.com does not have "
+        "storage.objects.get access") in err
+    # The demo reads the root and synth dir every command reads (one rule).
+    assert (root / "servers.json").is_file() and (synth / "stacks" / "platform-dev").is_dir()
+    assert seconds < 120, seconds
