@@ -48,8 +48,8 @@ class Local:
                    GPUB_SUBMITTER="ci-test", GPUB_LADDER_TIME_SCALE=scale,
                    GPUB_TEST_LADDER=json.dumps(self.ladder),
                    PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'images/runner/src'}")
-        args = ["uppercase", "--env", "dev", "--input", f"gs://{BUCKET}/inputs/{name}/",
-                "--output", f"gs://{BUCKET}/outputs/{name}/", "--local", "--json",
+        args = ["uppercase", "--env", "dev", "--input", f"gs://{BUCKET}/jobs/in/{name}/",
+                "--output", f"gs://{BUCKET}/jobs/out/{name}/", "--local", "--json",
                 "--poll", "0.2", *extra]
         return subprocess.run([sys.executable, str(REPO / "tests/_capacity_submit.py"), *args],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
@@ -58,10 +58,10 @@ class Local:
         bucket = self.storage().bucket(BUCKET)
         for i in range(n):
             text = "not json\n" if i < bad else json.dumps({"id": i, "text": f"hi {i}"}) + "\n"
-            bucket.blob(f"inputs/{name}/f{i:03d}.jsonl").upload_from_string(text)
+            bucket.blob(f"jobs/in/{name}/f{i:03d}.jsonl").upload_from_string(text)
 
     def record(self, name: str) -> dict[str, Any]:
-        blob = self.storage().bucket(BUCKET).blob(f"outputs/{name}/_run.json")
+        blob = self.storage().bucket(BUCKET).blob(f"jobs/out/{name}/_run.json")
         return dict(json.loads(blob.download_as_bytes()))
 
     def job_state(self, region: str, job_id: str) -> str:
@@ -133,7 +133,7 @@ def test_no_quota_anywhere_is_exit_2_with_the_numbers(make: Any) -> None:
     assert "no rung of the ladder can ever run" in proc.stderr
     assert "is 1, the run needs 2 E2 vCPUs" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not list(b.storage().list_blobs(BUCKET, prefix="outputs/noquota/"))  # nothing made
+    assert not list(b.storage().list_blobs(BUCKET, prefix="jobs/out/noquota/"))  # nothing made
 
 
 def test_a_region_outside_the_guardrails_is_skipped_with_the_reason(make: Any) -> None:
