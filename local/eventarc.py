@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from local.connectors import Connectors
-from local.pubsub_stack import eventarc_subscription
+from local.pubsub_stack import Trigger, deployed_triggers, eventarc_subscription
 from local.workflows import (
     DeployedWorkflow,
-    Trigger,
     WorkflowFailed,
-    deployed_triggers,
     deployed_workflows,
     execute,
     pubsub_cloudevent,

@@ -94,11 +94,38 @@ def declared_topics_and_subscriptions(
         # Eventarc makes its own subscription on a trigger's topic when the trigger is
         # created (https://cloud.google.com/eventarc/docs/workflows/quickstart-pubsub): events
         # published after the deploy wait for delivery even before anything pulls them.
-        from local.workflows import deployed_triggers
-
         for trigger in deployed_triggers(doc):
             subs.setdefault(eventarc_subscription(trigger.topic, trigger.name), (trigger.topic, 10))
     return topics, subs
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """An Eventarc trigger on a Pub/Sub topic whose destination is a workflow."""
+
+    address: str
+    name: str
+    topic: str
+    workflow: str  # the workflow's resource name or id, as written in the stack
+
+
+def deployed_triggers(doc: Mapping[str, Any]) -> list[Trigger]:
+    topics = _Resolver(doc)
+    out = []
+    for name, conf in _section(doc, "google_eventarc_trigger"):
+        address = f"google_eventarc_trigger.{name}"
+        transport = conf.get("transport") or {}
+        transport = transport[0] if isinstance(transport, list) and transport else transport
+        pubsub = transport.get("pubsub") if isinstance(transport, dict) else None
+        pubsub = pubsub[0] if isinstance(pubsub, list) and pubsub else pubsub
+        dest = conf.get("destination") or {}
+        dest = dest[0] if isinstance(dest, list) and dest else dest
+        topic = _str(pubsub.get("topic")) if isinstance(pubsub, dict) else ""
+        workflow = _str(dest.get("workflow")) if isinstance(dest, dict) else ""
+        if topic and workflow:
+            out.append(Trigger(address, _str(conf.get("name")),
+                               topics.topic(topic, _str(conf.get("project"))), workflow))
+    return out
 
 
 def eventarc_subscription(topic: str, trigger: str) -> str:

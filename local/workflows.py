@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from local.connectors import Connectors
+from local.pubsub_stack import Trigger
 from policies.tfjson import INTERPOLATION_RE, LOCAL_RE, facts_from_document, instances
 
 _CURRENT: contextvars.ContextVar[Connectors] = contextvars.ContextVar("local_connectors")
@@ -59,16 +60,6 @@ class DeployedWorkflow:
     @property
     def id(self) -> str:
         return f"projects/{self.project}/locations/{self.region}/workflows/{self.name}"
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """An Eventarc trigger on a Pub/Sub topic whose destination is a workflow."""
-
-    address: str
-    name: str
-    topic: str
-    workflow: str  # the workflow's resource name or id, as written in the stack
 
 
 def _emulator() -> Any:
@@ -172,26 +163,6 @@ def deployed_workflows(doc: Mapping[str, Any]) -> list[DeployedWorkflow]:
             env=tuple(sorted((str(k), str(v)) for k, v in
                              (env.items() if isinstance(env, dict) else ()))),
         ))
-    return out
-
-
-def deployed_triggers(doc: Mapping[str, Any]) -> list[Trigger]:
-    from local.pubsub_stack import _Resolver
-
-    topics = _Resolver(doc)
-    out = []
-    for address, conf in _section(doc, "google_eventarc_trigger"):
-        transport = conf.get("transport") or {}
-        transport = transport[0] if isinstance(transport, list) and transport else transport
-        pubsub = transport.get("pubsub") if isinstance(transport, dict) else None
-        pubsub = pubsub[0] if isinstance(pubsub, list) and pubsub else pubsub
-        dest = conf.get("destination") or {}
-        dest = dest[0] if isinstance(dest, list) and dest else dest
-        topic = _str(pubsub.get("topic")) if isinstance(pubsub, dict) else ""
-        workflow = _str(dest.get("workflow")) if isinstance(dest, dict) else ""
-        if topic and workflow:
-            out.append(Trigger(address, _str(conf.get("name")),
-                               topics.topic(topic, _str(conf.get("project"))), workflow))
     return out
 
 

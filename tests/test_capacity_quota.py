@@ -20,7 +20,8 @@ from submit.quota import gpu_quota_id, limit_for, needs, shortfalls
 def test_gpu_quota_ids_agree_with_the_stack(family: str, spot: bool) -> None:
     from stacks.quotas import GpuDemand, quota_id_and_dimensions
 
-    stack = quota_id_and_dimensions(GpuDemand("europe-west4", family, spot, 1))
+    demand = GpuDemand(family=family, count=1, spot=spot, region="europe-west4")
+    stack = quota_id_and_dimensions(demand)
     assert gpu_quota_id(family, spot, "europe-west4") == stack
 
 
