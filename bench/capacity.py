@@ -51,14 +51,14 @@ def _one(tmp: Path, scenario: str, n: int, scale: float, backend: Any, gcs: Any)
     synth = tmp / f"synth-{scenario}"
     _render(synth, fields)
     name = f"{scenario}{n}"
-    gcs.bucket(BUCKET).blob(f"inputs/{name}/a.jsonl").upload_from_string('{"t": "x"}\n')
+    gcs.bucket(BUCKET).blob(f"jobs/in/{name}/a.jsonl").upload_from_string('{"t": "x"}\n')
     env = env_with_root({"GPUB_LOCAL_ROOT": str(backend.root), "GPUB_SYNTH_DIR": str(synth),
                          "GPUB_LADDER_TIME_SCALE": str(scale),
                          "GPUB_TEST_LADDER": json.dumps(fields), "GPUB_SUBMITTER": "bench"})
     env.pop("STORAGE_EMULATOR_HOST", None)
     cmd = [PYTHON, str(ROOT / "tests/_capacity_submit.py"), "uppercase", "--env", "dev",
-           "--input", f"gs://{BUCKET}/inputs/{name}/", "--output",
-           f"gs://{BUCKET}/outputs/{name}/", "--local", "--json", "--wait", "--poll", "0.1"]
+           "--input", f"gs://{BUCKET}/jobs/in/{name}/", "--output",
+           f"gs://{BUCKET}/jobs/out/{name}/", "--local", "--json", "--wait", "--poll", "0.1"]
     wall, proc = run_timed(cmd, env=env, timeout=300)
     if proc.returncode != 0:
         raise SystemExit(f"{scenario}: bin/submit failed ({proc.returncode}):\n"

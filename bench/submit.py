@@ -68,14 +68,14 @@ def bench_startup(repeat: int, tmp: Path) -> None:
         client = storage.Client(project="bench", credentials=AnonymousCredentials())
         bucket = client.create_bucket(BUCKET)
         for i in range(25):
-            bucket.blob(f"acme/inputs/uppercase/f{i:03d}.jsonl").upload_from_string(
+            bucket.blob(f"jobs/in/uppercase/f{i:03d}.jsonl").upload_from_string(
                 json.dumps({"id": i, "text": f"hello {i}"}) + "\n")
         env = env_with_root({"GPUB_LOCAL_ROOT": str(tmp / "local"), "GPUB_SYNTH_DIR": str(synth),
                              "GPUB_SUBMITTER": "bench"})
         env.pop("STORAGE_EMULATOR_HOST", None)
         dry = ["uppercase", "--env", "dev", "--local", "--dry-run",
-               "--input", f"gs://{BUCKET}/acme/inputs/uppercase/",
-               "--output", f"gs://{BUCKET}/acme/outputs/uppercase/bench/"]
+               "--input", f"gs://{BUCKET}/jobs/in/uppercase/",
+               "--output", f"gs://{BUCKET}/jobs/out/uppercase/bench/"]
         floor, floor_s = _median_run([PYTHON, "-c", "pass"], env, repeat)
         provider, provider_s = _median_run([PYTHON, "-c", "import stacks.provider"], env,
                                            max(1, repeat - 2))
@@ -120,7 +120,7 @@ def _seed_filesystem_root(root: Path, n: int) -> None:
     (root / f"{BUCKET}.bucketMetadata").parent.mkdir(parents=True, exist_ok=True)
     (root / f"{BUCKET}.bucketMetadata").write_text(
         '{"DefaultEventBasedHold":false,"VersioningEnabled":false}')
-    folder = root / BUCKET / "acme" / "inputs" / "big"
+    folder = root / BUCKET / "jobs" / "in" / "big"
     folder.mkdir(parents=True)
     payload = b'{"id": 0, "text": "hello"}\n'
     head = ('{"StorageClass":"STANDARD","ContentType":"application/x-ndjson",'
@@ -194,7 +194,7 @@ def bench_listing(n: int, tmp: Path) -> None:
     try:
         os.environ["STORAGE_EMULATOR_HOST"] = url
         client = storage.Client(project="bench", credentials=AnonymousCredentials())
-        prefix = parse_prefix(f"gs://{BUCKET}/acme/inputs/big/", "--input")
+        prefix = parse_prefix(f"gs://{BUCKET}/jobs/in/big/", "--input")
         t0 = time.perf_counter()
         objects = gcs.list_objects(client, prefix, "--input")  # the product's listing
         list_s = time.perf_counter() - t0
