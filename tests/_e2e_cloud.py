@@ -186,7 +186,7 @@ def check_story(cloud: Cloud, arc: LocalEventarc) -> dict[str, Any]:
     group = f"{job.name}/taskGroups/group0"
     tasks = list(batch_client(cloud.ep.batch_target).list_tasks(parent=group))
     events = " ".join(e.description for t in tasks for e in t.status.status_events)
-    assert "preemption" in events.lower() and "Retrying" in events, events
+    assert "exit code 50001" in events and "Retrying" in events, events
     client = cloud.gcs(ENV.client_sa_email("acme"))
     names = {b.name for b in client.list_blobs(ENV.client_bucket("acme"),
                                                prefix=f"outputs/{JOB}/{batch}/")}
