@@ -13,6 +13,7 @@ ownership"). Pure apart from the job list and the run record it is given.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from google.cloud import batch_v1
 
 RUN_RECORD = "_run.json"
+# A claim whose job Batch does not know yet is another submit between writing the record and
+# CreateJob (seconds): it holds the location this long. An older claim without a job is a
+# submit that died in between, and may be resumed or overwritten.
+CLAIM_GRACE_S = 120.0
 
 
 class RunRecord(BaseModel):
@@ -43,6 +48,7 @@ class RunRecord(BaseModel):
     manifest_hash: str
     attempts: list[str] = []
     ladder: list[dict[str, Any]] = []  # the capacity ladder's steps (submit/capacity.py)
+    claimed_at: float | None = None  # epoch seconds of the last claim (CLAIM_GRACE_S)
 
     def same_run(self, other: RunRecord) -> bool:
         keys = ("job", "client", "env", "input", "output", "manifest_hash")
@@ -108,7 +114,7 @@ class Decision:
 
 
 def decide(*, ours: RunRecord, record: RunRecord | None, first_object: str | None,
-           last_state: str | None, overwrite: bool) -> Decision:
+           last_state: str | None, overwrite: bool, now: float | None = None) -> Decision:
     """What a submit does with its output location (after `refuse_if_active`).
 
     `first_object`: some object under the output, None when it is empty; `record`: its run
@@ -116,6 +122,10 @@ def decide(*, ours: RunRecord, record: RunRecord | None, first_object: str | Non
     previous = record.attempts[-1] if record and record.attempts else None
     if first_object is None:
         return Decision("new")
+    if (previous and last_state is None and record and record.claimed_at is not None
+            and (now if now is not None else time.time()) - record.claimed_at < CLAIM_GRACE_S):
+        raise ConflictError(f"--output: job {previous} is being created into {ours.output} by "
+                            "another submit (claimed moments ago); try again once it exists")
     if overwrite:
         return Decision("overwrite", previous)
     out = ours.output

@@ -6,6 +6,7 @@ import getpass
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -221,7 +222,8 @@ def _claim_and_create(p: Prepared, conn: Connection, storage: storage.Client,
     job_id = ids.run_job_id(p.run_base, ownership.next_attempt(
         jobs, p.run_base, record.attempts if record else ()))
     attempts = [*(record.attempts if record and decision.action == "resume" else []), job_id]
-    claim = p.record.model_copy(update={"attempts": attempts}).encode()
+    claim = p.record.model_copy(update={"attempts": attempts,
+                                        "claimed_at": time.time()}).encode()
     if decision.action == "overwrite":
         if data is not None:
             gcs.delete_object(storage, p.out, ownership.RUN_RECORD, "--output",

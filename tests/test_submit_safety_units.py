@@ -135,6 +135,28 @@ def test_a_used_output_of_another_run_needs_overwrite(record: RunRecord | None,
     assert "--overwrite" in str(info.value) and info.value.exit_code == 2
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_claim_whose_job_is_not_created_yet_holds_the_location(overwrite: bool) -> None:
+    """Two --overwrite submits racing: the second reads the first's claim before the first's
+    CreateJob, sees no active job, and must not delete that claim (it did: two jobs, one
+    record). A fresh claim without a job is exit 3; one older than the grace is a dead submit
+    and may be resumed or overwritten."""
+    from submit.errors import ConflictError
+
+    record = _record(claimed_at=1000.0)
+    with pytest.raises(ConflictError, match=r"being created .* by another submit") as info:
+        ownership.decide(ours=OURS, record=record, first_object="a.jsonl", last_state=None,
+                         overwrite=overwrite, now=1000.0 + ownership.CLAIM_GRACE_S - 1)
+    assert info.value.exit_code == 3
+    late = ownership.decide(ours=OURS, record=record, first_object="a.jsonl", last_state=None,
+                            overwrite=overwrite, now=1000.0 + ownership.CLAIM_GRACE_S + 1)
+    assert late.action == ("overwrite" if overwrite else "resume")
+    # a claim whose job Batch knows is decided by that job's state, however recent
+    known = ownership.decide(ours=OURS, record=record, first_object="a.jsonl",
+                             last_state="FAILED", overwrite=overwrite, now=1000.0)
+    assert known.action == ("overwrite" if overwrite else "resume")
+
+
 def _job(job_id: str, state: str, output: str) -> batch_v1.Job:
     return batch_v1.Job(
         name=f"projects/p/locations/r/jobs/{job_id}",
@@ -303,7 +325,9 @@ OWNERSHIP_RULES = {
     "`--overwrite` first replaces the run record, then deletes everything else": [
         "test_submit_runsafety.py::test_overwrite_with_new_content_recomputes_every_file"],
     "Racing submits into one output location": [
-        "test_submit_runsafety.py::test_racing_overwrites_create_exactly_one_job"],
+        "test_submit_runsafety.py::test_racing_overwrites_create_exactly_one_job",
+        "test_submit_safety_units.py::"
+        "test_a_claim_whose_job_is_not_created_yet_holds_the_location"],
     "Done markers are tied to the input object's generation": [
         "test_runner_contract.py::test_marker_of_an_older_generation_does_not_skip_the_new_input",
         "test_runner_contract.py::test_marker_name_depends_on_input_uri_and_generation"],
