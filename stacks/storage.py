@@ -34,33 +34,40 @@ DAY_S = 86400
 USAGE_LOG_WRITER = "group:cloud-storage-analytics@google.com"
 
 
+def _lifecycle_rules(
+    settings: EnvironmentSettings, *, outputs_prefix: str
+) -> list[StorageBucketLifecycleRule]:
+    """The lifecycle every data-holding bucket shares; outputs live under `outputs_prefix`."""
+    return [
+        # Overwritten or deleted objects stay recoverable for a while, then go.
+        StorageBucketLifecycleRule(
+            action=StorageBucketLifecycleRuleAction(type="Delete"),
+            condition=StorageBucketLifecycleRuleCondition(
+                days_since_noncurrent_time=settings.noncurrent_version_days,
+                with_state="ARCHIVED",
+            ),
+        ),
+        # Old outputs are rarely read: move them to colder storage.
+        StorageBucketLifecycleRule(
+            action=StorageBucketLifecycleRuleAction(
+                type="SetStorageClass", storage_class="COLDLINE"
+            ),
+            condition=StorageBucketLifecycleRuleCondition(
+                age=settings.coldline_after_days,
+                matches_prefix=[outputs_prefix],
+                with_state="LIVE",
+            ),
+        ),
+    ]
+
+
 def client_bucket_settings(
     settings: EnvironmentSettings, kms_key: str | None, log_bucket: str
 ) -> dict[str, Any]:
     """Arguments every client bucket shares (literal in the `for_each` resource)."""
     return {
         "logging": StorageBucketLogging(log_bucket=log_bucket),
-        "lifecycle_rule": [
-            # Overwritten or deleted objects stay recoverable for a while, then go.
-            StorageBucketLifecycleRule(
-                action=StorageBucketLifecycleRuleAction(type="Delete"),
-                condition=StorageBucketLifecycleRuleCondition(
-                    days_since_noncurrent_time=settings.noncurrent_version_days,
-                    with_state="ARCHIVED",
-                ),
-            ),
-            # Old outputs are rarely read: move them to colder storage.
-            StorageBucketLifecycleRule(
-                action=StorageBucketLifecycleRuleAction(
-                    type="SetStorageClass", storage_class="COLDLINE"
-                ),
-                condition=StorageBucketLifecycleRuleCondition(
-                    age=settings.coldline_after_days,
-                    matches_prefix=["outputs/"],
-                    with_state="LIVE",
-                ),
-            ),
-        ],
+        "lifecycle_rule": _lifecycle_rules(settings, outputs_prefix="outputs/"),
         **{k: v for k, v in _locked_down(settings, kms_key).items() if k != "labels"},
     }
 
@@ -122,27 +129,7 @@ class PlatformBuckets(Construct):
             logging=StorageBucketLogging(
                 log_bucket=self.log_bucket.name, log_object_prefix=f"{settings.data_bucket}/"
             ),
-            lifecycle_rule=[
-                # Overwritten or deleted objects stay recoverable for a while, then go.
-                StorageBucketLifecycleRule(
-                    action=StorageBucketLifecycleRuleAction(type="Delete"),
-                    condition=StorageBucketLifecycleRuleCondition(
-                        days_since_noncurrent_time=settings.noncurrent_version_days,
-                        with_state="ARCHIVED",
-                    ),
-                ),
-                # Old outputs are rarely read: move them to colder storage.
-                StorageBucketLifecycleRule(
-                    action=StorageBucketLifecycleRuleAction(
-                        type="SetStorageClass", storage_class="COLDLINE"
-                    ),
-                    condition=StorageBucketLifecycleRuleCondition(
-                        age=settings.coldline_after_days,
-                        matches_prefix=["jobs/"],
-                        with_state="LIVE",
-                    ),
-                ),
-            ],
+            lifecycle_rule=_lifecycle_rules(settings, outputs_prefix="jobs/"),
             **_locked_down(settings, kms_key),
         )
         self.usage_log_writer = StorageBucketIamMember(
