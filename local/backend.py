@@ -15,8 +15,6 @@ import contextlib
 import fcntl
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,17 +25,19 @@ from local.gcs import BINARY_NAME, gcs_ready, start_gcs
 from local.iam_launcher import MODULE as IAM_MODULE
 from local.iam_launcher import iam_ready, iam_wanted, stacks_from_env, start_iam_proxy
 from local.procs import (
+    PACKAGE_PARENT,
     cmdline_contains,
+    exited_early,
     free_port,
     pid_alive,
     port_answers,
+    spawn_module,
     terminate,
     write_json_atomic,
 )
 from local.pubsub_launcher import MODULE as PUBSUB_MODULE
 from local.pubsub_launcher import start_pubsub
 
-PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the directory holding `local/`
 BATCH_MODULE = "local.batch_server"
 
 
@@ -271,35 +271,19 @@ class LocalBackend:
         batch_dir.mkdir(parents=True, exist_ok=True)
         port_file = batch_dir / "server-port.json"
         port_file.unlink(missing_ok=True)
-        env = dict(os.environ)
-        env.update(self.env)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(PACKAGE_PARENT), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        env.pop("STORAGE_EMULATOR_HOST", None)  # tasks get the right one from the server
-        cmd = [
-            sys.executable, "-m", BATCH_MODULE,
+        args = [
             "--root", str(self.root),
             "--repo-root", str(self.repo_root),
             "--gcs-endpoint", gcs_endpoint,
             "--port-file", str(port_file),
         ]  # fmt: skip
-        log_path = self.root / "batch-server.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,  # detached: outlives the submit that started it
-            )
+        # Tasks get the right STORAGE_EMULATOR_HOST from the server, never the caller's.
+        proc, log_path = spawn_module(BATCH_MODULE, args, self.root, "batch-server.log",
+                                      extra_env=self.env, unset=("STORAGE_EMULATOR_HOST",))
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:].strip()
-                raise RuntimeError(f"local Batch server exited with {proc.returncode}: {tail}")
+            if (error := exited_early(proc, log_path, "local Batch server")) is not None:
+                raise error
             if port_file.is_file():
                 info = json.loads(port_file.read_text(encoding="utf-8"))
                 port = int(info["port"])

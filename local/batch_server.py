@@ -14,8 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import threading
 import uuid
 from collections.abc import Callable
 from concurrent import futures
@@ -45,7 +43,7 @@ from google.protobuf import any_pb2, empty_pb2
 
 from local.capacity import CapacityConfig
 from local.executor import FaultConfig, JobRunner, ServerConfig
-from local.procs import write_json_atomic
+from local.procs import serve_until_signalled
 from local.state import GROUP_ID, TERMINAL_JOB_STATES, JobRecord, JobState, Store, now
 
 SERVICE = "google.cloud.batch.v1.BatchService"
@@ -464,17 +462,7 @@ def serve(
     service = BatchService(store, config)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"))
     server.add_generic_rpc_handlers((generic_handler(service),))
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
-    if bound == 0:
-        raise SystemExit(f"local batch: cannot bind 127.0.0.1:{port}")
-    server.start()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    if port_file is not None:
-        write_json_atomic(port_file, {"pid": os.getpid(), "port": bound})
-    print(f"local batch: serving on 127.0.0.1:{bound} (pid {os.getpid()})", flush=True)
-    stop.wait()
+    serve_until_signalled(server, port, "local batch", port_file, f" (pid {os.getpid()})")
     print("local batch: stopping", flush=True)
     service.shutdown("the local backend was stopped")
     server.stop(grace=2).wait()

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from local.procs import pid_alive
+from local.procs import exited_early, spawn_module
 
 MODULE = "local.iam_proxy"
 READY_PATH = "/_gpub/iam/ready"  # answered by the proxy itself, no identity needed
-PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 OFF_WORDS = {"0", "off", "false", "no"}
 
 
@@ -47,26 +45,18 @@ def start_iam_proxy(
     """`iam=False`: pass everything (still needs an identity); `pubsub`: the local Pub/Sub
     target the stacks' GCS notifications are published to."""
     endpoint = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", MODULE, "--port", str(port), "--upstream", upstream]
+    cmd = ["--port", str(port), "--upstream", upstream]
     for s in stacks:
         cmd += ["--stack", str(s)]
     if not iam:
         cmd.append("--no-iam")
     if pubsub:
         cmd += ["--pubsub", pubsub]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(PACKAGE_PARENT), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    log_path = root / "iam-proxy.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=log, start_new_session=True)
+    proc, log_path = spawn_module(MODULE, cmd, root, "iam-proxy.log")
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None or not pid_alive(proc.pid):
-            tail = log_path.read_text(errors="replace")[-2000:].strip()
-            raise RuntimeError(f"local IAM proxy exited with {proc.returncode}: {tail}")
+        if (error := exited_early(proc, log_path, "local IAM proxy")) is not None:
+            raise error
         if iam_ready(endpoint, timeout=0.5):
             return proc
         time.sleep(0.05)

@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,55 @@ def environ_contains(pid: int, entry: str) -> bool:
         return entry.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return False
+
+
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the repository root: `local` imports
+
+
+def spawn_module(module: str, args: list[str], root: Path, log_name: str, *,
+                 extra_env: dict[str, str] | None = None, unset: tuple[str, ...] = (),
+                 ) -> tuple[subprocess.Popen[bytes], Path]:
+    """`python -m module args...` as a detached process (its own session: it outlives the
+    command that started it, and a signal to the caller's group does not reach it) logging to
+    `root/log_name`; the repository root on its PYTHONPATH, `extra_env` added, `unset`
+    removed. Returns the process and its log path."""
+    env = {**os.environ, **(extra_env or {})}
+    for name in unset:
+        env.pop(name, None)
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT),
+                                         *filter(None, [env.get("PYTHONPATH")])])
+    log_path = root / log_name
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=root, env=env,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    return proc, log_path
+
+
+def exited_early(proc: subprocess.Popen[bytes], log_path: Path, what: str) -> RuntimeError | None:
+    """The error to raise when a server being started has already exited, with its log's
+    tail; None while it runs."""
+    if proc.poll() is None and pid_alive(proc.pid):
+        return None
+    tail = log_path.read_text(errors="replace")[-2000:].strip()
+    return RuntimeError(f"{what} exited with {proc.returncode}: {tail}")
+
+
+def serve_until_signalled(server: Any, port: int, name: str, port_file: Path | None,
+                          banner: str = "") -> None:
+    """Bind a gRPC `server` to 127.0.0.1:`port` (0: any free port), start it, publish the
+    bound port in `port_file` (how the launcher learns it), and block until SIGTERM/SIGINT.
+    The caller stops the server after (each has its own shutdown)."""
+    import threading
+
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    if bound == 0:
+        raise SystemExit(f"{name}: cannot bind 127.0.0.1:{port}")
+    server.start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if port_file is not None:
+        write_json_atomic(port_file, {"pid": os.getpid(), "port": bound})
+    print(f"{name}: serving on 127.0.0.1:{bound}{banner}", flush=True)
+    stop.wait()

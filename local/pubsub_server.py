@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import signal
 import threading
 import time
 from collections import deque
@@ -32,7 +30,7 @@ import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 from google.pubsub_v1 import types as ps
 
-from local.procs import write_json_atomic
+from local.procs import serve_until_signalled
 from local.pubsub_stack import declared_topics_and_subscriptions
 
 DEFAULT_ACK_DEADLINE_S = 10
@@ -313,18 +311,8 @@ def serve(port: int, stacks: list[Path], port_file: Path | None = None) -> None:
     # StreamingPull holds a worker per open stream: room for many subscribers.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ps"))
     server.add_generic_rpc_handlers(handlers(state))
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
-    if bound == 0:
-        raise SystemExit(f"local pubsub: cannot bind 127.0.0.1:{port}")
-    server.start()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    if port_file is not None:
-        write_json_atomic(port_file, {"pid": os.getpid(), "port": bound})
-    print(f"local pubsub: serving on 127.0.0.1:{bound}: {len(state.topics)} topics, "
-          f"{len(state.subs)} subscriptions", flush=True)
-    stop.wait()
+    serve_until_signalled(server, port, "local pubsub", port_file,
+                          f": {len(state.topics)} topics, {len(state.subs)} subscriptions")
     server.stop(grace=1).wait()
 
 
