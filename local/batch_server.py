@@ -43,6 +43,7 @@ from google.protobuf import any_pb2, empty_pb2
 
 from local.capacity import CapacityConfig
 from local.executor import FaultConfig, JobRunner, ServerConfig
+from local.grpc_plumbing import RpcError, unary
 from local.procs import serve_until_signalled
 from local.state import GROUP_ID, TERMINAL_JOB_STATES, JobRecord, JobState, Store, now
 
@@ -55,11 +56,6 @@ TASK_NAME_RE = re.compile(r"^(projects/[^/]+/locations/[^/]+/jobs/[^/]+)/taskGro
 MAX_RETRY_COUNT = 10
 DEFAULT_PAGE_SIZE = 100
 
-
-class RpcError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _invalid(message: str) -> NoReturn:
@@ -409,20 +405,9 @@ def _page(items: list[Any], page_size: int, token: str) -> tuple[list[Any], str]
 
 
 # ---- gRPC plumbing -------------------------------------------------------------------------
-def _unary(
-    fn: Callable[[Any], Any], req_type: Any, serialize: Callable[[Any], bytes]
-) -> grpc.RpcMethodHandler:
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return fn(request)
-        except RpcError as e:
-            context.abort(e.code, str(e))
-        except Exception as e:  # a bug here must reach the client as INTERNAL, with a reason
-            context.abort(grpc.StatusCode.INTERNAL, f"local batch server: {e!r}")
-
-    return grpc.unary_unary_rpc_method_handler(
-        handler, request_deserializer=req_type.deserialize, response_serializer=serialize
-    )
+def _unary(fn: Callable[[Any], Any], req_type: Any, serialize: Callable[[Any], bytes]
+           ) -> grpc.RpcMethodHandler:
+    return unary(fn, req_type, serialize, "local batch server")
 
 
 def generic_handler(service: BatchService) -> grpc.GenericRpcHandler:

@@ -30,17 +30,13 @@ import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 from google.pubsub_v1 import types as ps
 
+from local.grpc_plumbing import RpcError, unary
 from local.procs import serve_until_signalled
 from local.pubsub_stack import declared_topics_and_subscriptions
 
 DEFAULT_ACK_DEADLINE_S = 10
 WAIT_S = 0.5  # how long an empty Pull waits for a message before answering
 
-
-class RpcError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -243,14 +239,7 @@ class PubSub:
 # ---- gRPC plumbing -------------------------------------------------------------------------
 def _unary(fn: Callable[[Any], Any], req_type: Any, serialize: Callable[[Any], bytes]
            ) -> grpc.RpcMethodHandler:
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return fn(request)
-        except RpcError as e:
-            context.abort(e.code, str(e))
-
-    return grpc.unary_unary_rpc_method_handler(
-        handler, request_deserializer=req_type.deserialize, response_serializer=serialize)
+    return unary(fn, req_type, serialize, "local pubsub server")
 
 
 def handlers(state: PubSub) -> list[grpc.GenericRpcHandler]:
