@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from gpub_runner import contract
+
 from jobs.catalog import MachineShape, gpu_fit_problem, machine_shape
 from jobs.parts import (
     ENV_NAME_RE,
@@ -27,10 +29,10 @@ from jobs.parts import (
     Rung,
 )
 
-# Batch job ids are `^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`; submit appends
-# "-yyyymmdd-hhmmss-xxxx" (21 chars), so the declared name keeps to 63 - 21 = 42.
-JOB_ID_SUFFIX_LEN = 21
-NAME_MAX = 63 - JOB_ID_SUFFIX_LEN
+# A job's name becomes the head of its Batch job ids: the run-time contract says how much room
+# the id suffixes of bin/submit and the workflow leave it.
+JOB_ID_SUFFIX_LEN = contract.JOB_ID_MAX - contract.JOB_NAME_MAX
+NAME_MAX = contract.JOB_NAME_MAX
 NAME_RE = re.compile(rf"^[a-z]([a-z0-9-]{{0,{NAME_MAX - 2}}}[a-z0-9])?$")
 HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 DISK_TYPE_RE = re.compile(r"^(pd|hyperdisk)-[a-z-]+$")
@@ -52,8 +54,8 @@ def check_name(v: str, data: dict[str, Any]) -> str:
     if not NAME_RE.match(v):
         raise ValueError(
             f"must be 1-{NAME_MAX} chars of lowercase letters, digits and hyphens, starting "
-            f"with a letter and not ending with a hyphen (Batch job ids are 63 chars and "
-            f"submit appends a {JOB_ID_SUFFIX_LEN}-char timestamp); got {v!r}"
+            f"with a letter and not ending with a hyphen (Batch job ids are "
+            f"{contract.JOB_ID_MAX} chars and runs append up to {JOB_ID_SUFFIX_LEN}); got {v!r}"
         )
     return v
 

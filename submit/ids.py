@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import uuid
 
+from gpub_runner import contract
+
 from submit.errors import SubmitError
 
 JOB_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-JOB_ID_MAX = 63
-# len("-0123456789-999"): what the run tag and the attempt number add to the job name.
-_SUFFIX_LEN = 15
+JOB_ID_MAX = contract.JOB_ID_MAX
+_SUFFIX_LEN = contract.SUBMIT_JOB_ID_SUFFIX_LEN
 _LABEL_VALUE_MAX = 63
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 # Fixed namespace: the same run always maps to the same job id and request id, on every machine.

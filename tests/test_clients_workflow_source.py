@@ -266,9 +266,9 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setitem(render.STANDARD_LIBRARY, "get_type", get_type)
     monkeypatch.setenv("GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID", "0123456789abcdef")
 
-    def execute(argument: Any, connectors: Connectors) -> Any:
+    def execute(argument: Any, connectors: Connectors, **kw: Any) -> Any:
         monkeypatch.setattr(main.StepCall, "execute_connector", staticmethod(connectors))
-        source = workflow_source(params(poll_interval_s=0))
+        source = workflow_source(params(poll_interval_s=0, **kw))
         return main.execute_workflow(yaml.safe_load(source), {"args": argument})
 
     return execute
@@ -357,3 +357,19 @@ def test_a_schedule_runs_its_prefix_into_an_execution_folder(run: Any) -> None:
     assert env["GPUB_INPUT_OBJECTS"] == "gs://p-dev-acme/inputs/embed/nightly/d1/a.jsonl"
     assert env["GPUB_OUTPUT_PREFIX"] == "gs://p-dev-acme/outputs/embed/0123456789abcdef/"
     assert body["labels"]["trigger"] == "schedule" and body["labels"]["client"] == "acme"
+
+
+def test_the_longest_job_name_gives_a_valid_batch_job_id(run: Any) -> None:
+    """The workflow appends `-<yyyymmddthhmmss>-<8 chars of the execution id>` to the job's
+    name; with the longest name JobSpec accepts, CreateJob must still get an id Batch takes
+    (`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`, https://cloud.google.com/batch/docs/reference/rest/
+    v1/projects.locations.jobs/create). It did not: 42 + 25 = 67 chars."""
+    import re
+
+    from jobs.spec import NAME_MAX
+
+    name = "j" * NAME_MAX
+    api = Connectors([f"inputs/{name}/b/a.jsonl", f"inputs/{name}/b/_READY"], ["SUCCEEDED"])
+    run(upload("p-dev-acme", f"inputs/{name}/b/_READY"), api, job=name)
+    (create,) = api.named("jobs.create")
+    assert re.fullmatch(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", create["jobId"]), create["jobId"]

@@ -26,7 +26,7 @@ def error(**kwargs: Any) -> JobSpecError:
 
 CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("name upper", {**CPU, "name": "Embed"}, "name", "lowercase letters"),
-    ("name too long", {**CPU, "name": "a" * 43}, "name", "1-42 chars"),
+    ("name too long", {**CPU, "name": "a" * 39}, "name", "1-38 chars"),
     ("name trailing -", {**CPU, "name": "embed-"}, "name", "not ending with a hyphen"),
     ("image ref", {**CPU, "image": "images/Embed"}, "image", "images/<name>"),
     ("image uri", {**CPU, "image": "bad image"}, "image", "full image URI"),
@@ -141,7 +141,7 @@ def test_valid_shapes() -> None:
     JobSpec(**{**CPU, "image": None, "script": "echo hi"})
     JobSpec(**CPU, provisioning="spot")  # retries implied
     JobSpec(**L4, provisioning="standard", retry_on_preemption=False, max_retry_count=0)
-    JobSpec(**{**CPU, "name": "a" * 42})
+    JobSpec(**{**CPU, "name": "a" * 38})  # the longest name (gpub_runner.contract.JOB_NAME_MAX)
     JobSpec(**{**CPU, "image": "images/uppercase@sha256:" + "a" * 64})
 
 

@@ -13,6 +13,18 @@ from __future__ import annotations
 import hashlib
 import re
 
+# ---- job ids -------------------------------------------------------------------------------
+# Batch job ids: `^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`, at most 63 chars
+# (https://cloud.google.com/batch/docs/reference/rest/v1/projects.locations.jobs/create).
+# Both producers append to the job's declared name, so the name keeps room for the longer:
+# - bin/submit: "-<10 hex>-<attempt, up to 3 digits>" (submit/ids.py);
+# - the workflow: "-<yyyymmddthhmmss>-<8 chars of the execution id>" (stacks/workflow_intake.py).
+JOB_ID_MAX = 63
+SUBMIT_JOB_ID_SUFFIX_LEN = len("-0123456789-999")
+WORKFLOW_JOB_ID_SUFFIX_LEN = len("-20250131t120000-01234567")
+JOB_NAME_MAX = JOB_ID_MAX - max(SUBMIT_JOB_ID_SUFFIX_LEN, WORKFLOW_JOB_ID_SUFFIX_LEN)
+
+
 # ---- job and task states ------------------------------------------------------------------
 # Batch JobStatus.State / TaskStatus.State names
 # (https://cloud.google.com/batch/docs/reference/rest/v1/projects.locations.jobs#State).
