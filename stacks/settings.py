@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from jobs import JobSpec, RenderContext
 from jobs.spec import LABEL_KEY_RE, LABEL_VALUE_RE, REGION_RE
+from stacks.layout import ADHOC_SA_ID, CLIENT_SA_PREFIX, RUN_SA_PREFIX, UPLOADS_TOPIC, TenancyLayout
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -21,7 +22,6 @@ PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 # create). The one home of this limit: stacks/identity.py and the client checks use it.
 SA_ID_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 SA_ID_MIN, SA_ID_MAX = 6, 30
-CLIENT_SA_PREFIX = "client-"  # the longer of a client's two identities (client-, run-)
 # Client names become service account ids (client-<name>, run-<name>) and bucket names
 # (<project>-<name>). No "--": names built as `<client>--<job>` then split one way only.
 CLIENT_NAME_MAX = SA_ID_MAX - len(CLIENT_SA_PREFIX)
@@ -32,7 +32,7 @@ CLIENT_NAME_RE = re.compile(rf"^[a-z](?!.*--)[a-z0-9-]{{1,{CLIENT_NAME_MAX - 2}}
 RESERVED_CLIENT_NAMES = frozenset(
     {"jobs", "inputs", "outputs", "batch", "operator", "adhoc", "platform", "uploads", "run"}
 )
-RESERVED_CLIENT_PREFIXES = ("batch-", "goog", "gcp-", "run-", "client-")
+RESERVED_CLIENT_PREFIXES = ("batch-", "goog", "gcp-", RUN_SA_PREFIX, CLIENT_SA_PREFIX)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 BILLING_ACCOUNT_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 PRINCIPAL_RE = re.compile(r"^(user|group|serviceAccount|domain):[^\s]+$")
@@ -225,18 +225,22 @@ class EnvironmentSettings(BaseModel):
                 raise ValueError(f"zones: {zone!r} is not in region {self.region!r}")
         return self
 
-    # Derived names: one place, so stacks, jobs, checks and the submit helper agree.
+    # Derived names: stacks/layout.py is their one home; these delegate to it.
+    @property
+    def layout(self) -> TenancyLayout:
+        return TenancyLayout(self.project_id)
+
     @property
     def stack_name(self) -> str:
         return f"platform-{self.name}"
 
     @property
     def data_bucket(self) -> str:
-        return f"{self.project_id}-batch-data"
+        return self.layout.data_bucket
 
     @property
     def log_bucket(self) -> str:
-        return f"{self.project_id}-batch-logs"
+        return self.layout.log_bucket
 
     @property
     def registry_repo(self) -> str:
@@ -249,59 +253,51 @@ class EnvironmentSettings(BaseModel):
     # Tenancy v2 (docs/contracts.md "Tenancy v2"): one bucket and one run-time identity per
     # client. Every module that needs a client's bucket, prefixes or identities asks here.
     def client_bucket(self, client: str) -> str:
-        return f"{self.project_id}-{client}"
+        return self.layout.client_bucket(client)
 
     def client_sa_id(self, client: str) -> str:
         """The identity a client uploads inputs and reads outputs with."""
-        return f"{CLIENT_SA_PREFIX}{client}"
+        return self.layout.client_sa_id(client)
 
     def client_sa_email(self, client: str) -> str:
-        return f"{self.client_sa_id(client)}@{self.project_id}.iam.gserviceaccount.com"
+        return self.layout.client_sa_email(client)
 
     def run_sa_id(self, client: str) -> str:
         """The identity every task of every job of this client runs as."""
-        return f"run-{client}"
+        return self.layout.run_sa_id(client)
 
     def run_sa_email(self, client: str) -> str:
-        return f"{self.run_sa_id(client)}@{self.project_id}.iam.gserviceaccount.com"
+        return self.layout.run_sa_email(client)
 
     @property
     def operator_sa_email(self) -> str:
         """The identity `bin/submit` acts as locally (operators' grants come from the stack)."""
-        return f"operator@{self.project_id}.iam.gserviceaccount.com"
+        return self.layout.operator_sa_email
 
     def results_topic(self, client: str) -> str:
         """The client's results topic id (outcomes of every run of the client's jobs)."""
-        return f"batch-{client}-results"
+        return self.layout.results_topic(client)
 
     @property
     def uploads_topic(self) -> str:
         """The one topic every client bucket notifies of new objects under `inputs/`."""
-        return "batch-uploads"
+        return UPLOADS_TOPIC
 
     def job_workflow(self, job: str) -> str:
         """The job's dispatcher workflow (one per job, all clients)."""
-        return f"batch-{job}"
+        return self.layout.job_workflow(job)
 
     def schedule_name(self, client: str, job: str, index: int) -> str:
-        # `--` cannot occur in a client name, so (client, job, index) is read back one way only.
-        return f"batch-{client}--{job}-{index}"
+        return self.layout.schedule_name(client, job, index)
 
     @property
     def adhoc_sa_id(self) -> str:
         """Operators' ad-hoc runs on the data bucket (`jobs/<job>/`) run as this identity."""
-        return "batch-adhoc"
+        return ADHOC_SA_ID
 
     @property
     def adhoc_sa_email(self) -> str:
-        return f"{self.adhoc_sa_id}@{self.project_id}.iam.gserviceaccount.com"
-
-    def job_sa_id(self, job: str) -> str:
-        """Retired per-job identity: ad-hoc runs use `adhoc_sa_id`, client runs `run-<client>`."""
-        return self.adhoc_sa_id
-
-    def job_sa_email(self, job: str) -> str:
-        return self.adhoc_sa_email
+        return self.layout.adhoc_sa_email
 
     # GPU demand: ONE computation, read by the quota preferences, the guardrails and the
     # submit planner, so the three never disagree.
