@@ -7,22 +7,23 @@ client library reads to talk to an emulator
     python -m local.pubsub_server --port P [--stack cdk.tf.json ...]
 
 Topics and subscriptions declared in the stacks (`google_pubsub_topic`,
-`google_pubsub_subscription`) exist from the start. Delivery is at-least-once as in Pub/Sub:
-a message not acknowledged within its subscription's ack deadline (default 10 s,
-https://cloud.google.com/pubsub/docs/lease-management) is delivered again.
+`google_pubsub_subscription`) exist from the start, and follow the stack file while the server
+runs (`local.topology`: re-read on the first RPC after it changes). Delivery is at-least-once
+as in Pub/Sub (`local.delivery`): a message not acknowledged within its subscription's ack
+deadline (default 10 s, https://cloud.google.com/pubsub/docs/lease-management) is delivered
+again; duplicates, reordering, retention and dead-lettering as `local.delivery` describes, with
+the knobs of `local.faults`.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,31 +31,47 @@ import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 from google.pubsub_v1 import types as ps
 
+from local.delivery import DeadLetter, SubscriptionQueue
+from local.faults import FaultConfigError, FaultPlan, plan_from_env
 from local.grpc_plumbing import RpcError, unary
 from local.procs import serve_until_signalled
-from local.pubsub_stack import declared_topics_and_subscriptions
+from local.pubsub_stack import DEFAULT_ACK_DEADLINE_S, SubscriptionConfig
+from local.pubsub_topology import RefreshInterceptor, StackTopology
 
-DEFAULT_ACK_DEADLINE_S = 10
 WAIT_S = 0.5  # how long an empty Pull waits for a message before answering
-
 
 
 @dataclass
 class _Sub:
     sub: ps.Subscription
-    ready: deque[tuple[ps.PubsubMessage, int]] = field(default_factory=deque)  # (msg, attempts)
-    # ack_id -> (message, attempts, deadline as time.monotonic())
-    leased: dict[str, tuple[ps.PubsubMessage, int, float]] = field(default_factory=dict)
+    queue: SubscriptionQueue
+
+
+def config_of(sub: ps.Subscription) -> SubscriptionConfig:
+    """The delivery settings a Subscription carries (defaults where it leaves them unset)."""
+    base = SubscriptionConfig(sub.topic)
+    retention = sub.message_retention_duration
+    seconds = retention.total_seconds() if hasattr(retention, "total_seconds") else 0.0
+    policy = sub.dead_letter_policy
+    return SubscriptionConfig(
+        topic=sub.topic, ack_deadline_s=sub.ack_deadline_seconds or base.ack_deadline_s,
+        retention_s=seconds or base.retention_s,
+        dead_letter_topic=policy.dead_letter_topic,
+        max_delivery_attempts=policy.max_delivery_attempts or base.max_delivery_attempts)
 
 
 class PubSub:
     """All state, in memory, behind one lock and one condition (messages arrived)."""
 
-    def __init__(self) -> None:
+    def __init__(self, plan: FaultPlan | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.topics: dict[str, ps.Topic] = {}
         self.subs: dict[str, _Sub] = {}
         self.cond = threading.Condition()
         self._ids = itertools.count(1)
+        self.plan = plan or FaultPlan()
+        self.clock = clock
+        self.topology: StackTopology | None = None  # set by load_stacks
 
     # ---- topics ---------------------------------------------------------------------------
     def create_topic(self, topic: ps.Topic) -> ps.Topic:
@@ -109,11 +126,27 @@ class PubSub:
                                        ordering_key=m.ordering_key,
                                        message_id=str(next(self._ids)), publish_time=stamp)
                 ids.append(msg.message_id)
-                for s in self.subs.values():
-                    if s.sub.topic == req.topic:
-                        s.ready.append((msg, 0))
+                self._fan_out(req.topic, msg)
             self.cond.notify_all()
             return ps.PublishResponse(message_ids=ids)
+
+    def _fan_out(self, topic: str, msg: ps.PubsubMessage) -> None:
+        now = self.clock()
+        for s in self.subs.values():
+            if s.sub.topic == topic:
+                s.queue.push(msg, now)
+
+    def _forward(self, dead: list[DeadLetter]) -> None:
+        """Publish dead letters (a missing dead-letter topic keeps nothing, as on Pub/Sub)."""
+        for d in dead:
+            if d.topic in self.topics:
+                d.msg.message_id = str(next(self._ids))
+                stamp = timestamp_pb2.Timestamp()
+                stamp.GetCurrentTime()
+                d.msg.publish_time = stamp
+                self._fan_out(d.topic, d.msg)
+        if dead:
+            self.cond.notify_all()
 
     # ---- subscriptions ----------------------------------------------------------------------
     def create_subscription(self, sub: ps.Subscription) -> ps.Subscription:
@@ -123,7 +156,7 @@ class PubSub:
             self._topic(sub.topic)
             if not sub.ack_deadline_seconds:
                 sub.ack_deadline_seconds = DEFAULT_ACK_DEADLINE_S
-            self.subs[sub.name] = _Sub(sub)
+            self.subs[sub.name] = _Sub(sub, SubscriptionQueue(sub.name, config_of(sub), self.plan))
             return sub
 
     def _sub(self, name: str) -> _Sub:
@@ -152,20 +185,11 @@ class PubSub:
              ) -> list[ps.ReceivedMessage]:
         """Lease up to `max_messages` (expired leases first come back); [] when none."""
         s = self._sub(name)
-        now = time.monotonic()
-        for ack_id, (msg, attempts, until) in list(s.leased.items()):
-            if until <= now:
-                del s.leased[ack_id]
-                s.ready.appendleft((msg, attempts))
-        out: list[ps.ReceivedMessage] = []
         lease = deadline_s or s.sub.ack_deadline_seconds or DEFAULT_ACK_DEADLINE_S
-        while s.ready and len(out) < max_messages:
-            msg, attempts = s.ready.popleft()
-            ack_id = f"{name}:{next(self._ids)}"
-            s.leased[ack_id] = (msg, attempts + 1, now + lease)
-            out.append(ps.ReceivedMessage(ack_id=ack_id, message=msg,
-                                          delivery_attempt=attempts + 1))
-        return out
+        got, dead = s.queue.take(self.clock(), max_messages, lease,
+                                 lambda: f"{name}:{next(self._ids)}")
+        self._forward(dead)
+        return got
 
     def pull(self, req: ps.PullRequest) -> ps.PullResponse:
         end = time.monotonic() + WAIT_S
@@ -178,9 +202,7 @@ class PubSub:
 
     def acknowledge(self, req: ps.AcknowledgeRequest) -> empty_pb2.Empty:
         with self.cond:
-            s = self._sub(req.subscription)
-            for ack_id in req.ack_ids:
-                s.leased.pop(ack_id, None)
+            self._sub(req.subscription).queue.ack(req.ack_ids)
             return empty_pb2.Empty()
 
     def modify_ack_deadline(self, req: ps.ModifyAckDeadlineRequest) -> empty_pb2.Empty:
@@ -189,10 +211,7 @@ class PubSub:
             return empty_pb2.Empty()
 
     def _modify(self, s: _Sub, ack_ids: Any, seconds: int) -> None:
-        for ack_id in ack_ids:
-            if ack_id in s.leased:
-                msg, attempts, _ = s.leased[ack_id]
-                s.leased[ack_id] = (msg, attempts, time.monotonic() + seconds)
+        s.queue.modify(ack_ids, seconds, self.clock())
         if seconds == 0:
             self.cond.notify_all()  # a nack: the message is ready again now
 
@@ -207,8 +226,7 @@ class PubSub:
 
         def apply(req: ps.StreamingPullRequest) -> None:
             with self.cond:
-                for ack_id in req.ack_ids:
-                    s.leased.pop(ack_id, None)
+                s.queue.ack(req.ack_ids)
                 for ack_id, secs in zip(req.modify_deadline_ack_ids,
                                         req.modify_deadline_seconds, strict=False):
                     self._modify(s, [ack_id], secs)
@@ -283,22 +301,20 @@ def handlers(state: PubSub) -> list[grpc.GenericRpcHandler]:
             grpc.method_handlers_generic_handler("google.pubsub.v1.Subscriber", subscriber)]
 
 
-def load_stacks(state: PubSub, stacks: list[Path]) -> None:
-    topics, subs = declared_topics_and_subscriptions(
-        json.loads(p.read_text(encoding="utf-8")) for p in stacks)
-    for name in topics:
-        state.create_topic(ps.Topic(name=name))
-    for name, (topic, ack_deadline) in subs.items():
-        if topic in state.topics:
-            state.create_subscription(ps.Subscription(name=name, topic=topic,
-                                                      ack_deadline_seconds=ack_deadline))
+def load_stacks(state: PubSub, stacks: list[Path]) -> StackTopology:
+    """The stacks' topics and subscriptions now, and the topology that follows the files."""
+    state.topology = StackTopology(state, stacks)
+    state.topology.refresh()
+    return state.topology
 
 
-def serve(port: int, stacks: list[Path], port_file: Path | None = None) -> None:
-    state = PubSub()
-    load_stacks(state, stacks)
+def serve(port: int, stacks: list[Path], port_file: Path | None = None,
+          plan: FaultPlan | None = None) -> None:
+    state = PubSub(plan)
+    topology = load_stacks(state, stacks)
     # StreamingPull holds a worker per open stream: room for many subscribers.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ps"))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ps"),
+                         interceptors=[RefreshInterceptor(topology)])
     server.add_generic_rpc_handlers(handlers(state))
     serve_until_signalled(server, port, "local pubsub", port_file,
                           f": {len(state.topics)} topics, {len(state.subs)} subscriptions")
@@ -311,7 +327,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port-file", type=Path)
     p.add_argument("--stack", type=Path, action="append", default=[])
     a = p.parse_args(argv)
-    serve(a.port, a.stack, a.port_file)
+    try:
+        plan = plan_from_env()
+    except FaultConfigError as exc:
+        p.exit(2, f"local pubsub: {exc}\n")
+    serve(a.port, a.stack, a.port_file, plan)
 
 
 if __name__ == "__main__":

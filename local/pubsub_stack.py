@@ -76,27 +76,90 @@ class _Resolver:
         return f"projects/{project or self.default_project}/topics/{raw}"
 
 
-def declared_topics_and_subscriptions(
-    docs: Iterable[Mapping[str, Any]],
-) -> tuple[list[str], dict[str, tuple[str, int]]]:
-    """Topic ids, and subscription id -> (topic id, ack deadline seconds)."""
-    topics: list[str] = []
-    subs: dict[str, tuple[str, int]] = {}
+# Subscription defaults (google.pubsub.v1.Subscription, https://cloud.google.com/pubsub/docs/
+# reference/rpc/google.pubsub.v1#subscription): ack deadline 10 s, unacknowledged messages kept
+# 7 days; a dead-letter policy's max_delivery_attempts is 5 when 0 or unset (5-100 allowed).
+DEFAULT_ACK_DEADLINE_S = 10
+DEFAULT_RETENTION_S = 7 * 24 * 3600
+DEFAULT_MAX_DELIVERY_ATTEMPTS = 5
+# Eventarc's own subscription keeps messages 24 h and has no dead-letter topic unless one is set
+# (https://cloud.google.com/eventarc/docs/retry-events).
+EVENTARC_RETENTION_S = 24 * 3600
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)s")
+
+
+@dataclass(frozen=True)
+class SubscriptionConfig:
+    """What the stack configures for one subscription's delivery."""
+
+    topic: str
+    ack_deadline_s: int = DEFAULT_ACK_DEADLINE_S
+    retention_s: float = DEFAULT_RETENTION_S
+    dead_letter_topic: str = ""  # "": dead-lettering off
+    max_delivery_attempts: int = DEFAULT_MAX_DELIVERY_ATTEMPTS
+
+
+def _block(raw: Any) -> dict[str, Any]:
+    """A nested block as CDKTF writes it: an object, or a list of one object."""
+    while isinstance(raw, list) and len(raw) == 1:
+        raw = raw[0]
+    return raw if isinstance(raw, dict) else {}
+
+
+def _int(raw: Any, default: int) -> int:
+    return int(raw) if isinstance(raw, int | str) and str(raw).isdigit() and int(raw) else default
+
+
+def _seconds(raw: Any, default: float) -> float:
+    m = _DURATION.fullmatch(_str(raw).strip())
+    return float(m.group(1)) if m else default
+
+
+def _subscription(conf: Mapping[str, Any], r: _Resolver, project: str) -> SubscriptionConfig:
+    dead = _block(conf.get("dead_letter_policy"))
+    dead_topic = _str(dead.get("dead_letter_topic"))
+    return SubscriptionConfig(
+        topic=r.topic(_str(conf.get("topic")), project),
+        ack_deadline_s=_int(conf.get("ack_deadline_seconds"), DEFAULT_ACK_DEADLINE_S),
+        retention_s=_seconds(conf.get("message_retention_duration"), DEFAULT_RETENTION_S),
+        dead_letter_topic=r.topic(dead_topic, project) if dead_topic else "",
+        max_delivery_attempts=_int(dead.get("max_delivery_attempts"),
+                                   DEFAULT_MAX_DELIVERY_ATTEMPTS),
+    )
+
+
+def declared_subscriptions(docs: Iterable[Mapping[str, Any]]) -> dict[str, SubscriptionConfig]:
+    """Subscription id -> its delivery configuration, Eventarc's own subscriptions included."""
+    subs: dict[str, SubscriptionConfig] = {}
     for doc in docs:
         r = _Resolver(doc)
-        topics += [t for t in r.topics.values() if t not in topics]
         for _, conf in _section(doc, "google_pubsub_subscription"):
             project = _str(conf.get("project")) or r.default_project
-            name = f"projects/{project}/subscriptions/{_str(conf.get('name'))}"
-            ack = conf.get("ack_deadline_seconds")
-            subs[name] = (r.topic(_str(conf.get("topic")), project),
-                          int(ack) if isinstance(ack, int | str) and str(ack).isdigit() else 10)
+            subs[f"projects/{project}/subscriptions/{_str(conf.get('name'))}"] = _subscription(
+                conf, r, project)
         # Eventarc makes its own subscription on a trigger's topic when the trigger is
         # created (https://cloud.google.com/eventarc/docs/workflows/quickstart-pubsub): events
         # published after the deploy wait for delivery even before anything pulls them.
         for trigger in deployed_triggers(doc):
-            subs.setdefault(eventarc_subscription(trigger.topic, trigger.name), (trigger.topic, 10))
-    return topics, subs
+            subs.setdefault(eventarc_subscription(trigger.topic, trigger.name),
+                            SubscriptionConfig(trigger.topic, retention_s=EVENTARC_RETENTION_S))
+    return subs
+
+
+def declared_topics(docs: Iterable[Mapping[str, Any]]) -> list[str]:
+    topics: list[str] = []
+    for doc in docs:
+        topics += [t for t in _Resolver(doc).topics.values() if t not in topics]
+    return topics
+
+
+def declared_topics_and_subscriptions(
+    docs: Iterable[Mapping[str, Any]],
+) -> tuple[list[str], dict[str, tuple[str, int]]]:
+    """Topic ids, and subscription id -> (topic id, ack deadline seconds)."""
+    docs = list(docs)
+    return declared_topics(docs), {name: (c.topic, c.ack_deadline_s)
+                                   for name, c in declared_subscriptions(docs).items()}
 
 
 @dataclass(frozen=True)
