@@ -3,7 +3,8 @@ manage the local backend.
 
 - `start --stack F`: the local cloud of a synthesized stack (IAM on, its topics, its buckets);
 - `events --stack F`: the stack's Eventarc triggers, locally: deliver each pending event to
-  its workflow (the deployed YAML) until interrupted (`--once`: what is pending, then exit).
+  its workflow (the deployed YAML) until interrupted (`--once`: until nothing is pending, then
+  a summary line; exit 1 when an execution FAILED or nothing could be delivered).
 """
 
 from __future__ import annotations
@@ -12,30 +13,58 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from local.backend import LocalBackend, default_root
 
+if TYPE_CHECKING:
+    from local.eventarc import LocalEventarc
+
 
 def _events(backend: LocalBackend, once: bool) -> int:
-    from local.eventarc import LocalEventarc
+    from local.eventarc import LocalEventarc, describe
 
     ep = backend.ensure_running()
     arc = LocalEventarc(backend.stacks, batch_target=ep.batch_target,
                         gcs_endpoint=ep.gcs_endpoint, pubsub_target=ep.pubsub_target)
+    if once:
+        return _events_once(arc)
     print(f"delivering events of {len(arc.triggers)} triggers (Ctrl-C stops)", flush=True)
     try:
         while True:
-            runs = arc.deliver(timeout_s=1.5)
-            for r in runs:
-                attrs = r.event["data"]["message"].get("attributes", {})
-                what = r.result if r.error is None else r.error
-                print(f"{r.workflow} <- gs://{attrs.get('bucketId')}/{attrs.get('objectId')}: "
-                      f"{r.state} {json.dumps(what, default=str)[:200]}", flush=True)
-            if once and not runs:
-                return 0
+            for r in arc.deliver(timeout_s=1.5):
+                print(describe(r), flush=True)
             time.sleep(0.2)
     except KeyboardInterrupt:
         return 0
+
+
+def _events_once(arc: LocalEventarc) -> int:
+    """Deliver until a round finds nothing; say what ran. Exit 1 when an execution FAILED
+    or events stay refused (over the execution-creation rate), 0 otherwise."""
+    from local.eventarc import Execution, describe, summary
+
+    if not arc.triggers:
+        print("events --once: the stack declares no Eventarc trigger: nothing can be delivered")
+        return 1
+    runs: list[Execution] = []
+    refused = 0
+    while True:
+        done = arc.deliver_round(timeout_s=1.5)
+        for r in done.executions:
+            print(describe(r), flush=True)
+        runs += done.executions
+        refused = done.refused
+        if not done.executions:
+            break
+    line = f"events --once: {len(arc.triggers)} triggers, {summary(runs)}"
+    if not runs and not refused:
+        line += ": nothing was pending"
+    if refused:
+        line += (f"; {refused} events refused over Workflows' 6,000 execution creations per "
+                 "minute, left for redelivery")
+    print(line, flush=True)
+    return 1 if refused or any(r.error is not None for r in runs) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,12 @@
 
 Servers are recorded in `<root>/servers.json`; a later process reuses them while their pid is
 alive, is still the same program, and their port answers.
+
+One local cloud per stack: a root whose servers run one set of stacks refuses a command for
+another (`OtherStackRunning`, one line saying how to stop it or where to run another), never
+swapping the stack under the running cloud. The same stack files changed by a new synth are
+followed live (`local.topology`); only the IAM layer, which reads notifications at start, is
+restarted (same port) when the stack's notification configurations changed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from local.faults import plan_from_env
 from local.gcs import BINARY_NAME, gcs_ready, start_gcs
 from local.iam_launcher import MODULE as IAM_MODULE
 from local.iam_launcher import iam_ready, iam_wanted, stacks_from_env, start_iam_proxy
@@ -39,6 +46,17 @@ from local.pubsub_launcher import MODULE as PUBSUB_MODULE
 from local.pubsub_launcher import start_pubsub
 
 BATCH_MODULE = "local.batch_server"
+
+
+class OtherStackRunning(RuntimeError):
+    """This root's local cloud runs other stacks than the ones asked for."""
+
+    def __init__(self, root: Path, running: Sequence[str], wanted: Sequence[Path]) -> None:
+        super().__init__(
+            f"the local cloud at {root} runs {', '.join(running)}, not "
+            f"{', '.join(str(w) for w in wanted)}; stop it first (.venv/bin/python -m local "
+            f"stop --root {root}) or run this stack in a cloud of its own (GPUB_LOCAL_ROOT=<dir>)")
+        self.running = list(running)
 
 
 def default_root() -> Path:
@@ -99,6 +117,7 @@ class LocalBackend:
         self.root.mkdir(parents=True, exist_ok=True)
         with self._locked():
             servers = self._read_servers()
+            self._refuse_other_stacks(servers)
             pubsub = servers.get("pubsub", {})
             if not self.stacks:
                 self._stop_entry(servers.pop("pubsub", {}), PUBSUB_MODULE)
@@ -107,6 +126,7 @@ class LocalBackend:
                 self._stop_entry(pubsub, PUBSUB_MODULE)
                 pubsub = servers["pubsub"] = start_pubsub(self.root, self.stacks,
                                                           ready_timeout=self.start_timeout)
+                pubsub["faults"] = plan_from_env().env()
                 write_json_atomic(self.servers_file, servers)
             iam = servers.get("iam", {})
             # With stacks, clients reach GCS through the proxy (IAM, notifications):
@@ -193,6 +213,24 @@ class LocalBackend:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    def _refuse_other_stacks(self, servers: Mapping[str, Any]) -> None:
+        """A live cloud of other stacks is never replaced (its events and grants would go)."""
+        if not self.stacks:
+            return
+        wanted = [str(s) for s in self.stacks]
+        for entry, module in ((servers.get("pubsub", {}), PUBSUB_MODULE),
+                              (servers.get("iam", {}), IAM_MODULE)):
+            running = entry.get("stacks") or []
+            if running and running != wanted and self._alive(entry, module):
+                raise OtherStackRunning(self.root, running, self.stacks)
+
+    def _notifications_key(self) -> str:
+        from local.gcs_events import notifications_key
+        from local.pubsub_stack import declared_notifications
+
+        docs = [json.loads(p.read_text(encoding="utf-8")) for p in self.stacks if p.is_file()]
+        return notifications_key(declared_notifications(docs))
+
     def _read_servers(self) -> dict[str, Any]:
         try:
             data = json.loads(self.servers_file.read_text(encoding="utf-8"))
@@ -248,6 +286,7 @@ class LocalBackend:
             and entry.get("stacks") == [str(s) for s in self.stacks]
             and entry.get("iam") == self.iam
             and entry.get("pubsub") == pubsub
+            and entry.get("notifications", "") == (self._notifications_key() if pubsub else "")
             and iam_ready(str(entry.get("endpoint", "")))
         )
 
@@ -256,13 +295,15 @@ class LocalBackend:
                                iam=self.iam, pubsub=pubsub)
         return {"pid": proc.pid, "port": port, "endpoint": f"http://127.0.0.1:{port}",
                 "upstream": upstream, "stacks": [str(s) for s in self.stacks],
-                "iam": self.iam, "pubsub": pubsub}
+                "iam": self.iam, "pubsub": pubsub,
+                "notifications": self._notifications_key() if pubsub else ""}
 
     def _pubsub_alive(self, entry: Mapping[str, Any]) -> bool:
         return (
             bool(entry)
             and self._alive(entry, PUBSUB_MODULE)
             and entry.get("stacks") == [str(s) for s in self.stacks]
+            and entry.get("faults", plan_from_env().env()) == plan_from_env().env()
             and port_answers(int(entry.get("port", 0)))
         )
 

@@ -8,6 +8,8 @@ Semantics from the connector reference
 `TimeoutError`, an HTTP status >= 400 `HttpError` with `code`. A job that ends FAILED (or
 CANCELLED) raises `OperationError` (the built-in tag for a long-running operation that finished
 unsuccessfully, https://cloud.google.com/workflows/docs/reference/catching-errors).
+Transient errors with `LOCAL_CONNECTOR_ERROR_RATE`, retried by the connector first as the real
+ones are (`local.connector_faults`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
+from local.connector_faults import ConnectorFaults, InjectedHttpError
+from local.faults import FaultPlan, plan_from_env
 from local.identity import credentials_for
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -29,6 +33,8 @@ SLEEP_SCALE_ENV = "LOCAL_WORKFLOWS_SLEEP_SCALE"
 TIMEOUT_ENV = "LOCAL_WORKFLOWS_CONNECTOR_TIMEOUT_S"
 _FINAL_OK = {"SUCCEEDED"}
 _FINAL_BAD = {"FAILED", "CANCELLED", "DELETION_IN_PROGRESS"}
+_LONG_RUNNING = {"googleapis.batch.v1.projects.locations.jobs.create"}
+_GETS = (".get", ".list")  # GET methods: the connector's idempotent retry policy
 
 
 def _error(message: str, tags: list[str], code: int | None = None) -> Exception:
@@ -43,7 +49,10 @@ def _error(message: str, tags: list[str], code: int | None = None) -> Exception:
 class Connectors:
     def __init__(self, *, batch_target: str, gcs_endpoint: str, pubsub_target: str,
                  identity: str, poll_s: float = 0.2, sleep_scale: float | None = None,
-                 timeout_s: float | None = None) -> None:
+                 timeout_s: float | None = None, plan: FaultPlan | None = None,
+                 fault_key: str = "") -> None:
+        """`plan`: the fault knobs (None reads them from the environment); `fault_key` names
+        this execution's random stream (the event id: a seed replays the same faults)."""
         self.batch_target = batch_target
         self.gcs_endpoint = gcs_endpoint
         self.pubsub_target = pubsub_target
@@ -57,6 +66,8 @@ class Connectors:
                           if timeout_s is None else timeout_s)
         # Set to abandon an execution: its next `sys.sleep` raises (a stuck test cleans up).
         self.abandoned = threading.Event()
+        self.faults = ConnectorFaults(plan or plan_from_env(), f"connectors:{identity}:{fault_key}",
+                                      self._backoff)
         self._calls: dict[str, Callable[[dict[str, Any]], Any]] = {
             "googleapis.batch.v1.projects.locations.jobs.create": self.batch_create,
             "googleapis.batch.v1.projects.locations.jobs.get": self.batch_get,
@@ -71,10 +82,18 @@ class Connectors:
         if fn is None:
             raise _error(f"local backend: connector {name} is not emulated", ["SystemError"])
         try:
-            return fn(args)
+            if name in _LONG_RUNNING:  # each of its requests draws faults on its own
+                return fn(args)
+            return self.faults.request(name, name.endswith(_GETS), lambda: fn(args))
         except gexc.GoogleAPICallError as exc:
             code = int(exc.code or 500)
             raise _error(str(exc.message), ["HttpError"], code) from None
+        except InjectedHttpError as exc:
+            raise _error(str(exc), ["HttpError"], exc.code) from None
+
+    def _backoff(self, seconds: float) -> None:
+        if self.abandoned.wait(seconds * self.sleep_scale):
+            raise RuntimeError("local workflows: execution abandoned")
 
     # ---- Batch ------------------------------------------------------------------------------
     def _batch(self) -> Any:
@@ -95,15 +114,17 @@ class Connectors:
         params = args.get("connector_params") or {}
         job = batch_v1.Job.from_json(json.dumps(args.get("body") or {}))
         client = self._batch()
-        created = client.create_job(request=batch_v1.CreateJobRequest(
-            parent=args["parent"], job=job, job_id=args.get("jobId", ""),
-            request_id=args.get("requestId", "")))
+        request = batch_v1.CreateJobRequest(parent=args["parent"], job=job,
+                                            job_id=args.get("jobId", ""),
+                                            request_id=args.get("requestId", ""))
+        created = self.faults.request("jobs.create", False, lambda: client.create_job(request))
         if params.get("skip_polling"):
             return self._job_json(created)
         timeout = float(params.get("timeout", self.timeout_s))
         deadline = time.monotonic() + timeout
         while True:
-            got = client.get_job(name=created.name)
+            got = self.faults.request("jobs.get (polling)", True,
+                                      lambda: client.get_job(name=created.name))
             state = got.status.state.name
             if state in _FINAL_OK:
                 return self._job_json(got)

@@ -2,7 +2,16 @@
 topic; every message becomes one execution of the trigger's workflow, with the CloudEvent as
 its argument. As in Eventarc, an event counts as delivered once its execution starts, and a
 failed execution is not retried
-(https://cloud.google.com/workflows/docs/trigger-workflow-eventarc).
+(https://cloud.google.com/workflows/docs/trigger-workflow-eventarc); an execution Workflows
+refuses to create (over 6,000 creations per minute per location,
+https://cloud.google.com/workflows/quotas) is not acknowledged, so Pub/Sub delivers the event
+again (https://cloud.google.com/eventarc/docs/retry-events). Delivery is at least once and in no
+particular order: what the local Pub/Sub hands out (duplicates and reordering with its knobs,
+`local.faults`) reaches the workflows as it comes.
+
+The triggers and workflows follow the stack file: a changed file is re-read before the next
+delivery round (`local.topology`), so a trigger added to a running local cloud delivers its
+first event.
 """
 
 from __future__ import annotations
@@ -11,12 +20,15 @@ import contextlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from local.connectors import Connectors
+from local.faults import FaultPlan, plan_from_env
 from local.pubsub_stack import Trigger, deployed_triggers, eventarc_subscription
+from local.topology import StackWatch
+from local.workflow_limits import Budget, CreationRate
 from local.workflows import (
     DeployedWorkflow,
     WorkflowFailed,
@@ -40,38 +52,72 @@ class Execution:
         return "FAILED" if self.error is not None else "SUCCEEDED"
 
 
+@dataclass
+class Round:
+    """What one delivery round did."""
+
+    executions: list[Execution] = field(default_factory=list)
+    refused: int = 0  # events left unacknowledged: over the execution-creation rate
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.executions if r.error is not None)
+
+
 class LocalEventarc:
     def __init__(self, stacks: Sequence[Path], *, batch_target: str, gcs_endpoint: str,
                  pubsub_target: str, sleep_scale: float | None = None,
-                 connector_timeout_s: float | None = None) -> None:
+                 connector_timeout_s: float | None = None, plan: FaultPlan | None = None,
+                 limits: Budget | None = None, creations: CreationRate | None = None) -> None:
         """`sleep_scale` and `connector_timeout_s` go to each execution's connectors
-        (`local.connectors`: None reads LOCAL_WORKFLOWS_SLEEP_SCALE / ..._CONNECTOR_TIMEOUT_S)."""
+        (`local.connectors`: None reads LOCAL_WORKFLOWS_SLEEP_SCALE / ..._CONNECTOR_TIMEOUT_S);
+        `plan` the fault knobs (None: from the environment); `limits` and `creations` the
+        Workflows limits (default: Workflows' own)."""
         self.sleep_scale = sleep_scale
         self.connector_timeout_s = connector_timeout_s
-        self.docs = docs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in stacks]
+        self.plan = plan or plan_from_env()
+        self.limits = limits
+        self.creations = creations or CreationRate()
         self._live: list[Connectors] = []
-        self.workflows = [w for d in docs for w in deployed_workflows(d)]
-        self.triggers = [t for d in docs for t in deployed_triggers(d)]
+        self._runs: dict[str, int] = {}
         self.endpoints = {"batch_target": batch_target, "gcs_endpoint": gcs_endpoint,
                           "pubsub_target": pubsub_target}
         os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_target
-        from google.api_core import exceptions as gexc
         from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
         self.subscriber = pubsub_v1.SubscriberClient()
+        self.watch = StackWatch(stacks)
+        self.docs: list[dict[str, Any]] = []
+        self.workflows: list[DeployedWorkflow] = []
+        self.triggers: list[Trigger] = []
         self.routes: list[tuple[Trigger, DeployedWorkflow, str]] = []
-        for trigger in self.triggers:
-            wf = workflow_for(trigger, self.workflows)
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Re-read the stack when its file changed: triggers, workflows, their subscriptions."""
+        docs = self.watch.changed()
+        if docs is None:
+            return False
+        from google.api_core import exceptions as gexc
+
+        workflows = [w for d in docs for w in deployed_workflows(d)]
+        triggers = [t for d in docs for t in deployed_triggers(d)]
+        routes = []
+        for trigger in triggers:
+            wf = workflow_for(trigger, workflows)
             sub = eventarc_subscription(trigger.topic, trigger.name)
             with contextlib.suppress(gexc.AlreadyExists):
                 self.subscriber.create_subscription(name=sub, topic=trigger.topic)
-            self.routes.append((trigger, wf, sub))
+            routes.append((trigger, wf, sub))
+        self.docs, self.workflows, self.triggers, self.routes = docs, workflows, triggers, routes
+        return True
 
-    def connectors(self, wf: DeployedWorkflow) -> Connectors:
+    def connectors(self, wf: DeployedWorkflow, fault_key: str = "") -> Connectors:
         ep = self.endpoints
         conn = Connectors(batch_target=ep["batch_target"], gcs_endpoint=ep["gcs_endpoint"],
                           pubsub_target=ep["pubsub_target"], identity=wf.service_account,
-                          sleep_scale=self.sleep_scale, timeout_s=self.connector_timeout_s)
+                          sleep_scale=self.sleep_scale, timeout_s=self.connector_timeout_s,
+                          plan=self.plan, fault_key=fault_key)
         self._live.append(conn)
         return conn
 
@@ -81,19 +127,50 @@ class LocalEventarc:
             conn.abandoned.set()
 
     def deliver(self, timeout_s: float = 2.0) -> list[Execution]:
-        """Run one execution per pending event (in arrival order); the executions."""
-        done: list[Execution] = []
+        """Run one execution per pending event (as the subscription hands them out)."""
+        return self.deliver_round(timeout_s).executions
+
+    def deliver_round(self, timeout_s: float = 2.0) -> Round:
+        self.refresh()
+        done = Round()
         for trigger, wf, sub in self.routes:
             resp = self.subscriber.pull(subscription=sub, max_messages=100, timeout=timeout_s)
-            if resp.received_messages:
-                self.subscriber.acknowledge(
-                    subscription=sub, ack_ids=[m.ack_id for m in resp.received_messages])
+            started: list[Any] = []
+            refused: list[Any] = []
             for received in resp.received_messages:
-                event = pubsub_cloudevent(trigger.topic, sub, received.message)
-                run = Execution(trigger.address, wf.name, event)
-                try:
-                    run.result = execute(wf, event, self.connectors(wf))
-                except WorkflowFailed as exc:
-                    run.error = exc.payload
-                done.append(run)
+                ok = self.creations.admit(f"{wf.project}/{wf.region}")
+                (started if ok else refused).append(received)
+            if started:  # delivered once its execution starts
+                self.subscriber.acknowledge(subscription=sub,
+                                            ack_ids=[m.ack_id for m in started])
+            if refused:  # Workflows answered 429: Pub/Sub delivers the event again
+                self.subscriber.modify_ack_deadline(
+                    subscription=sub, ack_ids=[m.ack_id for m in refused], ack_deadline_seconds=0)
+                done.refused += len(refused)
+            for received in started:
+                done.executions.append(self._run(trigger, wf, sub, received))
         return done
+
+    def _run(self, trigger: Trigger, wf: DeployedWorkflow, sub: str, received: Any) -> Execution:
+        event = pubsub_cloudevent(trigger.topic, sub, received.message)
+        run = Execution(trigger.address, wf.name, event)
+        key = f"{trigger.name}:{event['id']}"
+        self._runs[key] = self._runs.get(key, 0) + 1  # a duplicate draws faults of its own
+        conn = self.connectors(wf, f"{key}:{self._runs[key]}")
+        try:
+            run.result = execute(wf, event, conn, self.limits)
+        except WorkflowFailed as exc:
+            run.error = exc.payload
+        return run
+
+
+def summary(executions: Sequence[Execution]) -> str:
+    ok = sum(1 for r in executions if r.error is None)
+    return f"{len(executions)} executions ({ok} SUCCEEDED, {len(executions) - ok} FAILED)"
+
+
+def describe(run: Execution) -> str:
+    attrs = run.event["data"]["message"].get("attributes", {})
+    what = run.result if run.error is None else run.error
+    return (f"{run.workflow} <- gs://{attrs.get('bucketId')}/{attrs.get('objectId')}: "
+            f"{run.state} {json.dumps(what, default=str)[:200]}")

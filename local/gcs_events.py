@@ -9,12 +9,16 @@ data is the object's JSON API resource for `JSON_API_V1`, empty for `NONE`.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from local.pubsub_stack import Notification
+from local.pubsub_stack import Notification, declared_notifications
+from local.topology import StackWatch
 
 FINALIZE, DELETE = "OBJECT_FINALIZE", "OBJECT_DELETE"
 
@@ -37,3 +41,26 @@ def notification_message(
     }
     data = b"" if n.payload_format == "NONE" else json.dumps(dict(obj)).encode()
     return data, attributes
+
+
+def notifications_key(notifications: Sequence[Notification]) -> str:
+    """A short digest of what the stack's notification configurations publish (servers.json
+    records it, so a changed set is noticed without comparing whole stack files)."""
+    text = json.dumps([dataclasses.astuple(n) for n in notifications], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class LiveNotifications:
+    """The stacks' GCS notification configurations, re-read when a stack file changes
+    (`local.topology.StackWatch`): `current()` on each request gives what the stack declares
+    now, so a bucket notification added to a running local cloud publishes its first event."""
+
+    def __init__(self, stack_files: Sequence[Path]) -> None:
+        self.watch = StackWatch(stack_files)
+        self._current: list[Notification] = []
+
+    def current(self) -> list[Notification]:
+        docs = self.watch.changed()
+        if docs is not None:
+            self._current = declared_notifications(docs)
+        return self._current

@@ -10,6 +10,8 @@
   service account, the local Pub/Sub).
 - Runtime argument: the CloudEvent Eventarc delivers, as a JSON object
   (https://cloud.google.com/workflows/docs/trigger-workflow-eventarc).
+- Limits: memory of variables, steps per execution and source size as Workflows enforces them
+  (`local.workflow_limits`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import yaml
 
 from local.connectors import Connectors
 from local.pubsub_stack import Trigger
+from local.workflow_limits import Budget, ResourceLimitExceeded, budget, check_source_size
+from local.workflow_limits import install as install_limits
 from policies.tfjson import INTERPOLATION_RE, LOCAL_RE, facts_from_document, instances
 
 _CURRENT: contextvars.ContextVar[Connectors] = contextvars.ContextVar("local_connectors")
@@ -104,6 +108,7 @@ def _emulator() -> Any:
 
         main.StepCall.execute_connector = staticmethod(execute_connector)
         main.StepCall._gpub_local = True
+    install_limits(main)
     return main
 
 
@@ -175,9 +180,13 @@ def workflow_for(trigger: Trigger, workflows: Iterable[DeployedWorkflow]) -> Dep
 
 
 # ---- validation and execution ---------------------------------------------------------------
-def parse_source(source: str) -> Any:
+def parse_source(source: str, name: str = "workflow") -> Any:
     """The workflow definition; WorkflowSyntaxError where Workflows would refuse it."""
     import jsonschema
+
+    too_big = check_source_size(name, source)
+    if too_big:
+        raise WorkflowSyntaxError(too_big)
 
     try:
         definition = yaml.safe_load(source)
@@ -217,9 +226,11 @@ def pubsub_cloudevent(topic: str, subscription: str, message: Any) -> dict[str, 
     }
 
 
-def execute(wf: DeployedWorkflow, argument: Any, connectors: Connectors) -> Any:
-    """Run one execution; its result, or WorkflowFailed with the uncaught error."""
-    definition = parse_source(wf.source)
+def execute(wf: DeployedWorkflow, argument: Any, connectors: Connectors,
+            limits: Budget | None = None) -> Any:
+    """Run one execution; its result, or WorkflowFailed with the uncaught error (a Workflows
+    limit exceeded included: `limits`, default Workflows' own)."""
+    definition = parse_source(wf.source, wf.name)
     main = _emulator()
     from workflows_emulator.utils import WorkflowError
 
@@ -237,8 +248,10 @@ def execute(wf: DeployedWorkflow, argument: Any, connectors: Connectors) -> Any:
     os.environ.update(env)
     token = _CURRENT.set(connectors)
     try:
-        return main.execute_workflow(copy.deepcopy(definition), args)
-    except WorkflowError as exc:
+        with budget(limits or Budget()) as used:
+            used.memory(args)  # arguments and events count against the variables' memory
+            return main.execute_workflow(copy.deepcopy(definition), args)
+    except (WorkflowError, ResourceLimitExceeded) as exc:
         payload = exc.payload
         raise WorkflowFailed(f"{wf.name}: {json.dumps(payload, default=str)[:500]}",
                              payload) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from submit.errors import ServiceError
+from submit.errors import ServiceError, SubmitError
 
 
 def root() -> Path:
@@ -42,14 +42,21 @@ def backend() -> Any:
 
 
 def start() -> Any:
-    """Start (or find) the local servers; returns their endpoints."""
+    """Start (or find) the local servers; returns their endpoints. Refused (exit 2, one line)
+    when the root's running cloud is another environment's stack, or a fault knob
+    (LOCAL_PUBSUB_*, LOCAL_CONNECTOR_ERROR_RATE, LOCAL_FAULT_SEED) is outside what it allows."""
+    local = backend()  # ServiceError when the local backend is not part of this checkout
+    from local.backend import OtherStackRunning
+    from local.faults import FaultConfigError
+
     try:
-        local = backend()
         endpoints = local.ensure_running()
         if local.stacks:  # the local `terraform apply`: the stack's buckets exist
             from local.apply import apply_buckets
 
             apply_buckets(endpoints.gcs_upstream, local.stacks)
+    except (OtherStackRunning, FaultConfigError) as exc:
+        raise SubmitError(f"--local: {exc}") from None
     except (RuntimeError, OSError) as exc:
         raise ServiceError(f"--local: the local backend did not start: {exc}".splitlines()[0]
                            ) from None
