@@ -25,6 +25,9 @@ def _events(backend: LocalBackend, once: bool) -> int:
     from local.eventarc import LocalEventarc, describe
 
     ep = backend.ensure_running()
+    from local.apply import apply_buckets
+
+    apply_buckets(ep.gcs_upstream, backend.stacks)  # buckets the stack added since the start
     arc = LocalEventarc(backend.stacks, batch_target=ep.batch_target,
                         gcs_endpoint=ep.gcs_endpoint, pubsub_target=ep.pubsub_target)
     if once:
@@ -82,6 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     for stack in a.stack or []:
         if not stack.is_file():
             p.error(f"--stack: {stack} is not a file (synthesize first: .venv/bin/python main.py)")
+    from local.backend import OtherStackRunning
+    from local.faults import FaultConfigError
+
+    try:
+        return _run(a, p)
+    except (OtherStackRunning, FaultConfigError) as exc:
+        p.exit(2, f"python -m local {a.command}: {exc}\n")
+
+
+def _run(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     backend = LocalBackend(a.root or default_root(), repo_root=a.repo_root, stacks=a.stack)
     if a.command == "events":
         if not backend.stacks:

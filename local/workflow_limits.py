@@ -67,8 +67,8 @@ def _is_subworkflow(value: Any) -> bool:
 
 
 def context_bytes(context: Mapping[str, Any]) -> int:
-    return sum(variable_bytes(k) + variable_bytes(v) for k, v in context.items()
-               if not _is_subworkflow(v))
+    """The variables' memory: their values (the docs' example counts no names)."""
+    return sum(variable_bytes(v) for v in context.values() if not _is_subworkflow(v))
 
 
 @dataclass

@@ -101,6 +101,7 @@ def _emulator() -> Any:
                 raise RuntimeError("local workflows: execution abandoned")
 
         sys_utils.sleep = sleep
+        main.sleep = sleep  # a `retry` step's backoff: scaled like sys.sleep
 
         def execute_connector(rendered_step: Mapping[str, Any]) -> Any:
             return _CURRENT.get().call(str(rendered_step["call"]),
