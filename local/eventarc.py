@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from local.workflow_limits import Budget, CreationRate
 from local.workflows import (
     DeployedWorkflow,
     WorkflowFailed,
+    WorkflowSyntaxError,
     deployed_workflows,
     execute,
     pubsub_cloudevent,
@@ -100,11 +102,17 @@ class LocalEventarc:
             return False
         from google.api_core import exceptions as gexc
 
-        workflows = [w for d in docs for w in deployed_workflows(d)]
-        triggers = [t for d in docs for t in deployed_triggers(d)]
+        try:
+            workflows = [w for d in docs for w in deployed_workflows(d)]
+            triggers = [t for d in docs for t in deployed_triggers(d)]
+            pairs = [(t, workflow_for(t, workflows)) for t in triggers]
+        except (WorkflowSyntaxError, LookupError) as exc:
+            if not self.routes:
+                raise
+            print(f"local eventarc: the changed stack is not applied: {exc}", file=sys.stderr)
+            return False
         routes = []
-        for trigger in triggers:
-            wf = workflow_for(trigger, workflows)
+        for trigger, wf in pairs:
             sub = eventarc_subscription(trigger.topic, trigger.name)
             with contextlib.suppress(gexc.AlreadyExists):
                 self.subscriber.create_subscription(name=sub, topic=trigger.topic)
