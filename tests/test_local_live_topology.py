@@ -212,6 +212,20 @@ def test_another_environments_stack_is_refused_never_swapped(
     _write(prod, _base())
     with pytest.raises(OtherStackRunning, match="python -m local stop --root"):
         LocalBackend(backend.root, stacks=[prod]).ensure_running()
+    # `bin/submit ls --env prod --local`: the same refusal, exit 2, one line.
+    from submit import localmode
+    from submit.errors import SubmitError
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GPUB_LOCAL_ROOT", str(backend.root))
+    localmode.use_stacks([prod])
+    try:
+        with pytest.raises(SubmitError, match=r"^--local: the local cloud at .* runs ") as refused:
+            localmode.start()
+        assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
+    finally:
+        localmode.use_stacks([])
+        mp.undo()
     proc = _cli(backend, "start", "--stack", str(prod))
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
