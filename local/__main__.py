@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     for stack in a.stack or []:
         if not stack.is_file():
             p.error(f"--stack: {stack} is not a file (synthesize first: .venv/bin/python main.py)")
-    from local.backend import OtherStackRunning
+    from local.backend import CloudMismatch
     from local.faults import FaultConfigError
 
     try:
         return _run(a, p)
-    except (OtherStackRunning, FaultConfigError) as exc:
+    except (CloudMismatch, FaultConfigError) as exc:
         p.exit(2, f"python -m local {a.command}: {exc}\n")
 
 

@@ -10,7 +10,9 @@ alive, is still the same program, and their port answers.
 
 One local cloud per stack: a root whose servers run one set of stacks refuses a command for
 another (`OtherStackRunning`, one line saying how to stop it or where to run another), never
-swapping the stack under the running cloud. The same stack files changed by a new synth are
+swapping the stack under the running cloud; likewise a command that sets delivery knobs
+(`local.faults`) other than the running Pub/Sub's (`OtherFaultsRunning`); one that sets none
+uses the cloud as it runs. The same stack files changed by a new synth are
 followed live (`local.topology`); only the IAM layer, which reads notifications at start, is
 restarted (same port) when the stack's notification configurations changed.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from local.faults import ENV_NAMES as FAULT_ENV_NAMES
 from local.faults import plan_from_env
 from local.gcs import BINARY_NAME, gcs_ready, start_gcs
 from local.iam_launcher import MODULE as IAM_MODULE
@@ -48,7 +51,11 @@ from local.pubsub_launcher import start_pubsub
 BATCH_MODULE = "local.batch_server"
 
 
-class OtherStackRunning(RuntimeError):
+class CloudMismatch(RuntimeError):
+    """This root's running local cloud is not the one asked for; it is left as it is."""
+
+
+class OtherStackRunning(CloudMismatch):
     """This root's local cloud runs other stacks than the ones asked for."""
 
     def __init__(self, root: Path, running: Sequence[str], wanted: Sequence[Path]) -> None:
@@ -57,6 +64,17 @@ class OtherStackRunning(RuntimeError):
             f"{', '.join(str(w) for w in wanted)}; stop it first (.venv/bin/python -m local "
             f"stop --root {root}) or run this stack in a cloud of its own (GPUB_LOCAL_ROOT=<dir>)")
         self.running = list(running)
+
+
+class OtherFaultsRunning(CloudMismatch):
+    """The caller sets delivery knobs other than those the running Pub/Sub delivers with."""
+
+    def __init__(self, root: Path, running: Mapping[str, str], wanted: Mapping[str, str]) -> None:
+        differ = ", ".join(f"{k}={wanted[k]} (running: {running.get(k, 'unset')})"
+                           for k in sorted(wanted) if running.get(k) != wanted[k])
+        super().__init__(
+            f"the local cloud at {root} delivers with other knobs: {differ}; stop it first "
+            f"(.venv/bin/python -m local stop --root {root}) or unset them to use it as it is")
 
 
 def default_root() -> Path:
@@ -223,6 +241,11 @@ class LocalBackend:
             running = entry.get("stacks") or []
             if running and running != wanted and self._alive(entry, module):
                 raise OtherStackRunning(self.root, running, self.stacks)
+        pubsub = servers.get("pubsub", {})
+        knobs = plan_from_env().env()
+        if (pubsub.get("faults") and any(k in os.environ for k in FAULT_ENV_NAMES)
+                and pubsub["faults"] != knobs and self._alive(pubsub, PUBSUB_MODULE)):
+            raise OtherFaultsRunning(self.root, pubsub["faults"], knobs)
 
     def _notifications_key(self) -> str:
         from local.gcs_events import notifications_key
@@ -303,7 +326,6 @@ class LocalBackend:
             bool(entry)
             and self._alive(entry, PUBSUB_MODULE)
             and entry.get("stacks") == [str(s) for s in self.stacks]
-            and entry.get("faults", plan_from_env().env()) == plan_from_env().env()
             and port_answers(int(entry.get("port", 0)))
         )
 

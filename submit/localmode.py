@@ -46,7 +46,7 @@ def start() -> Any:
     when the root's running cloud is another environment's stack, or a fault knob
     (LOCAL_PUBSUB_*, LOCAL_CONNECTOR_ERROR_RATE, LOCAL_FAULT_SEED) is outside what it allows."""
     local = backend()  # ServiceError when the local backend is not part of this checkout
-    from local.backend import OtherStackRunning
+    from local.backend import CloudMismatch
     from local.faults import FaultConfigError
 
     try:
@@ -55,7 +55,7 @@ def start() -> Any:
             from local.apply import apply_buckets
 
             apply_buckets(endpoints.gcs_upstream, local.stacks)
-    except (OtherStackRunning, FaultConfigError) as exc:
+    except (CloudMismatch, FaultConfigError) as exc:
         raise SubmitError(f"--local: {exc}") from None
     except (RuntimeError, OSError) as exc:
         raise ServiceError(f"--local: the local backend did not start: {exc}".splitlines()[0]

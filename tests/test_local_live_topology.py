@@ -21,7 +21,7 @@ from google.cloud import (
     storage,  # type: ignore[attr-defined]
 )
 
-from local.backend import Endpoints, LocalBackend, OtherStackRunning
+from local.backend import Endpoints, LocalBackend, OtherFaultsRunning, OtherStackRunning
 from local.eventarc import LocalEventarc
 from local.faults import FaultPlan
 from local.identity import credentials_for
@@ -237,6 +237,19 @@ def test_another_environments_stack_is_refused_never_swapped(
     assert [m.message.data for m in got] == [b"pending"]
     sub.acknowledge(subscription=f"{PROJECT}/subscriptions/acme-results-sub",
                     ack_ids=[m.ack_id for m in got])
+
+
+def test_other_delivery_knobs_are_refused_and_none_use_the_cloud_as_it_runs(
+    cloud: tuple[LocalBackend, Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend, stack = cloud
+    ep = backend.ensure_running()  # no knob set: the cloud as it runs
+    monkeypatch.setenv("LOCAL_PUBSUB_DUPLICATE_RATE", "0.5")
+    knob = r"LOCAL_PUBSUB_DUPLICATE_RATE=0\.5 \(running: 0\.0\)"
+    with pytest.raises(OtherFaultsRunning, match=knob):
+        LocalBackend(backend.root, stacks=[stack]).ensure_running()
+    monkeypatch.delenv("LOCAL_PUBSUB_DUPLICATE_RATE")
+    assert LocalBackend(backend.root, stacks=[stack]).ensure_running() == ep
 
 
 def test_events_once_says_what_it_ran_and_fails_when_an_execution_failed(
