@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,12 +41,15 @@ class StackTopology:
         self.watch = StackWatch(files)
         self.topics: set[str] = set()  # what the stack declared at the last reload
         self.subs: set[str] = set()
+        self._lock = threading.Lock()  # a concurrent RPC waits until the new stack is applied
 
     def refresh(self) -> bool:
         """Apply the stack if it changed since the last call; whether it did."""
-        docs = self.watch.changed()
-        if docs is None:
-            return False
+        with self._lock:
+            docs = self.watch.changed()
+            return docs is not None and self._apply_docs(docs)
+
+    def _apply_docs(self, docs: list[dict[str, Any]]) -> bool:
         topics, subs = declared_topics(docs), declared_subscriptions(docs)
         st = self.state
         with st.cond:
