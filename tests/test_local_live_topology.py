@@ -24,6 +24,7 @@ from google.cloud import (
 from local.backend import Endpoints, LocalBackend, OtherFaultsRunning, OtherStackRunning
 from local.eventarc import LocalEventarc
 from local.faults import FaultPlan
+from local.gcs_events import LiveNotifications, notifications_key
 from local.identity import credentials_for
 from local.procs import PACKAGE_PARENT, terminate
 from local.pubsub_launcher import start_pubsub
@@ -139,6 +140,20 @@ def test_executions_over_the_creation_rate_are_redelivered_not_lost(
     later = _rounds(arc)
     assert {r.result for r in first.executions + later} == ids
     assert len(first.executions) + len(later) == 4
+
+
+def test_notifications_follow_the_stack_file(tmp_path: Path) -> None:
+    stack = tmp_path / "cdk.tf.json"
+    _write(stack, _base())
+    live = LiveNotifications([stack])
+    before = {n.bucket for n in live.current()}
+    assert before == {"demo-proj-acme", "demo-proj-globex"}
+    key = notifications_key(live.current())
+    _write(stack, onboard(_base(), "initech"))
+    assert {n.bucket for n in live.current()} == before | {"demo-proj-initech"}
+    assert notifications_key(live.current()) != key
+    stack.write_text("{ half a synth", encoding="utf-8")  # a synth still writing
+    assert {n.bucket for n in live.current()} == before | {"demo-proj-initech"}
 
 
 # ---- the whole local cloud ----------------------------------------------------------------
