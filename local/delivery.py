@@ -36,6 +36,21 @@ DEAD_LETTER_ATTRS = ("CloudPubSubDeadLetterSourceDeliveryCount",
                      "CloudPubSubDeadLetterSourceTopicPublishTime")
 
 
+def refusal(config: SubscriptionConfig) -> str | None:
+    """Why Pub/Sub would refuse this subscription's settings (INVALID_ARGUMENT), else None:
+    `max_delivery_attempts` 5-100, retention 10 minutes to 31 days, ack deadline 10-600 s
+    (google.pubsub.v1 DeadLetterPolicy, Subscription)."""
+    if config.dead_letter_topic and not 5 <= config.max_delivery_attempts <= 100:
+        return (f"dead_letter_policy.max_delivery_attempts: got {config.max_delivery_attempts}; "
+                "allowed: 5 to 100")
+    if not 600 <= config.retention_s <= 31 * 24 * 3600:
+        return (f"message_retention_duration: got {config.retention_s:g}s; allowed: 600s to "
+                f"{31 * 24 * 3600}s")
+    if not 10 <= config.ack_deadline_s <= 600:
+        return f"ack_deadline_seconds: got {config.ack_deadline_s}; allowed: 10 to 600"
+    return None
+
+
 @dataclass
 class Pending:
     msg: ps.PubsubMessage

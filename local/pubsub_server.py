@@ -31,7 +31,7 @@ import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 from google.pubsub_v1 import types as ps
 
-from local.delivery import DeadLetter, SubscriptionQueue
+from local.delivery import DeadLetter, SubscriptionQueue, refusal
 from local.faults import FaultConfigError, FaultPlan, plan_from_env
 from local.grpc_plumbing import RpcError, unary
 from local.procs import serve_until_signalled
@@ -156,7 +156,10 @@ class PubSub:
             self._topic(sub.topic)
             if not sub.ack_deadline_seconds:
                 sub.ack_deadline_seconds = DEFAULT_ACK_DEADLINE_S
-            self.subs[sub.name] = _Sub(sub, SubscriptionQueue(sub.name, config_of(sub), self.plan))
+            config = config_of(sub)
+            if (refused := refusal(config)) is not None:
+                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, refused)
+            self.subs[sub.name] = _Sub(sub, SubscriptionQueue(sub.name, config, self.plan))
             return sub
 
     def _sub(self, name: str) -> _Sub:

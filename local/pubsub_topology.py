@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.pubsub_v1 import types as ps
 
+from local.delivery import refusal
 from local.pubsub_stack import SubscriptionConfig, declared_subscriptions, declared_topics
 from local.topology import StackWatch
 
@@ -71,7 +72,10 @@ class StackTopology:
         if config.topic not in st.topics:
             return  # on a topic the stack does not declare: Pub/Sub would refuse it
         existing = st.subs.get(name)
-        if existing is None:
+        refused = refusal(config)
+        if refused is not None:  # `terraform apply` would fail on it: not created, not changed
+            log.error("%s: not applied: %s", name, refused)
+        elif existing is None:
             st.create_subscription(subscription_proto(name, config))
         elif existing.queue.config != config:
             existing.sub = subscription_proto(name, config)

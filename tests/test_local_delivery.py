@@ -215,3 +215,20 @@ def test_a_topic_and_subscription_added_to_the_stack_exist_at_the_next_request(
     names = {s.name for s in sub.list_subscriptions(project=PROJECT)}
     assert DEAD_SUB not in names  # removed from the stack: gone, as after terraform apply
     assert ACME_SUB in names
+
+
+def test_settings_pubsub_refuses_are_refused(server: tuple[str, Path]) -> None:
+    from google.api_core import exceptions as gexc
+
+    sub = pubsub_v1.SubscriberClient()
+    with pytest.raises(gexc.InvalidArgument, match="max_delivery_attempts: got 101; allowed"):
+        sub.create_subscription(request={
+            "name": f"{PROJECT}/subscriptions/too-many", "topic": INTAKE_TOPIC,
+            "dead_letter_policy": {"dead_letter_topic": DEAD_TOPIC,
+                                   "max_delivery_attempts": 101}})
+    _, stack = server
+    doc = _stack_with_dead_letter(max_attempts=3)  # terraform apply would fail on it
+    doc["resource"]["google_pubsub_subscription"]["intake-sub"]["name"] = "intake-sub-3"
+    _write(stack, doc)
+    names = {s.name for s in sub.list_subscriptions(project=PROJECT)}
+    assert f"{PROJECT}/subscriptions/intake-sub-3" not in names and ACME_SUB in names
