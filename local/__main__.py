@@ -27,9 +27,10 @@ def _events(backend: LocalBackend, once: bool) -> int:
     ep = backend.ensure_running()
     from local.apply import apply_buckets
 
-    apply_buckets(ep.gcs_upstream, backend.stacks)  # buckets the stack added since the start
+    # The stack's buckets, now and whenever a new synth adds some (the local `terraform apply`).
     arc = LocalEventarc(backend.stacks, batch_target=ep.batch_target,
-                        gcs_endpoint=ep.gcs_endpoint, pubsub_target=ep.pubsub_target)
+                        gcs_endpoint=ep.gcs_endpoint, pubsub_target=ep.pubsub_target,
+                        on_reload=lambda: apply_buckets(ep.gcs_upstream, backend.stacks))
     if once:
         return _events_once(arc)
     print(f"delivering events of {len(arc.triggers)} triggers (Ctrl-C stops)", flush=True)

@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,16 +70,19 @@ class LocalEventarc:
     def __init__(self, stacks: Sequence[Path], *, batch_target: str, gcs_endpoint: str,
                  pubsub_target: str, sleep_scale: float | None = None,
                  connector_timeout_s: float | None = None, plan: FaultPlan | None = None,
-                 limits: Budget | None = None, creations: CreationRate | None = None) -> None:
+                 limits: Budget | None = None, creations: CreationRate | None = None,
+                 on_reload: Callable[[], Any] | None = None) -> None:
         """`sleep_scale` and `connector_timeout_s` go to each execution's connectors
         (`local.connectors`: None reads LOCAL_WORKFLOWS_SLEEP_SCALE / ..._CONNECTOR_TIMEOUT_S);
         `plan` the fault knobs (None: from the environment); `limits` and `creations` the
-        Workflows limits (default: Workflows' own)."""
+        Workflows limits (default: Workflows' own); `on_reload` runs after the stack was
+        re-read (`python -m local events` creates the buckets it added)."""
         self.sleep_scale = sleep_scale
         self.connector_timeout_s = connector_timeout_s
         self.plan = plan or plan_from_env()
         self.limits = limits
         self.creations = creations or CreationRate()
+        self.on_reload = on_reload
         self._live: list[Connectors] = []
         self._runs: dict[str, int] = {}
         self.endpoints = {"batch_target": batch_target, "gcs_endpoint": gcs_endpoint,
@@ -118,6 +121,8 @@ class LocalEventarc:
                 self.subscriber.create_subscription(name=sub, topic=trigger.topic)
             routes.append((trigger, wf, sub))
         self.docs, self.workflows, self.triggers, self.routes = docs, workflows, triggers, routes
+        if self.on_reload is not None:
+            self.on_reload()
         return True
 
     def connectors(self, wf: DeployedWorkflow, fault_key: str = "") -> Connectors:

@@ -25,7 +25,7 @@ from local.backend import Endpoints, LocalBackend, OtherFaultsRunning, OtherStac
 from local.eventarc import LocalEventarc
 from local.faults import FaultPlan
 from local.gcs_events import LiveNotifications, notifications_key
-from local.identity import credentials_for
+from local.identity import ADMIN_EMAIL, credentials_for
 from local.procs import PACKAGE_PARENT, terminate
 from local.pubsub_launcher import start_pubsub
 from local.workflow_limits import CreationRate
@@ -275,7 +275,7 @@ def test_events_once_says_what_it_ran_and_fails_when_an_execution_failed(
     quiet = _cli(backend, "events", "--once", "--stack", str(stack))
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert quiet.stdout.strip().splitlines()[-1].endswith("nothing was pending")
-    _write(stack, with_trigger(onboard(_base(), "initech"), "boom", BOOM))
+    _write(stack, with_trigger(onboard(onboard(_base(), "initech"), "hooli"), "boom", BOOM))
     os.environ["PUBSUB_EMULATOR_HOST"] = ep.pubsub_target
     pubsub_v1.PublisherClient().publish(BOOM_TOPIC, b"{}").result(10)  # the new topic exists
     proc = _cli(backend, "events", "--once", "--stack", str(stack))
@@ -283,3 +283,5 @@ def test_events_once_says_what_it_ran_and_fails_when_an_execution_failed(
     lines = proc.stdout.strip().splitlines()
     assert any(x.startswith("boom <- ") and ": FAILED" in x for x in lines), lines
     assert "1 executions (0 SUCCEEDED, 1 FAILED)" in lines[-1]
+    # The bucket the new synth added exists: `events` applied the stack it re-read.
+    assert _gcs(ep, ADMIN_EMAIL).bucket("demo-proj-hooli").exists()
