@@ -71,18 +71,23 @@ class LocalEventarc:
                  pubsub_target: str, sleep_scale: float | None = None,
                  connector_timeout_s: float | None = None, plan: FaultPlan | None = None,
                  limits: Budget | None = None, creations: CreationRate | None = None,
-                 on_reload: Callable[[], Any] | None = None) -> None:
+                 on_reload: Callable[[], Any] | None = None,
+                 delivery: FaultPlan | None = None) -> None:
         """`sleep_scale` and `connector_timeout_s` go to each execution's connectors
         (`local.connectors`: None reads LOCAL_WORKFLOWS_SLEEP_SCALE / ..._CONNECTOR_TIMEOUT_S);
         `plan` the fault knobs (None: from the environment); `limits` and `creations` the
         Workflows limits (default: Workflows' own); `on_reload` runs after the stack was
-        re-read (`python -m local events` creates the buckets it added)."""
+        re-read (`python -m local events` creates the buckets it added); `delivery` adds
+        duplicates and reordering in this loop itself, on top of what the local Pub/Sub hands
+        out (for a test on a shared cloud whose Pub/Sub runs without knobs; default: none)."""
         self.sleep_scale = sleep_scale
         self.connector_timeout_s = connector_timeout_s
         self.plan = plan or plan_from_env()
         self.limits = limits
         self.creations = creations or CreationRate()
         self.on_reload = on_reload
+        self.delivery = delivery
+        self._delivery_rng = delivery.stream("eventarc") if delivery else None
         self._live: list[Connectors] = []
         self._runs: dict[str, int] = {}
         self.endpoints = {"batch_target": batch_target, "gcs_endpoint": gcs_endpoint,
@@ -150,7 +155,7 @@ class LocalEventarc:
             resp = self.subscriber.pull(subscription=sub, max_messages=100, timeout=timeout_s)
             started: list[Any] = []
             refused: list[Any] = []
-            for received in resp.received_messages:
+            for received in self._as_delivered(list(resp.received_messages)):
                 ok = self.creations.admit(f"{wf.project}/{wf.region}")
                 (started if ok else refused).append(received)
             if started:  # delivered once its execution starts
@@ -163,6 +168,17 @@ class LocalEventarc:
             for received in started:
                 done.executions.append(self._run(trigger, wf, sub, received))
         return done
+
+    def _as_delivered(self, received: list[Any]) -> list[Any]:
+        """The pulled events as this loop delivers them (its own `delivery` knobs)."""
+        plan, rng = self.delivery, self._delivery_rng
+        if plan is None or rng is None:
+            return received
+        out = [copy for m in received
+               for copy in ([m, m] if rng.random() < plan.duplicate_rate else [m])]
+        if plan.reorder:
+            rng.shuffle(out)
+        return out
 
     def _run(self, trigger: Trigger, wf: DeployedWorkflow, sub: str, received: Any) -> Execution:
         event = pubsub_cloudevent(trigger.topic, sub, received.message)

@@ -114,6 +114,25 @@ def test_eventarc_delivers_duplicates_to_the_workflow(pubsub_only: tuple[str, Pa
     assert [r.result for r in runs] == [msg_id, msg_id]  # at least once: the same event twice
 
 
+def test_the_loop_itself_can_add_duplicates_on_a_cloud_without_knobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stack = tmp_path / "cdk.tf.json"
+    _write(stack, with_trigger(_base(), "echo", ECHO))
+    info = start_pubsub(tmp_path, [stack])  # no knobs: exactly once
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", info["target"])
+    try:
+        arc = LocalEventarc([stack], batch_target="127.0.0.1:1",
+                            gcs_endpoint="http://127.0.0.1:1", pubsub_target=info["target"],
+                            plan=FaultPlan(), delivery=FaultPlan(duplicate_rate=1.0, reorder=True))
+        pub = pubsub_v1.PublisherClient()
+        ids = [pub.publish(f"{PROJECT}/topics/gpub-echo", b"{}").result(10) for _ in range(3)]
+        runs = _rounds(arc)
+    finally:
+        terminate(info["pid"], 5)
+    assert sorted(r.result for r in runs) == sorted(ids * 2)
+
+
 def test_a_trigger_added_to_the_running_stack_delivers_its_first_event(
     pubsub_only: tuple[str, Path],
 ) -> None:
