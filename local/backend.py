@@ -163,7 +163,10 @@ class LocalBackend:
                 self._stop_entry(servers.pop("iam", {}), IAM_MODULE)
                 public = gcs["endpoint"]
             else:
-                if not self._iam_alive(iam, gcs["endpoint"], pubsub.get("target")):
+                target = pubsub.get("target")
+                # A new synth's notifications: the IAM layer reads them at start (same port).
+                if not self._iam_alive(iam, gcs["endpoint"], target) or iam.get(
+                        "notifications", "") != (self._notifications_key() if target else ""):
                     self._stop_entry(iam, IAM_MODULE)
                     iam = self._start_iam(iam_port, gcs["endpoint"], pubsub.get("target"))
                     servers["iam"] = iam
@@ -309,7 +312,6 @@ class LocalBackend:
             and entry.get("stacks") == [str(s) for s in self.stacks]
             and entry.get("iam") == self.iam
             and entry.get("pubsub") == pubsub
-            and entry.get("notifications", "") == (self._notifications_key() if pubsub else "")
             and iam_ready(str(entry.get("endpoint", "")))
         )
 
