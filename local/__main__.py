@@ -44,8 +44,9 @@ def _events(backend: LocalBackend, once: bool) -> int:
 
 
 def _events_once(arc: LocalEventarc) -> int:
-    """Deliver until a round finds nothing; say what ran. Exit 1 when an execution FAILED
-    or events stay refused (over the execution-creation rate), 0 otherwise."""
+    """Deliver until a round finds nothing; say what ran. Exit 1 when an execution FAILED, or
+    events are left (refused over the execution-creation rate, or leased by another consumer),
+    0 otherwise."""
     from local.eventarc import Execution, describe, summary
 
     if not arc.triggers:
@@ -61,14 +62,18 @@ def _events_once(arc: LocalEventarc) -> int:
         refused = done.refused
         if not done.executions:
             break
+    left = sum(arc.pending().values())
     line = f"events --once: {len(arc.triggers)} triggers, {summary(runs)}"
-    if not runs and not refused:
+    if not runs and not left:
         line += ": nothing was pending"
     if refused:
         line += (f"; {refused} events refused over Workflows' 6,000 execution creations per "
                  "minute, left for redelivery")
+    elif left:
+        line += (f"; {left} events still pending under another consumer's lease (delivered "
+                 "again once its ack deadline passes)")
     print(line, flush=True)
-    return 1 if refused or any(r.error is not None for r in runs) else 0
+    return 1 if left or refused or any(r.error is not None for r in runs) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

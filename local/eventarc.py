@@ -169,6 +169,14 @@ class LocalEventarc:
                 done.executions.append(self._run(trigger, wf, sub, received))
         return done
 
+    def pending(self) -> dict[str, int]:
+        """Events still held by each trigger's subscription (ready or under a lease)."""
+        from local.pubsub_admin import backlog
+
+        target = self.endpoints["pubsub_target"]
+        counts = {sub: backlog(target, sub) for _, _, sub in self.routes}
+        return {sub: c["ready"] + c["leased"] for sub, c in counts.items() if any(c.values())}
+
     def _as_delivered(self, received: list[Any]) -> list[Any]:
         """The pulled events as this loop delivers them (its own `delivery` knobs)."""
         plan, rng = self.delivery, self._delivery_rng

@@ -35,6 +35,7 @@ from local.delivery import DeadLetter, SubscriptionQueue, refusal
 from local.faults import FaultConfigError, FaultPlan, plan_from_env
 from local.grpc_plumbing import RpcError, unary
 from local.procs import serve_until_signalled
+from local.pubsub_admin import admin_handler
 from local.pubsub_stack import DEFAULT_ACK_DEADLINE_S, SubscriptionConfig
 from local.pubsub_topology import RefreshInterceptor, StackTopology
 
@@ -318,7 +319,7 @@ def serve(port: int, stacks: list[Path], port_file: Path | None = None,
     # StreamingPull holds a worker per open stream: room for many subscribers.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ps"),
                          interceptors=[RefreshInterceptor(topology)])
-    server.add_generic_rpc_handlers(handlers(state))
+    server.add_generic_rpc_handlers([*handlers(state), admin_handler(state)])
     serve_until_signalled(server, port, "local pubsub", port_file,
                           f": {len(state.topics)} topics, {len(state.subs)} subscriptions")
     server.stop(grace=1).wait()

@@ -294,8 +294,19 @@ def test_events_once_says_what_it_ran_and_fails_when_an_execution_failed(
     quiet = _cli(backend, "events", "--once", "--stack", str(stack))
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert quiet.stdout.strip().splitlines()[-1].endswith("nothing was pending")
-    _write(stack, with_trigger(onboard(onboard(_base(), "initech"), "hooli"), "boom", BOOM))
+    # An event leased by another consumer is pending too: not "nothing", not exit 0.
     os.environ["PUBSUB_EMULATOR_HOST"] = ep.pubsub_target
+    eventarc_sub = f"{PROJECT}/subscriptions/eventarc-dispatch-up"
+    pubsub_v1.PublisherClient().publish(f"{PROJECT}/topics/gpub-uploads", b"{}").result(10)
+    sub = pubsub_v1.SubscriberClient()
+    (held,) = sub.pull(subscription=eventarc_sub, max_messages=10, timeout=10).received_messages
+    sub.modify_ack_deadline(subscription=eventarc_sub, ack_ids=[held.ack_id],
+                            ack_deadline_seconds=600)
+    busy = _cli(backend, "events", "--once", "--stack", str(stack))
+    assert busy.returncode == 1, busy.stdout + busy.stderr[-2000:]
+    assert "1 events still pending under another consumer's lease" in busy.stdout
+    sub.acknowledge(subscription=eventarc_sub, ack_ids=[held.ack_id])
+    _write(stack, with_trigger(onboard(onboard(_base(), "initech"), "hooli"), "boom", BOOM))
     pubsub_v1.PublisherClient().publish(BOOM_TOPIC, b"{}").result(10)  # the new topic exists
     proc = _cli(backend, "events", "--once", "--stack", str(stack))
     assert proc.returncode == 1, proc.stdout + proc.stderr[-2000:]
