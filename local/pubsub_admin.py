@@ -9,18 +9,16 @@ asks it so it never reports "nothing pending" while events wait under another co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
 
-if TYPE_CHECKING:
-    from local.pubsub_server import PubSub
-
 SERVICE = "gpub.local.PubSubAdmin"
 
 
-def admin_handler(state: PubSub) -> grpc.GenericRpcHandler:
+def admin_handler(state: Any) -> grpc.GenericRpcHandler:
+    """`state`: the server's `local.pubsub_server.PubSub` (its `cond` and `subs`)."""
     def backlog(request: struct_pb2.Struct, context: grpc.ServicerContext) -> struct_pb2.Struct:
         name = str(request.fields["subscription"].string_value)
         with state.cond:

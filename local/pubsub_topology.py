@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 from google.pubsub_v1 import types as ps
@@ -21,8 +21,17 @@ from local.delivery import refusal
 from local.pubsub_stack import SubscriptionConfig, declared_subscriptions, declared_topics
 from local.topology import StackWatch
 
-if TYPE_CHECKING:
-    from local.pubsub_server import PubSub
+
+class PubSubState(Protocol):
+    """What the topology needs of `local.pubsub_server.PubSub` (no import: no cycle)."""
+
+    cond: threading.Condition
+    topics: dict[str, ps.Topic]
+    subs: dict[str, Any]
+
+    def delete_topic(self, req: ps.DeleteTopicRequest) -> Any: ...
+
+    def create_subscription(self, sub: ps.Subscription) -> ps.Subscription: ...
 
 log = logging.getLogger("local.pubsub")
 
@@ -37,7 +46,7 @@ def subscription_proto(name: str, c: SubscriptionConfig) -> ps.Subscription:
 
 
 class StackTopology:
-    def __init__(self, state: PubSub, files: Sequence[Path]) -> None:
+    def __init__(self, state: PubSubState, files: Sequence[Path]) -> None:
         self.state = state
         self.watch = StackWatch(files)
         self.topics: set[str] = set()  # what the stack declared at the last reload
