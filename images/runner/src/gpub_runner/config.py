@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gpub_runner import contract
 from gpub_runner.contract import task_share
 
 __all__ = ["Config", "ConfigError", "GcsUri", "task_share"]
@@ -52,6 +53,15 @@ class Config:
     storage_timeout_s: float  # per request and retry deadline for bookkeeping calls
     callback_url: str | None
     job_key: str | None
+    # Plan-in-job mode (no manifest, no input objects): see gpub_runner.jobplan.
+    input_format: str | None = None
+    expected_inputs: int | None = None
+    listing_wait_s: float = 600.0
+    plan_wait_s: float = 3600.0
+
+    @property
+    def plans_itself(self) -> bool:
+        return self.manifest is None and not self.input_objects
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -99,10 +109,14 @@ class Config:
             for u in (objects_raw or "").split(",")
             if u.strip()
         )
-        if (manifest is None) == (not objects):
-            raise ConfigError("set exactly one of GPUB_MANIFEST and GPUB_INPUT_OBJECTS")
+        if manifest is not None and objects:
+            raise ConfigError("set at most one of GPUB_MANIFEST and GPUB_INPUT_OBJECTS")
         if manifest is not None and input_prefix is None:
             raise ConfigError("GPUB_INPUT_PREFIX is required with GPUB_MANIFEST")
+        if manifest is None and not objects and input_prefix is None:
+            raise ConfigError("set GPUB_INPUT_PREFIX (the job lists and plans it), "
+                              "GPUB_MANIFEST or GPUB_INPUT_OBJECTS")
+        expected = get(contract.EXPECTED_INPUTS)
 
         task_count = integer("BATCH_TASK_COUNT", 1, lo=1)
         task_index = integer("BATCH_TASK_INDEX", 0, lo=0)
@@ -127,6 +141,11 @@ class Config:
             storage_timeout_s=num("GPUB_STORAGE_TIMEOUT_S", 120.0, lo=0.1),
             callback_url=get("GPUB_CALLBACK_URL"),
             job_key=get("BATCH_JOB_KEY"),
+            input_format=(get(contract.INPUT_FORMAT) or "").lstrip(".") or None,
+            expected_inputs=(integer(contract.EXPECTED_INPUTS, 0, lo=0)
+                             if expected is not None else None),
+            listing_wait_s=num(contract.LISTING_WAIT_S, 600.0, lo=0.0),
+            plan_wait_s=num(contract.PLAN_WAIT_S, 3600.0, lo=0.0),
         )
 
 
