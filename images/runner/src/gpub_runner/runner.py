@@ -177,7 +177,7 @@ class TaskRunner:
                 if made_from(known, item.uri, item.generation):
                     return False
                 if known.metadata.get(contract.META_INPUT) != item.uri:
-                    self.log.warning("output name already used by another input; kept",
+                    self.log.warning("output exists and was not made from this input; kept",
                                      output=out.name, file=item.name)
                     return False
             gen = int(known.generation) if known is not None else 0
