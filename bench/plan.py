@@ -30,14 +30,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images/runner/src"))
 
-from bench._common import emit, machine, say  # noqa: E402
-from gpub_runner import contract  # noqa: E402
-from gpub_runner.config import Config, GcsUri  # noqa: E402
-from gpub_runner.gcs import LIST_PAGE_SIZE, ObjectStat  # noqa: E402
-from gpub_runner.jobplan import JobPlanner  # noqa: E402
-from gpub_runner.logs import JsonLogger  # noqa: E402
+from gpub_runner import contract
+from gpub_runner.config import Config, GcsUri
+from gpub_runner.gcs import LIST_PAGE_SIZE, ObjectStat
+from gpub_runner.jobplan import JobPlanner
+from gpub_runner.logs import JsonLogger
+
+from bench._common import emit, machine, say
 
 BUCKET = "bench"
 
@@ -123,8 +123,9 @@ def measure(name: str, store: object, n: int, source: str) -> None:
 
 
 def real(n: int) -> None:
-    from bench.runner import start_gcs
     from gpub_runner.gcs import Store
+
+    from bench.runner import start_gcs
 
     with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
         work = Path(tmp)
