@@ -30,6 +30,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# As bench/_common.env_with_root does for the runner's subprocess: this checkout's runner.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "images/runner/src"))
 
 from gpub_runner import contract
 from gpub_runner.config import Config, GcsUri

@@ -297,3 +297,18 @@ def test_submit_keeps_refusing_unsafe_names_and_skipping_other_files() -> None:
     assert [o.name for o in submit_planner.select_inputs(objects, "jsonl")] == ["a.jsonl"]
     with pytest.raises(SubmitError, match="'..'"):
         submit_planner.select_inputs([ObjectInfo("s/../a.jsonl", 1, "1")], "jsonl")
+
+
+def test_the_planning_benchmark_runs_and_reports_list_calls() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "bench/plan.py"), "--files", "3000",
+                           "--real", "0"], cwd=root, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
+    assert line["name"] == "fake_listing" and line["files"] == 3000
+    assert line["list_calls"] == 3 + 1  # the inputs in pages of 1,000, the outputs once
