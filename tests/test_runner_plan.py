@@ -22,6 +22,11 @@ from submit.manifest import ObjectInfo
 from tests._runner_store import MemStore
 from tests.test_runner_unit import echo
 
+
+def done(store: MemStore, i: int) -> bool:
+    meta = store.meta.get(f"{OUT}d/f{i:04d}.out", {})
+    return meta.get(contract.META_INPUT) == f"gs://bkt/in/d/f{i:04d}.jsonl"
+
 OUT = "bkt/out/"
 
 
@@ -318,3 +323,26 @@ def test_the_planning_benchmark_runs_and_reports_list_calls() -> None:
     (line,) = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
     assert line["name"] == "fake_listing" and line["files"] == 3000
     assert line["list_calls"] == 3 + 1  # the inputs in pages of 1,000, the outputs once
+
+
+def test_resume_among_many_other_outputs_checks_each_input_instead() -> None:
+    store = MemStore()
+    seed_inputs(store, 3)
+    assert run_task(store, cfg_for(0, 1))[0] == EXIT_OK
+    for i in range(3_100):  # other tasks' outputs under the share's common prefix
+        store.write(f"{OUT}d/f000-{i:05d}.out", b"x", {contract.META_INPUT: f"gs://b/o{i}"})
+    del store.objects[OUT + "d/f0001.out"]  # the attempt died before this one was written
+    store.requests.clear()
+    calls: list[str] = []
+
+    def counting(batch: list[Item]) -> Sequence[Result]:
+        calls.extend(i.name for i in batch)
+        return echo(batch)
+
+    retry = cfg_for(0, 1, BATCH_TASK_RETRY_ATTEMPT="1")
+    assert run_task(store, retry, counting)[0] == EXIT_OK
+    assert calls == ["d/f0001.jsonl"]
+    assert done(store, 1)
+    # The big listing gives up at its budget (1,000 objects per input: 4 pages), then one
+    # small listing per input (3), plus the `_done/` markers' (1).
+    assert store.requests["list"] == 4 + 1 + 3

@@ -125,17 +125,20 @@ class TaskRunner:
     def pending(self, works: list[Work]) -> list[Work]:
         """Drop inputs whose outputs (or zero-output marker) exist at their generation.
 
-        One listing (with metadata) of the outputs under the share's common name prefix is
-        far cheaper than a request per file; when it would be huge (other tasks' outputs),
-        list each input's own stem instead. A fresh plan made by this job already left out
-        what was done, so its first attempt lists nothing."""
+        One listing (with metadata) of the outputs under the share's common name prefix; a
+        page of 1,000 costs one request, so it is cheaper than a request per input up to
+        1,000 objects per input of the share (other tasks' outputs interleaved); beyond, list
+        each input's own stem instead. Only this share's outputs are kept. A fresh plan made
+        by this job already left out what was done, so its first attempt lists nothing."""
         if not works or (self.cfg.plans_itself and self.cfg.attempt == 0):
             return works
         # A string prefix, not a path: GCS listing filters by raw name prefix.
-        common = os.path.commonprefix([output_stem(w.rel) for w in works])  # noqa: RUF071
-        limit = max(2000, 4 * len(works))
-        found = self.store.list_objects(self._out(common), limit=limit, metadata=True)
-        markers = self.store.list_objects(self._out(contract.DONE_DIR + common), limit=limit)
+        stems = os.path.commonprefix([output_stem(w.rel) for w in works])  # noqa: RUF071
+        rels = os.path.commonprefix([w.rel for w in works])  # noqa: RUF071
+        budget = max(2000, 1000 * len(works))
+        uris = {str(w.uri) for w in works}
+        found = self._scan(self._out(stems), uris, budget)
+        markers = self._scan(self._out(contract.DONE_DIR + rels), None, budget)
         if found is not None and markers is not None:
             self.index.add_all([*found, *markers])
         else:
@@ -147,6 +150,18 @@ class TaskRunner:
                 for stats in pool.map(mine, works):
                     self.index.add_all(stats)
         return [w for w in works if not self.index.is_done(w.rel, str(w.uri), w.generation)]
+
+    def _scan(self, prefix: GcsUri, inputs: set[str] | None,
+              budget: int) -> list[ObjectStat] | None:
+        """Objects under `prefix` made from one of `inputs` (all when None); None when more
+        than `budget` objects are listed."""
+        kept: list[ObjectStat] = []
+        for seen, stat in enumerate(self.store.iter_objects(prefix, metadata=inputs is not None)):
+            if seen >= budget:
+                return None
+            if inputs is None or stat.metadata.get(contract.META_INPUT) in inputs:
+                kept.append(stat)
+        return kept
 
     # ---- per-file steps (worker threads) -------------------------------------------------
     def _download(self, work: Work) -> Item | None:
