@@ -346,3 +346,23 @@ def test_resume_among_many_other_outputs_checks_each_input_instead() -> None:
     # The big listing gives up at its budget (1,000 objects per input: 4 pages), then one
     # small listing per input (3), plus the `_done/` markers' (1).
     assert store.requests["list"] == 4 + 1 + 3
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"GPUB_EXPECTED_INPUTS": "many"}, "GPUB_EXPECTED_INPUTS must be a number"),
+    ({"GPUB_EXPECTED_INPUTS": "-1"}, "GPUB_EXPECTED_INPUTS must be >= 0"),
+    ({"GPUB_PLAN_WAIT_S": "soon"}, "GPUB_PLAN_WAIT_S"),
+    ({"GPUB_INPUT_PREFIX": ""}, "set GPUB_INPUT_PREFIX"),
+])
+def test_plan_variables_are_checked_with_the_name_and_what_is_allowed(
+        env: dict[str, str], needle: str) -> None:
+    from gpub_runner.config import ConfigError
+
+    with pytest.raises(ConfigError, match=needle):
+        cfg_for(**env)
+
+
+def test_plan_mode_is_the_prefix_alone() -> None:
+    cfg = cfg_for(GPUB_EXPECTED_INPUTS="7")
+    assert cfg.plans_itself and cfg.expected_inputs == 7 and cfg.input_format == "jsonl"
+    assert not cfg_for(GPUB_MANIFEST="gs://bkt/out/_manifest.jsonl").plans_itself
