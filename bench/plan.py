@@ -95,6 +95,10 @@ class FakeListingStore:
     def put(self, uri: GcsUri, data: bytes, content_type: str) -> None:
         self._count("put")
 
+    def delete_if_exists(self, uri: GcsUri) -> None:
+        self._count("delete")
+        self.objects.pop(uri.name, None)
+
 
 def config(n: int, tasks: int, endpoint_prefix: str = "") -> Config:
     return Config.from_env({

@@ -366,3 +366,19 @@ def test_plan_mode_is_the_prefix_alone() -> None:
     cfg = cfg_for(GPUB_EXPECTED_INPUTS="7")
     assert cfg.plans_itself and cfg.expected_inputs == 7 and cfg.input_format == "jsonl"
     assert not cfg_for(GPUB_MANIFEST="gs://bkt/out/_manifest.jsonl").plans_itself
+
+
+def test_a_rerun_clears_error_records_of_files_since_fixed_or_removed() -> None:
+    store = MemStore()
+    seed_inputs(store, 3, ["notes.txt"])
+    store.write("bkt/in/d/f0001.jsonl", b"bad")
+    code, _ = run_task(store, cfg_for(0, 1, GPUB_JOB_NAME="job-a", GPUB_FAILURE_BUDGET="0.5"))
+    assert code == EXIT_OK
+    assert store.names(OUT + "_errors/") == [OUT + "_errors/d/f0001.jsonl.json",
+                                            OUT + "_errors/notes.txt.json"]
+    # The client fixes f0001, removes notes.txt and re-runs the batch (a new job).
+    store.write("bkt/in/d/f0001.jsonl", b'{"i": 1}\n')
+    del store.objects["bkt/in/notes.txt"]
+    assert run_task(store, cfg_for(0, 1, GPUB_JOB_NAME="job-b"))[0] == EXIT_OK
+    assert store.names(OUT + "_errors/") == []  # the outcome is not PARTIAL for old news
+    assert done(store, 1)

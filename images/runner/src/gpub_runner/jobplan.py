@@ -157,16 +157,24 @@ class JobPlanner:
             self.sleep(delay)
             delay = min(_BACKOFF_MAX_S, delay * 2)
 
-    def _todo(self, accepted: Sequence[ObjectInfo]) -> list[ObjectInfo]:
+    def _todo(self, listing: plan.Listing) -> list[ObjectInfo]:
         """Accepted inputs whose outputs are not all there yet (one listing of the output
-        prefix, with metadata)."""
+        prefix, with metadata). Error records of an earlier job on this output that this
+        plan does not make again are deleted: they are about files since fixed, renamed or
+        removed, and would make this run's outcome PARTIAL."""
         prefix = self.cfg.input_prefix
         assert prefix is not None
         index = DoneIndex(self.cfg.output_prefix.name).add_all(
             self.store.iter_objects(self.cfg.output_prefix, metadata=True))
-        todo = [o for o in accepted
+        todo = [o for o in listing.accepted
                 if not index.is_done(o.name, f"{prefix}{o.name}", o.generation)]
-        self.already_done = len(accepted) - len(todo)
+        self.already_done = len(listing.accepted) - len(todo)
+        current = {contract.error_record_name(r.name) for r in listing.refused}
+        stale = [name for name in index.objects
+                 if name.startswith(contract.ERRORS_DIR) and name not in current]
+        if stale:
+            with ThreadPoolExecutor(self.cfg.concurrency, thread_name_prefix="stale") as pool:
+                list(pool.map(lambda name: self.store.delete_if_exists(self._out(name)), stale))
         return todo
 
     def _make(self, current: Committed | None) -> Committed:
@@ -181,7 +189,7 @@ class JobPlanner:
             "status": "failed" if short else "planned",
         }
         if not short:
-            todo = self._todo(listing.accepted)
+            todo = self._todo(listing)
             ordered, fpt = plan.order_for_tasks(todo, cfg.task_count, cfg.files_per_task)
             plan_id = f"a{cfg.attempt}-{secrets.token_hex(4)}"
             self._write_shards(plan_id, [plan.encode(s) for s in
