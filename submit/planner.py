@@ -1,14 +1,9 @@
 """Plan a storage-based run: which input objects, how many tasks, how many at once (pure).
 
-The runner gives task k the manifest lines `[k*F, (k+1)*F)` when `GPUB_FILES_PER_TASK` (F) is
-set, and `[k*n//c, (k+1)*n//c)` otherwise: `gpub_runner.contract.task_share`, the one
-definition both sides import. So the plan is just
-an order of the manifest plus a task count: with F set, files are packed F per task in name
-order; without it, files are dealt to tasks so every task gets about the same number of bytes
-and the manifest is written task by task.
-
-Fast enough for a million objects (one sort plus linear passes; no per-object allocation
-beyond the NamedTuples the listing already made).
+The rules are the one planner's, `gpub_runner.plan` (name rule, manifest order, task split)
+and `gpub_runner.contract.task_split` (task count), which a job that plans itself also calls;
+this module adds what only bin/submit has: the parallelism caps and their reasons, and the
+refusal of a folder holding a name the runner would refuse.
 """
 
 from __future__ import annotations
@@ -16,37 +11,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from gpub_runner.contract import input_name_problem, task_share
+from gpub_runner import plan as shared
+from gpub_runner.contract import (
+    BATCH_MAX_PARALLELISM,
+    BATCH_MAX_TASKS,
+    input_name_problem,
+    task_share,
+    task_split,
+)
+from gpub_runner.plan import matches_format
 
 from submit.errors import SubmitError
 from submit.manifest import ObjectInfo
 
-__all__ = ["Plan", "input_name_problem", "plan_tasks", "select_inputs", "task_share"]
-
-# Google Batch system limits (cloud.google.com/batch/quotas): fixed, cannot be raised.
-BATCH_MAX_TASKS = 100_000
-BATCH_MAX_PARALLELISM = 5_000
-
-
-def matches_format(name: str, input_format: str | None) -> bool:
-    """True when `name` is an input of `input_format` ("jsonl" -> "*.jsonl").
-
-    Folder placeholders ("x/") and the toolkit's own bookkeeping ("_manifest.jsonl",
-    "_done/...", "_errors/...") never count as inputs.
-    """
-    if not name or name.endswith("/"):
-        return False
-    base = name.rsplit("/", 1)[-1]
-    if base.startswith("_") or "/_done/" in f"/{name}" or "/_errors/" in f"/{name}":
-        return False
-    if not input_format:
-        return True
-    return base.lower().endswith("." + input_format.lower().lstrip("."))
+__all__ = ["BATCH_MAX_PARALLELISM", "BATCH_MAX_TASKS", "Plan", "input_name_problem",
+           "matches_format", "plan_tasks", "select_inputs", "task_share"]
 
 
 def select_inputs(objects: Iterable[ObjectInfo], input_format: str | None) -> list[ObjectInfo]:
     """The job's inputs; SubmitError when one of them has a name the runner would refuse
-    (such as `b1/sub/../x.jsonl`), so a run never starts with a file it cannot process."""
+    (such as `b1/sub/../x.jsonl`), so a run never starts with a file it cannot process.
+    Other extensions and bookkeeping (`_...`) are left out, as the runner's rule says."""
     selected = [o for o in objects if matches_format(o.name, input_format)]
     bad = [(o.name, why) for o in selected if (why := input_name_problem(o.name)) is not None]
     if bad:
@@ -92,32 +77,6 @@ def _cap_parallelism(caps: Sequence[tuple[str, int | None]]) -> tuple[int, str]:
     return best, why
 
 
-def _balance(objects: list[ObjectInfo], task_count: int) -> list[ObjectInfo]:
-    """Deal objects (largest first) to tasks in snake order so byte totals even out, with
-    exactly the per-task counts the runner's even split expects; return the manifest order."""
-    n = len(objects)
-    by_size = sorted(objects, key=lambda o: (-o.size, o.name))
-    buckets: list[list[ObjectInfo]] = [[] for _ in range(task_count)]
-    full_rounds = n // task_count
-    i = 0
-    for r in range(full_rounds):
-        order = range(task_count) if r % 2 == 0 else range(task_count - 1, -1, -1)
-        for t in order:
-            buckets[t].append(by_size[i])
-            i += 1
-    # The runner's split gives the extra (n % c) files to tasks whose share is one larger
-    # than n//c; hand the smallest leftovers to exactly those tasks.
-    for t in range(task_count):
-        if len(task_share(n, t, task_count, None)) > full_rounds:
-            buckets[t].append(by_size[i])
-            i += 1
-    out: list[ObjectInfo] = []
-    for bucket in buckets:
-        bucket.sort()  # name order inside a task: readable manifests, stable output
-        out.extend(bucket)
-    return out
-
-
 def plan_tasks(
     objects: Sequence[ObjectInfo],
     *,
@@ -137,24 +96,18 @@ def plan_tasks(
         raise SubmitError(f"GPUB_FILES_PER_TASK must be >= 1; got {files_per_task}")
     notes: list[str] = []
     p_cap, why = _cap_parallelism(parallelism_caps)
-
+    split = task_split(n, files_per_task, p_cap, max_tasks)
+    ordered, fpt = shared.order_for_tasks(objects, split.task_count, split.files_per_task)
     if files_per_task is not None:
-        ordered = sorted(objects)
-        task_count = -(-n // files_per_task)
-        if task_count > max_tasks:
+        if fpt != files_per_task:
             # Batch caps tasks per group; pack more files per task rather than fail.
-            files_per_task = -(-n // max_tasks)
-            task_count = -(-n // files_per_task)
             notes.append(
                 f"{n} files at the job's files per task exceed {max_tasks} tasks; "
-                f"packing {files_per_task} files per task instead"
+                f"packing {fpt} files per task instead"
             )
-        return Plan(ordered, task_count, min(p_cap, task_count),
-                    files_per_task, why if p_cap <= task_count else "task count", notes)
-
+        return Plan(ordered, split.task_count, split.parallelism, fpt,
+                    why if p_cap <= split.task_count else "task count", notes)
     # No files-per-task in the job: one wave of size-balanced tasks (every VM boots once;
-    # GPU VMs take minutes to start, and done markers make retries cheap).
-    task_count = min(n, max_tasks, p_cap)
-    ordered = _balance(list(objects), task_count) if task_count > 1 else sorted(objects)
-    return Plan(ordered, task_count, task_count, None,
+    # GPU VMs take minutes to start, and outputs carrying their input make retries cheap).
+    return Plan(ordered, split.task_count, split.parallelism, None,
                 why if p_cap <= n else "number of input files", notes)

@@ -14,7 +14,8 @@ from gpub_runner.callback import CallbackError, send_callback
 from gpub_runner.logs import JsonLogger, redact
 from gpub_runner.runner import EXIT_BUDGET, EXIT_OK
 
-from tests.test_runner_unit import MemStore, make_cfg, marker, run, seed
+from tests._runner_store import MemStore
+from tests.test_runner_unit import done, make_cfg, run, seed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,11 +121,13 @@ def test_marker_of_an_older_generation_does_not_skip_the_new_input() -> None:
     store = MemStore()
     seed(store, 3)
     assert run(store, make_cfg())[0] == EXIT_OK
-    assert marker(1) in store.objects
+    assert done(store, 1)
+    stale = {k: store.gens[k] for k in store.names("bkt/out/d/")}
     # Same names, new content: a new generation in the manifest.
     lines = [json.loads(x) for x in store.objects["bkt/out/_manifest.jsonl"].splitlines()]
     for rec in lines:
-        rec["generation"] = "2"
+        key = f"bkt/in/{rec['name']}"
+        rec["generation"] = str(store.write(key, store.objects[key] + b"\n"))
     store.objects["bkt/out/_manifest.jsonl"] = "".join(
         json.dumps(r) + "\n" for r in lines).encode()
     calls: list[str] = []
@@ -136,8 +139,9 @@ def test_marker_of_an_older_generation_does_not_skip_the_new_input() -> None:
     code, logs = run(store, make_cfg(), counting)
     assert code == EXIT_OK and sorted(calls) == [f"d/f{i:03d}.jsonl" for i in range(3)]
     assert logs[-1]["skipped"] == 0
-    assert all(marker(i, "2") in store.objects for i in range(3))
-
+    assert all(done(store, i, lines[i]["generation"], ".v2") for i in range(3))
+    # The v1 outputs are still those of the old generation: never mistaken for done.
+    assert all(store.gens[k] == g for k, g in stale.items())
 
 def test_marker_name_depends_on_input_uri_and_generation() -> None:
     a = contract.done_marker_name("x.jsonl", "gs://b/in1/x.jsonl", "1")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
-from gpub_runner import Item, Result
+from gpub_runner import Item, Result, contract
 
 from tests._gcs_server import fake_gcs
 
@@ -99,10 +99,14 @@ def objects(bucket: storage.Bucket, prefix: str) -> dict[str, storage.Blob]:
     return {b.name[len(prefix):]: b for b in bucket.client.list_blobs(bucket, prefix=prefix)}
 
 
-def done_rels(keys: object) -> set[str]:
-    """Input names that have a done marker (`_done/<rel>.<generation tag>.done`)."""
-    return {k[len("_done/"):].rsplit(".", 2)[0] for k in keys  # type: ignore[attr-defined]
-            if k.startswith("_done/")}
+def done_rels(out: dict[str, storage.Blob]) -> set[str]:
+    """Input names (relative to `in/`) that some output says it was made from."""
+    return {b.metadata[contract.META_INPUT].split("/in/", 1)[1] for b in out.values()
+            if b.metadata and contract.META_INPUT in b.metadata}
+
+
+def outputs_of(out: dict[str, storage.Blob]) -> set[str]:
+    return {k for k in out if not k.startswith("_")}
 
 
 def expected(i: int) -> bytes:
@@ -136,7 +140,7 @@ def test_sigkill_midway_then_rerun_completes_exactly_once(
                      GPUB_BATCH_SIZE="2", GPUB_CONCURRENCY="4", TEST_SLEEP_PER_BATCH="0.15")
     proc = start(env)
     deadline = time.monotonic() + 30
-    while len([k for k in objects(bucket, f"{run}/out/") if k.startswith("_done/")]) < 6:
+    while len(outputs_of(objects(bucket, f"{run}/out/"))) < 6:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "runner made no progress"
         time.sleep(0.05)
@@ -144,8 +148,9 @@ def test_sigkill_midway_then_rerun_completes_exactly_once(
     proc.wait()
 
     before = objects(bucket, f"{run}/out/")
-    done_before = {k for k in before if k.startswith("_done/")}
+    done_before = done_rels(before)
     outputs_before = {k: b.generation for k, b in before.items() if k.startswith("part/")}
+    assert set(outputs_before) == done_before  # an output is its input's done marker
     assert 6 <= len(done_before) < n, "the kill must land mid-task"
     for name in outputs_before:  # whatever is visible is complete, never partial
         i = int(name[5:9])
@@ -156,10 +161,9 @@ def test_sigkill_midway_then_rerun_completes_exactly_once(
     assert code == 0
     assert logs[-1]["skipped"] == len(done_before)
     after = objects(bucket, f"{run}/out/")
-    assert {k for k in after if not k.startswith("_done/")} == (
+    assert set(after) == (
         {f"part/{i:04d}.jsonl" for i in range(n)} | {"_manifest.jsonl", "_tasks/00000.json"}
     )
-    assert sum(k.startswith("_done/") for k in after) == n
     assert done_rels(after) == {f"part/{i:04d}.jsonl" for i in range(n)}
     for i in range(n):
         assert after[f"part/{i:04d}.jsonl"].download_as_bytes() == expected(i)
@@ -273,3 +277,71 @@ def test_bad_configuration_exits_2(gcs: tuple[str, storage.Bucket]) -> None:
     assert code == 2 and "GPUB_HANDLER" in logs[-1]["error"]
     code, logs, _ = run_task(runner_env(url, "no-such-run"))
     assert code == 2 and "manifest" in logs[-1]["error"]
+
+
+# ---- a job that plans itself (issue 20 items 2, 4, 8) on real storage ----------------------
+
+def seed_batch(bucket: storage.Bucket, n: int, extra: Sequence[str] = ()) -> str:
+    run = f"run{next(_counter)}"
+    for i in range(n):
+        bucket.blob(f"{run}/in/part/{i:04d}.jsonl").upload_from_string(
+            f'{{"id": {i}, "text": "row {i}"}}\n'.encode())
+    for name in extra:
+        bucket.blob(f"{run}/in/{name}").upload_from_string(b"x")
+    return run
+
+
+def plan_env(url: str, run: str, **extra: str) -> dict[str, str]:
+    env = runner_env(url, run, GPUB_MANIFEST="", GPUB_INPUT_FORMAT="jsonl",
+                     GPUB_PLAN_WAIT_S="60", GPUB_LISTING_WAIT_S="0")
+    env.update(extra)
+    return env
+
+
+def test_the_job_plans_itself_waiting_tasks_included(gcs: tuple[str, storage.Bucket]) -> None:
+    url, bucket = gcs
+    run = seed_batch(bucket, 9, ["notes.txt", "_x.jsonl"])
+    base = plan_env(url, run, BATCH_TASK_COUNT="2", GPUB_EXPECTED_INPUTS="11")
+    waiting = start(dict(base, BATCH_TASK_INDEX="1"))  # starts before task 0 has planned
+    code, logs, text = run_task(dict(base, BATCH_TASK_INDEX="0"))
+    assert code == 0, text
+    stdout, stderr = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, stdout + stderr
+    assert logs[-1]["ok"] + json.loads(stdout.splitlines()[-1])["ok"] == 9
+    out = objects(bucket, f"{run}/out/")
+    assert outputs_of(out) == {f"part/{i:04d}.jsonl" for i in range(9)} == done_rels(out)
+    gens = {b.metadata[contract.META_GENERATION] for k, b in out.items() if k in outputs_of(out)}
+    inputs = objects(bucket, f"{run}/in/")
+    assert gens == {str(inputs[f"part/{i:04d}.jsonl"].generation) for i in range(9)}
+    record = json.loads(out[contract.PLAN_NAME].download_as_bytes())
+    assert (record["listed"], record["accepted"], record["refused"]) == (11, 9, 2)
+    assert {"_errors/notes.txt.json", "_errors/_x.jsonl.json"} <= set(out)
+    # One list of the inputs, one of the outputs, a plan read, a shard and 2 per file.
+    assert logs[-1]["requests"]["list"] == 2
+
+
+def test_short_listing_exits_with_the_plan_code(gcs: tuple[str, storage.Bucket]) -> None:
+    url, bucket = gcs
+    run = seed_batch(bucket, 3)
+    code, logs, text = run_task(plan_env(url, run, GPUB_EXPECTED_INPUTS="5"))
+    assert code == contract.EXIT_PLAN, text
+    assert logs[-1]["message"] == "the job's plan failed"
+    assert "listed 3 of the 5 inputs" in logs[-1]["error"]
+    record = json.loads(bucket.blob(f"{run}/out/_plan.json").download_as_bytes())
+    assert record["status"] == "failed" and "listed 3 of the 5" in record["reason"]
+
+
+def test_rerun_after_an_input_changed_replaces_only_its_stale_output(
+        gcs: tuple[str, storage.Bucket]) -> None:
+    url, bucket = gcs
+    run = seed_batch(bucket, 4)
+    assert run_task(plan_env(url, run, GPUB_JOB_NAME="first"))[0] == 0
+    before = objects(bucket, f"{run}/out/")
+    bucket.blob(f"{run}/in/part/0002.jsonl").upload_from_string(b'{"id": 2, "text": "new"}\n')
+    code, logs, text = run_task(plan_env(url, run, GPUB_JOB_NAME="second"))
+    assert code == 0, text
+    assert logs[-1]["skipped"] == 3 and logs[-1]["ok"] == 1
+    after = objects(bucket, f"{run}/out/")
+    assert after["part/0002.jsonl"].download_as_bytes() == b'{"id": 2, "text": "NEW"}\n'
+    for i in (0, 1, 3):  # untouched: same object generation
+        assert after[f"part/{i:04d}.jsonl"].generation == before[f"part/{i:04d}.jsonl"].generation

@@ -4,66 +4,19 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 from collections.abc import Sequence
 
 import pytest
 import requests
-from google.api_core import exceptions as gexc
-from gpub_runner import Failure, Item, Output, Result
+from gpub_runner import Failure, Item, Output, Result, contract
 from gpub_runner.config import Config, ConfigError, GcsUri, task_share
-from gpub_runner.contract import done_marker_name
 from gpub_runner.gcs import InfraError
+from gpub_runner.handling import group as _group
 from gpub_runner.logs import JsonLogger
-from gpub_runner.runner import EXIT_BUDGET, EXIT_OK, TaskRunner, _group, load_handler
+from gpub_runner.runner import EXIT_BUDGET, EXIT_OK, TaskRunner, load_handler
 
-
-class MemStore:
-    """Duck-typed stand-in for gpub_runner.gcs.Store."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.lock = threading.Lock()
-        self.fail_reads: dict[str, Exception] = {}
-
-    @staticmethod
-    def key(uri: GcsUri) -> str:
-        return f"{uri.bucket}/{uri.name}"
-
-    def read(self, uri: GcsUri, *, generation: str | int | None = None,
-             deadline_s: float | None = None) -> bytes:
-        if uri.name in self.fail_reads:
-            raise self.fail_reads[uri.name]
-        try:
-            return self.objects[self.key(uri)]
-        except KeyError:
-            raise gexc.NotFound(f"{uri}") from None
-
-    def create(self, uri: GcsUri, data: bytes, content_type: str, *,
-               deadline_s: float | None = None) -> bool:
-        with self.lock:
-            if self.key(uri) in self.objects:
-                return False
-            self.objects[self.key(uri)] = bytes(data)
-            return True
-
-    def put(self, uri: GcsUri, data: bytes, content_type: str) -> None:
-        self.objects[self.key(uri)] = bytes(data)
-
-    def exists(self, uri: GcsUri) -> bool:
-        return self.key(uri) in self.objects
-
-    def delete_if_exists(self, uri: GcsUri) -> None:
-        self.objects.pop(self.key(uri), None)
-
-    def list_names(self, prefix: GcsUri, *, limit: int | None = None) -> set[str] | None:
-        p = self.key(prefix)
-        names = {k.split("/", 1)[1] for k in self.objects if k.startswith(p)}
-        return None if limit is not None and len(names) > limit else names
-
-    def names(self, prefix: str) -> list[str]:
-        return sorted(k for k in self.objects if k.startswith(prefix))
+from tests._runner_store import MemStore
 
 
 def make_cfg(n: int = 0, **env: str) -> Config:
@@ -85,10 +38,11 @@ def seed(store: MemStore, n: int, bad: Sequence[int] = ()) -> None:
     store.objects["bkt/out/_manifest.jsonl"] = ("\n".join(lines) + "\n").encode()
 
 
-def marker(i: int, generation: str = "1") -> str:
-    """Key of the done marker of seeded input i (see `seed`)."""
-    name = f"d/f{i:03d}.jsonl"
-    return "bkt/out/" + done_marker_name(name, f"gs://bkt/in/{name}", generation)
+def done(store: MemStore, i: int, generation: str = "1", suffix: str = ".out") -> bool:
+    """Seeded input i's output exists and says it was made from generation `generation`."""
+    meta = store.meta.get(f"bkt/out/d/f{i:03d}{suffix}", {})
+    return (meta.get(contract.META_INPUT) == f"gs://bkt/in/d/f{i:03d}.jsonl"
+            and meta.get(contract.META_GENERATION) == generation)
 
 
 def echo(batch: list[Item]) -> Sequence[Result]:
@@ -125,7 +79,7 @@ def test_config_defaults_and_prefix_normalisation() -> None:
         ({"GPUB_BATCH_SIZE": "0"}, "GPUB_BATCH_SIZE"),
         ({"GPUB_CONCURRENCY": "two"}, "GPUB_CONCURRENCY"),
         ({"BATCH_TASK_INDEX": "3", "BATCH_TASK_COUNT": "3"}, "BATCH_TASK_INDEX"),
-        ({"GPUB_INPUT_OBJECTS": "gs://bkt/a"}, "exactly one"),
+        ({"GPUB_INPUT_OBJECTS": "gs://bkt/a"}, "at most one"),
         ({"GPUB_INPUT_PREFIX": ""}, "GPUB_INPUT_PREFIX"),
     ],
 )
@@ -180,9 +134,10 @@ def test_run_writes_outputs_markers_and_summary() -> None:
     assert code == EXIT_OK
     assert len(store.names("bkt/out/d/")) == 10
     assert store.objects["bkt/out/d/f003.out"] == b'{"I": 3}\n'
-    assert len(store.names("bkt/out/_done/d/")) == 10
-    record = json.loads(store.objects[marker(3)])
-    assert record["outputs"] == ["d/f003.out"]
+    # The output is the done marker: no separate object, two requests per file.
+    assert store.names("bkt/out/_done/") == []
+    assert all(done(store, i) for i in range(10))
+    assert store.meta["bkt/out/d/f003.out"][contract.META_OUTPUTS] == "1"
     summary = json.loads(store.objects["bkt/out/_tasks/00000.json"])
     assert summary["ok"] == 10 and summary["status"] == "succeeded"
     final = logs[-1]
@@ -213,7 +168,7 @@ def test_bad_item_in_batch_is_isolated_and_budget_decides_exit() -> None:
     assert len(store.names("bkt/out/d/")) == 9  # the rest of f004's batch still went through
     err = json.loads(store.objects["bkt/out/_errors/d/f004.jsonl.json"])
     assert "cannot parse d/f004.jsonl" in err["error"]
-    assert marker(4) not in store.objects
+    assert not done(store, 4)
     assert any(r["message"] == "batch failed; retrying its files one by one" for r in logs)
 
     store2 = MemStore()
@@ -230,7 +185,7 @@ def test_quarantined_file_is_retried_and_its_error_record_removed() -> None:
     store.objects["bkt/in/d/f001.jsonl"] = b'{"fixed": true}\n'
     assert run(store, make_cfg(BATCH_TASK_RETRY_ATTEMPT="1"))[0] == EXIT_OK
     assert store.names("bkt/out/_errors/") == []
-    assert len(store.names("bkt/out/_done/")) == 3
+    assert all(done(store, i) for i in range(3))
 
 
 def test_handler_reported_failure_and_missing_input() -> None:

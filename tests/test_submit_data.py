@@ -219,8 +219,10 @@ def test_ls_all_shows_bookkeeping_and_marker_is_written(local: Env, tmp_path: Pa
     all_names = {r["name"] for r in json.loads(every.stdout)}
     assert names == {"x.jsonl"}
     assert {"_manifest.jsonl", "_run.json"} <= all_names
-    # The done marker names the input's generation (gpub_runner.contract.done_marker_name).
-    assert any(n.startswith("_done/x.jsonl.") and n.endswith(".done") for n in all_names)
+    # The output is the done marker (it carries its input's generation, gpub_runner.done):
+    # no separate `_done/` object.
+    assert "_tasks/00000.json" in all_names
+    assert not any(n.startswith("_done/") for n in all_names)
 
 
 @pytest.mark.slow

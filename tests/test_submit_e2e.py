@@ -295,7 +295,7 @@ def test_preemption_at_half_rate_still_succeeds_without_duplicates(
         objects = b.objects("jobs/out/preempt/")
         assert _outputs(b, "preempt") == _expected(files)  # each output once, complete
         assert not any(k.startswith("_errors/") for k in objects)
-        assert sum(k.startswith("_done/") for k in objects) == len(files)
+        assert not any(k.startswith("_done/") for k in objects)  # outputs are the markers
     finally:
         b.backend.stop()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 # ---- job ids -------------------------------------------------------------------------------
 # Batch job ids: `^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`, at most 63 chars
@@ -46,6 +47,10 @@ EXIT_OK = 0
 EXIT_CONFIG = 2  # bad configuration: retrying cannot help
 EXIT_BUDGET = 3  # more files failed than the job's failure budget allows
 EXIT_INFRA = 4  # a service failed; a retry may help
+# The job's own plan failed: fewer inputs listed than the marker declared, after re-listing
+# for GPUB_LISTING_WAIT_S (the reason is in `_plan.json`). A retry re-lists (more files may
+# have arrived), so it is not in NO_RETRY_EXIT_CODES.
+EXIT_PLAN = 5
 # Exit codes a retry cannot fix: the rendered job must fail the task on them (FAIL_TASK).
 NO_RETRY_EXIT_CODES = (EXIT_CONFIG, EXIT_BUDGET)
 # Batch's reserved exit codes (https://cloud.google.com/batch/docs/troubleshooting#reserved-exit-codes).
@@ -68,6 +73,13 @@ JOB_NAME = "GPUB_JOB_NAME"
 RUNTIME_VARIABLES = (INPUT_PREFIX, OUTPUT_PREFIX, MANIFEST, JOB_NAME)
 INPUT_OBJECTS = "GPUB_INPUT_OBJECTS"
 FILES_PER_TASK = "GPUB_FILES_PER_TASK"
+INPUT_FORMAT = "GPUB_INPUT_FORMAT"  # static (rendered from the job spec): "jsonl" -> *.jsonl
+# Plan-in-job mode (GPUB_INPUT_PREFIX set, no GPUB_MANIFEST, no GPUB_INPUT_OBJECTS): the job
+# lists the prefix itself. The intake workflow sets EXPECTED_INPUTS to the marker's count.
+EXPECTED_INPUTS = "GPUB_EXPECTED_INPUTS"
+LISTING_WAIT_S = "GPUB_LISTING_WAIT_S"  # how long a short listing is re-listed (default 600)
+PLAN_WAIT_S = "GPUB_PLAN_WAIT_S"  # how long a task waits for the plan (default 3600)
+PLAN_VARIABLES = (EXPECTED_INPUTS, LISTING_WAIT_S, PLAN_WAIT_S)
 # Set by Batch on every task.
 TASK_INDEX = "BATCH_TASK_INDEX"
 TASK_COUNT = "BATCH_TASK_COUNT"
@@ -78,8 +90,25 @@ MANIFEST_NAME = "_manifest.jsonl"
 DONE_DIR = "_done/"
 ERRORS_DIR = "_errors/"
 TASKS_DIR = "_tasks/"
+# Plan-in-job mode: the plan (one JSON object, the commit point of the planning) and one
+# manifest shard per task under MANIFEST_DIR.
+PLAN_NAME = "_plan.json"
+MANIFEST_DIR = "_manifest/"
+# `_plan.json` keys every reader may rely on (the intake workflow reads the first three).
+PLAN_KEYS = ("listed", "accepted", "refused", "expected", "reason")
 # Names the runner writes under the output prefix; handlers may not use them.
-RESERVED_OUTPUT_PREFIXES = (DONE_DIR, ERRORS_DIR, TASKS_DIR, "_manifest", "_callback")
+RESERVED_OUTPUT_PREFIXES = (DONE_DIR, ERRORS_DIR, TASKS_DIR, "_manifest", "_callback", "_plan")
+# Custom metadata on every output object (https://cloud.google.com/storage/docs/metadata#custom-metadata):
+# the output is its input's done marker. An input at a generation is done when all
+# META_OUTPUTS outputs carrying its URI and generation exist.
+META_INPUT = "gpub-input"
+META_GENERATION = "gpub-input-generation"
+META_OUTPUTS = "gpub-outputs"
+
+# ---- Batch limits ---------------------------------------------------------------------------
+# Google Batch system limits (https://cloud.google.com/batch/quotas): fixed, cannot be raised.
+BATCH_MAX_TASKS = 100_000
+BATCH_MAX_PARALLELISM = 5_000
 
 # Cloud Storage object names are at most 1,024 bytes of UTF-8 and may not contain carriage
 # return or line feed (https://cloud.google.com/storage/docs/naming-objects).
@@ -94,6 +123,32 @@ def task_share(n: int, index: int, count: int, files_per_task: int | None) -> ra
         start = min(n, index * files_per_task)
         return range(start, min(n, start + files_per_task))
     return range(index * n // count, (index + 1) * n // count)
+
+
+@dataclass(frozen=True)
+class TaskSplit:
+    task_count: int
+    parallelism: int
+    files_per_task: int | None  # None: even split over task_count
+
+
+def task_split(n: int, files_per_task: int | None, max_parallelism: int | None = None,
+               max_tasks: int = BATCH_MAX_TASKS) -> TaskSplit:
+    """How many tasks `n` inputs get (bin/submit and the intake workflow both size jobs so).
+
+    With F files per task: ceil(n/F) tasks, F repacked to ceil(n/max_tasks) when that exceeds
+    Batch's task limit. Without: one wave of min(n, max_tasks, max_parallelism) tasks (every
+    VM boots once). Never fewer than one task (an empty batch still plans and reports)."""
+    cap = min(BATCH_MAX_PARALLELISM, max_parallelism or BATCH_MAX_PARALLELISM)
+    n = max(n, 1)
+    if files_per_task is not None:
+        count = -(-n // files_per_task)
+        if count > max_tasks:
+            files_per_task = -(-n // max_tasks)
+            count = -(-n // files_per_task)
+        return TaskSplit(count, min(cap, count), files_per_task)
+    count = min(n, max_tasks, cap)
+    return TaskSplit(count, count, None)
 
 
 def input_name_problem(rel: object) -> str | None:
@@ -124,3 +179,18 @@ def done_marker_name(rel: str, input_uri: str, generation: str | None) -> str:
     mistaken for work already done."""
     tag = hashlib.sha256(f"{input_uri}#{generation or ''}".encode()).hexdigest()[:12]
     return f"{DONE_DIR}{rel}.{tag}.done"
+
+
+def error_record_name(rel: object) -> str:
+    """Where a failed or refused input's error record goes, relative to the output prefix:
+    `_errors/<rel>.json`, or `_errors/_bad-names/<hash>.json` when the name itself is unsafe
+    as a path (it must not become one)."""
+    if isinstance(rel, str) and input_name_problem(rel) is None:
+        return f"{ERRORS_DIR}{rel}.json"
+    digest = hashlib.sha256(repr(rel).encode()).hexdigest()[:16]
+    return f"{ERRORS_DIR}_bad-names/{digest}.json"
+
+
+def manifest_shard_name(plan_id: str, index: int) -> str:
+    """Task `index`'s manifest shard of plan `plan_id`, relative to the output prefix."""
+    return f"{MANIFEST_DIR}{plan_id}/{index:05d}.jsonl"

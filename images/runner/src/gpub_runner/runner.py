@@ -1,5 +1,6 @@
 """The task runtime: plan this task's share, skip finished inputs, download concurrently,
-feed the handler in batches, commit outputs then a done marker per input.
+feed the handler in batches, write each output carrying its input's generation (the output is
+the done marker: two requests per file).
 
 Threads, not processes: the work between handler calls is network I/O. Downloads and uploads
 run in two bounded pools so a slow handler never starves uploads and memory stays bounded by
@@ -8,8 +9,6 @@ a window of in-flight items.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
 import os
 import threading
@@ -19,34 +18,28 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
 
-from google.api_core import exceptions as gexc
-
-from gpub_runner import contract
-from gpub_runner.api import Failure, Handler, Item, Output
-from gpub_runner.callback import CallbackError, send_callback
+from gpub_runner import contract, share
+from gpub_runner.api import Handler, Item, Output
+from gpub_runner.callback import send_if_last, summary_name
 from gpub_runner.config import Config, ConfigError, GcsUri
 from gpub_runner.contract import (
     EXIT_BUDGET,
     EXIT_CONFIG,
     EXIT_INFRA,
     EXIT_OK,
-    RESERVED_OUTPUT_PREFIXES,
+    EXIT_PLAN,
     task_share,
 )
-from gpub_runner.gcs import InfraError, Store, is_infra_error
+from gpub_runner.done import DoneIndex, made_from, output_metadata, output_stem
+from gpub_runner.gcs import InfraError, ObjectStat, Store, is_infra_error
+from gpub_runner.handling import describe, handle, load_handler
+from gpub_runner.jobplan import JobPlanner, PlanFailed
 from gpub_runner.logs import JsonLogger
+from gpub_runner.share import BadName, Work
 
-__all__ = ["EXIT_BUDGET", "EXIT_CONFIG", "EXIT_INFRA", "EXIT_OK", "TaskRunner", "main"]
-RESERVED = RESERVED_OUTPUT_PREFIXES
-
-
-@dataclass(frozen=True)
-class Work:
-    rel: str  # name relative to the input prefix; keys markers and error records
-    uri: GcsUri
-    generation: str | None = None
+__all__ = ["EXIT_BUDGET", "EXIT_CONFIG", "EXIT_INFRA", "EXIT_OK", "EXIT_PLAN", "TaskRunner",
+           "load_handler", "main", "task_share"]
 
 
 @dataclass
@@ -62,10 +55,6 @@ class Counts:
     bad_names: int = 0
 
 
-class HandlerTimeout(Exception):
-    pass
-
-
 @dataclass
 class _Abort:
     error: BaseException | None = None
@@ -75,34 +64,6 @@ class _Abort:
         with self.lock:
             if self.error is None:
                 self.error = exc
-
-
-def load_handler(spec: str) -> tuple[Handler, Callable[[], None] | None]:
-    module_name, _, func_name = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"GPUB_HANDLER {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise ConfigError(f"GPUB_HANDLER {spec!r}: {module_name} has no function {func_name!r}")
-    setup = getattr(module, "setup", None)
-    return cast(Handler, func), (setup if callable(setup) else None)
-
-
-@dataclass(frozen=True)
-class BadName:
-    """A manifest entry whose name breaks the input-name rules: quarantined, never fatal."""
-
-    raw: object
-    problem: str
-    where: str
-
-    @property
-    def key(self) -> str:
-        """A safe error-record name for it (the bad name itself must not become a path)."""
-        digest = hashlib.sha256(repr(self.raw).encode()).hexdigest()[:16]
-        return f"_bad-names/{digest}"
 
 
 def _now() -> str:
@@ -117,17 +78,24 @@ class TaskRunner:
         handler: Handler,
         setup: Callable[[], None] | None,
         log: JsonLogger,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.handler = handler
         self.setup = setup
         self.log = log
+        self.sleep = sleep
+        self.clock = clock
         self.counts = Counts()
         self._lock = threading.Lock()
         self._abort = _Abort()
         self._set_up = False
         self.bad_names: list[BadName] = []
+        self.already_done = 0  # plan-in-job: done inputs the plan left out (task 0 counts them)
+        self.index = DoneIndex(cfg.output_prefix.name)
 
     # ---- object names --------------------------------------------------------------------
     def _out(self, name: str) -> GcsUri:
@@ -137,113 +105,115 @@ class TaskRunner:
         return self._out(contract.done_marker_name(rel, input_uri, generation))
 
     def error_uri(self, rel: str) -> GcsUri:
-        return self._out(f"_errors/{rel}.json")
+        return self._out(f"{contract.ERRORS_DIR}{rel}.json")
 
     def summary_uri(self, index: int) -> GcsUri:
-        return self._out(f"_tasks/{index:05d}.json")
-
-    def _marker(self, work: Work) -> GcsUri:
-        return self.marker_uri(work.rel, str(work.uri), work.generation)
+        return self._out(summary_name(index))
 
     # ---- planning ------------------------------------------------------------------------
     def plan(self) -> list[Work]:
-        cfg = self.cfg
-        if cfg.manifest is None:
-            share = task_share(len(cfg.input_objects), cfg.task_index, cfg.task_count,
-                               cfg.files_per_task)
-            mine = (self._work_for_object(u) for u in cfg.input_objects[share.start:share.stop])
-            return [w for w in mine if w is not None]
-        try:
-            text = self.store.read(cfg.manifest).decode("utf-8")
-        except gexc.NotFound:
-            raise ConfigError(f"manifest {cfg.manifest} not found") from None
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        share = task_share(len(lines), cfg.task_index, cfg.task_count, cfg.files_per_task)
-        assert cfg.input_prefix is not None  # checked by Config
-        works = []
-        for i in share:  # decode only our share: manifests can be large
-            where = f"manifest line {i + 1}"
-            try:
-                entry = json.loads(lines[i])
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{where}: not JSON: {exc}") from None
-            if not isinstance(entry, dict):
-                raise ConfigError(f"{where}: expected an object")
-            raw = entry.get("name")
-            problem = contract.input_name_problem(raw)
-            if problem is not None:
-                self.bad_names.append(BadName(raw, problem, where))
-                continue
-            rel = str(raw)
-            gen = entry.get("generation")
-            works.append(Work(
-                rel=rel,
-                uri=GcsUri(cfg.input_prefix.bucket, cfg.input_prefix.name + rel),
-                generation=str(gen) if gen not in (None, "") else None,
-            ))
-        return works
-
-    def _work_for_object(self, uri: GcsUri) -> Work | None:
-        prefix = self.cfg.input_prefix
-        if prefix and uri.bucket == prefix.bucket and uri.name.startswith(prefix.name):
-            rel = uri.name[len(prefix.name) :]
-        else:
-            rel = uri.name  # outside the prefix: key by the full object name
-        problem = contract.input_name_problem(rel)
-        if problem is not None:
-            self.bad_names.append(BadName(rel, problem, f"GPUB_INPUT_OBJECTS {uri}"))
-            return None
-        return Work(rel=rel, uri=uri)
+        if self.cfg.plans_itself:
+            planner = JobPlanner(self.cfg, self.store, self.log, clock=self.clock,
+                                 sleep=self.sleep)
+            objects = planner.my_share()
+            self.already_done = planner.already_done
+            return share.from_objects(self.cfg, objects).works
+        mine = share.read_share(self.cfg, self.store)
+        self.bad_names = mine.bad_names
+        return mine.works
 
     def pending(self, works: list[Work]) -> list[Work]:
-        """Drop inputs whose done marker exists. One listing of the markers under the common
-        prefix of this share is far cheaper than a HEAD per file; when that listing would be
-        huge (other tasks' markers), check this share's markers one by one instead."""
-        if not works:
-            return []
+        """Drop inputs whose outputs (or zero-output marker) exist at their generation.
+
+        One listing (with metadata) of the outputs under the share's common name prefix; a
+        page of 1,000 costs one request, so it is cheaper than a request per input up to
+        1,000 objects per input of the share (other tasks' outputs interleaved); beyond, list
+        each input's own stem instead. Only this share's outputs are kept. A fresh plan made
+        by this job already left out what was done, so its first attempt lists nothing."""
+        if not works or (self.cfg.plans_itself and self.cfg.attempt == 0):
+            return works
         # A string prefix, not a path: GCS listing filters by raw name prefix.
-        common = os.path.commonprefix([w.rel for w in works])  # noqa: RUF071
-        limit = max(2000, 4 * len(works))
-        names = self.store.list_names(self._out(f"_done/{common}"), limit=limit)
-        if names is not None:
-            return [w for w in works if self._marker(w).name not in names]
-        with ThreadPoolExecutor(self.cfg.concurrency, thread_name_prefix="check") as pool:
-            done = list(pool.map(lambda w: self.store.exists(self._marker(w)), works))
-        return [w for w, d in zip(works, done, strict=True) if not d]
+        stems = os.path.commonprefix([output_stem(w.rel) for w in works])  # noqa: RUF071
+        rels = os.path.commonprefix([w.rel for w in works])  # noqa: RUF071
+        budget = max(2000, 1000 * len(works))
+        uris = {str(w.uri) for w in works}
+        found = self._scan(self._out(stems), uris, budget)
+        markers = self._scan(self._out(contract.DONE_DIR + rels), None, budget)
+        if found is not None and markers is not None:
+            self.index.add_all([*found, *markers])
+        else:
+            def mine(w: Work) -> list[ObjectStat]:
+                return self.store.list_objects(self._out(output_stem(w.rel)), limit=100,
+                                               metadata=True) or []
+
+            with ThreadPoolExecutor(self.cfg.concurrency, thread_name_prefix="check") as pool:
+                for stats in pool.map(mine, works):
+                    self.index.add_all(stats)
+        return [w for w in works if not self.index.is_done(w.rel, str(w.uri), w.generation)]
+
+    def _scan(self, prefix: GcsUri, inputs: set[str] | None,
+              budget: int) -> list[ObjectStat] | None:
+        """Objects under `prefix` made from one of `inputs` (all when None); None when more
+        than `budget` objects are listed."""
+        kept: list[ObjectStat] = []
+        for seen, stat in enumerate(self.store.iter_objects(prefix, metadata=inputs is not None)):
+            if seen >= budget:
+                return None
+            if inputs is None or stat.metadata.get(contract.META_INPUT) in inputs:
+                kept.append(stat)
+        return kept
 
     # ---- per-file steps (worker threads) -------------------------------------------------
     def _download(self, work: Work) -> Item | None:
         if self._abort.error is not None:
             return None
         try:
-            data = self.store.read(work.uri, generation=work.generation,
-                                   deadline_s=self.cfg.file_timeout_s)
+            data, generation = self.store.fetch(work.uri, generation=work.generation,
+                                                deadline_s=self.cfg.file_timeout_s)
         except Exception as exc:
             if is_infra_error(exc):
                 self._abort.set(exc)
             else:
-                self._quarantine(work.rel, str(work.uri), f"download failed: {_describe(exc)}")
+                self._quarantine(work.rel, str(work.uri), f"download failed: {describe(exc)}")
             return None
-        return Item(name=work.rel, data=data, uri=str(work.uri), generation=work.generation)
+        return Item(name=work.rel, data=data, uri=str(work.uri),
+                    generation=work.generation or generation)
+
+    def _write_output(self, item: Item, out: Output, meta: dict[str, str]) -> bool:
+        """Write one output; False when an output of this input generation is already there.
+
+        An output of the same input at another generation is stale and replaced, with a
+        precondition on the generation seen so a racing writer is never overwritten blindly;
+        an output of another input (names must be unique in a job) is left alone."""
+        uri = self._out(out.name)
+        known = self.index.existing(out.name)
+        for _ in range(3):
+            if known is not None:
+                if made_from(known, item.uri, item.generation):
+                    return False
+                if known.metadata.get(contract.META_INPUT) != item.uri:
+                    self.log.warning("output exists and was not made from this input; kept",
+                                     output=out.name, file=item.name)
+                    return False
+            gen = int(known.generation) if known is not None else 0
+            if self.store.create(uri, out.data, out.content_type, metadata=meta,
+                                 if_generation_match=gen, deadline_s=self.cfg.file_timeout_s):
+                return True
+            known = self.store.stat(uri)  # 412: it exists or changed meanwhile
+        raise RuntimeError(f"output {out.name!r} kept changing while it was written")
 
     def _commit(self, item: Item, outputs: Sequence[Output]) -> None:
-        """Outputs first, then the done marker: a marker always means complete outputs."""
         if self._abort.error is not None:
             return
         try:
-            created = existing = 0
-            for out in outputs:
-                if self.store.create(self._out(out.name), out.data, out.content_type,
-                                     deadline_s=self.cfg.file_timeout_s):
-                    created += 1
-                else:
-                    existing += 1
-            marker = {"input": item.uri, "generation": item.generation,
-                      "outputs": [o.name for o in outputs], "task": self.cfg.task_index,
-                      "attempt": self.cfg.attempt, "finished": _now()}
-            self.store.create(self.marker_uri(item.name, item.uri, item.generation),
-                              json.dumps(marker).encode(),
-                              "application/json")
+            meta = output_metadata(item.uri, item.generation, len(outputs))
+            created = sum(self._write_output(item, out, meta) for out in outputs)
+            if not outputs:  # nothing else could say this input is done
+                marker: dict[str, object] = {
+                    "input": item.uri, "generation": item.generation, "outputs": [],
+                    "task": self.cfg.task_index, "finished": _now()}
+                self.store.create(self.marker_uri(item.name, item.uri, item.generation),
+                                  json.dumps(marker).encode(), "application/json")
             if self.cfg.attempt > 0:
                 # An earlier attempt may have quarantined this file; it is fine now.
                 self.store.delete_if_exists(self.error_uri(item.name))
@@ -251,12 +221,12 @@ class TaskRunner:
             if is_infra_error(exc):
                 self._abort.set(exc)
             else:
-                self._quarantine(item.name, item.uri, f"upload failed: {_describe(exc)}")
+                self._quarantine(item.name, item.uri, f"upload failed: {describe(exc)}")
             return
         with self._lock:
             self.counts.ok += 1
             self.counts.outputs_created += created
-            self.counts.outputs_existing += existing
+            self.counts.outputs_existing += len(outputs) - created
 
     def _quarantine(self, rel: str, uri: str, error: str, *, counts: bool = True) -> None:
         with self._lock:
@@ -268,48 +238,7 @@ class TaskRunner:
         try:
             self.store.put(self.error_uri(rel), json.dumps(record).encode(), "application/json")
         except Exception as exc:
-            self._abort.set(exc if is_infra_error(exc) else InfraError(_describe(exc)))
-
-    # ---- handler -------------------------------------------------------------------------
-    def _call_handler(self, batch: list[Item]) -> Sequence[object]:
-        # A daemon thread so a stuck handler can be abandoned at its timeout (Python cannot
-        # kill a thread) without blocking interpreter exit.
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["result"] = self.handler(batch)
-            except BaseException as exc:
-                box["error"] = exc
-
-        thread = threading.Thread(target=target, name="handler", daemon=True)
-        thread.start()
-        timeout = self.cfg.file_timeout_s * len(batch)
-        thread.join(timeout)
-        if thread.is_alive():
-            raise HandlerTimeout(f"handler took longer than {timeout:g}s on {len(batch)} file(s)")
-        if "error" in box:
-            raise box["error"]
-        result = box.get("result")
-        if not isinstance(result, Sequence):
-            raise TypeError(f"handler returned {type(result).__name__}, expected a list")
-        return result
-
-    def _handle(self, batch: list[Item]) -> dict[str, list[Output] | str]:
-        """Map each item to its outputs, or to an error string."""
-        try:
-            results = self._call_handler(batch)
-            return _group(batch, results)
-        except Exception as exc:
-            if len(batch) == 1:
-                return {batch[0].name: f"handler failed: {_describe(exc)}"}
-            # Find the bad item(s): retry one by one so good items still get through.
-            self.log.warning("batch failed; retrying its files one by one",
-                             files=len(batch), error=_describe(exc)[:2000])
-            out: dict[str, list[Output] | str] = {}
-            for item in batch:
-                out.update(self._handle([item]))
-            return out
+            self._abort.set(exc if is_infra_error(exc) else InfraError(describe(exc)))
 
     # ---- main loop -----------------------------------------------------------------------
     def _process(self, todo: Iterable[Work]) -> None:
@@ -360,9 +289,9 @@ class TaskRunner:
                 try:
                     self.setup()
                 except Exception as exc:
-                    raise InfraError(f"handler setup failed: {_describe(exc)}") from exc
+                    raise InfraError(f"handler setup failed: {describe(exc)}") from exc
                 self.log.info("handler set up", seconds=round(time.monotonic() - t0, 3))
-        results = self._handle(batch)
+        results = handle(self.handler, batch, self.cfg.file_timeout_s, self.log)
         for item in batch:
             result = results[item.name]
             if isinstance(result, str):
@@ -379,8 +308,8 @@ class TaskRunner:
         t0 = time.monotonic()
         works = self.plan()
         todo = self.pending(works)
-        self.counts.total = len(works)
-        self.counts.skipped = len(works) - len(todo)
+        self.counts.total = len(works) + self.already_done
+        self.counts.skipped = len(works) - len(todo) + self.already_done
         self.counts.bad_names = len(self.bad_names)
         for bad in self.bad_names:  # one odd name costs that file, never the task
             self._quarantine(bad.key, repr(bad.raw),
@@ -391,12 +320,15 @@ class TaskRunner:
                       concurrency=cfg.concurrency, output_prefix=str(cfg.output_prefix))
         self._process(todo)
         if self._abort.error is not None:
-            raise InfraError(_describe(self._abort.error))
+            raise InfraError(describe(self._abort.error))
+        return self._finish(time.monotonic() - t0)
+
+    def _finish(self, elapsed: float) -> int:
+        cfg = self.cfg
         counts = self._counts()
         allowed = cfg.failure_budget * counts["total"]
         over_budget = counts["failed"] > allowed
         code = EXIT_BUDGET if over_budget else EXIT_OK
-        elapsed = time.monotonic() - t0
         summary = {
             "job": cfg.job_name, "task": cfg.task_index, "attempt": cfg.attempt,
             "status": "failed" if over_budget else "succeeded", "exit_code": code,
@@ -411,81 +343,12 @@ class TaskRunner:
             "task failed: failure budget exceeded" if over_budget else "task finished",
             status=summary["status"], exit_code=code, seconds=round(elapsed, 3),
             files_per_s=round(processed / elapsed, 2) if elapsed > 0 else None,
-            failures_allowed=allowed, **counts,
+            failures_allowed=allowed, requests=dict(getattr(self.store, "requests", {})),
+            **counts,
         )
         if cfg.callback_url:
-            self.maybe_callback()
+            send_if_last(cfg, self.store, self.log)
         return code
-
-    # ---- results callback ----------------------------------------------------------------
-    def maybe_callback(self) -> None:
-        """Send the callback when this task is the last of the group to finish.
-
-        Every task writes `_tasks/<index>.json` when it ends (success or budget failure). The
-        task that then sees all `BATCH_TASK_COUNT` summaries claims `_callback.json` with a
-        create-once write, so of two tasks finishing together exactly one sends. A retry of
-        the claiming task resends if the claim says the send did not complete."""
-        cfg = self.cfg
-        names = self.store.list_names(self._out("_tasks/"), limit=cfg.task_count + 100) or set()
-        if len(names) < cfg.task_count:
-            self.log.info("callback deferred to the last task", tasks_finished=len(names))
-            return
-        claim_uri = self._out("_callback.json")
-        claim = {"task": cfg.task_index, "attempt": cfg.attempt, "status": "sending"}
-        if not self.store.create(claim_uri, json.dumps(claim).encode(), "application/json"):
-            previous = json.loads(self.store.read(claim_uri))
-            if previous.get("task") != cfg.task_index or previous.get("status") == "sent":
-                self.log.info("callback already claimed", by_task=previous.get("task"))
-                return
-        with ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="summary") as pool:
-            summaries = list(pool.map(lambda i: json.loads(self.store.read(self.summary_uri(i))),
-                                      range(cfg.task_count)))
-        totals = {k: sum(int(s.get(k, 0)) for s in summaries)
-                  for k in ("total", "skipped", "ok", "failed", "outputs_created")}
-        failed_tasks = [s["task"] for s in summaries if s.get("status") != "succeeded"]
-        payload = {
-            "job": cfg.job_name, "status": "failed" if failed_tasks else "succeeded",
-            "output_prefix": str(cfg.output_prefix), "task_count": cfg.task_count,
-            "failed_tasks": failed_tasks, "files": totals,
-        }
-        try:
-            send_callback(cfg.callback_url or "", cfg.job_key, payload, self.log,
-                          attempts=int(os.environ.get("GPUB_CALLBACK_ATTEMPTS", "5")),
-                          backoff_s=float(os.environ.get("GPUB_CALLBACK_BACKOFF_S", "1")))
-        except CallbackError as exc:
-            # Outputs are written; a lost callback should not fail (and re-run) the task.
-            self.log.error("callback failed", error=str(exc))
-            return
-        claim["status"] = "sent"
-        self.store.put(claim_uri, json.dumps(claim).encode(), "application/json")
-
-
-def _group(batch: list[Item], results: Sequence[object]) -> dict[str, list[Output] | str]:
-    """Check the handler's results and assign them to items; a contract violation raises
-    (and so is retried per item like any handler error)."""
-    names = {item.name for item in batch}
-    grouped: dict[str, list[Output] | str] = {item.name: [] for item in batch}
-    for r in results:
-        if not isinstance(r, Output | Failure):
-            raise TypeError(f"handler returned {type(r).__name__}; expected Output or Failure")
-        if r.item not in names:
-            raise ValueError(f"handler returned a result for unknown item {r.item!r}")
-        if isinstance(r, Failure):
-            grouped[r.item] = r.error or "handler reported a failure"
-            continue
-        current = grouped[r.item]
-        if isinstance(current, str):
-            continue  # the item already failed; its other outputs are dropped
-        if not r.name or r.name.startswith(("/", *RESERVED)) or ".." in r.name.split("/"):
-            raise ValueError(f"handler returned a bad output name {r.name!r}")
-        if not isinstance(r.data, bytes | bytearray | memoryview):
-            raise TypeError(f"output {r.name!r}: data must be bytes")
-        current.append(r)
-    return grouped
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def main() -> int:
@@ -506,11 +369,14 @@ def main() -> int:
     except ConfigError as exc:
         log.error("bad configuration", error=str(exc))
         return EXIT_CONFIG
+    except PlanFailed as exc:
+        log.error("the job's plan failed", error=str(exc))
+        return EXIT_PLAN
     except Exception as exc:
         if isinstance(exc, InfraError) or is_infra_error(exc):
-            log.error("infrastructure error", error=_describe(exc))
+            log.error("infrastructure error", error=describe(exc))
             return EXIT_INFRA
-        log.log("CRITICAL", "unexpected error in the runner", error=_describe(exc),
+        log.log("CRITICAL", "unexpected error in the runner", error=describe(exc),
                 traceback=traceback.format_exc())
         return 1
     finally:
