@@ -97,17 +97,17 @@ def test_a_condition_that_does_not_evaluate_denies(tmp_path: Path) -> None:
 
 # ---- request -> permission -------------------------------------------------------------------
 def test_json_api_requests_map_to_permissions() -> None:
-    get = classify("GET", "/storage/v1/b/bk/o/a%2Fb.txt", {"alt": "media"})
-    assert get == [Need("storage.objects.get", "bk", "a/b.txt")]
-    lst = classify("GET", "/storage/v1/b/bk/o", {"prefix": "outputs/"})
-    assert lst == [Need("storage.objects.list", "bk", None, "outputs/")]
-    assert classify("DELETE", "/storage/v1/b/bk/o/x", {}) == [
-        Need("storage.objects.delete", "bk", "x")]
-    assert classify("PATCH", "/storage/v1/b/bk/o/x", {}) == [
-        Need("storage.objects.update", "bk", "x")]
-    assert classify("GET", "/storage/v1/b/bk", {}) == [Need("storage.buckets.get", "bk")]
-    assert classify("GET", "/download/storage/v1/b/bk/o/a%2Fb", {}) == [
-        Need("storage.objects.get", "bk", "a/b")]
+    get = classify("GET", "/storage/v1/b/bkt/o/a%2Fb.txt", {"alt": "media"})
+    assert get == [Need("storage.objects.get", "bkt", "a/b.txt")]
+    lst = classify("GET", "/storage/v1/b/bkt/o", {"prefix": "outputs/"})
+    assert lst == [Need("storage.objects.list", "bkt", None, "outputs/")]
+    assert classify("DELETE", "/storage/v1/b/bkt/o/x", {}) == [
+        Need("storage.objects.delete", "bkt", "x")]
+    assert classify("PATCH", "/storage/v1/b/bkt/o/x", {}) == [
+        Need("storage.objects.update", "bkt", "x")]
+    assert classify("GET", "/storage/v1/b/bkt", {}) == [Need("storage.buckets.get", "bkt")]
+    assert classify("GET", "/download/storage/v1/b/bkt/o/a%2Fb", {}) == [
+        Need("storage.objects.get", "bkt", "a/b")]
     assert isinstance(classify("POST", "/batch/storage/v1", {}), Unmapped)
 
 
@@ -116,21 +116,21 @@ def test_uploads_name_the_object_and_say_whether_they_may_overwrite() -> None:
             b'{"name": "outputs/j/r.txt"}\r\n--XyZ\r\ncontent-type: text/plain\r\n\r\nhi\r\n'
             b'--XyZ--')
     ctype = 'multipart/related; boundary="XyZ"'
-    need = classify("POST", "/upload/storage/v1/b/bk/o", {"uploadType": "multipart"}, body, ctype)
-    assert need == [Need("storage.objects.create", "bk", "outputs/j/r.txt", overwrite_check=True)]
-    once = classify("POST", "/upload/storage/v1/b/bk/o",
+    need = classify("POST", "/upload/storage/v1/b/bkt/o", {"uploadType": "multipart"}, body, ctype)
+    assert need == [Need("storage.objects.create", "bkt", "outputs/j/r.txt", overwrite_check=True)]
+    once = classify("POST", "/upload/storage/v1/b/bkt/o",
                     {"uploadType": "multipart", "ifGenerationMatch": "0"}, body, ctype)
-    assert once == [Need("storage.objects.create", "bk", "outputs/j/r.txt")]
-    media = classify("POST", "/upload/storage/v1/b/bk/o", {"uploadType": "media", "name": "a/b"})
-    assert media == [Need("storage.objects.create", "bk", "a/b", overwrite_check=True)]
+    assert once == [Need("storage.objects.create", "bkt", "outputs/j/r.txt")]
+    media = classify("POST", "/upload/storage/v1/b/bkt/o", {"uploadType": "media", "name": "a/b"})
+    assert media == [Need("storage.objects.create", "bkt", "a/b", overwrite_check=True)]
 
 
 def test_xml_api_requests_map_to_permissions() -> None:
-    assert classify("GET", "/bk/a/b.txt", {}) == [Need("storage.objects.get", "bk", "a/b.txt")]
-    assert classify("GET", "/bk", {"prefix": "p/"}) == [
-        Need("storage.objects.list", "bk", None, "p/")]
-    assert classify("PUT", "/bk/o", {}) == [
-        Need("storage.objects.create", "bk", "o", overwrite_check=True)]
+    assert classify("GET", "/bkt/a/b.txt", {}) == [Need("storage.objects.get", "bkt", "a/b.txt")]
+    assert classify("GET", "/bkt", {"prefix": "p/"}) == [
+        Need("storage.objects.list", "bkt", None, "p/")]
+    assert classify("PUT", "/bkt/o", {}) == [
+        Need("storage.objects.create", "bkt", "o", overwrite_check=True)]
 
 
 def test_identity_tokens_round_trip() -> None:
