@@ -9,9 +9,10 @@ of lowercase letters, digits, `-`, `_` and `.`, starting and ending with a lette
 
 fake-gcs-server's filesystem backend turns an object name into `<root>/<bucket>/<name>`, so a
 `..` segment would leave the root and `.`/empty segments would alias another object. The IAM
-layer therefore sends it `stored_name(name)`: segments that are `''`, `.` or `..` become
-`%00`, `%2E`, `%2E%2E`, and a literal `%` becomes `%25`. The mapping is one-to-one, leaves
-every name without `%` and without such segments unchanged, and `listed_name` inverts it in
+layer therefore sends it `stored_name(name)`: a literal `%` becomes `%25`, then a segment that
+is `''`, `.` or `..` gets `%00` appended (`%00`, `.%00`, `..%00`). The mapping is one-to-one,
+leaves every name without `%` and without such segments unchanged, keeps prefixes prefixes
+(`inputs/..` still matches `inputs/../x` and `inputs/..x`), and `listed_name` inverts it in
 what the server answers.
 """
 
@@ -25,8 +26,9 @@ from urllib.parse import quote
 MAX_NAME_BYTES = 1024
 ACME_CHALLENGE = ".well-known/acme-challenge/"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
-_SPECIAL = {"": "%00", ".": "%2E", "..": "%2E%2E"}
-_UNSPECIAL = {v: k for k, v in _SPECIAL.items()}
+_MARK = "%00"
+_SPECIAL = {"", ".", ".."}
+_MARKED = {s + _MARK for s in _SPECIAL}
 
 
 def object_name_error(name: str) -> str | None:
@@ -58,11 +60,11 @@ def bucket_name_error(bucket: str) -> str | None:
 
 def _store_segment(segment: str) -> str:
     escaped = segment.replace("%", "%25")
-    return _SPECIAL.get(escaped, escaped)
+    return escaped + _MARK if escaped in _SPECIAL else escaped
 
 
 def _list_segment(segment: str) -> str:
-    return _UNSPECIAL.get(segment, segment.replace("%25", "%"))
+    return segment.removesuffix(_MARK) if segment in _MARKED else segment.replace("%25", "%")
 
 
 def stored_name(name: str) -> str:
@@ -77,8 +79,8 @@ def listed_name(stored: str) -> str:
 
 def stored_prefix(prefix: str) -> str:
     """A list prefix in the stored layout: whole segments encoded, the last (partial) one only
-    `%`-escaped, so `inputs/a` still matches `inputs/abc` and `inputs/a/x`. A partial last
-    segment `.`/`..` matches literal names only (documented in docs/local.md)."""
+    `%`-escaped, so `inputs/a` still matches `inputs/abc` and `inputs/a/x`, and `inputs/..`
+    both `inputs/../x` (stored `inputs/..%00/x`) and `inputs/..x`."""
     head, sep, last = prefix.rpartition("/")
     encoded_head = stored_name(head) + sep if sep else ""
     return encoded_head + last.replace("%", "%25")
@@ -86,8 +88,8 @@ def stored_prefix(prefix: str) -> str:
 
 def needs_listing_fix(body: bytes) -> bool:
     """Whether an answer may carry a stored name that differs from its GCS name (every such
-    name contains `%25`, `%00` or `%2E`, also once %-encoded into a link)."""
-    return b"%25" in body or b"%00" in body or b"%2E" in body
+    name contains `%25` or `%00`; %-encoded into a link, `%25`)."""
+    return b"%25" in body or b"%00" in body
 
 
 def _fix_object(obj: dict[str, Any]) -> None:

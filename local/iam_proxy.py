@@ -161,7 +161,8 @@ class IamProxy:
 
     def _remember_session(self, p: Plan, resp: web.Response) -> None:
         location = resp.headers.get("Location", "")
-        creates = [n for n in p.needs if isinstance(n, Need) and n.object is not None]
+        needs = p.needs if isinstance(p.needs, list) else []
+        creates = [n for n in needs if n.permission == "storage.objects.create"]
         if "upload_id=" in location and len(creates) == 1 and not p.upload_id:
             upload_id = parse_qs(urlsplit(location).query).get("upload_id", [""])[0]
             if upload_id:
