@@ -309,3 +309,25 @@ def _listed_prefix(query: str) -> str:
     from urllib.parse import parse_qs
 
     return parse_qs(query.lstrip("?")).get("prefix", [""])[0]
+
+
+def test_resumable_uploads_and_odd_names_work_through_the_layer(cloud: Cloud) -> None:
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    from local.identity import credentials_for
+
+    client = storage.Client(project=PROJECT, credentials=credentials_for(RUN_ACME),
+                            client_options={"api_endpoint": f"http://127.0.0.1:{cloud.port}"})
+    data = bytes(range(256)) * 3000  # 768,000 bytes in 256 KiB chunks: a resumable session
+    for name in (OUTPUTS + "big/r.bin", OUTPUTS + "big/../%2e/./r.bin", OUTPUTS + "big//x%"):
+        blob = client.bucket(ACME).blob(name, chunk_size=256 * 1024)
+        blob.upload_from_string(data)
+        assert client.bucket(ACME).blob(name).download_as_bytes() == data
+    names = {b.name for b in client.list_blobs(ACME, prefix=OUTPUTS + "big/")}
+    assert names == {OUTPUTS + "big/r.bin", OUTPUTS + "big/../%2e/./r.bin", OUTPUTS + "big//x%"}
+    listing = client.list_blobs(ACME, prefix=OUTPUTS + "big/", delimiter="/")
+    assert [b.name for b in listing] == [OUTPUTS + "big/r.bin"]
+    assert set(listing.prefixes) == {OUTPUTS + "big/../", OUTPUTS + "big//"}
+    with pytest.raises(Exception, match=r"storage\.objects\.create"):
+        client.bucket(GLOBEX).blob(OUTPUTS + "big/r.bin", chunk_size=256 * 1024
+                                   ).upload_from_string(data)
