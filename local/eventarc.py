@@ -56,9 +56,12 @@ class LocalEventarc:
                           "pubsub_target": pubsub_target}
         os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_target
         from google.api_core import exceptions as gexc
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-        self.subscriber = pubsub_v1.SubscriberClient()
+        from local.grpc_identity import subscriber_for
+        from local.identity import EVENTARC_AGENT_EMAIL
+
+        # Eventarc's service agent owns each trigger's subscription (local.pubsub_iam).
+        self.subscriber = subscriber_for(pubsub_target, EVENTARC_AGENT_EMAIL)
         self.routes: list[tuple[Trigger, DeployedWorkflow, str]] = []
         for trigger in self.triggers:
             wf = workflow_for(trigger, self.workflows)

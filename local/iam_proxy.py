@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +29,9 @@ from yarl import URL
 from local.gcs_events import DELETE, FINALIZE, notification_message
 from local.gcs_names import listed_body, stored_name
 from local.gcs_requests import PROJECT_BUCKET, Invalid, Need, Plan, Unmapped, plan, query_string
+from local.grpc_identity import publisher_for
 from local.iam_policy import Policy, Request, load_policy
-from local.identity import ADMIN_EMAIL, email_from_authorization
+from local.identity import ADMIN_EMAIL, GCS_AGENT_EMAIL, email_from_authorization
 from local.pubsub_stack import declared_notifications
 
 log = logging.getLogger("local.iam_proxy")
@@ -261,12 +261,10 @@ class Events:
     """GCS notification configurations from the stacks, published to the local Pub/Sub."""
 
     def __init__(self, stack_files: Sequence[Path], pubsub_target: str) -> None:
-        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_target  # read by the client library
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
         docs = [json.loads(p.read_text(encoding="utf-8")) for p in stack_files if p.is_file()]
         self.notifications = declared_notifications(docs)
-        self.publisher = pubsub_v1.PublisherClient()
+        # Cloud Storage publishes as its service agent, which the stack makes a publisher.
+        self.publisher = publisher_for(pubsub_target, GCS_AGENT_EMAIL)
 
     def wanted(self, bucket: str, event: str, name: str) -> bool:
         return any(n.bucket == bucket and n.wants(event, name) for n in self.notifications)

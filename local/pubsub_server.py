@@ -33,6 +33,7 @@ from google.pubsub_v1 import types as ps
 from local.grpc_plumbing import RpcError, unary
 from local.procs import serve_until_signalled
 from local.pubsub_stack import declared_topics_and_subscriptions
+from local.rpc_iam import pubsub_interceptors
 
 DEFAULT_ACK_DEADLINE_S = 10
 WAIT_S = 0.5  # how long an empty Pull waits for a message before answering
@@ -298,7 +299,8 @@ def serve(port: int, stacks: list[Path], port_file: Path | None = None) -> None:
     state = PubSub()
     load_stacks(state, stacks)
     # StreamingPull holds a worker per open stream: room for many subscribers.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ps"))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ps"),
+                         interceptors=pubsub_interceptors(stacks))  # IAM from the stacks
     server.add_generic_rpc_handlers(handlers(state))
     serve_until_signalled(server, port, "local pubsub", port_file,
                           f": {len(state.topics)} topics, {len(state.subs)} subscriptions")
