@@ -218,6 +218,8 @@ class LocalBackend:
             and self._alive(entry, BATCH_MODULE)
             and entry.get("gcs_endpoint") == gcs_endpoint
             and entry.get("repo_root") == str(self.repo_root)
+            and entry.get("stacks", []) == [str(st) for st in self.stacks]
+            and entry.get("iam", self.iam) == self.iam
             and port_answers(int(entry.get("port", 0)))
         )
 
@@ -276,6 +278,8 @@ class LocalBackend:
             "--repo-root", str(self.repo_root),
             "--gcs-endpoint", gcs_endpoint,
             "--port-file", str(port_file),
+            *(a for st in self.stacks for a in ("--stack", str(st))),  # actAs at CreateJob
+            *([] if self.iam else ["--no-iam"]),
         ]  # fmt: skip
         # Tasks get the right STORAGE_EMULATOR_HOST from the server, never the caller's.
         proc, log_path = spawn_module(BATCH_MODULE, args, self.root, "batch-server.log",
@@ -293,6 +297,8 @@ class LocalBackend:
                     "target": f"127.0.0.1:{port}",
                     "gcs_endpoint": gcs_endpoint,
                     "repo_root": str(self.repo_root),
+                    "stacks": [str(st) for st in self.stacks],
+                    "iam": self.iam,
                 }
             time.sleep(0.05)
         terminate(proc.pid, 5)

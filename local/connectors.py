@@ -80,7 +80,7 @@ class Connectors:
     def _batch(self) -> Any:
         from local.client import batch_client
 
-        return batch_client(self.batch_target)
+        return batch_client(self.batch_target, self.identity)  # actAs checked at CreateJob
 
     @staticmethod
     def _job_json(job: Any) -> Any:

@@ -273,7 +273,13 @@ class Events:
         for i, n in enumerate(self.notifications, start=1):
             if n.bucket == obj["bucket"] and n.wants(event, str(obj["name"])):
                 data, attributes = notification_message(n, i, event, obj)
-                self.publisher.publish(n.topic, data, **attributes)  # batched, asynchronous
+                future = self.publisher.publish(n.topic, data, **attributes)  # batched, async
+                future.add_done_callback(lambda f, t=n.topic: _log_publish_error(f, t))
+
+
+def _log_publish_error(future: Any, topic: str) -> None:
+    if (error := future.exception()) is not None:  # e.g. the agent is no publisher on topic
+        log.warning("notification to %s not published: %s", topic, error)
 
 
 EVENT_OF = {"storage.objects.create": FINALIZE, "storage.objects.delete": DELETE}
