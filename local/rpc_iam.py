@@ -11,7 +11,6 @@ Nothing is enforced without stacks or with LOCAL_IAM=off (`local.iam_launcher.ia
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from local.iam_launcher import iam_wanted
 from local.identity import DEFAULT_COMPUTE_EMAIL, email_from_metadata
 from local.pubsub_iam import ACT_AS, DENIED, UNAUTHENTICATED, StackIam
 
-log = logging.getLogger("local.rpc_iam")
 Needs = list[tuple[str, str]]  # (permission, resource name)
 _PUB, _SUB = "/google.pubsub.v1.Publisher/", "/google.pubsub.v1.Subscriber/"
 
@@ -87,7 +85,8 @@ class IamInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         policy = self.iam.current()
         for permission, resource in needs:
             if not policy.allows(email or "", permission, resource):
-                log.warning("DENY %s %s %s on %s", email, method, permission, resource)
+                print(f"local iam: DENY {email} {method}: {permission} on {resource}",
+                      flush=True)  # the server's log (<root>/*.log)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED,
                               self.denial(email or "", permission, resource))
 
@@ -122,7 +121,8 @@ class IamInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
 
 def _pubsub_denial(email: str, permission: str, resource: str) -> str:
-    return f"{DENIED} ({email} lacks {permission} on {resource})"
+    # Pub/Sub's exact sentence, nothing more (the server log names permission and resource).
+    return DENIED
 
 
 def _batch_denial(email: str, permission: str, resource: str) -> str:
