@@ -109,9 +109,11 @@ class LocalBackend:
                                                           ready_timeout=self.start_timeout)
                 write_json_atomic(self.servers_file, servers)
             iam = servers.get("iam", {})
-            # With stacks, clients reach GCS through the proxy (IAM, notifications):
-            # fake-gcs-server must put the proxy's address into upload URLs and media links.
-            iam_port = self._port_for(iam) if self.stacks else None
+            # Clients always reach GCS through the layer (local.iam_proxy): it keeps every
+            # object name off host paths (local.gcs_names) and, with stacks, enforces IAM and
+            # publishes notifications. fake-gcs-server must put the layer's address into upload
+            # URLs and media links.
+            iam_port: int | None = self._port_for(iam)
             external = f"http://127.0.0.1:{iam_port}" if iam_port else None
             gcs = servers.get("gcs", {})
             if not self._gcs_alive(gcs) or gcs.get("external", gcs.get("endpoint")) != (

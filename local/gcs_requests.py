@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlencode
 
 from local.gcs_names import bucket_name_error, object_name_error, stored_name, stored_prefix
+from local.gcs_uploads import UploadError, plan_upload
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Plan:
     query: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | None = None
     upload_id: str = ""
+    content_type: str | None = None  # set when the body was rebuilt
 
 
 def _q(segment: str) -> str:
@@ -83,26 +85,6 @@ def _q(segment: str) -> str:
 
 def _obj(name: str) -> str:
     return _q(stored_name(name))
-
-
-def _upload_meta(body: bytes, content_type: str) -> tuple[dict[str, object] | None, bytes, bytes]:
-    """The JSON metadata of an upload (first multipart part, or the whole body), with what
-    comes before and after it, so a renamed copy can be spliced back."""
-    head, text, tail = b"", body, b""
-    if "multipart/" in content_type and "boundary=" in content_type:
-        boundary = content_type.split("boundary=", 1)[1].strip().strip('"').encode()
-        parts = body.split(b"--" + boundary, 2)
-        if len(parts) < 3:
-            return None, b"", b""
-        headers, _, text = parts[1].partition(b"\r\n\r\n")
-        head = parts[0] + b"--" + boundary + headers + b"\r\n\r\n"
-        tail = b"\r\n--" + boundary + parts[2]
-        text = text.removesuffix(b"\r\n")
-    try:
-        meta = json.loads(text.strip() or b"{}")
-    except ValueError:
-        return None, head, tail
-    return (meta if isinstance(meta, dict) else None), head, tail
 
 
 def _rename(query: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -184,17 +166,12 @@ def _upload(method: str, rest: list[str], query: Sequence[tuple[str, str]], body
         return Plan([], path, list(query), upload_id=upload_id)
     if method != "POST":
         return Plan(Unmapped(f"{method} on an upload collection"))
-    meta, head, tail = _upload_meta(body, content_type)
-    name = _first(query, "name") or (str(meta.get("name") or "") if meta else "")
-    if not name:
-        return Plan(Unmapped("upload without an object name"))
-    new_body = None
-    if meta and isinstance(meta.get("name"), str) and stored_name(str(meta["name"])) != meta[
-            "name"]:
-        meta = {**meta, "name": stored_name(str(meta["name"]))}
-        new_body = head + json.dumps(meta).encode() + tail
+    up = plan_upload(_first(query, "uploadType"), _first(query, "name"), body, content_type)
+    if isinstance(up, UploadError):
+        return Plan(Invalid(up.message) if up.invalid else Unmapped(up.message))
     no_over = _first(query, "ifGenerationMatch") == "0"
-    return Plan([_create(bucket, name, no_over)], path, _rename(query), new_body)
+    return Plan([_create(bucket, up.name, no_over)], path, _rename(query), up.body,
+                content_type=up.content_type)
 
 
 def _json_api(method: str, seg: list[str], query: Sequence[tuple[str, str]],

@@ -241,6 +241,9 @@ class IamProxy:
         """Send the storage server the request `p` describes (the names just authorized),
         never the client's raw path; `encoded=True`: no normalization on the way."""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        if p.content_type is not None:  # the body was rebuilt (local.gcs_uploads)
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            headers["Content-Type"] = p.content_type
         query = query_string(p.query)
         url = URL(self.upstream + p.path + (f"?{query}" if query else ""), encoded=True)
         async with (await self.session()).request(

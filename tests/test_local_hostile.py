@@ -331,3 +331,31 @@ def test_resumable_uploads_and_odd_names_work_through_the_layer(cloud: Cloud) ->
     with pytest.raises(Exception, match=r"storage\.objects\.create"):
         client.bucket(GLOBEX).blob(OUTPUTS + "big/r.bin", chunk_size=256 * 1024
                                    ).upload_from_string(data)
+
+
+def test_an_upload_names_one_object_or_is_refused(cloud: Cloud) -> None:
+    """The name the layer authorizes is the only name the storage server sees: a query name and
+    a metadata name that differ are refused, and a multipart body is rebuilt by the layer."""
+    meta = json.dumps({"name": OUTPUTS + "forged.txt"}).encode()
+    body = (b"--B\r\ncontent-type: application/json\r\n\r\n" + meta +
+            b"\r\n--B\r\ncontent-type: text/plain\r\n\r\nforged\r\n--B--")
+    status, data = cloud.call(
+        "POST", f"/upload/storage/v1/b/{ACME}/o?uploadType=multipart&name="
+        f"{_o(INPUTS + 'fine.txt')}", CLIENT_ACME, body, 'multipart/related; boundary="B"')
+    assert status == 400 and b"differ" in data
+    status, data = cloud.call(
+        "POST", f"/upload/storage/v1/b/{ACME}/o?uploadType=resumable&name="
+        f"{_o(INPUTS + 'fine.txt')}", CLIENT_ACME, meta, "application/json")
+    assert status == 400
+    # A body whose parts we cannot read unambiguously is refused, not passed on.
+    odd = body.replace(b"--B--", b"--B\r\ncontent-type: text/plain\r\n\r\nmore\r\n--B--")
+    status, _ = cloud.call("POST", f"/upload/storage/v1/b/{ACME}/o?uploadType=multipart",
+                           CLIENT_ACME, odd, 'multipart/related; boundary="B"')
+    assert status == 400
+    assert (ACME, OUTPUTS + "forged.txt") not in cloud.stored()
+    # The same body, named consistently under inputs/, is created as exactly that object.
+    ok = body.replace(meta, json.dumps({"name": INPUTS + "ok.txt"}).encode())
+    status, data = cloud.call("POST", f"/upload/storage/v1/b/{ACME}/o?uploadType=multipart",
+                              CLIENT_ACME, ok, 'multipart/related; boundary="B"')
+    assert status == 200, data
+    assert cloud.stored()[(ACME, INPUTS + "ok.txt")] == b"forged"
