@@ -77,6 +77,7 @@ class Plan:
     body: bytes | None = None
     upload_id: str = ""
     content_type: str | None = None  # set when the body was rebuilt
+    data_answer: bool = False  # the answer is object data (never rewritten), not metadata
 
 
 def _q(segment: str) -> str:
@@ -133,7 +134,8 @@ def plan(method: str, path: str, query: Sequence[tuple[str, str]], body: bytes =
         if len(rest) >= 4 and rest[0] == "b" and rest[2] == "o" and method in {"GET", "HEAD"}:
             name = "/".join(rest[3:])
             p = Plan([Need("storage.objects.get", rest[1], name)],
-                     f"/download/storage/v1/b/{_q(rest[1])}/o/{_obj(name)}", list(query))
+                     f"/download/storage/v1/b/{_q(rest[1])}/o/{_obj(name)}", list(query),
+                     data_answer=True)
         else:
             p = Plan(Unmapped(f"unknown download path {path}"))
     elif seg and seg[0] in {"batch", "_internal"}:
@@ -232,7 +234,8 @@ def _object(method: str, bucket: str, tail: list[str], q: list[tuple[str, str]],
     }.get(method)  # fmt: skip
     if perm is None:
         return Plan(Unmapped(f"{method} on an object"))
-    return Plan([Need(perm, bucket, name)], f"{base}/{_obj(name)}", q)
+    return Plan([Need(perm, bucket, name)], f"{base}/{_obj(name)}", q,
+                data_answer=_first(q, "alt") == "media")
 
 
 def _compose(method: str, bucket: str, dest: str, q: list[tuple[str, str]], body: bytes,
@@ -272,7 +275,7 @@ def _xml_api(method: str, seg: list[str], query: Sequence[tuple[str, str]]) -> P
             Unmapped(f"XML {method} on a bucket"))
     path = f"/{_q(bucket)}/{quote(stored_name(name), safe='/')}"
     if method in {"GET", "HEAD"}:
-        return Plan([Need("storage.objects.get", bucket, name)], path, q)
+        return Plan([Need("storage.objects.get", bucket, name)], path, q, data_answer=True)
     if method == "PUT":
         return Plan([_create(bucket, name, _first(q, "x-goog-if-generation-match") == "0")],
                     path, q)

@@ -251,7 +251,9 @@ class IamProxy:
             data=(p.body if p.body is not None else body) or None, allow_redirects=False,
             skip_auto_headers=("Content-Type", "Accept-Encoding"),
         ) as resp:
-            data = listed_body(await resp.read(), resp.headers.get("Content-Type", ""))
+            data = await resp.read()
+            if not p.data_answer:  # metadata: stored names back to GCS names
+                data = listed_body(data, resp.headers.get("Content-Type", ""))
             out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP}
             return web.Response(status=resp.status, headers=out, body=data)
 

@@ -359,3 +359,14 @@ def test_an_upload_names_one_object_or_is_refused(cloud: Cloud) -> None:
                               CLIENT_ACME, ok, 'multipart/related; boundary="B"')
     assert status == 200, data
     assert cloud.stored()[(ACME, INPUTS + "ok.txt")] == b"forged"
+
+
+def test_object_data_is_never_rewritten(cloud: Cloud) -> None:
+    """Names in answers are turned back into GCS names; object data never is."""
+    data = json.dumps({"kind": "storage#object", "name": "x/%00", "prefixes": ["%25/"]}).encode()
+    name = OUTPUTS + "data.json"
+    assert cloud.call("POST", f"/upload/storage/v1/b/{ACME}/o?uploadType=media&name={_o(name)}",
+                      RUN_ACME, data, "application/json")[0] == 200
+    for path in (f"/storage/v1/b/{ACME}/o/{_o(name)}?alt=media",
+                 f"/download/storage/v1/b/{ACME}/o/{_o(name)}?alt=media"):
+        assert cloud.call("GET", path, RUN_ACME) == (200, data), path

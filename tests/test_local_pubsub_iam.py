@@ -113,11 +113,11 @@ def test_service_agents_have_exactly_their_grants(target: str) -> None:
     with pytest.raises(gexc.PermissionDenied):
         _publish(target, GCS_AGENT_EMAIL, ACME_TOPIC, b"{}")
     eventarc = subscriber_for(target, EVENTARC_AGENT_EMAIL)
-    sub = f"{P}/subscriptions/eventarc-dispatch-up"
-    try:
+    sub = f"{P}/subscriptions/eventarc-dispatch-up"  # its trigger's (made at deploy time)
+    with pytest.raises(gexc.AlreadyExists):  # allowed to create it: the name is taken
         eventarc.create_subscription(name=sub, topic=UPLOADS)
-    except gexc.AlreadyExists:
-        pass
+    with pytest.raises(gexc.PermissionDenied):  # any other subscription: not its own
+        eventarc.create_subscription(name=f"{P}/subscriptions/eventarc-other", topic=UPLOADS)
     eventarc.pull(subscription=sub, max_messages=1, timeout=5)
     with pytest.raises(gexc.PermissionDenied):
         eventarc.pull(subscription=ACME_SUB, max_messages=1, timeout=5)
