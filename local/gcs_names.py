@@ -12,7 +12,7 @@ fake-gcs-server's filesystem backend turns an object name into `<root>/<bucket>/
 layer therefore sends it `stored_name(name)`: a literal `%` becomes `%25`, then a segment that
 is `''`, `.` or `..` gets `%00` appended (`%00`, `.%00`, `..%00`). The mapping is one-to-one,
 leaves every name without `%` and without such segments unchanged, keeps prefixes prefixes
-(`inputs/..` still matches `inputs/../x` and `inputs/..x`), and `listed_name` inverts it in
+(`data/..` still matches `data/../x` and `data/..x`), and `listed_name` inverts it in
 what the server answers.
 """
 
@@ -79,8 +79,8 @@ def listed_name(stored: str) -> str:
 
 def stored_prefix(prefix: str) -> str:
     """A list prefix in the stored layout: whole segments encoded, the last (partial) one only
-    `%`-escaped, so `inputs/a` still matches `inputs/abc` and `inputs/a/x`, and `inputs/..`
-    both `inputs/../x` (stored `inputs/..%00/x`) and `inputs/..x`."""
+    `%`-escaped, so `data/a` still matches `data/abc` and `data/a/x`, and `data/..`
+    both `data/../x` (stored `data/..%00/x`) and `data/..x`."""
     head, sep, last = prefix.rpartition("/")
     encoded_head = stored_name(head) + sep if sep else ""
     return encoded_head + last.replace("%", "%25")
