@@ -142,28 +142,33 @@ class IamProxy:
         if isinstance(p.needs, Invalid):
             log.warning("INVALID %s %s: %s", request.method, raw_path, p.needs.message)
             return web.json_response(error_body(400, p.needs.message, "invalid"), status=400)
+        if isinstance(p.needs, Unmapped):  # fail closed, with IAM on or off, for everyone:
+            # only a request the layer parsed can be rebuilt for the storage server
+            msg = f"the local IAM layer cannot handle this request ({p.needs.reason})"
+            log.warning("DENY %s %s %s: %s", email, request.method, raw_path, msg)
+            return web.json_response(error_body(403, msg, "forbidden"), status=403)
         chunk_of = self.sessions.get(p.upload_id) if p.upload_id else None
         if p.upload_id and chunk_of is None:
             msg = f"upload session {p.upload_id!r} was not opened through the local IAM layer"
             return web.json_response(error_body(404, msg, "notFound"), status=404)
         if chunk_of is not None:
             p.path = f"/upload/storage/v1/b/{quote(chunk_of.bucket, safe='')}/o"
+        needs = p.needs
         if self.iam and email is not None and email != ADMIN_EMAIL:
-            denied = await self._authorize(request, email, p.needs)
+            denied = await self._authorize(email, needs)
             if denied is not None:
                 return denied
         resp = await self._forward(request, p, body)
-        if 200 <= resp.status < 300 and isinstance(p.needs, list):
-            self._remember_session(p, resp)
+        if 200 <= resp.status < 300:
+            self._remember_session(needs, p.upload_id, resp)
             if self.events is not None:
-                await self._emit(p.needs if chunk_of is None else self._finished(chunk_of, resp))
+                await self._emit(needs if chunk_of is None else self._finished(chunk_of, resp))
         return resp
 
-    def _remember_session(self, p: Plan, resp: web.Response) -> None:
+    def _remember_session(self, needs: list[Need], upload_id: str, resp: web.Response) -> None:
         location = resp.headers.get("Location", "")
-        needs = p.needs if isinstance(p.needs, list) else []
         creates = [n for n in needs if n.permission == "storage.objects.create"]
-        if "upload_id=" in location and len(creates) == 1 and not p.upload_id:
+        if "upload_id=" in location and len(creates) == 1 and not upload_id:
             upload_id = parse_qs(urlsplit(location).query).get("upload_id", [""])[0]
             if upload_id:
                 self.sessions[upload_id] = Session(creates[0].bucket, creates[0].object or "")
@@ -201,14 +206,7 @@ class IamProxy:
                 return None
             return json.loads(listed_body(data, "application/json"))  # type: ignore[no-any-return]
 
-    async def _authorize(self, request: web.Request, email: str,
-                         needs: list[Need] | Unmapped | Invalid) -> web.Response | None:
-        raw_path = request.raw_path.split("?", 1)[0]
-        if not isinstance(needs, list):
-            reason = needs.reason if isinstance(needs, Unmapped) else needs.message
-            msg = f"{email}: the local IAM layer cannot authorize this request ({reason})"
-            log.warning("DENY %s %s: %s", request.method, raw_path, msg)
-            return web.json_response(error_body(403, msg, "forbidden"), status=403)
+    async def _authorize(self, email: str, needs: list[Need]) -> web.Response | None:
         policy = self.policies.current()
         for need in needs:
             denied = await self._denied(policy, email, need)

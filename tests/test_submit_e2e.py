@@ -66,7 +66,7 @@ class Backend:
     def batch(self) -> Any:
         from local.client import batch_client
 
-        return batch_client(self.endpoints.batch_target)
+        return batch_client(self.endpoints.batch_target, OPERATOR)  # actAs is checked
 
     def upload(self, prefix: str, n: int, extra: dict[str, str] | None = None,
                bucket_name: str = BUCKET) -> dict[str, str]:
