@@ -125,15 +125,18 @@ def deliver(arc: Any, want: int, timeout: float = 90) -> list[Any]:
 
 
 def outcomes(arc: Any, env: Any, client: str) -> list[dict[str, Any]]:
+    """Pull the client's results subscription as the client (Pub/Sub IAM is on)."""
+    from local.grpc_identity import subscriber_for
     from local.pubsub_stack import declared_topics_and_subscriptions
 
     topic = f"projects/{env.project_id}/topics/{env.results_topic(client)}"
     _, subs = declared_topics_and_subscriptions(arc.docs)
     (sub,) = [name for name, (t, _) in subs.items() if t == topic]
-    resp = arc.subscriber.pull(subscription=sub, max_messages=20, timeout=5)
+    subscriber = subscriber_for(arc.endpoints["pubsub_target"], env.client_sa_email(client))
+    resp = subscriber.pull(subscription=sub, max_messages=20, timeout=5)
     if resp.received_messages:
-        arc.subscriber.acknowledge(subscription=sub,
-                                   ack_ids=[m.ack_id for m in resp.received_messages])
+        subscriber.acknowledge(subscription=sub,
+                               ack_ids=[m.ack_id for m in resp.received_messages])
     return [json.loads(m.message.data) for m in resp.received_messages]
 
 

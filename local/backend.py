@@ -147,9 +147,11 @@ class LocalBackend:
                 pubsub["faults"] = plan_from_env().env()
                 write_json_atomic(self.servers_file, servers)
             iam = servers.get("iam", {})
-            # With stacks, clients reach GCS through the proxy (IAM, notifications):
-            # fake-gcs-server must put the proxy's address into upload URLs and media links.
-            iam_port = self._port_for(iam) if self.stacks else None
+            # Clients always reach GCS through the layer (local.iam_proxy): it keeps every
+            # object name off host paths (local.gcs_names) and, with stacks, enforces IAM and
+            # publishes notifications. fake-gcs-server must put the layer's address into upload
+            # URLs and media links.
+            iam_port: int | None = self._port_for(iam)
             external = f"http://127.0.0.1:{iam_port}" if iam_port else None
             gcs = servers.get("gcs", {})
             if not self._gcs_alive(gcs) or gcs.get("external", gcs.get("endpoint")) != (
@@ -282,6 +284,8 @@ class LocalBackend:
             and self._alive(entry, BATCH_MODULE)
             and entry.get("gcs_endpoint") == gcs_endpoint
             and entry.get("repo_root") == str(self.repo_root)
+            and entry.get("stacks", []) == [str(st) for st in self.stacks]
+            and entry.get("iam", self.iam) == self.iam
             and port_answers(int(entry.get("port", 0)))
         )
 
@@ -341,6 +345,8 @@ class LocalBackend:
             "--repo-root", str(self.repo_root),
             "--gcs-endpoint", gcs_endpoint,
             "--port-file", str(port_file),
+            *(a for st in self.stacks for a in ("--stack", str(st))),  # actAs at CreateJob
+            *([] if self.iam else ["--no-iam"]),
         ]  # fmt: skip
         # Tasks get the right STORAGE_EMULATOR_HOST from the server, never the caller's.
         proc, log_path = spawn_module(BATCH_MODULE, args, self.root, "batch-server.log",
@@ -358,6 +364,8 @@ class LocalBackend:
                     "target": f"127.0.0.1:{port}",
                     "gcs_endpoint": gcs_endpoint,
                     "repo_root": str(self.repo_root),
+                    "stacks": [str(st) for st in self.stacks],
+                    "iam": self.iam,
                 }
             time.sleep(0.05)
         terminate(proc.pid, 5)

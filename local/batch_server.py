@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from pathlib import Path
 from typing import Any, NoReturn
@@ -41,10 +41,12 @@ from google.cloud.batch_v1 import (
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, empty_pb2
 
+from local.batch_queries import compile_filter, order_key, page_of, task_state_filter
 from local.capacity import CapacityConfig
 from local.executor import FaultConfig, JobRunner, ServerConfig
 from local.grpc_plumbing import RpcError, unary
 from local.procs import serve_until_signalled
+from local.rpc_iam import batch_interceptors
 from local.state import GROUP_ID, TERMINAL_JOB_STATES, JobRecord, JobState, Store, now
 
 SERVICE = "google.cloud.batch.v1.BatchService"
@@ -54,7 +56,6 @@ JOB_NAME_RE = re.compile(r"^projects/([^/]+)/locations/([^/]+)/jobs/([^/]+)$")
 GROUP_NAME_RE = re.compile(r"^(projects/[^/]+/locations/[^/]+/jobs/[^/]+)/taskGroups/([^/]+)$")
 TASK_NAME_RE = re.compile(r"^(projects/[^/]+/locations/[^/]+/jobs/[^/]+)/taskGroups/([^/]+)/tasks/(\d+)$")  # noqa: E501
 MAX_RETRY_COUNT = 10
-DEFAULT_PAGE_SIZE = 100
 
 
 
@@ -185,7 +186,7 @@ class BatchService:
         if not m:
             _invalid(f"parent must look like projects/P/locations/L; got {req.parent!r}")
         project, location = m.groups()
-        match = _compile_filter(req.filter)
+        match = compile_filter(req.filter)
         with self.store.lock:
             jobs = []
             for rec in self.store.jobs.values():
@@ -194,9 +195,9 @@ class BatchService:
                     continue
                 if match(rec.job):
                     jobs.append(_copy_job(rec.job))
-        jobs.sort(key=_order_key(req.order_by), reverse=req.order_by.strip().endswith(" desc"))
-        page, token = _page(jobs, req.page_size, req.page_token)
-        return ListJobsResponse(jobs=page, next_page_token=token)
+        jobs.sort(key=order_key(req.order_by), reverse=req.order_by.strip().endswith(" desc"))
+        got, token = page_of(jobs, req.page_size, req.page_token)
+        return ListJobsResponse(jobs=got, next_page_token=token)
 
     def get_task(self, req: GetTaskRequest) -> Task:
         m = TASK_NAME_RE.match(req.name)
@@ -213,7 +214,7 @@ class BatchService:
         m = GROUP_NAME_RE.match(req.parent)
         if not m:
             _invalid(f"parent must look like .../jobs/J/taskGroups/G; got {req.parent!r}")
-        wanted = _task_state_filter(req.filter)
+        wanted = task_state_filter(req.filter)
         with self.store.lock:
             rec = self._record(m.group(1))
             if m.group(2) not in (GROUP_ID, "-"):
@@ -223,8 +224,8 @@ class BatchService:
                 for t in rec.tasks
                 if wanted is None or t.status.state.name == wanted
             ]
-        page, token = _page(tasks, req.page_size, req.page_token)
-        return ListTasksResponse(tasks=page, next_page_token=token)
+        got, token = page_of(tasks, req.page_size, req.page_token)
+        return ListTasksResponse(tasks=got, next_page_token=token)
 
     def delete_job(self, req: DeleteJobRequest) -> operations_pb2.Operation:
         with self.store.lock:
@@ -322,88 +323,6 @@ def _operation(
     return op
 
 
-# ---- ListJobs filter / order / paging ------------------------------------------------------
-_TERM_RE = re.compile(r'^\s*([A-Za-z_][\w.-]*)\s*(!=|<=|>=|=|:|<|>)\s*(?:"([^"]*)"|(\S+))\s*$')
-
-
-def _job_field(job: Job, field: str) -> str | None:
-    if field == "name":
-        return str(job.name)
-    if field == "uid":
-        return str(job.uid)
-    if field in ("status.state", "state"):
-        return str(job.status.state.name)
-    if field.startswith("labels."):
-        value = job.labels.get(field[len("labels.") :])
-        return None if value is None else str(value)
-    if field in ("create_time", "update_time"):
-        return str(Job.to_dict(job).get(field, ""))
-    _invalid(
-        f"filter: unsupported field {field!r}; use name, uid, status.state, labels.KEY, "
-        "create_time or update_time"
-    )
-
-
-def _compile_filter(text: str) -> Callable[[Job], bool]:
-    """AIP-160 subset: `field op value` terms joined by AND, e.g.
-    `labels.job="uppercase" AND status.state="RUNNING"`."""
-    if not text.strip():
-        return lambda job: True
-    terms = []
-    for raw in re.split(r"\s+AND\s+", text.strip()):
-        m = _TERM_RE.match(raw)
-        if not m:
-            _invalid(f"filter: cannot parse {raw!r}; expected field=\"value\" terms joined by AND")
-        terms.append((m.group(1), m.group(2), m.group(3) if m.group(3) is not None else m.group(4)))
-
-    def match(job: Job) -> bool:
-        for field, op, value in terms:
-            actual = _job_field(job, field)
-            if op == ":":
-                ok = actual is not None and (value == "*" or value in actual)
-            elif actual is None:
-                ok = op == "!="
-            else:
-                ok = {
-                    "=": actual == value, "!=": actual != value, "<": actual < value,
-                    ">": actual > value, "<=": actual <= value, ">=": actual >= value,
-                }[op]  # fmt: skip
-            if not ok:
-                return False
-        return True
-
-    return match
-
-
-def _order_key(order_by: str) -> Callable[[Job], Any]:
-    field = order_by.strip().split(" ")[0] if order_by.strip() else "create_time"
-    if field not in ("name", "create_time", "update_time"):
-        _invalid(f"order_by: unsupported field {field!r}; use name, create_time or update_time")
-    if field == "name":
-        return lambda job: str(job.name)
-    return lambda job: getattr(job, field).timestamp() if getattr(job, field) else 0.0
-
-
-def _task_state_filter(text: str) -> str | None:
-    """ListTasks filter, as Batch documents it: `State=RUNNING` (or `status.state="RUNNING"`)."""
-    if not text.strip():
-        return None
-    m = re.match(r'^\s*(?:State|state|status\.state)\s*=\s*"?([A-Z_]+)"?\s*$', text)
-    if not m or m.group(1) not in TaskStatus.State.__members__:
-        _invalid(f"filter: expected State=<task state>, e.g. State=RUNNING; got {text!r}")
-    return m.group(1)
-
-
-def _page(items: list[Any], page_size: int, token: str) -> tuple[list[Any], str]:
-    try:
-        start = int(token) if token else 0
-    except ValueError:
-        _invalid(f"page_token {token!r} is invalid")
-    size = page_size if page_size > 0 else DEFAULT_PAGE_SIZE
-    end = start + size
-    return items[start:end], (str(end) if end < len(items) else "")
-
-
 # ---- gRPC plumbing -------------------------------------------------------------------------
 def _unary(fn: Callable[[Any], Any], req_type: Any, serialize: Callable[[Any], bytes]
            ) -> grpc.RpcMethodHandler:
@@ -427,9 +346,12 @@ def generic_handler(service: BatchService) -> grpc.GenericRpcHandler:
 
 
 def serve(
-    root: Path, repo_root: Path, gcs_endpoint: str, port: int = 0, port_file: Path | None = None
+    root: Path, repo_root: Path, gcs_endpoint: str, port: int = 0, port_file: Path | None = None,
+    stacks: Sequence[Path] = (), iam: bool = True,
 ) -> None:
-    """Run until SIGTERM/SIGINT. Writes the bound port to `port_file` once it accepts calls."""
+    """Run until SIGTERM/SIGINT. Writes the bound port to `port_file` once it accepts calls.
+    With `stacks` (and `iam`), CreateJob needs actAs on the job's service account
+    (`local.rpc_iam.batch_needs`), from the stacks' service-account IAM."""
     store = Store(root / "batch")
     recovered = store.load("the local backend restarted while the job was in flight")
     if recovered:
@@ -445,7 +367,8 @@ def serve(
     )
     config.capacity.write(root)  # what `bin/submit --local` reads as quota values
     service = BatchService(store, config)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
+                         interceptors=batch_interceptors(stacks) if iam else [])
     server.add_generic_rpc_handlers((generic_handler(service),))
     serve_until_signalled(server, port, "local batch", port_file, f" (pid {os.getpid()})")
     print("local batch: stopping", flush=True)
@@ -460,8 +383,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gcs-endpoint", required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file", type=Path)
+    p.add_argument("--stack", type=Path, action="append", default=[],
+                   help="cdk.tf.json whose service-account IAM CreateJob enforces (actAs)")
+    p.add_argument("--no-iam", action="store_true", help="check no actAs (LOCAL_IAM=off)")
     a = p.parse_args(argv)
-    serve(a.root.resolve(), a.repo_root.resolve(), a.gcs_endpoint, a.port, a.port_file)
+    serve(a.root.resolve(), a.repo_root.resolve(), a.gcs_endpoint, a.port, a.port_file,
+          [s.resolve() for s in a.stack], iam=not a.no_iam)
 
 
 if __name__ == "__main__":

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import grpc
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.batch_v1 import BatchServiceClient
 from google.cloud.batch_v1.services.batch_service.transports import BatchServiceGrpcTransport
 
+from local.grpc_identity import channel_for
 
-def batch_client(target: str) -> BatchServiceClient:
-    """A real `BatchServiceClient` speaking gRPC to `target` ("127.0.0.1:PORT").
+
+def batch_client(target: str, principal: str | None = None) -> BatchServiceClient:
+    """A real `BatchServiceClient` speaking gRPC to `target` ("127.0.0.1:PORT"), acting as
+    `principal` (an email: the local Batch server checks its actAs at CreateJob).
 
     The channel is insecure (loopback only) and the credentials anonymous, so nothing reads
     Application Default Credentials: production and local differ only here.
     """
-    channel = grpc.insecure_channel(target)
+    channel = channel_for(target, principal)
     transport = BatchServiceGrpcTransport(
         channel=channel, credentials=AnonymousCredentials(), host=target
     )

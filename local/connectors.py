@@ -99,7 +99,7 @@ class Connectors:
     def _batch(self) -> Any:
         from local.client import batch_client
 
-        return batch_client(self.batch_target)
+        return batch_client(self.batch_target, self.identity)  # actAs checked at CreateJob
 
     @staticmethod
     def _job_json(job: Any) -> Any:
@@ -144,10 +144,9 @@ class Connectors:
 
     # ---- Pub/Sub ---------------------------------------------------------------------------
     def pubsub_publish(self, args: dict[str, Any]) -> Any:
-        os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_target
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+        from local.grpc_identity import publisher_for
 
-        publisher = pubsub_v1.PublisherClient()
+        publisher = publisher_for(self.pubsub_target, self.identity)  # as the workflow's SA
         ids = []
         for m in (args.get("body") or {}).get("messages", []):
             data = base64.b64decode(m.get("data", "") or "")

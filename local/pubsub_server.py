@@ -38,6 +38,7 @@ from local.procs import serve_until_signalled
 from local.pubsub_admin import admin_handler
 from local.pubsub_stack import DEFAULT_ACK_DEADLINE_S, SubscriptionConfig
 from local.pubsub_topology import RefreshInterceptor, StackTopology
+from local.rpc_iam import pubsub_interceptors
 
 WAIT_S = 0.5  # how long an empty Pull waits for a message before answering
 
@@ -318,7 +319,8 @@ def serve(port: int, stacks: list[Path], port_file: Path | None = None,
     topology = load_stacks(state, stacks)
     # StreamingPull holds a worker per open stream: room for many subscribers.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ps"),
-                         interceptors=[RefreshInterceptor(topology)])
+                         interceptors=[RefreshInterceptor(topology),
+                                       *pubsub_interceptors(stacks)])  # IAM from the stacks
     server.add_generic_rpc_handlers([*handlers(state), admin_handler(state)])
     serve_until_signalled(server, port, "local pubsub", port_file,
                           f": {len(state.topics)} topics, {len(state.subs)} subscriptions")

@@ -18,6 +18,7 @@ Imported only by commands that talk to a service (google-cloud-* cost ~0.7 s to 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -151,9 +152,12 @@ class LocalBackend:
 
     def batch(self, project: str, region: str) -> Connection:
         from local.client import batch_client
+        from local.identity import PRINCIPAL_ENV
         from submit.batch import Connection
 
-        client = batch_client(self.endpoints().batch_target)
+        # The same principal as storage: the local Batch server checks its actAs at CreateJob.
+        principal = os.environ.get(PRINCIPAL_ENV, "").strip() or self.principal
+        client = batch_client(self.endpoints().batch_target, principal)
         return Connection(client, f"projects/{project}/locations/{region}", local=True)
 
     def log_lines(self, conn: Connection, job: batch_v1.Job, *, limit: int,

@@ -25,6 +25,8 @@ from google.cloud import storage  # type: ignore[attr-defined]
 from local.backend import Endpoints, LocalBackend
 from local.client import batch_client
 from local.eventarc import Execution, LocalEventarc
+from local.grpc_identity import subscriber_for
+from local.iam_launcher import reload_iam
 from local.identity import ADMIN_EMAIL, credentials_for
 from local.pubsub_stack import declared_topics_and_subscriptions
 from local.workflows import execute
@@ -78,7 +80,9 @@ class Cloud:
         self.stack.write_text(text, encoding="utf-8")
         stamp = time.time() + self.counter[0]  # a new mtime even within one clock tick
         os.utime(self.stack, (stamp, stamp))
-        time.sleep(1.0)  # local.iam_proxy checks the file every 0.5 s
+        # The IAM layer enforces it now (its reload hook); Pub/Sub and Batch IAM stat the file
+        # on every call.
+        reload_iam(self.ep.gcs_endpoint)
 
 
 def start_cloud(synth_dir: Path, tmp: Path) -> Iterator[Cloud]:
@@ -134,12 +138,12 @@ def outcomes(arc: LocalEventarc, client: str) -> list[dict[str, Any]]:
     _, subs = declared_topics_and_subscriptions(arc.docs)
     (sub,) = [name for name, (t, _) in subs.items() if t == topic]
     got: list[dict[str, Any]] = []
+    me = subscriber_for(arc.endpoints["pubsub_target"], ENV.client_sa_email(client))  # IAM on
     while True:
-        resp = arc.subscriber.pull(subscription=sub, max_messages=50, timeout=2)
+        resp = me.pull(subscription=sub, max_messages=50, timeout=2)
         if not resp.received_messages:
             return got
-        arc.subscriber.acknowledge(subscription=sub,
-                                   ack_ids=[m.ack_id for m in resp.received_messages])
+        me.acknowledge(subscription=sub, ack_ids=[m.ack_id for m in resp.received_messages])
         got += [json.loads(m.message.data) for m in resp.received_messages]
 
 

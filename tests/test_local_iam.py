@@ -5,8 +5,8 @@ fake-gcs-server with real google-cloud-storage clients."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from local.gcs_requests import Need, Unmapped, classify
-from local.iam_launcher import start_iam_proxy
+from local.iam_launcher import reload_iam, start_iam_proxy
 from local.iam_policy import Request, load_policy, role_grants
 from local.identity import ADMIN_EMAIL, credentials_for, email_from_authorization, token_for
 from local.procs import free_port, terminate
@@ -97,17 +97,17 @@ def test_a_condition_that_does_not_evaluate_denies(tmp_path: Path) -> None:
 
 # ---- request -> permission -------------------------------------------------------------------
 def test_json_api_requests_map_to_permissions() -> None:
-    get = classify("GET", "/storage/v1/b/bk/o/a%2Fb.txt", {"alt": "media"})
-    assert get == [Need("storage.objects.get", "bk", "a/b.txt")]
-    lst = classify("GET", "/storage/v1/b/bk/o", {"prefix": "outputs/"})
-    assert lst == [Need("storage.objects.list", "bk", None, "outputs/")]
-    assert classify("DELETE", "/storage/v1/b/bk/o/x", {}) == [
-        Need("storage.objects.delete", "bk", "x")]
-    assert classify("PATCH", "/storage/v1/b/bk/o/x", {}) == [
-        Need("storage.objects.update", "bk", "x")]
-    assert classify("GET", "/storage/v1/b/bk", {}) == [Need("storage.buckets.get", "bk")]
-    assert classify("GET", "/download/storage/v1/b/bk/o/a%2Fb", {}) == [
-        Need("storage.objects.get", "bk", "a/b")]
+    get = classify("GET", "/storage/v1/b/bkt/o/a%2Fb.txt", {"alt": "media"})
+    assert get == [Need("storage.objects.get", "bkt", "a/b.txt")]
+    lst = classify("GET", "/storage/v1/b/bkt/o", {"prefix": "outputs/"})
+    assert lst == [Need("storage.objects.list", "bkt", None, "outputs/")]
+    assert classify("DELETE", "/storage/v1/b/bkt/o/x", {}) == [
+        Need("storage.objects.delete", "bkt", "x")]
+    assert classify("PATCH", "/storage/v1/b/bkt/o/x", {}) == [
+        Need("storage.objects.update", "bkt", "x")]
+    assert classify("GET", "/storage/v1/b/bkt", {}) == [Need("storage.buckets.get", "bkt")]
+    assert classify("GET", "/download/storage/v1/b/bkt/o/a%2Fb", {}) == [
+        Need("storage.objects.get", "bkt", "a/b")]
     assert isinstance(classify("POST", "/batch/storage/v1", {}), Unmapped)
 
 
@@ -116,21 +116,21 @@ def test_uploads_name_the_object_and_say_whether_they_may_overwrite() -> None:
             b'{"name": "outputs/j/r.txt"}\r\n--XyZ\r\ncontent-type: text/plain\r\n\r\nhi\r\n'
             b'--XyZ--')
     ctype = 'multipart/related; boundary="XyZ"'
-    need = classify("POST", "/upload/storage/v1/b/bk/o", {"uploadType": "multipart"}, body, ctype)
-    assert need == [Need("storage.objects.create", "bk", "outputs/j/r.txt", overwrite_check=True)]
-    once = classify("POST", "/upload/storage/v1/b/bk/o",
+    need = classify("POST", "/upload/storage/v1/b/bkt/o", {"uploadType": "multipart"}, body, ctype)
+    assert need == [Need("storage.objects.create", "bkt", "outputs/j/r.txt", overwrite_check=True)]
+    once = classify("POST", "/upload/storage/v1/b/bkt/o",
                     {"uploadType": "multipart", "ifGenerationMatch": "0"}, body, ctype)
-    assert once == [Need("storage.objects.create", "bk", "outputs/j/r.txt")]
-    media = classify("POST", "/upload/storage/v1/b/bk/o", {"uploadType": "media", "name": "a/b"})
-    assert media == [Need("storage.objects.create", "bk", "a/b", overwrite_check=True)]
+    assert once == [Need("storage.objects.create", "bkt", "outputs/j/r.txt")]
+    media = classify("POST", "/upload/storage/v1/b/bkt/o", {"uploadType": "media", "name": "a/b"})
+    assert media == [Need("storage.objects.create", "bkt", "a/b", overwrite_check=True)]
 
 
 def test_xml_api_requests_map_to_permissions() -> None:
-    assert classify("GET", "/bk/a/b.txt", {}) == [Need("storage.objects.get", "bk", "a/b.txt")]
-    assert classify("GET", "/bk", {"prefix": "p/"}) == [
-        Need("storage.objects.list", "bk", None, "p/")]
-    assert classify("PUT", "/bk/o", {}) == [
-        Need("storage.objects.create", "bk", "o", overwrite_check=True)]
+    assert classify("GET", "/bkt/a/b.txt", {}) == [Need("storage.objects.get", "bkt", "a/b.txt")]
+    assert classify("GET", "/bkt", {"prefix": "p/"}) == [
+        Need("storage.objects.list", "bkt", None, "p/")]
+    assert classify("PUT", "/bkt/o", {}) == [
+        Need("storage.objects.create", "bkt", "o", overwrite_check=True)]
 
 
 def test_identity_tokens_round_trip() -> None:
@@ -225,13 +225,13 @@ def test_a_new_synth_is_enforced_without_restart(proxy: tuple[str, Path]) -> Non
     saved = grants.pop("run-viewer")
     stack.write_text(json.dumps(doc))
     try:
-        time.sleep(0.6)  # the proxy re-reads a changed stack at most every 0.5 s
+        generation = reload_iam(endpoint)  # the reload hook: no sleep to outlast the poll
         with pytest.raises(gexc.Forbidden, match=r"storage\.objects\.list"):
             list(_client(endpoint, RUN_ACME).list_blobs(ACME, prefix="inputs/"))
     finally:
         grants["run-viewer"] = saved
         stack.write_text(json.dumps(doc))
-        time.sleep(0.6)
+        assert reload_iam(endpoint) == generation + 1
     assert list(_client(endpoint, RUN_ACME).list_blobs(ACME, prefix="inputs/"))
 
 
@@ -273,3 +273,20 @@ def test_bench_iam_runs_and_prints_its_json_line() -> None:
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     assert line["name"] == "runner_throughput_latency_0ms" and line["files"] == 20
     assert line["median_on"] > 0 and line["median_off"] > 0
+
+
+def test_the_policy_follows_a_changed_stack_file(tmp_path: Path) -> None:
+    """The file poll (what a running layer does on its own), with the poll interval at 0."""
+    from local.iam_proxy import PolicySource
+
+    stack = tmp_path / "cdk.tf.json"
+    shutil.copy(FIXTURE, stack)
+    source = PolicySource([stack], check_every_s=0)
+    req = Request(RUN_ACME, "storage.objects.list", ACME, None, "inputs/")
+    assert source.current().allows(req)
+    doc = json.loads(stack.read_text())
+    del doc["resource"]["google_storage_bucket_iam_member"]["run-viewer"]
+    stack.write_text(json.dumps(doc))
+    stamp = stack.stat().st_mtime + 1  # a new mtime even within one clock tick
+    os.utime(stack, (stamp, stamp))
+    assert not source.current().allows(req)

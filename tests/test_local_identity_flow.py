@@ -15,6 +15,7 @@ from google.cloud import batch_v1, storage  # type: ignore[attr-defined]
 
 from local.backend import PACKAGE_PARENT, Endpoints, LocalBackend, default_root
 from local.client import batch_client
+from local.iam_launcher import reload_iam
 from local.identity import ADMIN_EMAIL, credentials_for
 
 pytestmark = pytest.mark.slow
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.slow
 FIXTURE = Path(__file__).parent / "fixtures" / "local_iam" / "tenancy_v2" / "cdk.tf.json"
 PARENT = "projects/demo-proj/locations/europe-west4"
 RUN_ACME = "run-acme@demo-proj.iam.gserviceaccount.com"
+WORKFLOW = "gpub-workflows@demo-proj.iam.gserviceaccount.com"  # actAs on run-<c> (fixture)
 ACME, GLOBEX = "demo-proj-acme", "demo-proj-globex"
 
 
@@ -105,7 +107,9 @@ def _run(ep: Endpoints, bucket: str, out: str, email: str | None) -> batch_v1.Jo
     }
     if email:
         job["allocationPolicy"] = {"serviceAccount": {"email": email}}
-    client = batch_client(ep.batch_target)
+    # The workflow may act as every run identity; nobody may act as the default account, so
+    # that job is created by the local deployer (a project owner).
+    client = batch_client(ep.batch_target, WORKFLOW if email else ADMIN_EMAIL)
     created = client.create_job(parent=PARENT, job=batch_v1.Job.from_json(json.dumps(job)))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -167,7 +171,7 @@ def test_no_list_grant_for_the_job_identity_fails_the_run(
     }
     stack.write_text(json.dumps(doc))
     try:
-        time.sleep(0.6)
+        reload_iam(endpoints.gcs_endpoint)  # enforce the edited stack now, no waiting
         _manifest(endpoints, ACME, "outputs/up/l1/")
         job = _run(endpoints, ACME, "outputs/up/l1/", RUN_ACME)
         assert job.status.state.name == "FAILED"
@@ -176,16 +180,35 @@ def test_no_list_grant_for_the_job_identity_fails_the_run(
         del doc["resource"]["google_storage_bucket_iam_member"]["run-read-inputs"]
         doc["resource"]["google_storage_bucket_iam_member"]["run-viewer"] = saved
         stack.write_text(json.dumps(doc))
-        time.sleep(0.6)
+        reload_iam(endpoints.gcs_endpoint)
+
+
+def test_create_job_needs_act_as_on_the_jobs_service_account(endpoints: Endpoints) -> None:
+    """Batch checks `iam.serviceAccounts.actAs` on the job's service account at create time
+    (https://cloud.google.com/batch/docs/create-run-job-custom-service-account)."""
+    from google.api_core import exceptions as gexc
+
+    job = batch_v1.Job.from_json(json.dumps({
+        "taskGroups": [{"taskSpec": {"runnables": [{"script": {"text": "true"}}]}}],
+        "allocationPolicy": {"serviceAccount": {"email": RUN_ACME}}}))
+    client_acme = "client-acme@demo-proj.iam.gserviceaccount.com"  # a client, not the workflow
+    with pytest.raises(gexc.PermissionDenied, match=r"iam\.serviceAccounts\.actAs.*run-acme"):
+        batch_client(endpoints.batch_target, client_acme).create_job(
+            parent=PARENT, job=job, job_id="act-as-denied")
+    with pytest.raises(gexc.Unauthenticated):
+        batch_client(endpoints.batch_target).create_job(parent=PARENT, job=job,
+                                                        job_id="act-as-anonymous")
+    names = {j.name.rsplit("/", 1)[-1] for j in batch_client(endpoints.batch_target).list_jobs(
+        parent=PARENT)}
+    assert not names & {"act-as-denied", "act-as-anonymous"}
 
 
 def test_an_upload_publishes_the_gcs_notification_the_stack_declares(
     endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+    from local.grpc_identity import subscriber_for
 
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", endpoints.pubsub_target)
-    sub = pubsub_v1.SubscriberClient()
+    sub = subscriber_for(endpoints.pubsub_target, ADMIN_EMAIL)  # Pub/Sub IAM is on
     name = "projects/demo-proj/subscriptions/test-uploads"
     sub.create_subscription(name=name, topic="projects/demo-proj/topics/gpub-uploads")
     client = _storage(endpoints.gcs_endpoint, "client-acme@demo-proj.iam.gserviceaccount.com")

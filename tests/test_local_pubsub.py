@@ -22,8 +22,9 @@ GLOBEX_SUB = "projects/demo-proj/subscriptions/globex-results-sub"
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    info = start_pubsub(tmp_path_factory.mktemp("pubsub"), [FIXTURE])
     mp = pytest.MonkeyPatch()
+    mp.setenv("LOCAL_IAM", "off")  # delivery semantics here; IAM: tests/test_local_pubsub_iam.py
+    info = start_pubsub(tmp_path_factory.mktemp("pubsub"), [FIXTURE])
     mp.setenv("PUBSUB_EMULATOR_HOST", info["target"])  # what the client library reads
     try:
         yield info["target"]

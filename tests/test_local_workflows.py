@@ -101,11 +101,15 @@ def _gcs(ep: Endpoints, email: str) -> storage.Client:
 
 
 def _outcomes(arc: LocalEventarc, client: str) -> list[dict[str, Any]]:
+    from local.grpc_identity import subscriber_for
+
     sub = f"projects/demo-proj/subscriptions/{client}-results-sub"
-    resp = arc.subscriber.pull(subscription=sub, max_messages=50, timeout=5)
+    # as the client: Pub/Sub IAM grants it subscriber on its own results subscription only
+    me = subscriber_for(arc.endpoints["pubsub_target"],
+                        f"client-{client}@demo-proj.iam.gserviceaccount.com")
+    resp = me.pull(subscription=sub, max_messages=50, timeout=5)
     if resp.received_messages:
-        arc.subscriber.acknowledge(subscription=sub,
-                                   ack_ids=[m.ack_id for m in resp.received_messages])
+        me.acknowledge(subscription=sub, ack_ids=[m.ack_id for m in resp.received_messages])
     return [{**json.loads(m.message.data), **dict(m.message.attributes)}
             for m in resp.received_messages]
 

@@ -66,7 +66,7 @@ class Backend:
     def batch(self) -> Any:
         from local.client import batch_client
 
-        return batch_client(self.endpoints.batch_target)
+        return batch_client(self.endpoints.batch_target, OPERATOR)  # actAs is checked
 
     def upload(self, prefix: str, n: int, extra: dict[str, str] | None = None,
                bucket_name: str = BUCKET) -> dict[str, str]:
@@ -341,6 +341,8 @@ def test_a_run_without_client_runs_as_the_adhoc_identity_in_jobs(local: Backend)
 def test_a_run_whose_identity_lacks_a_permission_fails_like_batch(local: Backend) -> None:
     """The stack loses run-acme's write grant: the tasks' uploads get 403, the job FAILS, and
     the runner's log (shown by the failure summary) names the denied permission."""
+    from local.iam_launcher import reload_iam
+
     stack = local.synth / "stacks" / "platform-dev" / "cdk.tf.json"
     pristine = stack.read_text()
     doc = json.loads(pristine)
@@ -349,12 +351,12 @@ def test_a_run_whose_identity_lacks_a_permission_fails_like_batch(local: Backend
     local.upload("inputs/uppercase/denied/", 2, bucket_name=ACME)
     try:
         stack.write_text(json.dumps(doc))
-        time.sleep(1.0)  # the IAM layer re-reads a changed stack within 0.5 s
+        reload_iam(local.endpoints.gcs_endpoint)  # the IAM layer enforces it now
         proc = local.submit("uppercase", "--env", "dev", *_acme_io("denied"), "--local",
                             "--wait", "--json", "--poll", "0.3")
     finally:
         stack.write_text(pristine)
-        time.sleep(1.0)
+        reload_iam(local.endpoints.gcs_endpoint)
     assert proc.returncode == 1, proc.stderr
     result = json.loads(proc.stdout)
     assert result["state"] == "FAILED"
