@@ -54,6 +54,9 @@ class Guardrails(BaseModel):
     max_cost_per_run_usd: Annotated[float, Field(gt=0)] = 500.0
     # The GPU quota the environment asks for, per GPU family; the planner stays under it.
     gpu_quota: dict[str, int] = Field(default_factory=dict)
+    # Job-rule warnings (policies/job_rules.py) fail `bin/check` for this environment, as
+    # `bin/check --strict` does for all; errors always fail, warnings always print.
+    warnings_fail_check: bool = False
 
 
 class Schedule(BaseModel):
