@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from policies.guardrails import GuardrailLimits
 from policies.suppressions import DEFAULT_PATH, Matcher, SuppressionError, load
 from policies.tfjson import facts_from_document
+from stacks.settings import Guardrails
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
@@ -39,7 +39,7 @@ def _use_stderr_for_people() -> None:
     console = Console(stderr=True, highlight=False)
 
 
-def _environments() -> dict[str, tuple[str, bool, GuardrailLimits]]:
+def _environments() -> dict[str, tuple[str, bool, Guardrails]]:
     """stack name -> (env name, cmek, limits), from the settings the stacks are built from."""
     try:
         from stacks.environments import example_environments  # pydantic only, no provider
@@ -50,7 +50,7 @@ def _environments() -> dict[str, tuple[str, bool, GuardrailLimits]]:
         )
         return {}
     return {
-        e.stack_name: (e.name, e.cmek, GuardrailLimits.from_settings(e.guardrails))
+        e.stack_name: (e.name, e.cmek, e.guardrails)
         for e in example_environments()
     }
 
@@ -125,6 +125,38 @@ def _check_options(env: str | None, reports: Path) -> None:
                          "directory")
 
 
+def _jobs_dir(stack_file: Path) -> Path:
+    """The synthesized jobs of the stack in `<out>/stacks/<name>/cdk.tf.json`: `<out>/jobs/<name>/`
+    of the same synth output, so a stack file checked on its own brings only its own jobs."""
+    name = stack_file.parent.name
+    return stack_file.parent.parent.parent / "jobs" / name
+
+
+def _demote_warnings(report: Any, located: dict[int, Any], stacks: list[Any],
+                     strict: bool) -> list[str]:
+    """Job-rule findings below `error` do not fail the check (policies/job_rules.py), unless
+    `--strict` or the stack's environment sets `guardrails.warnings_fail_check`: they move to
+    the passed records and come back as lines to print."""
+    from policies import job_rules
+
+    fail_warnings = {s.name: strict or s.limits.warnings_fail_check for s in stacks}
+    kept, lines = [], []
+    for record in report.failed_checks:
+        rule = job_rules.BY_ID.get(record.check_id)
+        where = located.get(id(record))
+        stack = where.stack if where else ""
+        if rule is None or rule.severity == "error" or (
+                rule.severity == "warning" and fail_warnings.get(stack, strict)):
+            kept.append(record)
+            continue
+        report.passed_checks.append(record)
+        detail = "; ".join(record.details) if record.details else record.check_name
+        lines.append(f"{rule.severity.upper()} {record.check_id} {stack} {record.resource}: "
+                     f"{detail}")
+    report.failed_checks = kept
+    return lines
+
+
 def _stack_inputs(
     stack_files: list[Path], job_files: list[Path], out: Path, env_override: str | None
 ) -> list[Any]:
@@ -140,16 +172,16 @@ def _stack_inputs(
     for tf in stack_files:
         name = tf.parent.name
         doc = _read_json(tf, "--stack-file")
-        env_name, cmek, limits = envs.get(name, (None, None, GuardrailLimits()))
+        env_name, cmek, limits = envs.get(name, (None, None, Guardrails()))
         facts = facts_from_document(doc, env=env_override or env_name, cmek=cmek)
-        jobs = sorted((out / "jobs" / name).glob("*.json")) if not job_files else []
+        jobs = sorted(_jobs_dir(tf).glob("*.json")) if not job_files else []
         stacks.append(StackInput(name, tf, facts, limits, jobs))
     for job in job_files:
         _read_json(job, "--job-file")  # refuse unreadable input before any check runs
     if job_files:
         # Loose job files (tests, reviews): checked against the named or default environment.
         name = f"platform-{env_override}" if env_override else "jobs"
-        env_name, cmek, limits = envs.get(name, (env_override, False, GuardrailLimits()))
+        env_name, cmek, limits = envs.get(name, (env_override, False, Guardrails()))
         facts = facts_from_document({}, env=env_name, cmek=bool(cmek))
         stacks.append(StackInput(name, None, facts, limits, list(job_files)))
     return stacks
@@ -261,6 +293,9 @@ def main(
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object on stdout (people's output goes to stderr).")
     ] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Job-rule warnings fail the check too (errors always do).")
+    ] = False,
 ) -> None:
     started = time.monotonic()
     if json_out:
@@ -286,6 +321,8 @@ def main(
     all_reports = [tf_report, job_report]
     for report in all_reports:
         apply_suppressions(report, located, matcher)
+    for line in _demote_warnings(job_report, located, stacks, strict):
+        console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
 
     for report in all_reports:
         for error in report.parsing_errors:

@@ -243,7 +243,8 @@ def _locations(job: Mapping[str, Any], ctx: _Ctx) -> None:
     allowed = ", ".join(ctx.limits.allowed_regions)
     if not locations:
         ctx.add("GPUB_JOB_19", path, "no allowedLocations: the job may run in any zone of its "
-                f"region; pin it to regions/R (allowed: {allowed})")
+                "region; add allowedLocations: [regions/R] (bin/submit pins it to the "
+                "environment's region)")
         return
     for loc in locations:
         kind, _, name = str(loc).partition("/")
