@@ -195,20 +195,10 @@ def adapt(env: EnvironmentSettings, name: str, job: dict[str, Any], *, client: s
             f"guardrails of environment {env.name}: {'; '.join(refusals[:3])}{more}")
     findings = guard.findings(job, env.guardrails, env.name, env.region)
     cost = guard.cost_bound(job, env.region)
-    findings += [f"warning: {n}" for n in _price_warnings(job, cost)]
+    findings += guard.price_warnings(job, cost)
     base = ids.run_base(name, client or "none", "as-declared", digest)
     return AsIs(env=env, name=name, client=client, job=job, base=base, changes=changes,
                 findings=findings, cost=cost)
-
-
-def _price_warnings(job: dict[str, Any], cost: CostBound) -> list[str]:
-    from jobs.machines_prices import SPOT_MODELS, spot_staleness
-
-    models = {str((i.get("policy") or {}).get("provisioningModel") or "").upper()
-              for i in job.get("allocationPolicy", {}).get("instances") or []
-              if isinstance(i, dict)}
-    stale = spot_staleness() if models & SPOT_MODELS else None
-    return [*cost.notes, *([stale] if stale else [])]
 
 
 def describe(a: AsIs) -> None:

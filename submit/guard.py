@@ -37,3 +37,15 @@ def cost_bound(job_json: dict[str, Any], region: str) -> CostBound:
 
 def worst_case_usd(job_json: dict[str, Any], region: str = "europe-west4") -> float | None:
     return cost_bound(job_json, region).usd
+
+
+def price_warnings(job_json: dict[str, Any], cost: CostBound) -> list[str]:
+    """`note:` and `warning:` lines: approximate prices, Batch's 14-day limit standing in for
+    maxRunDuration, and Spot prices older than Google's 30-day change window."""
+    from jobs.machines_prices import SPOT_MODELS, spot_staleness
+
+    models = {str((i.get("policy") or {}).get("provisioningModel") or "").upper()
+              for i in (job_json.get("allocationPolicy") or {}).get("instances") or []
+              if isinstance(i, dict)}
+    stale = spot_staleness() if models & SPOT_MODELS else None
+    return [*(f"note: {n}" for n in cost.notes), *([f"warning: {stale}"] if stale else [])]
