@@ -187,6 +187,13 @@ def attachable_gpu(gpu_type: str) -> AttachableGpu | None:
     return _attachable().get(gpu_type)
 
 
+def attached_gpu_prices(gpu_type: str) -> dict[str, tuple[float, float | None]]:
+    """region -> (on-demand, Spot) USD per GPU-hour of an attached GPU; {} when unpriced."""
+    entry = _raw()["gpus"].get(gpu_type) or {}
+    return {str(r): (float(od), None if sp is None else float(sp))
+            for r, (od, sp) in (entry.get("prices") or {}).items()}
+
+
 def gpu_family(gpu_type: str) -> str:
     """Quota family of an accelerator type: "nvidia-l4" -> "L4", "nvidia-tesla-t4" -> "T4"."""
     entry = _raw()["gpus"].get(gpu_type)

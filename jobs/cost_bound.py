@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobs.catalog import machine_shape
 from jobs.cost import vm_hours_bound
-from jobs.machines_prices import Price, price
+from jobs.machines_prices import Price, gpu_price, price
 
 BATCH_MAX_RUN_S = 14 * 24 * 3600
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)s$")
@@ -79,6 +80,11 @@ def regions_of(job: Mapping[str, Any], default_region: str) -> list[str]:
     return found or [default_region]
 
 
+def built_in_gpu(machine: str) -> bool:
+    shape = machine_shape(machine)
+    return shape is not None and shape.gpu_type is not None
+
+
 def _highest_price(job: Mapping[str, Any], regions: list[str]) -> Price | CostBound:
     instances = (job.get("allocationPolicy") or {}).get("instances") or [{}]
     best: Price | None = None
@@ -95,12 +101,24 @@ def _highest_price(job: Mapping[str, Any], regions: list[str]) -> Price | CostBo
             return CostBound(None, "no machine type (Batch picks one from computeResource); set "
                              "policy.machineType, e.g. e2-standard-4", f"{base}.policy.machineType")
         model = str(policy.get("provisioningModel") or "STANDARD")
+        # Built-in GPUs (G2, A2, ...) are in the machine's price; attached ones (T4 on N1) not.
+        accs = [] if built_in_gpu(machine) else [
+            a for a in policy.get("accelerators") or [] if isinstance(a, Mapping)]
         for region in regions:
             found = price(machine, region, model)
             if found is None:
                 return CostBound(None, f"the price catalog (jobs/machines.yaml) has no price for "
                                  f"{machine} in {region}; add it or run bin/refresh-prices",
                                  f"{base}.policy.machineType")
+            for ai, acc in enumerate(accs):
+                gpu, count = str(acc.get("type") or ""), as_int(acc.get("count"), 1) or 1
+                each = gpu_price(gpu, region, model)
+                if each is None:
+                    return CostBound(None, f"the price catalog (jobs/machines.yaml) has no price "
+                                     f"for the attached GPU {gpu} in {region}; add it under "
+                                     "gpus", f"{base}.policy.accelerators[{ai}]")
+                found = Price(found.usd_h + count * each, f"{found.basis} + {count} x {gpu}",
+                              False, found.date)
             if best is None or found.usd_h > best.usd_h:
                 best = found
     assert best is not None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from jobs.catalog import PRICE_DATE, SPOT_PRICE_DATE, get_machine
+from jobs.catalog import PRICE_DATE, SPOT_PRICE_DATE, attached_gpu_prices, get_machine
 
 SPOT_MODELS = frozenset({"SPOT", "PREEMPTIBLE"})
 ON_DEMAND_BOUNDED = frozenset({"FLEX_START", "RESERVATION_BOUND"})
@@ -51,6 +51,17 @@ def price(machine: str, region: str, model: str) -> Price | None:
         return Price(on_demand, f"{where}, {model} (the on-demand price bounds it)",
                      entry.price_exact, PRICE_DATE)
     return Price(on_demand, f"{where}, on-demand", entry.price_exact, PRICE_DATE)
+
+
+def gpu_price(gpu_type: str, region: str, model: str) -> float | None:
+    """USD per hour of one attached GPU (T4, V100 on N1: billed apart from the VM)."""
+    prices = attached_gpu_prices(gpu_type).get(region)
+    if prices is None:
+        return None
+    on_demand, spot = prices
+    if (model or "").upper() in SPOT_MODELS and spot is not None:
+        return spot
+    return on_demand
 
 
 def spot_staleness(today: dt.date | None = None) -> str | None:
