@@ -147,6 +147,7 @@ def job_cost_bound(job: Mapping[str, Any], default_region: str) -> CostBound:
         attempts = (as_int(spec.get("maxRetryCount"), 0) or 0) + 1
         total_h += vm_hours_bound(tasks * seconds, per_node, attempts)
         per = f" / {per_node} per VM" if per_node > 1 else ""
-        parts.append(f"{tasks} tasks x {attempts} attempts x {seconds / 3600:g} h{per}")
+        span = f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
+        parts.append(f"{tasks} tasks x {attempts} attempts x {span}{per}")
     why = (f"{' + '.join(parts)} at ${best.usd_h:.4f}/h, {best.basis}; catalog of {best.date}")
     return CostBound(total_h * best.usd_h, why, "", tuple(notes))

@@ -62,7 +62,8 @@ class AsIs:
 
     @property
     def task_count(self) -> int:
-        return int(self.job["taskGroups"][0].get("taskCount") or 1)
+        group = self.job["taskGroups"][0]  # taskEnvironments overrides taskCount
+        return len(group.get("taskEnvironments") or []) or int(group.get("taskCount") or 1)
 
     def job_text(self, job_id: str) -> str:
         del job_id  # the job's own name never depends on the attempt

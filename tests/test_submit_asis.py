@@ -211,13 +211,13 @@ def test_instance_template_job_keeps_its_identity_or_is_refused() -> None:
     job = _job()
     job["allocationPolicy"]["instances"] = [{"instanceTemplate": "batch-gpu-template"}]
     for client in (None, "acme"):
-        with pytest.raises(SubmitError, match="instance template 'batch-gpu-template'.*"
-                           "create the template with"):
+        with pytest.raises(SubmitError, match=r"instance template 'batch-gpu-template'.*"
+                           r"create the template with"):
             asis.adapt(env, "hello", job, client=client, parallelism=None, submitter="ci")
     # naming the run identity already: accepted by identity, refused by the unbounded cost
     job["allocationPolicy"]["serviceAccount"] = {"email": env.run_sa_email("acme")}
-    with pytest.raises(SubmitError, match="GPUB_JOB_20.*cannot bound the cost.*instance "
-                       "template"):
+    with pytest.raises(SubmitError, match=r"GPUB_JOB_20.*cannot bound the cost.*instance "
+                       r"template"):
         asis.adapt(env, "hello", job, client="acme", parallelism=None, submitter="ci")
 
 
@@ -240,7 +240,7 @@ def test_gcs_remote_path_with_scheme_is_refused() -> None:
     job = _job()
     job["taskGroups"][0]["taskSpec"]["volumes"] = [
         {"gcs": {"remotePath": "gs://bucket/data"}, "mountPath": "/mnt/data"}]
-    with pytest.raises(SubmitError, match="GPUB_JOB_15 .*write 'bucket/data'"):
+    with pytest.raises(SubmitError, match=r"GPUB_JOB_15 .*write 'bucket/data'"):
         asis.adapt(dev(), "hello", job, client=None, parallelism=None, submitter="ci")
 
 
@@ -267,6 +267,6 @@ def test_max_cost_holds_a_spot_job_of_many_tasks(tmp_path: Path) -> None:
 def test_unpriced_machine_cannot_be_bounded_and_says_why(tmp_path: Path) -> None:
     job = _job()
     job["allocationPolicy"]["instances"][0]["policy"]["machineType"] = "n2d-standard-8"
-    with pytest.raises(SubmitError, match="cannot bound the cost.*no price for n2d-standard-8 "
-                       "in europe-west4"):
+    with pytest.raises(SubmitError, match=r"cannot bound the cost.*no price for n2d-standard-8 "
+                       r"in europe-west4"):
         _run(tmp_path, job, None)
