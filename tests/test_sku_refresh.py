@@ -29,7 +29,7 @@ def catalog_api() -> Iterator[tuple[str, list[dict[str, list[str]]]]]:
     seen: list[dict[str, list[str]]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             query = parse_qs(urlparse(self.path).query, keep_blank_values=True)
             seen.append(query)
             page = PAGES.get(query.get("pageToken", [""])[0])
