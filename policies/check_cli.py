@@ -112,8 +112,13 @@ def _read_json(path: Path, option: str) -> dict[str, Any]:
     return doc
 
 
-def _check_options(env: str | None, reports: Path) -> None:
-    """Refuse a bad --env or an unusable --reports before anything runs (exit 2)."""
+def _check_options(env: str | None, reports: Path, out: Path) -> None:
+    """Refuse a bad --env, --out or an unusable --reports before anything runs (exit 2)."""
+    if out == ROOT or out in ROOT.parents:
+        raise _bad_input(f"--out: {out} holds the repository; the synth output needs a folder "
+                         "of its own, such as cdktf.out")
+    if out.exists() and not out.is_dir():
+        raise _bad_input(f"--out: {out} is not a directory")
     known = sorted({name for name, _, _ in _environments().values()})
     if env is not None and known and env not in known:
         raise _bad_input(f"--env: unknown environment {env!r} (known: {', '.join(known)})")
@@ -302,12 +307,14 @@ def main(
         _use_stderr_for_people()
     out = out if out.is_absolute() else Path.cwd() / out
     stack_files, job_files = list(stack_file or []), list(job_file or [])
-    _check_options(env, reports)
+    _check_options(env, reports, out.resolve())
     try:
         entries = load(suppressions)
     except SuppressionError as exc:
         console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from exc
+    except OSError as exc:  # a directory, unreadable, not UTF-8 is a ValueError above
+        raise _bad_input(f"--suppressions: cannot read {suppressions}: {exc.strerror}") from None
     if not no_synth and not stack_files and not job_files:
         _synth(out)
     stacks = _stack_inputs(stack_files, job_files, out, env)
@@ -358,5 +365,21 @@ def main(
     raise typer.Exit(1 if failed else 0)
 
 
+def run(argv: list[str] | None = None) -> int:
+    """`bin/check`: typer's usage errors as one line (exit 2), never a traceback box."""
+    try:
+        code = app(args=argv, prog_name="bin/check", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return 130
+    except typer.TyperException as exc:  # typer's (vendored) click usage errors
+        text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"bin/check: error: {' '.join(str(text).split())} (see bin/check --help)",
+              file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
+    return code if isinstance(code, int) else 0
+
+
 if __name__ == "__main__":
-    app(prog_name="bin/check")  # help names the command people run
+    sys.exit(run())  # help names the command people run
