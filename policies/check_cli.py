@@ -171,8 +171,7 @@ def _stack_inputs(
     if not stack_files and not job_files:
         stack_files = sorted((out / "stacks").glob("*/cdk.tf.json"))
         if not stack_files:
-            console.print(f"[red]no stacks under {out}/stacks; run without --no-synth[/]")
-            raise typer.Exit(2)
+            raise _bad_input(f"no stacks under {out}/stacks; run without --no-synth")
     stacks: list[StackInput] = []
     for tf in stack_files:
         name = tf.parent.name

@@ -15,7 +15,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
@@ -98,8 +98,14 @@ def findings(spec: JobSpec) -> list[Any]:
     return check_job(render_job(spec), env_name="import", scopes=("job",))
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + error
+        print(f"import-job: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="import-job",
         description="Print the JobSpec declaration (a module for jobs/declared/) equivalent "
         "to a Google Batch job file (JSON or YAML).",
