@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if refused or (args.strict and result.notes):
         problems = [f"{v.path}: {v.message} ({v.rule_id})" for v in refused]
         problems += result.notes if args.strict else []
-        more = "" if args.strict else " (errors of policies/job_rules.py)"
+        more = " (--strict)" if args.strict else " (errors of policies/job_rules.py)"
         print(f"import-job: {shown}: {len(problems)} problems{more}: " + "; ".join(problems),
               file=sys.stderr)
         return 2

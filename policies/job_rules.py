@@ -138,7 +138,7 @@ RULES: tuple[JobRule, ...] = (
           "every task group sets maxRunDuration",
           "Batch sets no task timeout, so a hung task may run for up to 14 days",
           f"{_BATCH}/set-timeouts"),
-    _rule(19, "warning", "job",
+    _rule(19, "info", "job",
           "allowedLocations is set",
           "without it the job may run in any zone of the job's region (bin/submit pins it to "
           "the environment's region, as a printed change)",
