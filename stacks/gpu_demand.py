@@ -12,15 +12,34 @@ every total is raised to the guardrail's `gpu_quota` for the family.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from stacks.settings import EnvironmentSettings
+from jobs.spec import JobSpec
 
 Key = tuple[str, str, bool]
 
 
-def environment_demand(settings: EnvironmentSettings, *, ladders: bool = True
+class _Guardrails(Protocol):
+    @property
+    def gpu_quota(self) -> Mapping[str, int]: ...
+
+
+class _Environment(Protocol):
+    """What the computation reads of `stacks.settings.EnvironmentSettings` (no import: the
+    settings call this module)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def jobs(self) -> Sequence[JobSpec]: ...
+    @property
+    def guardrails(self) -> _Guardrails: ...
+
+
+def environment_demand(settings: _Environment, *, ladders: bool = True
                        ) -> dict[Key, int]:
     """The demand; `ladders=False`: each job at its default rung only (a job holds one rung at
     a time, so the project-wide GPUS-ALL-REGIONS total counts each job once)."""
