@@ -147,3 +147,21 @@ def test_the_defects_the_issue_names() -> None:
     with redirect_stderr(err):
         code = _call(submit_cli.main, ["list", "--since", "999999d", "--env", "dev"])
     assert code == 2 and "--since" in err.getvalue() and "Traceback" not in err.getvalue()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--suppressions", FILES["dir"]], "--suppressions: cannot read"),
+    (["--env"], "Option '--env' requires an argument"),
+    (["--bogus"], "No such option: --bogus"),
+    (["--out", ""], "holds the repository"),
+])
+def test_bin_check_argument_cases(args: list[str], message: str,
+                                  monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Were tracebacks or a synth into the repository itself (`--out ''` from its root)."""
+    monkeypatch.chdir(REPO)
+    code = _call(check_cli.run, args)
+    out, err = capsys.readouterr()
+    _assert_one_line_or_ok(code, {2}, out, err)
+    assert message in out + err
+    assert not (REPO / "stacks" / "platform-dev").exists()

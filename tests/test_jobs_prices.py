@@ -77,3 +77,24 @@ def test_spot_prices_older_than_30_days_warn() -> None:
     assert spot_staleness(dated + dt.timedelta(days=30)) is None
     stale = spot_staleness(dated + dt.timedelta(days=31))
     assert stale is not None and "31 days ago" in stale and "bin/refresh-prices" in stale
+
+
+def test_a_task_without_max_run_duration_is_bounded_by_batchs_14_days() -> None:
+    job = _job("e2-standard-2", "europe-west4")
+    del job["taskGroups"][0]["taskSpec"]["maxRunDuration"]
+    bound = job_cost_bound(job, "europe-west4")
+    assert bound.usd == pytest.approx(2 * 14 * 24 * 0.0737)
+    assert any("14-day" in n for n in bound.notes)
+
+
+def test_spot_without_retries_is_one_finding_per_task_group() -> None:
+    """GPUB_JOB_2 was reported twice for a job without retries, and fired with retries."""
+    from policies.guardrails import check_job
+
+    job = _job("e2-standard-2", "europe-west4")
+    job["allocationPolicy"]["instances"][0]["policy"]["provisioningModel"] = "SPOT"
+    rules = [v.rule_id for v in check_job(job, env_name="dev")]
+    assert rules.count("GPUB_JOB_2") == 1 and "GPUB_JOB_17" not in rules
+    job["taskGroups"][0]["taskSpec"]["maxRetryCount"] = 2
+    rules = [v.rule_id for v in check_job(job, env_name="dev")]
+    assert "GPUB_JOB_2" not in rules and rules.count("GPUB_JOB_17") == 1
