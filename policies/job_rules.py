@@ -91,7 +91,7 @@ RULES: tuple[JobRule, ...] = (
           "Secret Manager",
           f"{_BATCH}/create-run-job-secret-manager"),
     _rule(9, "error", "environment",
-          "the job runs as an identity of the environment (a client's `run-<c>` or the ad-hoc "
+          "the job runs as an identity of the environment (a client's run identity or the ad-hoc "
           "identity), never the default compute service account",
           "without serviceAccount Batch uses the default compute account, which often holds "
           "project Editor",

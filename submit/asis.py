@@ -135,9 +135,9 @@ def _cap_run_duration(env: EnvironmentSettings, job: dict[str, Any], changes: li
 
 def _identity(env: EnvironmentSettings, job: dict[str, Any], client: str | None,
               changes: list[str]) -> None:
-    """Tasks run as an identity of the environment only: `run-<client>` with --client, else the
-    ad-hoc identity. Batch gives each VM the job's serviceAccount; with an instance template
-    the template and the job must name the same account
+    """Tasks run as an identity of the environment only: the client's run identity with
+    --client, else the ad-hoc identity (both from `env.layout`). Batch gives each VM the job's
+    serviceAccount; with an instance template the template and the job must name the same account
     (https://cloud.google.com/batch/docs/create-run-job-custom-service-account), and submit
     neither reads nor changes templates."""
     target = env.run_sa_email(client) if client is not None else env.adhoc_sa_email
@@ -158,7 +158,7 @@ def _identity(env: EnvironmentSettings, job: dict[str, Any], client: str | None,
         sa["email"] = target
         changes.append(f"{field_}: unset -> {target!r} ({who})")
     elif email != target:
-        other = ("--client C to run as run-C@" if client is None
+        other = (f"--client C to run as {env.layout.run_sa_id('C')}@" if client is None
                  else "the client whose run identity it is as --client")
         raise SubmitError(
             f"{field_}: {email!r} is not an identity this run may use; it runs as {target} "
