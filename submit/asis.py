@@ -154,9 +154,13 @@ def _identity(env: EnvironmentSettings, job: dict[str, Any], client: str | None,
             f"Batch requires the job to name, and this run must run as {target} ({who}); submit "
             f"cannot change a template: create the template with {target} and set {field_} to "
             "it, or replace instanceTemplate with policy.machineType")
-    if email in (None, ""):
+    if email in (None, "") or (email == env.adhoc_sa_email and not templates):
+        # Unset, or the ad-hoc identity a declared job is synthesized with: --client moves it
+        # to that client's run identity.
         sa["email"] = target
-        changes.append(f"{field_}: unset -> {target!r} ({who})")
+        if email != target:
+            was = repr(email) if email else "unset"
+            changes.append(f"{field_}: {was} -> {target!r} ({who})")
     elif email != target:
         other = (f"--client C to run as {env.layout.run_sa_id('C')}@" if client is None
                  else "the client whose run identity it is as --client")

@@ -272,3 +272,14 @@ def test_unpriced_machine_cannot_be_bounded_and_says_why(tmp_path: Path) -> None
     with pytest.raises(SubmitError, match=r"cannot bound the cost.*no price for n2d-standard-8 "
                        r"in europe-west4"):
         _run(tmp_path, job, None)
+
+
+def test_client_moves_the_ad_hoc_identity_of_a_declared_job_to_its_run_identity() -> None:
+    """A declared job is synthesized with the ad-hoc identity; --client C runs it as C's."""
+    env = dev()
+    job = _job()
+    job["allocationPolicy"]["serviceAccount"] = {"email": env.adhoc_sa_email}
+    a = asis.adapt(env, "hello", job, client="acme", parallelism=None, submitter="ci")
+    assert a.job["allocationPolicy"]["serviceAccount"]["email"] == env.run_sa_email("acme")
+    assert (f"allocationPolicy.serviceAccount.email: {env.adhoc_sa_email!r} -> "
+            f"{env.run_sa_email('acme')!r} (client acme's run identity)") in a.changes
