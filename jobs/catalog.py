@@ -60,12 +60,18 @@ def priced_from_snapshot(snapshot: Any, regions: list[str]) -> dict[str, Machine
         on_demand = snapshot.price_usd_h(shape, region, "OnDemand")
         if on_demand is None:
             continue
+        region_prices: dict[str, tuple[float, float | None]] = {}
+        for where in regions:
+            od = snapshot.price_usd_h(shape, where, "OnDemand")
+            if od is not None:
+                region_prices[where] = (od, snapshot.price_usd_h(shape, where, "Preemptible"))
         out[name] = MachineType(
             **shape.model_dump(),
             price_on_demand_usd_h=on_demand,
             price_spot_usd_h=snapshot.price_usd_h(shape, region, "Preemptible"),
             price_exact=True,
             regions=list(regions),
+            region_prices=region_prices,
         )
     return out
 
@@ -75,6 +81,11 @@ def _yaml_priced() -> dict[str, MachineType]:
     regions = list(raw["defaults"]["regions"])
     out: dict[str, MachineType] = {}
     for name, m in raw["machines"].items():
+        spot = None if m.get("spot") is None else float(m["spot"])
+        region_prices: dict[str, tuple[float, float | None]] = {
+            regions[0]: (float(m["on_demand"]), spot)}
+        for where, (od, sp) in (m.get("other_regions") or {}).items():
+            region_prices[str(where)] = (float(od), None if sp is None else float(sp))
         out[name] = MachineType(
             name=name,
             vcpus=int(m["vcpus"]),
@@ -84,7 +95,8 @@ def _yaml_priced() -> dict[str, MachineType]:
             price_on_demand_usd_h=float(m["on_demand"]),
             price_spot_usd_h=None if m.get("spot") is None else float(m["spot"]),
             price_exact=bool(m.get("price_exact", False)),
-            regions=list(m.get("regions", regions)),
+            regions=list(region_prices),
+            region_prices=region_prices,
         )
     return out
 
@@ -105,6 +117,7 @@ def _attachable() -> dict[str, AttachableGpu]:
 
 PRICE_SOURCE: str = " ".join(str(_raw()["price_source"]).split())
 PRICE_DATE: str = str(_raw()["price_date"])
+SPOT_PRICE_DATE: str = str(_raw().get("spot_price_date", PRICE_DATE))
 
 
 def get_machine(name: str) -> MachineType | None:
@@ -172,6 +185,13 @@ def gpu_types() -> list[str]:
 def attachable_gpu(gpu_type: str) -> AttachableGpu | None:
     """How `gpu_type` attaches to a general-purpose series, or None if it is built in only."""
     return _attachable().get(gpu_type)
+
+
+def attached_gpu_prices(gpu_type: str) -> dict[str, tuple[float, float | None]]:
+    """region -> (on-demand, Spot) USD per GPU-hour of an attached GPU; {} when unpriced."""
+    entry = _raw()["gpus"].get(gpu_type) or {}
+    return {str(r): (float(od), None if sp is None else float(sp))
+            for r, (od, sp) in (entry.get("prices") or {}).items()}
 
 
 def gpu_family(gpu_type: str) -> str:

@@ -34,6 +34,8 @@ class MachineType(MachineShape):
     price_spot_usd_h: float | None = None
     price_exact: bool = False  # False: approximate figure, re-check before budgeting
     regions: list[str]
+    # region -> (on-demand, Spot or None): every region the catalog prices this type in.
+    region_prices: dict[str, tuple[float, float | None]] = {}
 
     def price_usd_h(self, spot: bool) -> float:
         """USD per VM-hour: the spot price for spot VMs when the catalog has one, else on-demand

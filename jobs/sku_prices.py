@@ -129,7 +129,11 @@ class SkuSnapshot(BaseModel):
         total = shape.vcpus * core_sku.usd + shape.memory_mib / 1024 * ram_sku.usd
         if shape.gpu_type:
             gpu_words = GPU_SKU_WORDS.get(shape.gpu_type)
-            gpu = re.compile(rf"{prefix}{re.escape(gpu_words)} running in") if gpu_words else None
+            # On-demand "Nvidia L4 GPU running in ..."; Spot "Nvidia L4 GPU attached to Spot
+            # Preemptible VMs running in ..." (tests/fixtures/billing/skus_list_page2.json).
+            gpu = re.compile(rf"{prefix}{re.escape(gpu_words)}"
+                             r"( attached to (Spot )?Preemptible VMs)? running in"
+                             ) if gpu_words else None
             gpu_sku = self._find(gpu, "GPU", usage, region) if gpu else None
             if gpu_sku is None:
                 return None

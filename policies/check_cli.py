@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from policies.guardrails import GuardrailLimits
 from policies.suppressions import DEFAULT_PATH, Matcher, SuppressionError, load
 from policies.tfjson import facts_from_document
+from stacks.settings import Guardrails
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
@@ -39,7 +39,7 @@ def _use_stderr_for_people() -> None:
     console = Console(stderr=True, highlight=False)
 
 
-def _environments() -> dict[str, tuple[str, bool, GuardrailLimits]]:
+def _environments() -> dict[str, tuple[str, bool, Guardrails]]:
     """stack name -> (env name, cmek, limits), from the settings the stacks are built from."""
     try:
         from stacks.environments import example_environments  # pydantic only, no provider
@@ -50,7 +50,7 @@ def _environments() -> dict[str, tuple[str, bool, GuardrailLimits]]:
         )
         return {}
     return {
-        e.stack_name: (e.name, e.cmek, GuardrailLimits.from_settings(e.guardrails))
+        e.stack_name: (e.name, e.cmek, e.guardrails)
         for e in example_environments()
     }
 
@@ -112,8 +112,13 @@ def _read_json(path: Path, option: str) -> dict[str, Any]:
     return doc
 
 
-def _check_options(env: str | None, reports: Path) -> None:
-    """Refuse a bad --env or an unusable --reports before anything runs (exit 2)."""
+def _check_options(env: str | None, reports: Path, out: Path) -> None:
+    """Refuse a bad --env, --out or an unusable --reports before anything runs (exit 2)."""
+    if out == ROOT or out in ROOT.parents:
+        raise _bad_input(f"--out: {out} holds the repository; the synth output needs a folder "
+                         "of its own, such as cdktf.out")
+    if out.exists() and not out.is_dir():
+        raise _bad_input(f"--out: {out} is not a directory")
     known = sorted({name for name, _, _ in _environments().values()})
     if env is not None and known and env not in known:
         raise _bad_input(f"--env: unknown environment {env!r} (known: {', '.join(known)})")
@@ -125,6 +130,38 @@ def _check_options(env: str | None, reports: Path) -> None:
                          "directory")
 
 
+def _jobs_dir(stack_file: Path) -> Path:
+    """The synthesized jobs of the stack in `<out>/stacks/<name>/cdk.tf.json`: `<out>/jobs/<name>/`
+    of the same synth output, so a stack file checked on its own brings only its own jobs."""
+    name = stack_file.parent.name
+    return stack_file.parent.parent.parent / "jobs" / name
+
+
+def _demote_warnings(report: Any, located: dict[int, Any], stacks: list[Any],
+                     strict: bool) -> list[str]:
+    """Job-rule findings below `error` do not fail the check (policies/job_rules.py), unless
+    `--strict` or the stack's environment sets `guardrails.warnings_fail_check`: they move to
+    the passed records and come back as lines to print."""
+    from policies import job_rules
+
+    fail_warnings = {s.name: strict or s.limits.warnings_fail_check for s in stacks}
+    kept, lines = [], []
+    for record in report.failed_checks:
+        rule = job_rules.BY_ID.get(record.check_id)
+        where = located.get(id(record))
+        stack = where.stack if where else ""
+        if rule is None or rule.severity == "error" or (
+                rule.severity == "warning" and fail_warnings.get(stack, strict)):
+            kept.append(record)
+            continue
+        report.passed_checks.append(record)
+        detail = "; ".join(record.details) if record.details else record.check_name
+        lines.append(f"{rule.severity.upper()} {record.check_id} {stack} {record.resource}: "
+                     f"{detail}")
+    report.failed_checks = kept
+    return lines
+
+
 def _stack_inputs(
     stack_files: list[Path], job_files: list[Path], out: Path, env_override: str | None
 ) -> list[Any]:
@@ -134,22 +171,21 @@ def _stack_inputs(
     if not stack_files and not job_files:
         stack_files = sorted((out / "stacks").glob("*/cdk.tf.json"))
         if not stack_files:
-            console.print(f"[red]no stacks under {out}/stacks; run without --no-synth[/]")
-            raise typer.Exit(2)
+            raise _bad_input(f"no stacks under {out}/stacks; run without --no-synth")
     stacks: list[StackInput] = []
     for tf in stack_files:
         name = tf.parent.name
         doc = _read_json(tf, "--stack-file")
-        env_name, cmek, limits = envs.get(name, (None, None, GuardrailLimits()))
+        env_name, cmek, limits = envs.get(name, (None, None, Guardrails()))
         facts = facts_from_document(doc, env=env_override or env_name, cmek=cmek)
-        jobs = sorted((out / "jobs" / name).glob("*.json")) if not job_files else []
+        jobs = sorted(_jobs_dir(tf).glob("*.json")) if not job_files else []
         stacks.append(StackInput(name, tf, facts, limits, jobs))
     for job in job_files:
         _read_json(job, "--job-file")  # refuse unreadable input before any check runs
     if job_files:
         # Loose job files (tests, reviews): checked against the named or default environment.
         name = f"platform-{env_override}" if env_override else "jobs"
-        env_name, cmek, limits = envs.get(name, (env_override, False, GuardrailLimits()))
+        env_name, cmek, limits = envs.get(name, (env_override, False, Guardrails()))
         facts = facts_from_document({}, env=env_name, cmek=bool(cmek))
         stacks.append(StackInput(name, None, facts, limits, list(job_files)))
     return stacks
@@ -261,18 +297,23 @@ def main(
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object on stdout (people's output goes to stderr).")
     ] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Job-rule warnings fail the check too (errors always do).")
+    ] = False,
 ) -> None:
     started = time.monotonic()
     if json_out:
         _use_stderr_for_people()
     out = out if out.is_absolute() else Path.cwd() / out
     stack_files, job_files = list(stack_file or []), list(job_file or [])
-    _check_options(env, reports)
+    _check_options(env, reports, out.resolve())
     try:
         entries = load(suppressions)
     except SuppressionError as exc:
         console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from exc
+    except OSError as exc:  # a directory, unreadable, not UTF-8 is a ValueError above
+        raise _bad_input(f"--suppressions: cannot read {suppressions}: {exc.strerror}") from None
     if not no_synth and not stack_files and not job_files:
         _synth(out)
     stacks = _stack_inputs(stack_files, job_files, out, env)
@@ -286,6 +327,8 @@ def main(
     all_reports = [tf_report, job_report]
     for report in all_reports:
         apply_suppressions(report, located, matcher)
+    for line in _demote_warnings(job_report, located, stacks, strict):
+        console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
 
     for report in all_reports:
         for error in report.parsing_errors:
@@ -321,5 +364,21 @@ def main(
     raise typer.Exit(1 if failed else 0)
 
 
+def run(argv: list[str] | None = None) -> int:
+    """`bin/check`: typer's usage errors as one line (exit 2), never a traceback box."""
+    try:
+        code = app(args=argv, prog_name="bin/check", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return 130
+    except typer.TyperException as exc:  # typer's (vendored) click usage errors
+        text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"bin/check: error: {' '.join(str(text).split())} (see bin/check --help)",
+              file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
+    return code if isinstance(code, int) else 0
+
+
 if __name__ == "__main__":
-    app(prog_name="bin/check")  # help names the command people run
+    sys.exit(run())  # help names the command people run

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from policies import job_rules
 from policies.guardrails import Violation
 
 VERSIONS_FILE = Path(__file__).resolve().parents[1] / "images" / "versions.json"
 RULE_ID = "GPUB_JOB_12"
-IMAGE_RULES = {RULE_ID: "registry images are a version (or digest) a build recorded in "
-                        "images/versions.json"}
+IMAGE_RULES = {RULE_ID: job_rules.TITLES[RULE_ID]}  # declared once, in policies/job_rules.py
 REQUIRE_DIGESTS_ENV = "GPUB_REQUIRE_IMAGE_DIGESTS"
 REGISTRY_IMAGE_RE = re.compile(
     r"^(?P<registry>[a-z0-9-]+-docker\.pkg\.dev/[a-z][a-z0-9-]{4,28}[a-z0-9]/batch-images)/"

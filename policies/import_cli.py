@@ -3,8 +3,9 @@ job file (JSON or YAML, as `gcloud batch jobs submit --config` takes).
 
 The printed module evaluates to a spec whose rendering equals the input (`SPEC = JobSpec(...)`),
 ready to drop into `jobs/declared/`. Notes (dropped output-only fields, untyped parts kept in
-`batch_overrides`) and guardrail findings go to stderr. `--strict` refuses instead when there
-are any. Bad input: one line on stderr, exit 2. Everything taken from the input file that
+`batch_overrides`) and job-rule findings (`warning:`, `info:`) go to stderr; a job-scope rule of
+severity error refuses (exit 2), as everywhere; `--strict` also refuses warnings and notes.
+Bad input: one line on stderr, exit 2. Everything taken from the input file that
 reaches the generated code is written with `repr`, so no file name or value can inject code.
 """
 
@@ -14,7 +15,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
@@ -89,16 +90,22 @@ def _model_names(model: BaseModel) -> set[str]:
 
 
 def findings(spec: JobSpec) -> list[Any]:
-    """Guardrail findings about the job itself (not an environment's ceilings)."""
+    """Job-scope rule findings about the job itself (policies/job_rules.py); an import has no
+    environment, so no environment's ceiling is checked here."""
     from jobs.render import render_job
-    from policies.guardrails import JOB_RULES, GuardrailLimits, check_job
+    from policies.guardrails import check_job
 
-    found = check_job(render_job(spec), GuardrailLimits(), env_name="import")
-    return [v for v in found if v.rule_id in JOB_RULES]
+    return check_job(render_job(spec), env_name="import", scopes=("job",))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + error
+        print(f"import-job: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="import-job",
         description="Print the JobSpec declaration (a module for jobs/declared/) equivalent "
         "to a Google Batch job file (JSON or YAML).",
@@ -110,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="refuse a job with guardrail findings (GPU, Spot), untyped fields or dropped "
-        "output-only fields instead of reporting them",
+        help="refuse warnings too (errors always refuse), and untyped fields or dropped "
+        "output-only fields, instead of reporting them",
     )
     args = parser.parse_args(argv)
     shown = ascii(str(args.file))  # a file name is printed, never trusted
@@ -133,24 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     except (JobSpecError, ValueError) as exc:
         print(f"import-job: {shown}: {one_line(exc)}", file=sys.stderr)
         return 2
-    from policies.guardrails import STRICT_RULES
-
     found = findings(result.spec)
-    if args.strict:
-        refusals = [
-            f"{v.path}: {v.message} ({v.rule_id})" for v in found if v.rule_id in STRICT_RULES
-        ]
-        refusals += result.notes
-        if refusals:
-            print(
-                f"import-job: {shown}: --strict: {len(refusals)} problems: " + "; ".join(refusals),
-                file=sys.stderr,
-            )
-            return 2
+    refused = [v for v in found if v.severity == "error" or (args.strict and v.severity ==
+                                                              "warning")]
+    if refused or (args.strict and result.notes):
+        problems = [f"{v.path}: {v.message} ({v.rule_id})" for v in refused]
+        problems += result.notes if args.strict else []
+        more = " (--strict)" if args.strict else " (errors of policies/job_rules.py)"
+        print(f"import-job: {shown}: {len(problems)} problems{more}: " + "; ".join(problems),
+              file=sys.stderr)
+        return 2
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     for v in found:
-        print(f"finding: {v}", file=sys.stderr)
+        print(f"{v.severity}: {v}", file=sys.stderr)
     sys.stdout.write(to_python(result.spec, "stdin" if str(args.file) == "-" else args.file.name))
     return 0
 

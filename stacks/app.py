@@ -20,7 +20,8 @@ def build_app(
 
 
 def write_job_json(outdir: Path, stacks: list[PlatformStack]) -> list[Path]:
-    """cdktf.out/jobs/<stack>/<job>.json: what the submit helper and reviewers read."""
+    """cdktf.out/jobs/<stack>/<job>.json: what the submit helper and reviewers read. The JSON
+    of a job no longer declared is removed, so `bin/check` never checks a job that is gone."""
     written = []
     for stack in stacks:
         folder = outdir / "jobs" / stack.settings.stack_name
@@ -29,6 +30,8 @@ def write_job_json(outdir: Path, stacks: list[PlatformStack]) -> list[Path]:
             path = folder / f"{name}.json"
             path.write_text(json.dumps(job.job_json, indent=2, sort_keys=True) + "\n")
             written.append(path)
+        for stale in set(folder.glob("*.json")) - set(written):
+            stale.unlink()
     return written
 
 

@@ -40,32 +40,6 @@ def quota_id_and_dimensions(demand: GpuDemand) -> tuple[str, dict[str, str]]:
 GLOBAL_GPU_QUOTA_ID = "GPUS-ALL-REGIONS-per-project"
 
 
-def demand_with_ladders(settings: EnvironmentSettings) -> dict[tuple[str, str, bool], int]:
-    """`settings.gpu_demand()` plus what the jobs' ladders may hold instead (issue 15): each
-    rung in each candidate region that differs from the job's default (region, family,
-    spot) adds the job's peak there. So a SPOT or FLEX_START rung asks for the preemptible GPU
-    quota, a STANDARD rung for the on-demand one. Reservation rungs need no quota (their VMs
-    were counted when the reservation was made)."""
-    from jobs.catalog import gpu_family
-    from jobs.spec import PREEMPTIBLE_QUOTA_MODELS
-
-    totals = dict(settings.gpu_demand())
-    for spec in settings.jobs:
-        peak = spec.peak_gpu_demand(settings.name)
-        if peak is None or not (spec.ladder or spec.candidate_regions):
-            continue
-        home = (spec.region or settings.region, peak.family, peak.spot)
-        regions = spec.candidate_regions or [home[0]]
-        keys = {(region, gpu_family(spec.gpu_type or ""), rung.provisioning in
-                 PREEMPTIBLE_QUOTA_MODELS)
-                for rung in spec.rungs_for(settings.name) for region in regions
-                if rung.reservation in (None, "NO_RESERVATION")}
-        for key in sorted(keys - {home}):
-            totals[key] = max(totals.get(key, 0) + peak.count,
-                              settings.guardrails.gpu_quota.get(key[1], 0))
-    return totals
-
-
 def preferred_value_expression(info: str, demand: int, dims: dict[str, str]) -> str:
     """`preferred_value` that never asks for less than the project has now.
 
@@ -84,8 +58,8 @@ def preferred_value_expression(info: str, demand: int, dims: dict[str, str]) -> 
 
 class GpuQuotas(Construct):
     """One quota preference per (region, family, spot) from `settings.gpu_demand()` (the one
-    GPU-demand computation the guardrails and the submit planner also read), plus the global
-    GPUS-ALL-REGIONS-per-project quota that every GPU VM also consumes."""
+    GPU-demand computation, stacks/gpu_demand.py, that the submit planner also reads), plus
+    the global GPUS-ALL-REGIONS-per-project quota that every GPU VM also consumes."""
 
     def __init__(
         self, scope: Construct, id_: str, settings: EnvironmentSettings, depends_on: list
@@ -100,7 +74,7 @@ class GpuQuotas(Construct):
     def update(self, settings: EnvironmentSettings) -> None:
         """(Re)state the preferences for `settings` (called again when a job is added)."""
         self.settings = settings
-        self.totals = demand_with_ladders(settings)
+        self.totals = settings.gpu_demand()
         wanted: dict[tuple[str, str, bool] | str, tuple[str, str, dict[str, str], int, str]] = {}
         for key, total in sorted(self.totals.items()):
             region, family, spot = key

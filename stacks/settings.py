@@ -54,6 +54,9 @@ class Guardrails(BaseModel):
     max_cost_per_run_usd: Annotated[float, Field(gt=0)] = 500.0
     # The GPU quota the environment asks for, per GPU family; the planner stays under it.
     gpu_quota: dict[str, int] = Field(default_factory=dict)
+    # Job-rule warnings (policies/job_rules.py) fail `bin/check` for this environment, as
+    # `bin/check --strict` does for all; errors always fail, warnings always print.
+    warnings_fail_check: bool = False
 
 
 class Schedule(BaseModel):
@@ -299,23 +302,13 @@ class EnvironmentSettings(BaseModel):
     def adhoc_sa_email(self) -> str:
         return self.layout.adhoc_sa_email
 
-    # GPU demand: ONE computation, read by the quota preferences, the guardrails and the
-    # submit planner, so the three never disagree.
+    # GPU demand: ONE computation (stacks/gpu_demand.py, ladders included), read by the quota
+    # preferences, the submit planner (`gpu_limit`) and the project-wide total.
     def gpu_demand(self) -> dict[tuple[str, str, bool], int]:
-        """(region, GPU family, spot) -> GPUs the environment holds quota for: the sum of its
-        jobs' peak demand, raised to the guardrail's `gpu_quota` for that family."""
-        totals: dict[tuple[str, str, bool], int] = {}
-        for spec in self.jobs:
-            demand = spec.peak_gpu_demand(self.name)
-            if demand is None:
-                continue
-            family, count, spot = demand.family, demand.count, demand.spot
-            key = (spec.region or self.region, family, spot)
-            totals[key] = totals.get(key, 0) + count
-        return {
-            key: max(count, self.guardrails.gpu_quota.get(key[1], 0))
-            for key, count in totals.items()
-        }
+        """(region, GPU family, spot) -> GPUs the environment holds quota for."""
+        from stacks.gpu_demand import environment_demand
+
+        return environment_demand(self)
 
     def gpu_limit(self, family: str) -> int | None:
         """GPUs of `family` one run may hold at once (the planner's cap); None: no demand."""
@@ -326,7 +319,9 @@ class EnvironmentSettings(BaseModel):
 
     def gpus_all_regions(self) -> int:
         """The project-wide `GPUS-ALL-REGIONS-per-project` demand: every GPU VM counts."""
-        return sum(self.gpu_demand().values())
+        from stacks.gpu_demand import environment_demand
+
+        return sum(environment_demand(self, ladders=False).values())
 
     def all_labels(self) -> dict[str, str]:
         return {"env": self.name, "managed-by": "gpu-batch-platform", **self.labels}

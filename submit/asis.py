@@ -7,10 +7,15 @@ submit must change anyway is said on screen and listed under `changes` in `--jso
 - labels `env`, `client`, `job`, `submitter`, `manifest-hash` (what `list`, `status` and the
   duplicate check read);
 - `parallelism` when `--parallelism` asks for another one;
-- `allocationPolicy.serviceAccount.email` when `--client` names the run-time identity;
-- `allocationPolicy.location.allowedLocations`, when unset: the environment's region.
-The environment's guardrails apply as to every run: ceilings refuse (exit 2), opinions about
-the job itself (`policies.guardrails.STRICT_RULES`) are printed as findings.
+- `allocationPolicy.serviceAccount.email`, when unset: the ad-hoc identity, or with `--client`
+  that client's run identity (a file naming any other account is refused, exit 2, with the fix;
+  an instance-template job must already name it, since Batch requires the template's account);
+- `allocationPolicy.location.allowedLocations`, when unset: the environment's region;
+- `taskSpec.maxRunDuration`, when unset: the environment's ceiling `max_run_duration_s`.
+Only what the job explicitly asks beyond a ceiling is refused. The job rules apply as to every
+run (policies/job_rules.py): errors refuse (exit 2) naming field, limit and fix; warnings and
+info are printed. The worst-case cost is always printed, or "cannot bound: <why>" (which the
+environment's cost ceiling and `--max-cost` refuse).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobs.cost_bound import CostBound
 from submit import ids
 from submit.errors import ConflictError, SubmitError
 from submit.ui import say
@@ -46,7 +52,8 @@ class AsIs:
     job: dict[str, Any]
     base: str  # job ids of this run are `<base>-<attempt>`
     changes: list[str] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # "warning: ..." / "info: ..." lines
+    cost: CostBound = field(default_factory=lambda: CostBound(None, "not computed"))
 
     @property
     def parallelism(self) -> int | None:
@@ -55,7 +62,8 @@ class AsIs:
 
     @property
     def task_count(self) -> int:
-        return int(self.job["taskGroups"][0].get("taskCount") or 1)
+        group = self.job["taskGroups"][0]  # taskEnvironments overrides taskCount
+        return len(group.get("taskEnvironments") or []) or int(group.get("taskCount") or 1)
 
     def job_text(self, job_id: str) -> str:
         del job_id  # the job's own name never depends on the attempt
@@ -103,66 +111,110 @@ def _set_label(job: dict[str, Any], key: str, value: str, changes: list[str]) ->
     labels[key] = value
 
 
+def _pin_region(env: EnvironmentSettings, job: dict[str, Any], changes: list[str]) -> None:
+    location = job.setdefault("allocationPolicy", {}).setdefault("location", {})
+    if not location.get("allowedLocations"):
+        # The job is created in the environment's region; pinning it there says so.
+        location["allowedLocations"] = [f"regions/{env.region}"]
+        changes.append(f"allocationPolicy.location.allowedLocations: unset -> "
+                       f"['regions/{env.region}'] (the environment's region)")
+
+
+def _cap_run_duration(env: EnvironmentSettings, job: dict[str, Any], changes: list[str]) -> None:
+    """A task group without maxRunDuration gets the environment's ceiling (Batch itself sets no
+    task timeout, https://cloud.google.com/batch/docs/set-timeouts); one that asks for more
+    than the ceiling is refused by GPUB_JOB_3, never silently lowered."""
+    ceiling = env.guardrails.max_run_duration_s
+    for gi, group in enumerate(job["taskGroups"]):
+        spec = group.setdefault("taskSpec", {})
+        if not spec.get("maxRunDuration"):
+            spec["maxRunDuration"] = f"{ceiling}s"
+            changes.append(f"taskGroups[{gi}].taskSpec.maxRunDuration: unset -> '{ceiling}s' "
+                           f"(environment {env.name}'s ceiling max_run_duration_s)")
+
+
+def _identity(env: EnvironmentSettings, job: dict[str, Any], client: str | None,
+              changes: list[str]) -> None:
+    """Tasks run as an identity of the environment only: the client's run identity with
+    --client, else the ad-hoc identity (both from `env.layout`). Batch gives each VM the job's
+    serviceAccount; with an instance template the template and the job must name the same account
+    (https://cloud.google.com/batch/docs/create-run-job-custom-service-account), and submit
+    neither reads nor changes templates."""
+    target = env.run_sa_email(client) if client is not None else env.adhoc_sa_email
+    who = (f"client {client}'s run identity" if client is not None
+           else "the ad-hoc identity of runs without --client")
+    field_ = "allocationPolicy.serviceAccount.email"
+    sa = job.setdefault("allocationPolicy", {}).setdefault("serviceAccount", {})
+    email = sa.get("email")
+    templates = [i.get("instanceTemplate") for i in job["allocationPolicy"].get("instances") or []
+                 if isinstance(i, dict) and i.get("instanceTemplate")]
+    if templates and email != target:
+        raise SubmitError(
+            f"{field_}: this job uses instance template {templates[0]!r}, whose service account "
+            f"Batch requires the job to name, and this run must run as {target} ({who}); submit "
+            f"cannot change a template: create the template with {target} and set {field_} to "
+            "it, or replace instanceTemplate with policy.machineType")
+    if email in (None, "") or (email == env.adhoc_sa_email and not templates):
+        # Unset, or the ad-hoc identity a declared job is synthesized with: --client moves it
+        # to that client's run identity.
+        sa["email"] = target
+        if email != target:
+            was = repr(email) if email else "unset"
+            changes.append(f"{field_}: {was} -> {target!r} ({who})")
+    elif email != target:
+        other = (f"--client C to run as {env.layout.run_sa_id('C')}@" if client is None
+                 else "the client whose run identity it is as --client")
+        raise SubmitError(
+            f"{field_}: {email!r} is not an identity this run may use; it runs as {target} "
+            f"({who}): remove the field, or pass {other}")
+
+
 def adapt(env: EnvironmentSettings, name: str, job: dict[str, Any], *, client: str | None,
           parallelism: int | None, submitter: str) -> AsIs:
-    """Apply what submit must change, recording each change; check the guardrails."""
-    from policies.guardrails import STRICT_RULES, check_job
+    """Apply what submit must change, recording each change; check the job rules: errors
+    refuse (exit 2), warnings and info become findings."""
+    from submit import guard
 
     job = copy.deepcopy(job)
     job.pop("name", None)
     changes: list[str] = []
+    if not job.get("taskGroups"):
+        raise SubmitError("taskGroups: the job has no task group; add one (GPUB_JOB_13)")
     group = job["taskGroups"][0]
     if parallelism is not None and int(group.get("parallelism") or 0) != parallelism:
         changes.append(f"parallelism: {group.get('parallelism', 'unset')} -> {parallelism} "
                        "(--parallelism)")
         group["parallelism"] = parallelism
-    location = job.setdefault("allocationPolicy", {}).setdefault("location", {})
-    if not location.get("allowedLocations"):
-        # The job is created in the environment's region; pinning it there says so to the
-        # guardrail that wants every job pinned (GPUB_JOB_4).
-        location["allowedLocations"] = [f"regions/{env.region}"]
-        changes.append(f"allocationPolicy.location.allowedLocations: unset -> "
-                       f"['regions/{env.region}'] (the environment's region)")
-    if client is not None:
-        sa = job.setdefault("allocationPolicy", {}).setdefault("serviceAccount", {})
-        email = env.run_sa_email(client)
-        if sa.get("email") != email:
-            changes.append(f"allocationPolicy.serviceAccount.email: {sa.get('email', 'unset')!r}"
-                           f" -> {email!r} (client {client}'s run-time identity)")
-            sa["email"] = email
+    _pin_region(env, job, changes)
+    _cap_run_duration(env, job, changes)
+    _identity(env, job, client, changes)
     digest = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
     for key, value in (("job", name), ("env", env.name), ("client", client or "none"),
                        ("submitter", submitter), ("manifest-hash", digest[:16])):
         _set_label(job, key, ids.sanitize_label(value), changes)
 
-    findings: list[str] = []
-    refusals: list[str] = []
-    for v in check_job(job, env.guardrails, env_name=env.name):
-        line = f"{v.rule_id} {v.path}: {v.message}"
-        (findings if v.rule_id in STRICT_RULES else refusals).append(line)
+    refusals = guard.violations(job, env.guardrails, env.name, env.region)
     if refusals:
         more = f" (+{len(refusals) - 3} more)" if len(refusals) > 3 else ""
         raise SubmitError(
             f"guardrails of environment {env.name}: {'; '.join(refusals[:3])}{more}")
+    findings = guard.findings(job, env.guardrails, env.name, env.region)
+    cost = guard.cost_bound(job, env.region)
+    findings += guard.price_warnings(job, cost)
     base = ids.run_base(name, client or "none", "as-declared", digest)
     return AsIs(env=env, name=name, client=client, job=job, base=base, changes=changes,
-                findings=findings)
+                findings=findings, cost=cost)
 
 
 def describe(a: AsIs) -> None:
-    from submit import guard
-    from submit.costing import usd
-
-    group = a.job["taskGroups"][0]
     say(f"run {a.base}: job {a.name} as written: {a.task_count} tasks, parallelism "
-        f"{group.get('parallelism', 'unset (Batch decides)')}")
+        f"{a.job['taskGroups'][0].get('parallelism', 'unset (Batch decides)')}")
     for change in a.changes:
         say(f"changed: {change}")
     for finding in a.findings:
-        say(f"finding: {finding}")
-    worst = guard.worst_case_usd(a.job)
-    if worst is not None:
-        say(f"worst case (every task retried to its maxRunDuration): {usd(worst)}")
+        say(finding)
+    say(f"cost: {a.cost.describe()}; environment ceiling "
+        f"${a.env.guardrails.max_cost_per_run_usd:,.2f}")
 
 
 def create(a: AsIs, conn: Connection) -> tuple[str, bool, str | None]:
@@ -194,7 +246,7 @@ def run_as_written(
     submitter: str, dry_run: bool,
 ) -> tuple[AsIs, Connection | None, tuple[str, bool, str | None] | None]:
     """Plan (and unless `dry_run`, create) a run of a job as written."""
-    from submit import guard, tenancy
+    from submit import tenancy
     from submit.costing import usd
 
     if config is not None:
@@ -212,10 +264,13 @@ def run_as_written(
         known = ", ".join(sorted(c.name for c in env.clients)) or "none"
         raise SubmitError(f"--client: unknown client {client!r} in {env.name} (known: {known})")
     a = adapt(env, name, source, client=client, parallelism=parallelism, submitter=submitter)
-    worst = guard.worst_case_usd(a.job)
-    if max_cost is not None and worst is not None and worst > max_cost:
-        raise SubmitError(f"--max-cost: the run may cost up to {usd(worst)} (every task retried "
-                          f"to its maxRunDuration), over {usd(max_cost)}")
+    if max_cost is not None:
+        if a.cost.usd is None:
+            raise SubmitError(f"--max-cost: cannot bound the cost of this run: {a.cost.why}")
+        if a.cost.usd > max_cost:
+            raise SubmitError(f"--max-cost: the run may cost up to {usd(a.cost.usd)} (every "
+                              f"task retried to its maxRunDuration: {a.cost.why}), over "
+                              f"{usd(max_cost)}")
     describe(a)
     if dry_run:
         return a, None, None

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.catalog import PRICE_DATE, get_machine
+from jobs.catalog import get_machine
 from jobs.cost import vm_hours_bound
+from jobs.cost_bound import regions_of
+from jobs.machines_prices import SPOT_MODELS, Price, price
 from submit.errors import SubmitError
 from submit.planner import Plan
 
@@ -28,6 +30,8 @@ class JobShape:
     tasks_per_node: int
     max_run_duration_s: float
     file_timeout_s: float | None
+    provisioning: str = "STANDARD"  # the job's provisioningModel (FLEX_START, ...)
+    region: str = "europe-west4"  # the first of its allowedLocations, else the environment's
 
 
 def _duration_s(text: str | None, default: float) -> float:
@@ -39,7 +43,7 @@ def _duration_s(text: str | None, default: float) -> float:
         return default
 
 
-def job_shape(job: dict[str, Any]) -> JobShape:
+def job_shape(job: dict[str, Any], default_region: str = "europe-west4") -> JobShape:
     group = job["taskGroups"][0]
     spec = group.get("taskSpec", {})
     instances = job.get("allocationPolicy", {}).get("instances") or [{}]
@@ -58,25 +62,32 @@ def job_shape(job: dict[str, Any]) -> JobShape:
     timeout = spec.get("environment", {}).get("variables", {}).get("GPUB_FILE_TIMEOUT_S")
     return JobShape(
         machine_type=machine_type,
-        spot=policy.get("provisioningModel") in ("SPOT", "PREEMPTIBLE"),
+        spot=policy.get("provisioningModel") in SPOT_MODELS,
         gpu_type=gpu_type,
         gpus_per_vm=gpus,
         tasks_per_node=int(group.get("taskCountPerNode") or 1),
         max_run_duration_s=_duration_s(spec.get("maxRunDuration"), 7 * 24 * 3600.0),
         file_timeout_s=float(timeout) if timeout else None,
+        provisioning=str(policy.get("provisioningModel") or "STANDARD"),
+        region=regions_of(job, default_region)[0],
     )
 
 
-def vm_price_per_hour(shape: JobShape) -> float:
-    machine = get_machine(shape.machine_type)
-    if machine is None:
+def vm_price(shape: JobShape) -> Price:
+    """The VM-hour price of `shape` in its region and provisioning model (jobs/machines_prices)."""
+    model = "SPOT" if shape.spot else (
+        "STANDARD" if shape.provisioning in SPOT_MODELS else shape.provisioning)
+    found = price(shape.machine_type, shape.region, model)
+    if found is None:
+        known = "" if get_machine(shape.machine_type) else " (not priced at all)"
         raise SubmitError(
-            f"job JSON: machine type {shape.machine_type!r} is not in the price catalog "
-            "(jobs/machines.yaml); cannot estimate the cost"
-        )
-    return machine.price_usd_h(shape.spot)
-    # Attached GPUs (T4 on n1) are priced into the catalog's machine entry or not at all;
-    # the catalog owner decides, this module never hard-codes a price.
+            f"job JSON: cannot bound: the price catalog (jobs/machines.yaml) has no price for "
+            f"{shape.machine_type} in {shape.region}{known}; add it or run bin/refresh-prices")
+    return found
+
+
+def vm_price_per_hour(shape: JobShape) -> float:
+    return vm_price(shape).usd_h
 
 
 def usd(amount: float) -> str:
@@ -90,18 +101,21 @@ class CostEstimate:
     vm_hours: float
     price_usd_h: float
     task_bound_s: float  # longest a task may run
+    basis: str = ""  # "g2-standard-8 in europe-west4, Spot"
+    price_date: str = ""
 
     def describe(self, shape: JobShape, plan: Plan) -> str:
-        model = "spot" if shape.spot else "on-demand"
+        del shape  # the basis names machine, region and provisioning model
         return (
             f"estimated cost: at most {usd(self.usd)} ({plan.task_count} tasks x <= "
-            f"{self.task_bound_s / 60:.0f} min on {shape.machine_type} {model} at "
-            f"${self.price_usd_h:.4f}/h; catalog prices of {PRICE_DATE})"
+            f"{self.task_bound_s / 60:.0f} min at ${self.price_usd_h:.4f}/h, {self.basis}; "
+            f"catalog prices of {self.price_date})"
         )
 
 
 def estimate(shape: JobShape, plan: Plan) -> CostEstimate:
-    price = vm_price_per_hour(shape)
+    found = vm_price(shape)
+    price = found.usd_h
     total_s = 0.0
     longest = 0.0
     for index in range(plan.task_count):
@@ -111,4 +125,4 @@ def estimate(shape: JobShape, plan: Plan) -> CostEstimate:
         total_s += bound
         longest = max(longest, bound)
     vm_hours = vm_hours_bound(total_s, shape.tasks_per_node)
-    return CostEstimate(vm_hours * price, vm_hours, price, longest)
+    return CostEstimate(vm_hours * price, vm_hours, price, longest, found.basis, found.date)

@@ -30,6 +30,7 @@ PREEMPTION = "preemption"
 TIMEOUT = "timeout"
 APPLICATION = "application error"
 PERMISSION = "permission denied"
+IMAGE = "image not pulled"
 INFRASTRUCTURE = "infrastructure"
 CONFIGURATION = "configuration"
 
@@ -47,6 +48,11 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
     4: (INFRASTRUCTURE, "the task runtime hit an infrastructure error (storage, network)"),
     137: (APPLICATION, "the container was killed (SIGKILL), often for running out of memory"),
 }
+# What the Batch agent / Docker log when a container image cannot be pulled (a wrong name or tag,
+# or a registry the identity may not read): the task never runs, so no retry can help.
+_IMAGE_RE = re.compile(
+    r"manifest (for \S+ )?(not found|unknown)|pull access denied|Failed to pull image|"
+    r"repository does not exist|ImagePull|Error response from daemon: .*not found", re.I)
 _PERMISSION_RE = re.compile(
     r"\b403\b|Forbidden|PermissionDenied|PERMISSION_DENIED|[Pp]ermission denied|"
     r"does not have [a-z]+\.[a-zA-Z]+\.[a-zA-Z]+ access")
@@ -70,6 +76,9 @@ def task_index(task: batch_v1.Task) -> int:
 
 def classify(code: int | None, log_tail: Sequence[str] = ()) -> tuple[str, str]:
     """(category, meaning) of an exit code, refined by the log when it shows a 403."""
+    if any(_IMAGE_RE.search(line) for line in log_tail):
+        return IMAGE, (f"the container image could not be pulled (wrong name or tag, or a "
+                       f"registry the task's identity may not read); exit code {code}")
     if any(_PERMISSION_RE.search(line) for line in log_tail):
         return PERMISSION, ("a Google API refused the task's identity (permission denied); "
                             f"exit code {code}")
@@ -100,25 +109,39 @@ def failed_tasks(
     return sorted(out, key=lambda f: f.index)
 
 
-def next_step(failure: TaskFailure, *, job_id: str, local: bool) -> str:
+# A plain re-run of the same command resumes: a retried or resubmitted task skips the inputs
+# that have a done marker (docs/contracts.md). `--overwrite` deletes every output and done
+# marker first and starts from scratch, which no failure below needs.
+RESUME = "run the same command again (a plain re-run resumes: done inputs are skipped)"
+RERUN = "run the same command again (a job run as written starts over)"
+
+
+def next_step(failure: TaskFailure, *, job_id: str, local: bool,
+              output: str | None = None) -> str:
+    """What to do about one failed task. `output`: the run's output prefix when it runs
+    through the runner contract (done markers, `_errors/`); None for a job run as written."""
     flag = " --local" if local else ""
     logs = f"bin/submit logs {job_id} --task {failure.index}{flag}"
+    again = RESUME if output else RERUN
+    errors = f"read the errors under {output.rstrip('/')}/_errors/ and the log" if output else (
+        "read the log")
     hint = {
-        PREEMPTION: "submit the run again with --overwrite (done inputs are skipped), or give "
-                    "the job retries on preemption (retry_on_preemption)",
-        TIMEOUT: "raise the job's max_run_duration_s or lower files_per_task, then run again "
-                 "with --overwrite",
+        PREEMPTION: f"{again}; to survive preemptions give the job retries "
+                    "(retry_on_preemption, or maxRetryCount with RETRY_TASK on 50001)",
+        TIMEOUT: f"raise the job's max_run_duration_s or lower files_per_task, then {again}",
         PERMISSION: "check the run-time identity's grants (bin/submit where --client C --job J "
                     "shows it; bin/check lists the stack's grants)",
         CONFIGURATION: "fix the job's declaration, synth, and run again",
-        APPLICATION: f"read the errors under the output's _errors/ and the log ({logs})",
-        INFRASTRUCTURE: "usually transient: run again with --overwrite",
+        APPLICATION: f"{errors} ({logs}), fix the cause, then {again}",
+        INFRASTRUCTURE: f"often transient: {again}",
+        IMAGE: "check the image name and tag (images/versions.json for the platform's images) "
+               "and that the run identity may read the registry, then run again",
     }[failure.category]
     return f"next: {hint}; full log: {logs}"
 
 
 def render(failures: Sequence[TaskFailure], *, job_id: str, local: bool,
-           limit: int = 5) -> list[str]:
+           limit: int = 5, output: str | None = None) -> list[str]:
     """Lines for the terminal: one block per failed task (the first `limit` of them)."""
     lines: list[str] = []
     for f in failures[:limit]:
@@ -126,7 +149,7 @@ def render(failures: Sequence[TaskFailure], *, job_id: str, local: bool,
         lines.append(f"task {f.index} FAILED after {f.attempts} attempt"
                      f"{'s' if f.attempts != 1 else ''}: {code} -- {f.category}: {f.meaning}")
         lines.extend(f"    | {line.rstrip()}" for line in f.log_tail)
-        lines.append(f"    {next_step(f, job_id=job_id, local=local)}")
+        lines.append(f"    {next_step(f, job_id=job_id, local=local, output=output)}")
     if len(failures) > limit:
         lines.append(f"... and {len(failures) - limit} more failed tasks "
                      f"(bin/submit status {job_id} --json)")

@@ -28,7 +28,11 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     """`30m`, `12h`, `7d`, `2w` ago, or an ISO 8601 date/time (UTC when no zone is given)."""
     now = now or datetime.now(UTC)
     if (m := _AGO.match(value.strip())) is not None:
-        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        except (OverflowError, ValueError):  # further back than datetime reaches
+            raise SubmitError(f"--since: {value!r} reaches before year 1; give a shorter "
+                              "duration or an ISO date") from None
     try:
         when = datetime.fromisoformat(value.strip())
     except ValueError:

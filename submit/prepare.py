@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gpub_runner import contract
@@ -41,6 +41,7 @@ class Prepared:
     cost: CostEstimate
     worst_case_usd: float | None
     record: RunRecord
+    findings: list[str] = field(default_factory=list)  # "warning: ..." / "info: ..." lines
 
     def job_for(self, job_id: str) -> dict[str, Any]:
         """The job JSON of the attempt `job_id` (only GPUB_JOB_NAME differs)."""
@@ -152,7 +153,7 @@ def prepare(
     env, client_name, inp, out = check_locations(env_name, job, client, input_uri, output_uri)
     spec = synth.load_spec(env, job)
     synthed = synth.load_job_json(synth.synth_dir(out_dir), env, spec)
-    shape = costing.job_shape(synthed.data)
+    shape = costing.job_shape(synthed.data, env.region)
     static_vars = synthed.data["taskGroups"][0].get("taskSpec", {}).get(
         "environment", {}).get("variables", {})
     fmt = static_vars.get("GPUB_INPUT_FORMAT") or None
@@ -199,7 +200,7 @@ def prepare(
     if cost.usd > limit:
         raise SubmitError(f"the run may cost up to {costing.usd(cost.usd)}, over environment "
                           f"{env.name}'s guardrail max_cost_per_run_usd {costing.usd(limit)}")
-    violations = guard.violations(filled, env.guardrails, env.name)
+    violations = guard.violations(filled, env.guardrails, env.name, env.region)
     if violations:
         first = "; ".join(violations[:3])
         more = f" (+{len(violations) - 3} more)" if len(violations) > 3 else ""
@@ -210,8 +211,10 @@ def prepare(
     return Prepared(
         env=env, spec=spec, client=client_name, inp=inp, out=out, plan=plan,
         manifest_data=data, manifest_hash=digest, run_base=base, run_key=key,
-        job_json=filled, shape=shape, cost=cost, worst_case_usd=guard.worst_case_usd(filled),
-        record=record,
+        job_json=filled, shape=shape, cost=cost,
+        worst_case_usd=guard.worst_case_usd(filled, env.region), record=record,
+        findings=[*guard.findings(filled, env.guardrails, env.name, env.region),
+                  *guard.price_warnings(filled, guard.cost_bound(filled, env.region))],
     )
 
 
@@ -227,6 +230,8 @@ def describe(p: Prepared) -> None:
         f"(limited by {plan.limited_by})")
     for note in plan.notes:
         say(f"note: {note}")
+    for finding in p.findings:
+        say(finding)
     say(p.cost.describe(p.shape, plan))
     if p.worst_case_usd is not None:
         say(f"worst case (every task retried to its maxRunDuration): "

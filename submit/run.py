@@ -154,6 +154,7 @@ def _run_as_written(*, job: str | None, config: Path | None, env: EnvironmentSet
         "created": created_at, "task_count": a.task_count,
         "parallelism": a.parallelism, "changes": a.changes,
         "findings": a.findings, "request_id": _request_id(job_id),
+        "worst_case_usd": a.cost.usd, "cost": a.cost.describe(),
     }
     code = 0
     if wait:

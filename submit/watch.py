@@ -35,7 +35,11 @@ def explain(conn: Connection, job: batch_v1.Job, tasks: list[batch_v1.Task],
     from submit.backend import backend_for
 
     found = failed(backend or backend_for(conn.local), conn, job, tasks)
-    for line in failures.render(found, job_id=batch.short_id(job.name), local=conn.local):
+    groups = job.task_groups
+    variables = groups[0].task_spec.environment.variables if groups else {}
+    output = variables.get("GPUB_OUTPUT_PREFIX") or None  # runner contract runs only
+    for line in failures.render(found, job_id=batch.short_id(job.name), local=conn.local,
+                                output=output):
         say(line)
     return [{"task": f.index, "exit_code": f.exit_code, "attempts": f.attempts,
              "category": f.category, "meaning": f.meaning, "log_tail": f.log_tail}

@@ -119,7 +119,6 @@ def test_quota_preferences_cover_every_rung_of_a_ladder() -> None:
     """Issue 15: a job that may run on SPOT or FLEX_START asks for the preemptible GPU quota
     too, in each candidate region."""
     from stacks.environments import example_environments
-    from stacks.quotas import demand_with_ladders
 
     dev = next(e for e in example_environments() if e.name == "dev")
     base = dev.gpu_demand()
@@ -129,13 +128,17 @@ def test_quota_preferences_cover_every_rung_of_a_ladder() -> None:
                    Rung(provisioning="standard")],
         "candidate_regions": [dev.region, "us-central1"], "provisioning": "standard"})
     env = dev.model_copy(update={"jobs": [embed if j.name == "embed" else j for j in dev.jobs]})
-    totals = demand_with_ladders(env)
+    totals = env.gpu_demand()
     peak = embed.peak_gpu_demand(dev.name)
     assert peak is not None and not peak.spot
     for region in (dev.region, "us-central1"):
         assert totals[(region, "L4", True)] >= peak.count  # FLEX_START: preemptible quota
         assert totals[(region, "L4", False)] >= peak.count
-    assert demand_with_ladders(dev) == base  # no ladder: exactly the one computation
+    assert dev.gpu_demand() == base
+    # One computation (issue 25 item 5): the planner's cap reads the same totals, ladder included.
+    assert env.gpu_limit("L4") == max(n for (_, fam, _), n in totals.items() if fam == "L4")
+    # the project-wide total counts each job once, at its default rung
+    assert env.gpus_all_regions() == sum(base.values())
 
 
 def test_quota_values_through_a_real_cloud_quotas_client() -> None:

@@ -29,7 +29,7 @@ def test_findings_and_notes_go_to_stderr_code_to_stdout() -> None:
     assert out.returncode == 0, out.stderr
     assert "SPEC = JobSpec(" in out.stdout
     assert (
-        "finding: GPUB_JOB_10 allocationPolicy.instances[0].policy.bootDisk.sizeGb: GPU job "
+        "warning: GPUB_JOB_10 allocationPolicy.instances[0].policy.bootDisk.sizeGb: GPU job "
         "without a boot disk size" in out.stderr
     )
     assert "add bootDisk.sizeGb >= 100" in out.stderr
@@ -99,14 +99,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, content: bytes, text: 
     assert "Traceback" not in out.stderr
 
 
-def test_readme_shows_the_real_import_output() -> None:
-    """The README's import example is this command's actual stderr, line for line."""
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("$ bin/import-job tests/fixtures/batch_samples/spot_l4_finetune.json")[1]
-    shown = [line for line in block.split("```", 1)[0].splitlines() if line.strip()][1:]
-    out = run(str(SAMPLES / "spot_l4_finetune.json"))
-    assert out.returncode == 0
-    assert out.stderr.splitlines() == shown
+# The README's import example, line for line and through bin/check's job rules:
+# tests/test_readme_import.py.
 
 
 _JSON = st.recursive(

@@ -115,6 +115,16 @@ def test_stack_file_option_and_bad_job(tmp_path: Path) -> None:
     assert "CKV_GPUB_13" in proc.stdout and "GPUB_JOB_8" in proc.stdout
 
 
+def test_job_rule_warnings_print_and_fail_only_with_strict(tmp_path: Path) -> None:
+    """Issue 23: one severity model; a warning (GPUB_JOB_8) prints, fails with --strict."""
+    job = str(FIXTURES / "jobs" / "gpub_job_8_fail.json")
+    plain = bin_check(tmp_path, "--job-file", job, "--env", "dev")
+    assert plain.returncode == 0, plain.stdout
+    assert "WARNING GPUB_JOB_8" in plain.stdout and "FAILED GPUB_JOB_8" not in plain.stdout
+    strict = bin_check(tmp_path, "--job-file", job, "--env", "dev", "--strict")
+    assert strict.returncode == 1 and "FAILED GPUB_JOB_8" in strict.stdout
+
+
 def test_unused_and_expired_suppressions_fail_the_run(tmp_path: Path) -> None:
     out = make_out(tmp_path)
     registry = tmp_path / "suppressions.yaml"
@@ -255,14 +265,14 @@ def test_json_output_is_one_document_on_stdout(tmp_path: Path) -> None:
     proc = bin_check(
         tmp_path, "--json",
         "--stack-file", str(FIXTURES / "terraform" / "ckv_gpub_13_fail.tf.json"),
-        "--job-file", str(FIXTURES / "jobs" / "gpub_job_8_fail.json"),
+        "--job-file", str(FIXTURES / "jobs" / "gpub_job_6_fail.json"),
         "--env", "dev",
     )
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)
     assert doc["passed"] is False
     ids = {f["check_id"] for f in doc["failed"]}
-    assert {"CKV_GPUB_13", "GPUB_JOB_8"} <= ids
+    assert {"CKV_GPUB_13", "GPUB_JOB_6"} <= ids
     assert all(set(f) == {"check_id", "stack", "resource", "file", "line", "detail"}
                for f in doc["failed"])
     assert doc["checks_run"] >= doc["passed_checks"] + len(doc["failed"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,8 +36,11 @@ def test_config_keeps_its_shape_and_says_what_changed() -> None:
     assert "label env: 'prod' -> 'dev'" in a.changes
     assert a.job["allocationPolicy"]["location"]["allowedLocations"] == [
         "regions/europe-west4"]
+    # the ad-hoc identity, since the file names none and there is no --client
+    assert a.job["allocationPolicy"]["serviceAccount"]["email"] == dev().adhoc_sa_email
     # nothing else was changed, so nothing else is reported
-    assert all(c.startswith(("label ", "allocationPolicy.location")) for c in a.changes)
+    assert all(c.startswith(("label ", "allocationPolicy.location",
+                             "allocationPolicy.serviceAccount")) for c in a.changes)
 
 
 def test_parallelism_and_client_identity_changes_are_reported() -> None:
@@ -66,7 +70,7 @@ def test_environment_ceilings_refuse_opinions_are_findings() -> None:
     gpu = _job()
     gpu["allocationPolicy"]["instances"][0]["policy"] = {"machineType": "g2-standard-8"}
     a = asis.adapt(env, "hello", gpu, client=None, parallelism=None, submitter="ci")
-    assert any(f.startswith("GPUB_JOB_10") for f in a.findings)  # small boot disk: an opinion
+    assert any(f.startswith("warning: GPUB_JOB_10") for f in a.findings)  # a warning prints
 
 
 def test_file_names_become_job_ids() -> None:
@@ -185,3 +189,97 @@ def test_same_job_again_while_active_is_exit_3_else_next_attempt(
     else:
         job_id, is_new, _ = asis.create(a, conn)
         assert (job_id, is_new) == (f"{a.base}-{created}", True)
+
+
+# Issue 23: as-written runs use the environment's identities, ceilings fill what is left out,
+# and the cost is never silently unbounded.
+
+def test_a_file_naming_another_identity_is_refused_with_the_fix() -> None:
+    env = dev()
+    job = _job()
+    job["allocationPolicy"]["serviceAccount"] = {"email": env.run_sa_email("globex")}
+    other = re.escape(env.run_sa_email("globex"))
+    with pytest.raises(SubmitError, match=rf"serviceAccount.email: '{other}' is not an "
+                       r"identity this run may use.*remove the field, or pass --client"):
+        asis.adapt(env, "hello", job, client=None, parallelism=None, submitter="ci")
+    with pytest.raises(SubmitError, match="is not an identity this run may use"):
+        asis.adapt(env, "hello", job, client="acme", parallelism=None, submitter="ci")
+    ok = asis.adapt(env, "hello", job, client="globex", parallelism=None, submitter="ci")
+    assert ok.job["allocationPolicy"]["serviceAccount"]["email"] == env.run_sa_email("globex")
+
+
+def test_instance_template_job_keeps_its_identity_or_is_refused() -> None:
+    env = dev()
+    job = _job()
+    job["allocationPolicy"]["instances"] = [{"instanceTemplate": "batch-gpu-template"}]
+    for client in (None, "acme"):
+        with pytest.raises(SubmitError, match=r"instance template 'batch-gpu-template'.*"
+                           r"create the template with"):
+            asis.adapt(env, "hello", job, client=client, parallelism=None, submitter="ci")
+    # naming the run identity already: accepted by identity, refused by the unbounded cost
+    job["allocationPolicy"]["serviceAccount"] = {"email": env.run_sa_email("acme")}
+    with pytest.raises(SubmitError, match=r"GPUB_JOB_20.*cannot bound the cost.*instance "
+                       r"template"):
+        asis.adapt(env, "hello", job, client="acme", parallelism=None, submitter="ci")
+
+
+def test_missing_run_duration_gets_the_ceiling_an_explicit_longer_one_is_refused() -> None:
+    env = dev()
+    job = _job()
+    del job["taskGroups"][0]["taskSpec"]["maxRunDuration"]
+    a = asis.adapt(env, "hello", job, client=None, parallelism=None, submitter="ci")
+    ceiling = env.guardrails.max_run_duration_s
+    assert a.job["taskGroups"][0]["taskSpec"]["maxRunDuration"] == f"{ceiling}s"
+    assert any(c.startswith("taskGroups[0].taskSpec.maxRunDuration: unset -> ")
+               for c in a.changes)
+    job["taskGroups"][0]["taskSpec"]["maxRunDuration"] = f"{ceiling + 1}s"
+    with pytest.raises(SubmitError, match=rf"GPUB_JOB_3 .*ceiling of {ceiling}s: set "
+                       rf"maxRunDuration to at most {ceiling}s"):
+        asis.adapt(env, "hello", job, client=None, parallelism=None, submitter="ci")
+
+
+def test_gcs_remote_path_with_scheme_is_refused() -> None:
+    job = _job()
+    job["taskGroups"][0]["taskSpec"]["volumes"] = [
+        {"gcs": {"remotePath": "gs://bucket/data"}, "mountPath": "/mnt/data"}]
+    with pytest.raises(SubmitError, match=r"GPUB_JOB_15 .*write 'bucket/data'"):
+        asis.adapt(dev(), "hello", job, client=None, parallelism=None, submitter="ci")
+
+
+def _run(tmp_path: Path, job: dict, max_cost: float | None) -> asis.AsIs:
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    a, _, _ = asis.run_as_written(job=None, config=path, env=dev(), backend=None,  # type: ignore[arg-type]
+                                  client=None, parallelism=None, max_cost=max_cost,
+                                  out_dir=None, submitter="ci", dry_run=True)
+    return a
+
+
+def test_max_cost_holds_a_spot_job_of_many_tasks(tmp_path: Path) -> None:
+    job = _job()
+    job["taskGroups"][0]["taskCount"] = 127
+    job["allocationPolicy"]["instances"][0]["policy"]["provisioningModel"] = "SPOT"
+    with pytest.raises(SubmitError, match=r"--max-cost: the run may cost up to \$.*127 tasks"):
+        _run(tmp_path, job, 0.01)
+    a = _run(tmp_path, job, None)
+    assert a.cost.usd is not None and a.cost.usd > 0.01
+    assert "Spot" in a.cost.why and "europe-west4" in a.cost.why
+
+
+def test_unpriced_machine_cannot_be_bounded_and_says_why(tmp_path: Path) -> None:
+    job = _job()
+    job["allocationPolicy"]["instances"][0]["policy"]["machineType"] = "n2d-standard-8"
+    with pytest.raises(SubmitError, match=r"cannot bound the cost.*no price for n2d-standard-8 "
+                       r"in europe-west4"):
+        _run(tmp_path, job, None)
+
+
+def test_client_moves_the_ad_hoc_identity_of_a_declared_job_to_its_run_identity() -> None:
+    """A declared job is synthesized with the ad-hoc identity; --client C runs it as C's."""
+    env = dev()
+    job = _job()
+    job["allocationPolicy"]["serviceAccount"] = {"email": env.adhoc_sa_email}
+    a = asis.adapt(env, "hello", job, client="acme", parallelism=None, submitter="ci")
+    assert a.job["allocationPolicy"]["serviceAccount"]["email"] == env.run_sa_email("acme")
+    assert (f"allocationPolicy.serviceAccount.email: {env.adhoc_sa_email!r} -> "
+            f"{env.run_sa_email('acme')!r} (client acme's run identity)") in a.changes

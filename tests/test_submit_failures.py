@@ -127,3 +127,22 @@ def test_google_backend_logs_format_cloud_entries_and_tails_never_raise(
     monkeypatch.setattr(logs, "cloud_tail", broken)
     assert google.log_tail(conn, job, 0, 5) == [
         "(log unavailable: HTTP 403: logging.entries.list denied)"]
+
+
+def test_hints_name_the_real_cause_and_the_right_command() -> None:
+    """Issue 23: a missing image is not "transient"; a run without output has no _errors/;
+    resuming is a plain re-run, --overwrite deletes."""
+    pull = ["Error: manifest for europe-west4-docker.pkg.dev/p/batch-images/x:9 not found"]
+    assert failures.classify(1, pull)[0] == failures.IMAGE
+    image = failures.TaskFailure(0, 1, 1, failures.IMAGE, "m", pull)
+    hint = failures.next_step(image, job_id="j", local=False)
+    assert "image name and tag" in hint and "transient" not in hint
+    app = failures.TaskFailure(1, 1, 1, failures.APPLICATION, "m")
+    as_written = failures.next_step(app, job_id="j", local=False)
+    assert "_errors/" not in as_written and "read the log" in as_written
+    with_output = failures.next_step(app, job_id="j", local=False, output="gs://b/out/")
+    assert "gs://b/out/_errors/" in with_output and "plain re-run resumes" in with_output
+    for category in (failures.PREEMPTION, failures.TIMEOUT, failures.INFRASTRUCTURE):
+        text = failures.next_step(failures.TaskFailure(2, 50001, 1, category, "m"), job_id="j",
+                                  local=True, output="gs://b/out/")
+        assert "--overwrite" not in text and "run the same command again" in text
