@@ -30,8 +30,11 @@ from cdktn_provider_google.artifact_registry_repository import (
 from cdktn_provider_google.artifact_registry_repository_iam_member import (
     ArtifactRegistryRepositoryIamMember,
 )
+from cdktn_provider_google.bigquery_dataset import BigqueryDataset
+from cdktn_provider_google.bigquery_table import BigqueryTable, BigqueryTableView
 from cdktn_provider_google.billing_budget import (
     BillingBudget,
+    BillingBudgetAllUpdatesRule,
     BillingBudgetAmount,
     BillingBudgetAmountSpecifiedAmount,
     BillingBudgetBudgetFilter,
@@ -62,6 +65,24 @@ from cdktn_provider_google.eventarc_trigger import (
 from cdktn_provider_google.kms_crypto_key import KmsCryptoKey
 from cdktn_provider_google.kms_crypto_key_iam_member import KmsCryptoKeyIamMember
 from cdktn_provider_google.kms_key_ring import KmsKeyRing
+from cdktn_provider_google.logging_metric import (
+    LoggingMetric,
+    LoggingMetricMetricDescriptor,
+    LoggingMetricMetricDescriptorLabels,
+)
+from cdktn_provider_google.monitoring_alert_policy import (
+    MonitoringAlertPolicy,
+    MonitoringAlertPolicyAlertStrategy,
+    MonitoringAlertPolicyConditions,
+    MonitoringAlertPolicyConditionsConditionPrometheusQueryLanguage,
+    MonitoringAlertPolicyConditionsConditionThreshold,
+    MonitoringAlertPolicyConditionsConditionThresholdAggregations,
+    MonitoringAlertPolicyDocumentation,
+)
+from cdktn_provider_google.monitoring_dashboard import MonitoringDashboard
+from cdktn_provider_google.monitoring_notification_channel import (
+    MonitoringNotificationChannel,
+)
 from cdktn_provider_google.project_iam_audit_config import (
     ProjectIamAuditConfig,
     ProjectIamAuditConfigAuditLogConfig,
@@ -148,7 +169,11 @@ __all__ = [
     "ArtifactRegistryRepositoryCleanupPoliciesMostRecentVersions",
     "ArtifactRegistryRepositoryDockerConfig",
     "ArtifactRegistryRepositoryIamMember",
+    "BigqueryDataset",
+    "BigqueryTable",
+    "BigqueryTableView",
     "BillingBudget",
+    "BillingBudgetAllUpdatesRule",
     "BillingBudgetAmount",
     "BillingBudgetAmountSpecifiedAmount",
     "BillingBudgetBudgetFilter",
@@ -172,6 +197,18 @@ __all__ = [
     "KmsCryptoKey",
     "KmsCryptoKeyIamMember",
     "KmsKeyRing",
+    "LoggingMetric",
+    "LoggingMetricMetricDescriptor",
+    "LoggingMetricMetricDescriptorLabels",
+    "MonitoringAlertPolicy",
+    "MonitoringAlertPolicyAlertStrategy",
+    "MonitoringAlertPolicyConditions",
+    "MonitoringAlertPolicyConditionsConditionPrometheusQueryLanguage",
+    "MonitoringAlertPolicyConditionsConditionThreshold",
+    "MonitoringAlertPolicyConditionsConditionThresholdAggregations",
+    "MonitoringAlertPolicyDocumentation",
+    "MonitoringDashboard",
+    "MonitoringNotificationChannel",
     "ProjectIamAuditConfig",
     "ProjectIamAuditConfigAuditLogConfig",
     "ProjectIamMember",

@@ -57,6 +57,9 @@ def fill_step(job: dict[str, Any]) -> dict[str, Any]:
                 {"job.labels.client": "${client}"},
                 {"job.labels.trigger": "${trigger}"},
                 {"job.labels.submitter": "workflow"},
+                # Client names and Batch job ids are valid label values as they are.
+                {"job.allocationPolicy.labels.client": "${client}"},
+                {"job.allocationPolicy.labels.run": "${job_id}"},
                 {"job.notifications": notifications},
             ]
         }
