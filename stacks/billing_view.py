@@ -48,7 +48,7 @@ class BillingView(Construct):
             dataset_id=self.dataset.dataset_id, table_id=VIEW_ID,
             description="Cost per client, job, env and run (labels of allocationPolicy)",
             labels=settings.all_labels(),
-            deletion_protection=False,  # a view holds no data; recreate it freely
+            deletion_protection=True,  # in-place updates (a new query) stay possible
             view=BigqueryTableView(query=view_sql(table, settings.project_id),
                                    use_legacy_sql=False),
         )
