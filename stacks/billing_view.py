@@ -10,10 +10,17 @@ Docs: registry.terraform.io/providers/hashicorp/google/latest/docs/resources/big
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from constructs import Construct
 
 from stacks.billing_sql import VIEW_ID, view_sql
-from stacks.provider import BigqueryDataset, BigqueryTable, BigqueryTableView
+from stacks.provider import (
+    BigqueryDataset,
+    BigqueryTable,
+    BigqueryTableView,
+    TerraformResource,
+)
 from stacks.settings import EnvironmentSettings
 
 
@@ -31,7 +38,7 @@ def view_table(settings: EnvironmentSettings) -> str:
 
 class BillingView(Construct):
     def __init__(self, scope: Construct, id_: str, settings: EnvironmentSettings,
-                 depends_on: list[object]) -> None:
+                 depends_on: Sequence[TerraformResource]) -> None:
         super().__init__(scope, id_)
         table = export_table(settings)
         assert table is not None
@@ -41,7 +48,7 @@ class BillingView(Construct):
             location=settings.observability.billing_export.location,  # type: ignore[union-attr]
             description="gpu-batch cost views over the Cloud Billing export (docs/costs.md)",
             labels=settings.all_labels(),
-            depends_on=depends_on,  # type: ignore[arg-type]
+            depends_on=list(depends_on),
         )
         self.view = BigqueryTable(
             self, "cost-by-run", project=settings.project_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 
 from constructs import Construct
 
@@ -28,6 +29,7 @@ from stacks.provider import (
     MonitoringAlertPolicyDocumentation,
     MonitoringDashboard,
     MonitoringNotificationChannel,
+    TerraformResource,
 )
 from stacks.settings import EnvironmentSettings
 
@@ -66,7 +68,7 @@ class Monitoring(Construct):
     dashboard of one environment."""
 
     def __init__(self, scope: Construct, id_: str, settings: EnvironmentSettings,
-                 channels: list[str], depends_on: list[object]) -> None:
+                 channels: list[str], depends_on: Sequence[TerraformResource]) -> None:
         super().__init__(scope, id_)
         project = settings.project_id
         self.metrics = {
@@ -81,7 +83,7 @@ class Monitoring(Construct):
                     unit=m.unit,
                     labels=[LoggingMetricMetricDescriptorLabels(key=k) for k in m.labels],
                 ),
-                depends_on=depends_on,  # type: ignore[arg-type]
+                depends_on=list(depends_on),
             )
             for m in specs.log_metrics(settings)
         }
