@@ -13,8 +13,12 @@ is the sum of the rows carrying its labels (jobs/billing_labels.py puts them the
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from jobs.billing_labels import BILLING_KEYS, CLIENT, RUN
+
+if TYPE_CHECKING:
+    from stacks.settings import EnvironmentSettings
 
 VIEW_ID = "cost_by_run"
 COLUMNS = (*BILLING_KEYS, "currency", "first_usage", "last_usage", "cost", "credits",
@@ -61,3 +65,15 @@ def query_sql(view_table: str, *, client: str | None, since: str | None) -> str:
     clause = f"WHERE {' AND '.join(where)}\n" if where else ""
     return (f"SELECT {', '.join(COLUMNS)}\nFROM `{view_table}`\n{clause}"
             f"ORDER BY last_usage DESC, {RUN}\n")
+
+
+def export_table(settings: EnvironmentSettings) -> str | None:
+    """`project.dataset.table` of the billing export, None when none is configured."""
+    export = settings.observability.billing_export
+    if export is None:
+        return None
+    return f"{export.project or settings.project_id}.{export.dataset}.{export.table}"
+
+
+def view_table(settings: EnvironmentSettings) -> str:
+    return f"{settings.project_id}.{settings.observability.views_dataset}.{VIEW_ID}"

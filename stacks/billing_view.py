@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from constructs import Construct
 
-from stacks.billing_sql import VIEW_ID, view_sql
+from stacks.billing_sql import VIEW_ID, export_table, view_sql
 from stacks.provider import (
     BigqueryDataset,
     BigqueryTable,
@@ -22,18 +22,6 @@ from stacks.provider import (
     TerraformResource,
 )
 from stacks.settings import EnvironmentSettings
-
-
-def export_table(settings: EnvironmentSettings) -> str | None:
-    """`project.dataset.table` of the billing export, None when none is configured."""
-    export = settings.observability.billing_export
-    if export is None:
-        return None
-    return f"{export.project or settings.project_id}.{export.dataset}.{export.table}"
-
-
-def view_table(settings: EnvironmentSettings) -> str:
-    return f"{settings.project_id}.{settings.observability.views_dataset}.{VIEW_ID}"
 
 
 class BillingView(Construct):

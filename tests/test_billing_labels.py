@@ -14,8 +14,7 @@ from jobs import billing_labels as bl
 from jobs.errors import JobSpecError
 from jobs.registry import ALL_JOBS
 from jobs.render import fill_runtime, render_job
-from stacks.billing_sql import view_sql
-from stacks.billing_view import export_table
+from stacks.billing_sql import export_table, view_sql
 from stacks.budget import client_budget_usd
 from stacks.environments import dev, prod
 from submit import asis

@@ -14,8 +14,7 @@ import duckdb
 import pytest
 import sqlglot
 
-from stacks.billing_sql import COLUMNS, query_sql, view_sql
-from stacks.billing_view import export_table, view_table
+from stacks.billing_sql import COLUMNS, export_table, query_sql, view_sql, view_table
 from stacks.environments import prod
 
 SAMPLE = Path(__file__).parent / "fixtures" / "billing" / "export_sample.json"
