@@ -29,7 +29,8 @@ def _scan(docs: dict[str, dict[str, Any]], tmp: Path) -> dict[tuple[str, str], d
     for r in report.get_all_records():
         if r.check_id in RULES:
             stem = Path(r.file_abs_path).name.removesuffix(".tf.json")
-            out.setdefault((stem, r.check_id), {})[r.resource] = r.check_result["result"].name
+            result: Any = r.check_result["result"]
+            out.setdefault((stem, r.check_id), {})[r.resource] = result.name
     return out
 
 

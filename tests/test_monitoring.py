@@ -34,15 +34,15 @@ def _workflow_payloads() -> dict[str, dict[str, Any]]:
     p = WorkflowParams(job="embed", project_id=ENV.project_id, job_region=ENV.region,
                        clients=("acme",), job_json={}, input_format="jsonl",
                        files_per_task=None, max_parallelism=4)
-    values = {"${client}": "acme", "${job_id}": "embed-20261202t101500-7c1d2e3f",
+    values: dict[str, Any] = {"${client}": "acme", "${job_id}": "embed-20261202t101500-7c1d2e3f",
               "${state}": "FAILED", "${batch}": "b1", "${reason}": "task 0 exited 3",
               "${sys.now() - created_at}": 5400.0}
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for step in [*run_steps(p), *report_steps(p)]:
         ((_, body),) = step.items()
         if body.get("call") == "sys.log":
             payload = {k: values.get(v, v) for k, v in body["args"]["json"].items()}
-            out[payload["gpub"]] = payload
+            out[str(payload["gpub"])] = payload
     return out
 
 
