@@ -79,6 +79,7 @@ def prod() -> EnvironmentSettings:
             billing_export=BillingExport(
                 dataset="billing_export",
                 table="gcp_billing_export_resource_v1_012345_6789AB_CDEF01",
+                location="europe-west4",  # where the environment's CMEK key is
             ),
         ),
     )

@@ -205,7 +205,7 @@ class PlatformStack(TerraformStack):
             ClientBudgets(self, "client-budgets", settings, self.project.number,
                           budget.provider, channels.clients, channels.env)
         if settings.observability.billing_export is not None:
-            BillingView(self, "billing-view", settings, depends_on=api_deps)
+            BillingView(self, "billing-view", settings, kms_key, depends_on=api_deps)
         Monitoring(self, "monitoring", settings, channels.env, depends_on=api_deps)
 
         self._secrets: dict[str, SecretManagerSecret] = {}

@@ -30,8 +30,15 @@ from cdktn_provider_google.artifact_registry_repository import (
 from cdktn_provider_google.artifact_registry_repository_iam_member import (
     ArtifactRegistryRepositoryIamMember,
 )
-from cdktn_provider_google.bigquery_dataset import BigqueryDataset
-from cdktn_provider_google.bigquery_table import BigqueryTable, BigqueryTableView
+from cdktn_provider_google.bigquery_dataset import (
+    BigqueryDataset,
+    BigqueryDatasetDefaultEncryptionConfiguration,
+)
+from cdktn_provider_google.bigquery_table import (
+    BigqueryTable,
+    BigqueryTableEncryptionConfiguration,
+    BigqueryTableView,
+)
 from cdktn_provider_google.billing_budget import (
     BillingBudget,
     BillingBudgetAllUpdatesRule,
@@ -49,6 +56,9 @@ from cdktn_provider_google.cloud_scheduler_job import (
     CloudSchedulerJobHttpTarget,
     CloudSchedulerJobHttpTargetOauthToken,
     CloudSchedulerJobRetryConfig,
+)
+from cdktn_provider_google.data_google_bigquery_default_service_account import (
+    DataGoogleBigqueryDefaultServiceAccount,
 )
 from cdktn_provider_google.data_google_cloud_quotas_quota_info import (
     DataGoogleCloudQuotasQuotaInfo,
@@ -170,7 +180,9 @@ __all__ = [
     "ArtifactRegistryRepositoryDockerConfig",
     "ArtifactRegistryRepositoryIamMember",
     "BigqueryDataset",
+    "BigqueryDatasetDefaultEncryptionConfiguration",
     "BigqueryTable",
+    "BigqueryTableEncryptionConfiguration",
     "BigqueryTableView",
     "BillingBudget",
     "BillingBudgetAllUpdatesRule",
@@ -185,6 +197,7 @@ __all__ = [
     "CloudSchedulerJobHttpTargetOauthToken",
     "CloudSchedulerJobRetryConfig",
     "Construct",
+    "DataGoogleBigqueryDefaultServiceAccount",
     "DataGoogleCloudQuotasQuotaInfo",
     "DataGoogleProject",
     "DataGoogleStorageProjectServiceAccount",

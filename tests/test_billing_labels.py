@@ -135,3 +135,29 @@ def test_prod_synthesizes_the_cost_view_over_the_named_export(
     (dataset,) = stacks_json["prod"]["resource"]["google_bigquery_dataset"].values()
     assert dataset["location"] == env.observability.billing_export.location  # type: ignore[union-attr]
     assert "google_bigquery_table" not in stacks_json["dev"]["resource"]  # no export in dev
+
+
+def test_with_cmek_the_export_must_be_where_the_key_is(tmp_path: Path) -> None:
+    from stacks.observability_settings import BillingExport
+    from stacks.platform import PlatformStack
+    from stacks.provider import App
+
+    env = prod()
+    export = BillingExport(dataset="billing_export", table="gcp_billing_export_v1_x",
+                           location="EU")
+    bad = env.model_copy(update={"observability": env.observability.model_copy(
+        update={"billing_export": export})})
+    with pytest.raises(ValueError, match=r"billing_export.location: .* europe-west4"):
+        PlatformStack(App(outdir=str(tmp_path)), bad)
+
+
+def test_prod_encrypts_the_cost_view_with_its_key(stacks_json: dict[str, Any]) -> None:
+    res = stacks_json["prod"]["resource"]
+    (dataset,) = res["google_bigquery_dataset"].values()
+    (view,) = res["google_bigquery_table"].values()
+    key = dataset["default_encryption_configuration"]["kms_key_name"]
+    assert key.startswith("${google_kms_crypto_key.") and view[
+        "encryption_configuration"]["kms_key_name"] == key
+    grants = [g for g in res["google_kms_crypto_key_iam_member"].values()
+              if "google_bigquery_default_service_account" in g["member"]]
+    assert len(grants) == 1 and grants[0]["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
