@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from gpub_runner import contract
 from pydantic import BaseModel, ConfigDict
 
+from jobs import billing_labels
 from jobs.errors import JobSpecError
 from jobs.parts import IMAGE_REF_RE, SECRET_ID_RE, Notification, Runnable
 from jobs.spec import (
@@ -159,6 +160,8 @@ def render_job(spec: JobSpec, env: RenderContext | None = None) -> dict[str, Any
                 # policy and instanceTemplate are a oneof: an environment's defaults (the
                 # provisioning model) must not turn a template job into an invalid one.
                 inst.pop("policy", None)
+    if env is not None:  # an override may add labels: what Batch takes, at render time
+        billing_labels.check_vm_labels(job.get("allocationPolicy", {}).get("labels", {}))
     return job
 
 
@@ -328,6 +331,10 @@ def _allocation_policy(spec: JobSpec, env: RenderContext | None) -> dict[str, An
         nic["noExternalIpAddress"] = True
     if nic:
         alloc["network"] = {"networkInterfaces": [nic]}
+    if env is not None:
+        # What billing sees (jobs/billing_labels.py): env and job now, client and run when
+        # the run is filled in (fill_runtime, the job workflows).
+        alloc["labels"] = billing_labels.billing_labels(env=env.env_name, job=spec.name)
     return alloc
 
 
@@ -352,12 +359,14 @@ def fill_runtime(
     parallelism: int,
     variables: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
+    vm_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A copy of a rendered job with its runtime fields set (the input is not modified).
 
     Sets `taskGroups[0].taskCount` and `.parallelism`, merges `variables` into the task
     environment (GPUB_INPUT_PREFIX, GPUB_OUTPUT_PREFIX, GPUB_MANIFEST, GPUB_JOB_NAME, ...) and
-    `labels` into the job labels (client, submitter, manifest-hash).
+    `labels` into the job labels (client, submitter, manifest-hash) and `vm_labels` into
+    `allocationPolicy.labels` (client, run: what billing sees), checked against Batch's limits.
     """
     if task_count < 1 or parallelism < 1:
         raise JobSpecError(
@@ -382,4 +391,6 @@ def fill_runtime(
         env.setdefault("variables", {}).update({str(k): str(v) for k, v in variables.items()})
     if labels:
         job.setdefault("labels", {}).update({str(k): str(v) for k, v in labels.items()})
+    if vm_labels:
+        billing_labels.apply(job, vm_labels)
     return job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jobs.registry import ALL_JOBS
+from stacks.observability_settings import BillingExport, Observability
 from stacks.settings import ClientSettings, EnvironmentSettings, Guardrails, Schedule
 
 
@@ -37,6 +38,7 @@ def dev() -> EnvironmentSettings:
             max_cost_per_run_usd=50.0,
             gpu_quota={"L4": 8},
         ),
+        observability=Observability(alert_emails=["ml-platform@example.com"]),
     )
 
 
@@ -60,6 +62,7 @@ def prod() -> EnvironmentSettings:
                 jobs=["embed", "uppercase"],
                 principal="group:batch-users@acme.example",
                 contact="data@acme.example",
+                monthly_budget_usd=2000.0,
             ),
         ],
         guardrails=Guardrails(
@@ -69,6 +72,15 @@ def prod() -> EnvironmentSettings:
             max_parallelism=100,
             max_cost_per_run_usd=500.0,
             gpu_quota={"L4": 16},
+        ),
+        observability=Observability(
+            alert_emails=["ml-platform@example.com"],
+            client_monthly_budget_usd=1000.0,
+            billing_export=BillingExport(
+                dataset="billing_export",
+                table="gcp_billing_export_resource_v1_012345_6789AB_CDEF01",
+                location="europe-west4",  # where the environment's CMEK key is
+            ),
         ),
     )
 

@@ -6,11 +6,13 @@ from constructs import Construct
 
 from jobs import JobSpec
 from stacks.batch_job import BatchJob
-from stacks.budget import ProjectBudget
+from stacks.billing_view import BillingView
+from stacks.budget import ClientBudgets, ProjectBudget
 from stacks.client import ClientOnboarding, ClientProps
 from stacks.client_resources import ClientResources
 from stacks.identity import project_role, service_account
 from stacks.kms import AGENT_SERVICES, DataKey
+from stacks.monitoring import Monitoring, NotificationChannels
 from stacks.props import (
     ClientResourceProps,
     Encryption,
@@ -196,8 +198,15 @@ class PlatformStack(TerraformStack):
         # Quotas Cloud Quotas cannot ask for: declared here, checked by CKV_GPUB_LIM_10.
         TerraformLocal(self, "gpub_declared_quotas",
                        {"service_accounts": settings.service_account_quota})
+        # Costs and alerts (issue 24): channels, per-client budgets, the cost view, monitoring.
+        channels = NotificationChannels(self, "channels", settings)
         if settings.billing_account is not None:
-            ProjectBudget(self, "budget", settings, self.project.number)
+            budget = ProjectBudget(self, "budget", settings, self.project.number)
+            ClientBudgets(self, "client-budgets", settings, self.project.number,
+                          budget.provider, channels.clients, channels.env)
+        if settings.observability.billing_export is not None:
+            BillingView(self, "billing-view", settings, kms_key, depends_on=api_deps)
+        Monitoring(self, "monitoring", settings, channels.env, depends_on=api_deps)
 
         self._secrets: dict[str, SecretManagerSecret] = {}
         self.jobs: dict[str, BatchJob] = {}

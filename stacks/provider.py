@@ -30,8 +30,18 @@ from cdktn_provider_google.artifact_registry_repository import (
 from cdktn_provider_google.artifact_registry_repository_iam_member import (
     ArtifactRegistryRepositoryIamMember,
 )
+from cdktn_provider_google.bigquery_dataset import (
+    BigqueryDataset,
+    BigqueryDatasetDefaultEncryptionConfiguration,
+)
+from cdktn_provider_google.bigquery_table import (
+    BigqueryTable,
+    BigqueryTableEncryptionConfiguration,
+    BigqueryTableView,
+)
 from cdktn_provider_google.billing_budget import (
     BillingBudget,
+    BillingBudgetAllUpdatesRule,
     BillingBudgetAmount,
     BillingBudgetAmountSpecifiedAmount,
     BillingBudgetBudgetFilter,
@@ -46,6 +56,9 @@ from cdktn_provider_google.cloud_scheduler_job import (
     CloudSchedulerJobHttpTarget,
     CloudSchedulerJobHttpTargetOauthToken,
     CloudSchedulerJobRetryConfig,
+)
+from cdktn_provider_google.data_google_bigquery_default_service_account import (
+    DataGoogleBigqueryDefaultServiceAccount,
 )
 from cdktn_provider_google.data_google_cloud_quotas_quota_info import (
     DataGoogleCloudQuotasQuotaInfo,
@@ -62,6 +75,24 @@ from cdktn_provider_google.eventarc_trigger import (
 from cdktn_provider_google.kms_crypto_key import KmsCryptoKey
 from cdktn_provider_google.kms_crypto_key_iam_member import KmsCryptoKeyIamMember
 from cdktn_provider_google.kms_key_ring import KmsKeyRing
+from cdktn_provider_google.logging_metric import (
+    LoggingMetric,
+    LoggingMetricMetricDescriptor,
+    LoggingMetricMetricDescriptorLabels,
+)
+from cdktn_provider_google.monitoring_alert_policy import (
+    MonitoringAlertPolicy,
+    MonitoringAlertPolicyAlertStrategy,
+    MonitoringAlertPolicyConditions,
+    MonitoringAlertPolicyConditionsConditionPrometheusQueryLanguage,
+    MonitoringAlertPolicyConditionsConditionThreshold,
+    MonitoringAlertPolicyConditionsConditionThresholdAggregations,
+    MonitoringAlertPolicyDocumentation,
+)
+from cdktn_provider_google.monitoring_dashboard import MonitoringDashboard
+from cdktn_provider_google.monitoring_notification_channel import (
+    MonitoringNotificationChannel,
+)
 from cdktn_provider_google.project_iam_audit_config import (
     ProjectIamAuditConfig,
     ProjectIamAuditConfigAuditLogConfig,
@@ -148,7 +179,13 @@ __all__ = [
     "ArtifactRegistryRepositoryCleanupPoliciesMostRecentVersions",
     "ArtifactRegistryRepositoryDockerConfig",
     "ArtifactRegistryRepositoryIamMember",
+    "BigqueryDataset",
+    "BigqueryDatasetDefaultEncryptionConfiguration",
+    "BigqueryTable",
+    "BigqueryTableEncryptionConfiguration",
+    "BigqueryTableView",
     "BillingBudget",
+    "BillingBudgetAllUpdatesRule",
     "BillingBudgetAmount",
     "BillingBudgetAmountSpecifiedAmount",
     "BillingBudgetBudgetFilter",
@@ -160,6 +197,7 @@ __all__ = [
     "CloudSchedulerJobHttpTargetOauthToken",
     "CloudSchedulerJobRetryConfig",
     "Construct",
+    "DataGoogleBigqueryDefaultServiceAccount",
     "DataGoogleCloudQuotasQuotaInfo",
     "DataGoogleProject",
     "DataGoogleStorageProjectServiceAccount",
@@ -172,6 +210,18 @@ __all__ = [
     "KmsCryptoKey",
     "KmsCryptoKeyIamMember",
     "KmsKeyRing",
+    "LoggingMetric",
+    "LoggingMetricMetricDescriptor",
+    "LoggingMetricMetricDescriptorLabels",
+    "MonitoringAlertPolicy",
+    "MonitoringAlertPolicyAlertStrategy",
+    "MonitoringAlertPolicyConditions",
+    "MonitoringAlertPolicyConditionsConditionPrometheusQueryLanguage",
+    "MonitoringAlertPolicyConditionsConditionThreshold",
+    "MonitoringAlertPolicyConditionsConditionThresholdAggregations",
+    "MonitoringAlertPolicyDocumentation",
+    "MonitoringDashboard",
+    "MonitoringNotificationChannel",
     "ProjectIamAuditConfig",
     "ProjectIamAuditConfigAuditLogConfig",
     "ProjectIamMember",

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from jobs import JobSpec, RenderContext
 from jobs.spec import LABEL_KEY_RE, LABEL_VALUE_RE, REGION_RE
 from stacks.layout import ADHOC_SA_ID, CLIENT_SA_PREFIX, RUN_SA_PREFIX, UPLOADS_TOPIC, TenancyLayout
+from stacks.observability_settings import Observability
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -125,6 +126,9 @@ class ClientSettings(BaseModel):
     upload_formats: list[InputFormat] = Field(default_factory=_default_formats)
     schedules: list[Schedule] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
+    # Costs (issue 24): the client's monthly budget (else the environment's
+    # observability.client_monthly_budget_usd); budget mails go to `contact` when it is an email.
+    monthly_budget_usd: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("name")
     @classmethod
@@ -171,6 +175,8 @@ class EnvironmentSettings(BaseModel):
     # support; cloud.google.com/iam/docs/service-accounts-create). The stack needs 2 per
     # client + 4; `bin/check` (CKV_GPUB_LIM_10) names the number to ask for.
     service_account_quota: Annotated[int, Field(gt=0)] = 100
+    # Costs, budgets, alerts and the dashboard (issue 24; stacks/observability_settings.py).
+    observability: Observability = Field(default_factory=Observability)
 
     @field_validator("name")
     @classmethod

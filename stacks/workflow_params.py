@@ -45,6 +45,9 @@ RUNTIME_ASSIGNMENTS = (
     "job.labels.client",
     "job.labels.trigger",
     "job.labels.submitter",
+    # What billing sees (jobs/billing_labels.py); the rendered job carries env and job.
+    "job.allocationPolicy.labels.client",
+    "job.allocationPolicy.labels.run",
     "job.notifications",
 )
 

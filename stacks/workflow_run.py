@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stacks.monitoring_specs import RUN_OUTCOME, RUN_STATE
 from stacks.workflow_params import (
     FINAL_STATES,
     RUNTIME_VARIABLE_VALUES,
@@ -19,6 +20,15 @@ from stacks.workflow_params import (
     WorkflowParams,
     lit,
 )
+
+
+def run_log(step: str, p: WorkflowParams, fields: dict[str, Any]) -> dict[str, Any]:
+    """A `sys.log` JSON entry the environment's log-based metrics count (stacks/
+    monitoring_specs.py): `gpub: run-state` at each poll, `gpub: run-outcome` at the end."""
+    kind = RUN_STATE if step == "log_state" else RUN_OUTCOME
+    payload = {"gpub": kind, "client": "${client}", "job": p.job, "job_id": "${job_id}",
+               **fields}
+    return {step: {"call": "sys.log", "args": {"json": payload, "severity": "INFO"}}}
 
 
 def size_steps(p: WorkflowParams) -> list[dict[str, Any]]:
@@ -57,6 +67,9 @@ def fill_step(job: dict[str, Any]) -> dict[str, Any]:
                 {"job.labels.client": "${client}"},
                 {"job.labels.trigger": "${trigger}"},
                 {"job.labels.submitter": "workflow"},
+                # Client names and Batch job ids are valid label values as they are.
+                {"job.allocationPolicy.labels.client": "${client}"},
+                {"job.allocationPolicy.labels.run": "${job_id}"},
                 {"job.notifications": notifications},
             ]
         }
@@ -101,6 +114,7 @@ def run_steps(p: WorkflowParams) -> list[dict[str, Any]]:
             }
         },
         {"created": {"assign": [{"batch_job": "${created.name}"}]}},
+        {"created_at": {"assign": [{"created_at": "${sys.now()}"}]}},  # for run-state logs
         {"wait": {"call": "sys.sleep", "args": {"seconds": p.poll_interval_s}}},
         {
             "poll": {
@@ -117,6 +131,7 @@ def run_steps(p: WorkflowParams) -> list[dict[str, Any]]:
                 ]
             }
         },
+        run_log("log_state", p, {"state": "${state}", "waited_s": "${sys.now() - created_at}"}),
         {
             "done": {
                 "switch": [
@@ -154,6 +169,8 @@ def report_steps(p: WorkflowParams) -> list[dict[str, Any]]:
                 ]
             }
         },
+        run_log("log_outcome", p, {"batch": "${batch}", "state": "${state}",
+                                   "reason": "${reason}"}),
         {
             "publish": {
                 "call": "googleapis.pubsub.v1.projects.topics.publish",

@@ -202,6 +202,10 @@ def adapt(env: EnvironmentSettings, name: str, job: dict[str, Any], *, client: s
     cost = guard.cost_bound(job, env.region)
     findings += guard.price_warnings(job, cost)
     base = ids.run_base(name, client or "none", "as-declared", digest)
+    from jobs import billing_labels  # what billing sees: on the VMs, GPUs and disks
+
+    billing_labels.apply(job, billing_labels.billing_labels(
+        client=client or "none", job=name, env=env.name, run=base))
     return AsIs(env=env, name=name, client=client, job=job, base=base, changes=changes,
                 findings=findings, cost=cost)
 

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 
 import typer
 
-from submit import data, jobcmds, run, version
+from submit import costs, data, jobcmds, run, version
 from submit.errors import SubmitError
 from submit.ui import say
 
-COMMANDS = ("run", "status", "list", "cancel", "logs", *data.DATA_COMMANDS)
+COMMANDS = ("run", "status", "list", "cancel", "logs", "costs", *data.DATA_COMMANDS)
 
 app = typer.Typer(
     name="submit",
@@ -37,6 +37,7 @@ app.command("status")(jobcmds.status_cmd)
 app.command("list")(jobcmds.list_cmd)
 app.command("cancel")(jobcmds.cancel_cmd)
 app.command("logs")(jobcmds.logs_cmd)
+app.command("costs")(costs.costs_cmd)  # cost per client, job and run (submit/costs.py)
 data.register(app)  # where, upload, ls, cat (submit/data.py)
 version.add_version_option(app)  # --version
 

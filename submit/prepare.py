@@ -146,6 +146,7 @@ def prepare(
     submitter: str,
 ) -> Prepared:
     """Plan a run: pure apart from the storage listing (`storage` is a storage.Client)."""
+    from jobs.billing_labels import billing_labels
     from jobs.render import fill_runtime
     from submit import costing, gcs, guard
     from submit.ownership import RunRecord
@@ -187,7 +188,9 @@ def prepare(
     labels = ids.build_labels(job=job, env=env.name, client=client_name, submitter=submitter,
                               manifest_hash=digest, key=key)
     filled = fill_runtime(synthed.data, task_count=plan.task_count,
-                          parallelism=plan.parallelism, variables=variables, labels=labels)
+                          parallelism=plan.parallelism, variables=variables, labels=labels,
+                          vm_labels=billing_labels(client=client_name, job=job, env=env.name,
+                                                   run=base))
     _fail_fast_on_config_errors(filled)
     _run_identity(filled, env, client_name)
     cost = costing.estimate(shape, plan)

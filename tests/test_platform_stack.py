@@ -162,7 +162,7 @@ def test_key_granted_only_to_service_agents(stacks_json: dict[str, Stack]) -> No
     prod = stacks_json["prod"]
     grants = resources(prod, "google_kms_crypto_key_iam_member").values()
     members = sorted(g["member"] for g in grants)
-    assert len(members) == 4
+    assert len(members) == 5  # 3 agents, the storage agent, BigQuery's (the cost view)
     assert {g["role"] for g in grants} == {"roles/cloudkms.cryptoKeyEncrypterDecrypter"}
     assert not any("gcp-sa-" in m or "@" in m for m in members), members
     identities = resources(prod, "google_project_service_identity")
@@ -172,6 +172,7 @@ def test_key_granted_only_to_service_agents(stacks_json: dict[str, Stack]) -> No
         assert identity["provider"] == "google-beta"
         assert f"serviceAccount:${{google_project_service_identity.{name}.email}}" in members
     assert any("data.google_storage_project_service_account" in m for m in members)
+    assert any("data.google_bigquery_default_service_account" in m for m in members)
     assert prod["terraform"]["required_providers"]["google-beta"]["source"] == (
         "hashicorp/google-beta")
     assert prod["provider"]["google-beta"][0]["project"] == "example-ml-prod"
