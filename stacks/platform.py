@@ -8,9 +8,10 @@ from jobs import JobSpec
 from stacks.batch_job import BatchJob
 from stacks.budget import ProjectBudget
 from stacks.client import ClientOnboarding, ClientProps
+from stacks.agents import IAM_PROPAGATION, ServiceAgents
 from stacks.client_resources import ClientResources
 from stacks.identity import project_role, service_account
-from stacks.kms import AGENT_SERVICES, DataKey
+from stacks.kms import DataKey
 from stacks.props import (
     ClientResourceProps,
     Encryption,
@@ -20,7 +21,6 @@ from stacks.props import (
 )
 from stacks.provider import (
     DataGoogleProject,
-    DataGoogleStorageProjectServiceAccount,
     GcsBackend,
     GoogleProvider,
     ProjectIamAuditConfig,
@@ -36,12 +36,14 @@ from stacks.provider import (
     TerraformLocal,
     TerraformStack,
     WorkflowsWorkflow,
+    barrier,
     google_beta_provider,
-    project_service_identity,
+    time_provider,
+    wait_for,
 )
 from stacks.quotas import GpuQuotas
 from stacks.registry import ImageRegistry
-from stacks.services import ProjectApis
+from stacks.services import NO_API, ProjectApis
 from stacks.settings import ClientSettings, EnvironmentSettings
 from stacks.storage import PlatformBuckets
 
@@ -83,36 +85,33 @@ class PlatformStack(TerraformStack):
         self.project = DataGoogleProject(self, "project", project_id=settings.project_id)
         self.apis = ProjectApis(self, "apis", settings)
         api_deps = self.apis.all()
+        # Every resource and data source waits for the APIs' enablement and its propagation.
+        wait_for(self, self.apis.ready, NO_API)
+        time_provider(self)
 
         # The google-beta provider: service identities (agents) only.
         google_beta_provider(self, settings.project_id, settings.region)
-        # The storage agent: the data source creates it when missing
-        # (registry.terraform.io/providers/hashicorp/google/latest/docs/data-sources/
-        # storage_project_service_account); the others via google_project_service_identity.
-        gcs_agent = DataGoogleStorageProjectServiceAccount(
-            self, "gcs-agent", project=settings.project_id
-        )
+        self.agents = ServiceAgents(self, "agents", settings, depends_on=api_deps)
         self.kms: DataKey | None = None
         if settings.cmek:
-            agents = {"gcs": gcs_agent.email_address}
-            for name, service in AGENT_SERVICES.items():
-                identity = project_service_identity(
-                    self, f"agent-{name}", settings.project_id, service, depends_on=api_deps
-                )
-                agents[name] = identity.get_string_attribute("email")
-            self.kms = DataKey(self, "kms", settings, agents=agents, depends_on=api_deps)
+            self.kms = DataKey(self, "kms", settings, agents=self.agents.key_users(),
+                               depends_on=api_deps, grants_after=[self.agents.ready])
         kms_key = self.kms.key_id if self.kms else None
         self._kms_key = kms_key  # read once: property reads are jsii round trips
         key_grants = self.kms.grants if self.kms else {}
+        # CMEK resources wait for their agent's key grant and its propagation.
+        keys_ready = (barrier(self, "keys-ready", list(key_grants.values()), IAM_PROPAGATION)
+                      if key_grants else None)
+        self.encryption = Encryption(kms_key, key_grants, keys_ready)
 
         self.buckets = PlatformBuckets(
             self, "buckets", settings, kms_key=kms_key,
-            depends_on=[*api_deps, *([key_grants["gcs"]] if key_grants else [])],
+            depends_on=[*api_deps, *self.encryption.after("gcs")],
         )
         self.log_bucket_name: str = self.buckets.log_bucket_name
         self.registry = ImageRegistry(
             self, "registry", settings, kms_key=kms_key,
-            depends_on=[*api_deps, *([key_grants["artifactregistry"]] if key_grants else [])],
+            depends_on=[*api_deps, *self.encryption.after("artifactregistry")],
         )
         self.workflow_sa = self._platform_sa(
             WORKFLOW_SA, "Runs the job workflows: creates Batch jobs and publishes results"
@@ -150,6 +149,10 @@ class PlatformStack(TerraformStack):
             )
             for role in ("roles/eventarc.eventReceiver", "roles/workflows.invoker")
         ]
+        # Triggers wait for their account's grants and Eventarc's agent to propagate.
+        self.triggers_ready = barrier(
+            self, "triggers-ready", [*self.trigger_grants, self.agents.ready], IAM_PROPAGATION
+        )
         self.scheduler_invoker = project_role(
             self, "scheduler-invoker", settings.project_id, "roles/workflows.invoker",
             sa_member_ref(SCHEDULER_SA),
@@ -173,7 +176,7 @@ class PlatformStack(TerraformStack):
             kms_key_name=kms_key,
             message_retention_duration="86400s",
             labels=settings.all_labels(),
-            depends_on=[*api_deps, *([key_grants["pubsub"]] if key_grants else [])],
+            depends_on=[*api_deps, *self.encryption.after("pubsub")],
         )
         self.uploads_topic_id: str = self.uploads_topic.id
         self.uploads_publisher = PubsubTopicIamMember(
@@ -182,8 +185,12 @@ class PlatformStack(TerraformStack):
             project=settings.project_id,
             topic=self.uploads_topic.name,
             role="roles/pubsub.publisher",
-            member=gcs_agent.member,
+            member=self.agents.storage_member,
+            depends_on=[self.agents.ready],
         )
+        # Notifications wait for the agent's publisher grant to propagate.
+        uploads_ready = barrier(self, "uploads-ready", [self.uploads_publisher],
+                                IAM_PROPAGATION)
         # Storage DATA_WRITE audit logs: who wrote which object (uploads, outputs).
         ProjectIamAuditConfig(
             self,
@@ -203,7 +210,6 @@ class PlatformStack(TerraformStack):
         self.jobs: dict[str, BatchJob] = {}
         self.clients: dict[str, ClientOnboarding] = {}
         # Every client's resources: for_each resources keyed by client (see stacks/client.py).
-        self.encryption = Encryption(kms_key, key_grants)
         self.identities = PlatformIdentities(
             workflow_sa_id=self.workflow_sa_id,
             workflow_member=self.workflow_sa_member,
@@ -211,7 +217,7 @@ class PlatformStack(TerraformStack):
             scheduler_email=self.scheduler_sa_email,
             operator_member=self.operator_member,
         )
-        self.uploads = Uploads(self.uploads_topic, self.uploads_topic_id, self.uploads_publisher)
+        self.uploads = Uploads(self.uploads_topic, self.uploads_topic_id, uploads_ready)
         self.client_resources = ClientResources(ClientResourceProps(
             scope=self,
             settings=settings,
@@ -268,7 +274,7 @@ class PlatformStack(TerraformStack):
             encryption=self.encryption,
             identities=self.identities,
             uploads=self.uploads,
-            trigger_grants=self.trigger_grants,
+            trigger_grants=[*self.trigger_grants, self.triggers_ready],
             secrets=self,
         ))
         self.jobs[spec.name] = job

@@ -1,13 +1,18 @@
-"""The Google APIs each environment enables."""
+"""The Google APIs each environment enables (the table of which resource needs which API is
+stacks/apis.py), and the barrier after their enablement."""
 
 from __future__ import annotations
 
 from constructs import Construct
 
-from stacks.provider import ProjectService
+from stacks.apis import CRM, NO_API, RESOURCE_APIS, SERVICE_USAGE
+from stacks.provider import ProjectService, Sleep, barrier
 from stacks.settings import EnvironmentSettings
 
+__all__ = ["CRM", "NO_API", "RESOURCE_APIS", "SERVICE_USAGE", "ProjectApis", "required_apis"]
+
 BASE_APIS = (
+    CRM,
     "batch.googleapis.com",
     "compute.googleapis.com",
     "storage.googleapis.com",
@@ -19,11 +24,18 @@ BASE_APIS = (
     "secretmanager.googleapis.com",
     "cloudscheduler.googleapis.com",
     "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "cloudquotas.googleapis.com",
     "iam.googleapis.com",
+    # Workflows and Batch mint tokens for the accounts they act as.
+    "iamcredentials.googleapis.com",
     "cloudbilling.googleapis.com",
     "billingbudgets.googleapis.com",
 )
+
+# Enabling an API is eventually consistent: a call right after `services.enable` returns can
+# still see SERVICE_DISABLED, which the provider does not retry (it retries 429 and 5xx only).
+API_PROPAGATION = "60s"
 
 
 def required_apis(settings: EnvironmentSettings) -> list[str]:
@@ -40,7 +52,9 @@ def required_apis(settings: EnvironmentSettings) -> list[str]:
 
 
 class ProjectApis(Construct):
-    """One `google_project_service` per API; never disabled on destroy (shared projects)."""
+    """One `google_project_service` per API; never disabled on destroy (shared projects);
+    `ready`: the barrier after all of them, which every other resource of the stack waits for
+    (`stacks.provider.wait_for`)."""
 
     def __init__(self, scope: Construct, id_: str, settings: EnvironmentSettings) -> None:
         super().__init__(scope, id_)
@@ -55,6 +69,8 @@ class ProjectApis(Construct):
                 disable_on_destroy=False,
                 disable_dependent_services=False,
             )
+        self.ready: Sleep = barrier(self, "ready", self.all(), API_PROPAGATION)
+        self.ready.override_logical_id("apis-ready")
 
     def all(self) -> list[ProjectService]:
         return list(self.services.values())
