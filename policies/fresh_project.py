@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from stacks.apis import NO_API, RESOURCE_APIS, SERVICE_USAGE
 
@@ -108,7 +108,8 @@ class Graph:
 
     def _direct(self, body: Mapping[str, Any]) -> set[str]:
         deps = {d for d in body.get("depends_on") or [] if isinstance(d, str)}
-        deps = {d[2:-1] if d.startswith("${") else d for d in deps}
+        # A dangling address is Terraform's own error at validate; here it orders nothing.
+        deps = {d[2:-1] if d.startswith("${") else d for d in deps} & self.bodies.keys()
         for text in _strings({k: v for k, v in body.items() if k != "depends_on"}):
             for expression in interpolations(text):
                 for m in REF_RE.finditer(expression):
@@ -172,7 +173,7 @@ def _api_findings(graph: Graph, address: str, body: Mapping[str, Any]) -> list[s
     if rtype in NO_API:
         return []
     if rtype not in RESOURCE_APIS:
-        return [f"{rtype} has no entry in stacks/services.py RESOURCE_APIS (which API it needs)"]
+        return [f"{rtype} has no entry in stacks/apis.py RESOURCE_APIS (which API it needs)"]
     needed = list(RESOURCE_APIS[rtype])
     if rtype == "google_project_service_identity" and isinstance(body.get("service"), str):
         needed.append(body["service"])
@@ -276,18 +277,25 @@ def provider_findings(doc: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def findings(doc: Mapping[str, Any]) -> dict[str, list[str]]:
+class Finding(NamedTuple):
+    kind: str  # "api" (CKV_GPUB_DEP_1) or "grant" (CKV_GPUB_DEP_2)
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def findings(doc: Mapping[str, Any]) -> dict[str, list[Finding]]:
     """Address -> why its first apply would fail (only addresses with findings)."""
     graph = Graph.of(doc)
     agents = _agents(graph)
-    out: dict[str, list[str]] = {}
+    out: dict[str, list[Finding]] = {}
     for address, body in graph.bodies.items():
-        found = [
-            *_api_findings(graph, address, body),
-            *_agent_grant_findings(graph, address, body, agents),
-            *_cmek_findings(graph, address, body, agents),
-            *_trigger_findings(graph, address, body, agents),
-            *_notification_findings(graph, address, body, agents),
+        found = [Finding("api", m) for m in _api_findings(graph, address, body)] + [
+            Finding("grant", m)
+            for rule in (_agent_grant_findings, _cmek_findings, _trigger_findings,
+                         _notification_findings)
+            for m in rule(graph, address, body, agents)
         ]
         if found:
             out[address] = found

@@ -5,10 +5,10 @@ from __future__ import annotations
 from constructs import Construct
 
 from jobs import JobSpec
+from stacks.agents import IAM_PROPAGATION, ServiceAgents
 from stacks.batch_job import BatchJob
 from stacks.budget import ProjectBudget
 from stacks.client import ClientOnboarding, ClientProps
-from stacks.agents import IAM_PROPAGATION, ServiceAgents
 from stacks.client_resources import ClientResources
 from stacks.identity import project_role, service_account
 from stacks.kms import DataKey

@@ -14,14 +14,14 @@ import jsii
 from cdktn import (
     App,
     Aspects,
-    IAspect,
     Fn,
     GcsBackend,
+    IAspect,
+    TerraformDataSource,
     TerraformLocal,
     TerraformOutput,
     TerraformResource,
     TerraformStack,
-    TerraformDataSource,
     Testing,
 )
 from cdktn_provider_google.artifact_registry_repository import (
