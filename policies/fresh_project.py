@@ -15,6 +15,8 @@ module builds that graph from a synthesized `cdk.tf.json` and refuses, per resou
   and after the Eventarc agent;
 - a storage notification not behind a barrier after the storage agent's publisher grant on
   its topic;
+- a workflow, trigger or schedule not behind a barrier after the act-as grant on the account
+  it runs as (the deployer must act as it when it creates the resource);
 - and, stack-wide, a provider without an exact version.
 
 Pure Python (no checkov, no provider import): `bin/check` rules (CKV_GPUB_DEP_*) and the tests
@@ -263,6 +265,36 @@ def _notification_findings(graph: Graph, address: str, body: Mapping[str, Any],
     return ["not behind a time_sleep after the storage agent's publisher grant on its topic"]
 
 
+# Resources that run as a service account: creating one asks iam.serviceAccounts.actAs on it.
+RUNS_AS = {
+    "google_workflows_workflow": ("service_account",),
+    "google_eventarc_trigger": ("service_account",),
+    "google_cloud_scheduler_job": ("http_target",),
+}
+ACT_AS = "roles/iam.serviceAccountUser"
+
+
+def _act_as_findings(graph: Graph, address: str, body: Mapping[str, Any],
+                     agents: Mapping[str, str]) -> list[str]:
+    attributes = RUNS_AS.get(_type_of(address))
+    if attributes is None:
+        return []
+    accounts = {a for attr in attributes for a in graph.refers(body, attr)
+                if _type_of(a) == "google_service_account"}
+    behind = graph.behind_barrier(address)
+    missing = []
+    for account in sorted(accounts):
+        if not any(gbody.get("role") == ACT_AS and account in graph.refers(
+                gbody, "service_account_id") and grant in behind
+                for grant, gbody in graph.of_type("google_service_account_iam_member").items()):
+            missing.append(account)
+    if missing:
+        return [f"runs as {', '.join(missing)} but is not behind a time_sleep after the "
+                "deployer's act-as grant on it (iam.serviceAccounts.actAs is checked at "
+                "creation)"]
+    return []
+
+
 def provider_findings(doc: Mapping[str, Any]) -> list[str]:
     """Every required provider pinned to one exact version."""
     required = (doc.get("terraform") or {}).get("required_providers") or {}
@@ -294,7 +326,7 @@ def findings(doc: Mapping[str, Any]) -> dict[str, list[Finding]]:
         found = [Finding("api", m) for m in _api_findings(graph, address, body)] + [
             Finding("grant", m)
             for rule in (_agent_grant_findings, _cmek_findings, _trigger_findings,
-                         _notification_findings)
+                         _notification_findings, _act_as_findings)
             for m in rule(graph, address, body, agents)
         ]
         if found:

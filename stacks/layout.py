@@ -27,6 +27,10 @@ CLIENT_SA_PREFIX = "client-"  # uploads inputs, reads outputs
 RUN_SA_PREFIX = "run-"  # every task of every job of the client runs as this identity
 ADHOC_SA_ID = "batch-adhoc"  # operators' ad-hoc runs on the data bucket
 OPERATOR_SA_ID = "operator"  # the identity `bin/submit` acts as locally
+# The pipeline's identities in each environment project (made by `bin/bootstrap`, never by the
+# stacks): the deployer applies on main, the planner plans pull requests.
+DEPLOYER_SA_ID = "deployer"
+PLANNER_SA_ID = "planner"
 SA_DOMAIN_SUFFIX = ".iam.gserviceaccount.com"
 
 # Buckets.
@@ -91,6 +95,14 @@ class TenancyLayout:
     @property
     def operator_sa_email(self) -> str:
         return sa_email(OPERATOR_SA_ID, self.project_id)
+
+    @property
+    def deployer_sa_email(self) -> str:
+        return sa_email(DEPLOYER_SA_ID, self.project_id)
+
+    @property
+    def planner_sa_email(self) -> str:
+        return sa_email(PLANNER_SA_ID, self.project_id)
 
     # Buckets.
     def client_bucket(self, client: str) -> str:

@@ -33,6 +33,7 @@ from stacks.provider import (
     SecretManagerSecretReplicationUserManagedReplicas,
     ServiceAccount,
     ServiceAccountIamMember,
+    Sleep,
     TerraformLocal,
     TerraformStack,
     WorkflowsWorkflow,
@@ -153,6 +154,7 @@ class PlatformStack(TerraformStack):
         self.triggers_ready = barrier(
             self, "triggers-ready", [*self.trigger_grants, self.agents.ready], IAM_PROPAGATION
         )
+        self.deployer_ready = self._deployer_acts_as(settings)
         self.scheduler_invoker = project_role(
             self, "scheduler-invoker", settings.project_id, "roles/workflows.invoker",
             sa_member_ref(SCHEDULER_SA),
@@ -240,6 +242,26 @@ class PlatformStack(TerraformStack):
         sa.override_logical_id(account_id)
         return sa
 
+    def _deployer_acts_as(self, settings: EnvironmentSettings) -> Sleep:
+        """The deployer may act as the accounts the workflows, triggers and schedules run as
+        (creating them asks iam.serviceAccounts.actAs on that account,
+        cloud.google.com/iam/docs/service-accounts-actas), on those three accounts only. The
+        stack grants it (the deployer's serviceAccountAdmin includes setIamPolicy on accounts),
+        because a project-level grant conditioned on the accounts' names cannot work: IAM
+        Conditions' resource attributes do not cover iam.googleapis.com
+        (cloud.google.com/iam/docs/conditions-resource-attributes). Workflows (and through
+        them triggers and schedules) wait behind the barrier after these grants."""
+        grants = [
+            ServiceAccountIamMember(
+                self, f"deployer-act-as-{account}",
+                service_account_id=f"${{google_service_account.{account}.name}}",
+                role="roles/iam.serviceAccountUser",
+                member=f"serviceAccount:{settings.layout.deployer_sa_email}",
+            )
+            for account in (WORKFLOW_SA, TRIGGER_SA, SCHEDULER_SA)
+        ]
+        return barrier(self, "deployer-ready", grants, IAM_PROPAGATION)
+
     def _adhoc_grants(self, settings: EnvironmentSettings) -> None:
         """Ad-hoc runs (and the operators who start them) list, read, write and delete under
         `jobs/` of the data bucket only; operators may act as the ad-hoc identity."""
@@ -270,7 +292,7 @@ class PlatformStack(TerraformStack):
             raise ValueError(f"jobs: {spec.name!r} is declared twice in {self.settings.stack_name}")
         job = BatchJob(self, spec, JobProps(
             settings=self.settings,
-            apis=self.apis.all(),
+            apis=[*self.apis.all(), self.deployer_ready],
             encryption=self.encryption,
             identities=self.identities,
             uploads=self.uploads,

@@ -77,7 +77,8 @@ class JobProps:
     """What one declared job's dispatcher (stacks/batch_job.py) needs."""
 
     settings: EnvironmentSettings
-    apis: Sequence[ProjectService]
+    # The APIs and what a workflow must wait for (the deployer's act-as barrier).
+    apis: Sequence[TerraformResource]
     encryption: Encryption
     identities: PlatformIdentities
     uploads: Uploads

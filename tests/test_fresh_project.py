@@ -137,7 +137,7 @@ def test_unpinned_google_beta_is_refused(stacks_json: dict[str, Stack]) -> None:
 def test_barriers_wait_for_what_they_guard(stacks_json: dict[str, Stack]) -> None:
     sleeps = stacks_json["prod"]["resource"]["time_sleep"]
     assert set(sleeps) == {"apis-ready", "agents-ready", "keys-ready", "triggers-ready",
-                           "uploads-ready"}
+                           "uploads-ready", "deployer-ready"}
     assert all(s["create_duration"] in ("60s", "120s") for s in sleeps.values())
     assert len(sleeps["apis-ready"]["depends_on"]) == len(
         stacks_json["prod"]["resource"]["google_project_service"])
@@ -180,3 +180,22 @@ def test_dep_rule_fixtures(dep_results: dict[tuple[str, str], dict[str, str]],
     assert bad and set(bad.values()) == {"FAILED"}, failing
     good = {r: s for r, s in failing.items() if r.split(".", 1)[1].startswith("good_")}
     assert set(good.values()) <= {"PASSED"}, good
+
+
+def test_workflow_without_deployer_act_as_is_refused(stacks_json: dict[str, Stack]) -> None:
+    """Defect: act-as was asked on accounts the first deploy creates. The stack grants the
+    deployer act-as on the workflow, trigger and scheduler accounts; workflows (and the
+    triggers and schedules that reference them) wait behind the barrier after it."""
+    stack = copy.deepcopy(stacks_json["dev"])
+    workflow = _address(stack, "google_workflows_workflow", "job-embed/workflow")
+    body = stack["resource"]["google_workflows_workflow"][workflow.split(".")[1]]
+    assert "time_sleep.deployer-ready" in body["depends_on"]
+    body["depends_on"].remove("time_sleep.deployer-ready")
+    assert any("act-as" in str(f) for f in findings(stack)[workflow])
+    grants = stack["resource"]["google_service_account_iam_member"]
+    deployer = {b["service_account_id"] for n, b in grants.items()
+                if n.startswith("deployer-act-as-")}
+    assert deployer == {f"${{google_service_account.{a}.name}}" for a in (
+        "batch-workflows", "batch-trigger", "batch-scheduler")}
+    assert {b["member"] for n, b in grants.items() if n.startswith("deployer-act-as-")} == {
+        "serviceAccount:deployer@example-ml-dev.iam.gserviceaccount.com"}
