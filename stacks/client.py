@@ -27,6 +27,7 @@ from stacks.settings import (
     check_client_name,
     check_service_account_id,
 )
+from stacks.validation import client_sa_description, terraform_escape
 
 
 def client_grants(
@@ -121,8 +122,7 @@ class ClientOnboarding:
         res.add("notification", name, {"bucket": bucket_ref})
 
         # --- identities -------------------------------------------------------------------------
-        contact = f" (contact {client.contact})" if client.contact else ""
-        description = f"Client {name}{contact}: uploads inputs, reads outputs and results"
+        description = client_sa_description(name, client.contact)  # <= 256 bytes
         res.add("sa", name, {
             "account_id": settings.client_sa_id(name),
             "display_name": description[:100],
@@ -234,7 +234,9 @@ class ClientOnboarding:
         body = json.dumps({"argument": argument, "callLogLevel": "LOG_ERRORS_ONLY"})
         self.props.resources.add("schedule", f"{client}/schedule-{index}", {
             "name": settings.schedule_name(client, job, index),
-            "description": f"{job} for {client} on {input_prefix or 'all inputs'}",
+            # Map values are Terraform templates: free text is escaped.
+            "description": terraform_escape(
+                f"{job} for {client} on {input_prefix or 'all inputs'}"),
             "schedule": cron,
             "time_zone": time_zone,
             "uri": uri,

@@ -12,8 +12,18 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from jobs import JobSpec, RenderContext
-from jobs.spec import LABEL_KEY_RE, LABEL_VALUE_RE, REGION_RE
+from jobs.spec import REGION_RE
 from stacks.layout import ADHOC_SA_ID, CLIENT_SA_PREFIX, RUN_SA_PREFIX, UPLOADS_TOPIC, TenancyLayout
+from stacks.validation import (
+    EMAIL_RE,  # noqa: F401  (re-exported: the one address pattern)
+    check_cron,
+    check_email,
+    check_input_prefix,
+    check_labels,
+    check_principal,
+    check_time_zone,
+    client_sa_description,
+)
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -33,11 +43,11 @@ RESERVED_CLIENT_NAMES = frozenset(
     {"jobs", "inputs", "outputs", "batch", "operator", "adhoc", "platform", "uploads", "run"}
 )
 RESERVED_CLIENT_PREFIXES = ("batch-", "goog", "gcp-", RUN_SA_PREFIX, CLIENT_SA_PREFIX)
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 BILLING_ACCOUNT_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
-PRINCIPAL_RE = re.compile(r"^(user|group|serviceAccount|domain):[^\s]+$")
 
 InputFormat = Literal["csv", "parquet", "feather", "jsonl"]
+# Label keys the platform sets on every client resource (stacks/client.py).
+RESERVED_LABEL_KEYS = ("env", "managed-by", "client")
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -68,9 +78,20 @@ class Schedule(BaseModel):
 
     @field_validator("cron")
     @classmethod
-    def _five_fields(cls, v: str) -> str:
-        if len(v.split()) != 5:
-            raise ValueError(f"cron must have 5 fields (minute hour day month weekday); got {v!r}")
+    def _cron(cls, v: str) -> str:
+        check_cron(v)
+        return v
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, v: str) -> str:
+        check_time_zone(v)
+        return v
+
+    @field_validator("input_prefix")
+    @classmethod
+    def _input_prefix(cls, v: str) -> str:
+        check_input_prefix(v)
         return v
 
 
@@ -132,9 +153,27 @@ class ClientSettings(BaseModel):
     @field_validator("principal")
     @classmethod
     def _principal_form(cls, v: str | None) -> str | None:
-        if v is not None and not PRINCIPAL_RE.match(v):
-            raise ValueError(f"principal must look like 'group:team@example.com'; got {v!r}")
+        if v is not None:
+            check_principal(v)
         return v
+
+    @field_validator("contact")
+    @classmethod
+    def _contact(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_email("contact", v)
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _client_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        check_labels("labels", v, reserved=RESERVED_LABEL_KEYS)
+        return v
+
+    @model_validator(mode="after")
+    def _description_fits(self) -> ClientSettings:
+        client_sa_description(self.name, self.contact)  # raises when over 256 bytes
+        return self
 
 
 class EnvironmentSettings(BaseModel):
@@ -196,8 +235,7 @@ class EnvironmentSettings(BaseModel):
     @field_validator("quota_contact_email")
     @classmethod
     def _email(cls, v: str) -> str:
-        if not EMAIL_RE.match(v):
-            raise ValueError(f"quota_contact_email must be an email address; got {v!r}")
+        check_email("quota_contact_email", v)
         return v
 
     @field_validator("billing_account")
@@ -210,13 +248,15 @@ class EnvironmentSettings(BaseModel):
     @field_validator("labels")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, value in v.items():
-            if not LABEL_KEY_RE.match(key) or not LABEL_VALUE_RE.match(value):
-                raise ValueError(
-                    f"labels: {key}={value!r} is not a valid GCP label "
-                    "(lowercase letters, digits, '_' and '-', at most 63 chars)"
-                )
+        check_labels("labels", v, reserved=("env", "managed-by"))
         return v
+
+    @model_validator(mode="after")
+    def _client_labels_fit(self) -> EnvironmentSettings:
+        for client in self.clients:
+            merged = {**self.all_labels(), **client.labels, "client": client.name}
+            check_labels(f"clients.{client.name}.labels", merged)
+        return self
 
     @model_validator(mode="after")
     def _zones_in_region(self) -> EnvironmentSettings:

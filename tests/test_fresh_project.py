@@ -22,7 +22,8 @@ from stacks.apis import BOOTSTRAP_APIS, CRM, RESOURCE_APIS
 
 Stack = dict[str, Any]
 FIXTURES = Path(__file__).parent / "fixtures" / "policies" / "terraform"
-DEP_RULES = ["CKV_GPUB_DEP_1", "CKV_GPUB_DEP_2", "CKV_GPUB_DEP_3"]
+DEP_RULES = ["CKV_GPUB_DEP_1", "CKV_GPUB_DEP_2", "CKV_GPUB_DEP_3", "CKV_GPUB_SET_1",
+             "CKV_GPUB_SET_2"]
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,8 @@ def dep_results() -> dict[tuple[str, str], dict[str, str]]:
 
     stacks = [StackInput(p.name.removesuffix(".tf.json"), p,
                          facts_from_document(json.loads(p.read_text())), GuardrailLimits())
-              for p in sorted(FIXTURES.glob("ckv_gpub_dep_*.tf.json"))]
+              for p in sorted([*FIXTURES.glob("ckv_gpub_dep_*.tf.json"),
+                               *FIXTURES.glob("ckv_gpub_set_*.tf.json")])]
     report, _ = run_checkov(stacks)
     out: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for record in report.get_all_records():
