@@ -96,10 +96,13 @@ class Graph:
 
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     edges: dict[str, set[str]] = field(default_factory=dict)
+    default_project: str = ""  # the google provider's project
 
     @classmethod
     def of(cls, doc: Mapping[str, Any]) -> Graph:
-        graph = cls()
+        providers = (doc.get("provider") or {}).get("google") or [{}]
+        first = providers[0] if isinstance(providers, list) and providers else {}
+        graph = cls(default_project=str((first or {}).get("project", "")))
         for prefix, section in (("", doc.get("resource") or {}), ("data.", doc.get("data") or {})):
             for rtype, named in section.items():
                 for name, body in (named or {}).items():
@@ -170,6 +173,14 @@ def _type_of(address: str) -> str:
     return address.rsplit(".", 1)[0]
 
 
+def _project_of(body: Mapping[str, Any], default: str) -> str:
+    """The project a resource is made in: its literal `project`, else the provider's."""
+    project = body.get("project")
+    if isinstance(project, str) and project and "${" not in project:
+        return project
+    return default
+
+
 def _api_findings(graph: Graph, address: str, body: Mapping[str, Any]) -> list[str]:
     rtype = _type_of(address)
     if rtype in NO_API:
@@ -180,13 +191,14 @@ def _api_findings(graph: Graph, address: str, body: Mapping[str, Any]) -> list[s
     if rtype == "google_project_service_identity" and isinstance(body.get("service"), str):
         needed.append(body["service"])
     behind = graph.behind_barrier(address)
-    enabled = {str(graph.bodies[a].get("service")) for a in behind
-               if _type_of(a) == "google_project_service"}
+    project = _project_of(body, graph.default_project)
+    enabled = {(str(graph.bodies[a].get("project")), str(graph.bodies[a].get("service")))
+               for a in behind if _type_of(a) == "google_project_service"}
     # Service Usage cannot enable itself: bin/bootstrap turns it on before the first deploy.
-    missing = [api for api in needed if api not in enabled and api != SERVICE_USAGE]
+    missing = [api for api in needed if (project, api) not in enabled and api != SERVICE_USAGE]
     if missing:
-        return [f"does not wait for the enablement of {', '.join(missing)} behind a time_sleep "
-                "(SERVICE_DISABLED on a fresh project)"]
+        return [f"does not wait for the enablement of {', '.join(missing)} in {project} behind "
+                "a time_sleep (SERVICE_DISABLED on a fresh project)"]
     return []
 
 

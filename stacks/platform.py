@@ -12,6 +12,7 @@ from stacks.client import ClientOnboarding, ClientProps
 from stacks.client_resources import ClientResources
 from stacks.identity import project_role, service_account
 from stacks.kms import DataKey
+from stacks.network import TaskNetwork
 from stacks.props import (
     ClientResourceProps,
     Encryption,
@@ -110,6 +111,7 @@ class PlatformStack(TerraformStack):
             depends_on=[*api_deps, *self.encryption.after("gcs")],
         )
         self.log_bucket_name: str = self.buckets.log_bucket_name
+        self.network = TaskNetwork(self, "network", settings)
         self.registry = ImageRegistry(
             self, "registry", settings, kms_key=kms_key,
             depends_on=[*api_deps, *self.encryption.after("artifactregistry")],

@@ -51,6 +51,15 @@ from cdktn_provider_google.cloud_scheduler_job import (
     CloudSchedulerJobHttpTargetOauthToken,
     CloudSchedulerJobRetryConfig,
 )
+from cdktn_provider_google.compute_firewall import (
+    ComputeFirewall,
+    ComputeFirewallDeny,
+    ComputeFirewallLogConfig,
+)
+from cdktn_provider_google.compute_network import ComputeNetwork
+from cdktn_provider_google.compute_router import ComputeRouter
+from cdktn_provider_google.compute_router_nat import ComputeRouterNat
+from cdktn_provider_google.compute_subnetwork import ComputeSubnetwork
 from cdktn_provider_google.data_google_cloud_quotas_quota_info import (
     DataGoogleCloudQuotasQuotaInfo,
 )
@@ -213,6 +222,13 @@ __all__ = [
     "CloudSchedulerJobHttpTarget",
     "CloudSchedulerJobHttpTargetOauthToken",
     "CloudSchedulerJobRetryConfig",
+    "ComputeFirewall",
+    "ComputeFirewallDeny",
+    "ComputeFirewallLogConfig",
+    "ComputeNetwork",
+    "ComputeRouter",
+    "ComputeRouterNat",
+    "ComputeSubnetwork",
     "Construct",
     "DataGoogleCloudQuotasQuotaInfo",
     "DataGoogleProject",

@@ -33,6 +33,10 @@ BASE_APIS = (
     "billingbudgets.googleapis.com",
 )
 
+# What the client identities' project needs: its service accounts, and tokens for them
+# (impersonation by the client's principal).
+CLIENT_PROJECT_APIS = ("iam.googleapis.com", "iamcredentials.googleapis.com")
+
 # Enabling an API is eventually consistent: a call right after `services.enable` returns can
 # still see SERVICE_DISABLED, which the provider does not retry (it retries 429 and 5xx only).
 API_PROPAGATION = "60s"
@@ -65,6 +69,16 @@ class ProjectApis(Construct):
                 self,
                 key,
                 project=settings.project_id,
+                service=api,
+                disable_on_destroy=False,
+                disable_dependent_services=False,
+            )
+        # The client identities' project holds service accounts only (docs/clients.md).
+        for api in CLIENT_PROJECT_APIS:
+            self.services[f"{settings.clients_project}/{api}"] = ProjectService(
+                self,
+                f"clients-{api.split('.')[0]}",
+                project=settings.clients_project,
                 service=api,
                 disable_on_destroy=False,
                 disable_dependent_services=False,

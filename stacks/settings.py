@@ -13,7 +13,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from jobs import JobSpec, RenderContext
 from jobs.spec import REGION_RE
-from stacks.layout import ADHOC_SA_ID, CLIENT_SA_PREFIX, RUN_SA_PREFIX, UPLOADS_TOPIC, TenancyLayout
+from stacks.layout import (
+    ADHOC_SA_ID,
+    CLIENTS_PROJECT_SUFFIX,
+    UPLOADS_TOPIC,
+    TenancyLayout,
+)
+from stacks.names import (  # noqa: F401  (re-exported: callers import them from here)
+    CLIENT_NAME_MAX,
+    CLIENT_NAME_RE,
+    RESERVED_CLIENT_NAMES,
+    RESERVED_CLIENT_PREFIXES,
+    SA_ID_MAX,
+    SA_ID_MIN,
+    SA_ID_RE,
+    check_client_name,
+    check_service_account_id,
+)
 from stacks.validation import (
     EMAIL_RE,  # noqa: F401  (re-exported: the one address pattern)
     check_cron,
@@ -27,22 +43,6 @@ from stacks.validation import (
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-# Service account ids: "6-30 characters long, and match the regular expression
-# [a-z]([-a-z0-9]*[a-z0-9])" (cloud.google.com/iam/reference/rest/v1/projects.serviceAccounts/
-# create). The one home of this limit: stacks/identity.py and the client checks use it.
-SA_ID_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-SA_ID_MIN, SA_ID_MAX = 6, 30
-# Client names become service account ids (client-<name>, run-<name>) and bucket names
-# (<project>-<name>). No "--": names built as `<client>--<job>` then split one way only.
-CLIENT_NAME_MAX = SA_ID_MAX - len(CLIENT_SA_PREFIX)
-CLIENT_NAME_RE = re.compile(rf"^[a-z](?!.*--)[a-z0-9-]{{1,{CLIENT_NAME_MAX - 2}}}[a-z0-9]$")
-# Names the platform itself uses next to client names: its own buckets (`<project>-batch-data`,
-# `<project>-batch-logs`), its service accounts (`batch-*`), the data bucket's ad-hoc prefix
-# (`jobs/`) and the folders of a client bucket. A client may not take them.
-RESERVED_CLIENT_NAMES = frozenset(
-    {"jobs", "inputs", "outputs", "batch", "operator", "adhoc", "platform", "uploads", "run"}
-)
-RESERVED_CLIENT_PREFIXES = ("batch-", "goog", "gcp-", RUN_SA_PREFIX, CLIENT_SA_PREFIX)
 BILLING_ACCOUNT_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 
 InputFormat = Literal["csv", "parquet", "feather", "jsonl"]
@@ -97,38 +97,6 @@ class Schedule(BaseModel):
 
 def _default_formats() -> list[InputFormat]:
     return ["jsonl"]
-
-
-def check_service_account_id(account_id: str) -> None:
-    """Raise ValueError (one line) for an id IAM would refuse."""
-    if not SA_ID_MIN <= len(account_id) <= SA_ID_MAX or not SA_ID_RE.match(account_id):
-        raise ValueError(
-            f"service account id {account_id!r} must be {SA_ID_MIN}-{SA_ID_MAX} characters of "
-            f"lowercase letters, digits and '-', starting with a letter and not ending with "
-            f"'-' (got {len(account_id)})"
-        )
-
-
-def check_client_name(name: str) -> None:
-    """Raise ValueError (one line naming what is allowed) for a name no client may have."""
-    if not CLIENT_NAME_RE.match(name):
-        raise ValueError(
-            f"client name must be 3-{CLIENT_NAME_MAX} chars of lowercase letters, digits and "
-            "single hyphens, "
-            "starting with a letter and ending with a letter or digit (it becomes service "
-            f"account ids and a bucket name); got {name!r}"
-        )
-    # Bucket names may not contain "google" (cloud.google.com/storage/docs/buckets#naming).
-    if (
-        name in RESERVED_CLIENT_NAMES
-        or name.startswith(RESERVED_CLIENT_PREFIXES)
-        or "google" in name
-    ):
-        raise ValueError(
-            f"client name {name!r} is reserved by the platform (reserved: "
-            f"{', '.join(sorted(RESERVED_CLIENT_NAMES))}; prefixes "
-            f"{', '.join(RESERVED_CLIENT_PREFIXES)}; anything containing 'google')"
-        )
 
 
 class ClientSettings(BaseModel):
@@ -207,6 +175,12 @@ class EnvironmentSettings(BaseModel):
     # support; cloud.google.com/iam/docs/service-accounts-create). The stack needs 2 per
     # client + 4; `bin/check` (CKV_GPUB_LIM_10) names the number to ask for.
     service_account_quota: Annotated[int, Field(gt=0)] = 100
+    # The project of the client identities (docs/clients.md "Client identities outside the
+    # platform project"); None: `<project_id>-clients`. Made by `bin/bootstrap`.
+    client_identity_project: str | None = None
+    # Cloud NAT for the task VMs (they never have external IPs): drivers and images from
+    # outside Google need it; Google APIs are reached through Private Google Access.
+    task_nat: bool = True
 
     @field_validator("name")
     @classmethod
@@ -259,6 +233,16 @@ class EnvironmentSettings(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _clients_project(self) -> EnvironmentSettings:
+        if not PROJECT_ID_RE.match(self.clients_project) or self.clients_project == (
+                self.project_id):
+            raise ValueError(
+                f"client_identity_project: {self.clients_project!r} must be a project id "
+                "(6-30 chars) other than project_id; set it when the default "
+                f"'<project_id>{CLIENTS_PROJECT_SUFFIX}' does not fit")
+        return self
+
+    @model_validator(mode="after")
     def _zones_in_region(self) -> EnvironmentSettings:
         for zone in self.zones:
             if not zone.startswith(self.region + "-"):
@@ -268,7 +252,12 @@ class EnvironmentSettings(BaseModel):
     # Derived names: stacks/layout.py is their one home; these delegate to it.
     @property
     def layout(self) -> TenancyLayout:
-        return TenancyLayout(self.project_id)
+        return TenancyLayout(self.project_id, self.clients_project)
+
+    @property
+    def clients_project(self) -> str:
+        """Where the client identities live: never the platform project (issue 22)."""
+        return self.client_identity_project or f"{self.project_id}{CLIENTS_PROJECT_SUFFIX}"
 
     @property
     def stack_name(self) -> str:
@@ -368,6 +357,11 @@ class EnvironmentSettings(BaseModel):
         """The project-wide `GPUS-ALL-REGIONS-per-project` demand: every GPU VM counts."""
         return sum(self.gpu_demand().values())
 
+    @property
+    def task_regions(self) -> list[str]:
+        """Regions with a task subnet (stacks/network.py): the home region and the allowed."""
+        return list(dict.fromkeys([self.region, *self.guardrails.allowed_regions]))
+
     def all_labels(self) -> dict[str, str]:
         return {"env": self.name, "managed-by": "gpu-batch-platform", **self.labels}
 
@@ -391,4 +385,6 @@ class EnvironmentSettings(BaseModel):
             job_service_account_email=(
                 self.run_sa_email(client) if client is not None else self.adhoc_sa_email
             ),
+            network=self.layout.task_network,
+            subnetworks={r: self.layout.task_subnetwork(r) for r in self.task_regions},
         )
