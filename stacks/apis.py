@@ -32,6 +32,10 @@ BOOTSTRAP_APIS = (
     "storage.googleapis.com",
 )
 
+# What the client identities' project needs: its service accounts, and tokens for them
+# (impersonation by the client's principal).
+CLIENT_PROJECT_APIS = ("iam.googleapis.com", "iamcredentials.googleapis.com")
+
 RESOURCE_APIS: dict[str, tuple[str, ...]] = {
     "google_artifact_registry_repository": ("artifactregistry.googleapis.com",),
     "google_artifact_registry_repository_iam_member": ("artifactregistry.googleapis.com",),

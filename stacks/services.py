@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from constructs import Construct
 
-from stacks.apis import CRM, NO_API, RESOURCE_APIS, SERVICE_USAGE
+from stacks.apis import CLIENT_PROJECT_APIS, CRM, NO_API, RESOURCE_APIS, SERVICE_USAGE
 from stacks.provider import ProjectService, Sleep, barrier
 from stacks.settings import EnvironmentSettings
 
-__all__ = ["CRM", "NO_API", "RESOURCE_APIS", "SERVICE_USAGE", "ProjectApis", "required_apis"]
+__all__ = ["CLIENT_PROJECT_APIS", "CRM", "NO_API", "RESOURCE_APIS", "SERVICE_USAGE",
+           "ProjectApis", "required_apis"]
 
 BASE_APIS = (
     CRM,
@@ -32,10 +33,6 @@ BASE_APIS = (
     "cloudbilling.googleapis.com",
     "billingbudgets.googleapis.com",
 )
-
-# What the client identities' project needs: its service accounts, and tokens for them
-# (impersonation by the client's principal).
-CLIENT_PROJECT_APIS = ("iam.googleapis.com", "iamcredentials.googleapis.com")
 
 # Enabling an API is eventually consistent: a call right after `services.enable` returns can
 # still see SERVICE_DISABLED, which the provider does not retry (it retries 429 and 5xx only).
