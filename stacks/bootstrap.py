@@ -215,6 +215,24 @@ def bootstrap_steps(settings: EnvironmentSettings, repo: str, state_project: str
     ]
 
 
+def first_deploy_steps(settings: EnvironmentSettings) -> list[Step]:
+    """The first deploy, in the order .github/workflows/deploy.yml runs it: no image digest
+    can exist before the deploy creates the registry, so the digest check comes last."""
+    stack, region, project = settings.stack_name, settings.region, settings.project_id
+    return [
+        Step("policy checks on what is deployed", ("bin/check",)),
+        Step("the committed provider lock into each stack", ("bin/lock-providers", "--install")),
+        Step("the stack: APIs, registry, identities, network, clients", (
+            "bin/cdktn", "deploy", stack, "--auto-approve")),
+        Step("docker credentials for the registry", (
+            "gcloud", "auth", "configure-docker", f"{region}-docker.pkg.dev", "--quiet")),
+        Step("the job images, digests recorded in images/versions.json", (
+            "images/build.sh", "--project", project, "--region", region, "--local")),
+        Step("every image tag the jobs use was pushed", (
+            "env", "GPUB_REQUIRE_IMAGE_DIGESTS=1", "bin/check")),
+    ]
+
+
 def _number_step(settings: EnvironmentSettings) -> tuple[str, ...]:
     return ("gcloud", "projects", "describe", settings.project_id,
             "--format=value(projectNumber)")
@@ -230,6 +248,15 @@ def script(settings: EnvironmentSettings, steps: list[Step]) -> str:
         command = re.sub(r"'([^']*\$\{PROJECT_NUMBER\}[^']*)'", r'"\1"', command)
         lines += [f"# {step.why}", command]
     return "\n".join(lines) + "\n"
+
+
+def run_plain(steps: list[Step]) -> int:
+    for step in steps:
+        print(f"first deploy: {step.why}", file=sys.stderr)
+        if subprocess.run(step.argv, check=False).returncode != 0:
+            print(f"first deploy: {shlex.join(step.argv)} failed", file=sys.stderr)
+            return 1
+    return 0
 
 
 def run(settings: EnvironmentSettings, steps: list[Step]) -> int:
@@ -260,6 +287,8 @@ def main(
     state_project: str | None = typer.Option(None, help="project of the state bucket"),
     parent: str | None = typer.Option(
         None, help="folders/N or organizations/N: create the clients project there"),
+    first_deploy: bool = typer.Option(
+        False, "--first-deploy", help="the first deploy, in the pipeline's order"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the script, call nothing"),
 ) -> None:
     from stacks.environments import example_environments
@@ -277,6 +306,12 @@ def main(
                    err=True)
         raise typer.Exit(2)
     settings = envs[env]
+    if first_deploy:
+        steps = first_deploy_steps(settings)
+        if dry_run:
+            typer.echo("\n".join(f"# {s.why}\n{shlex.join(s.argv)}" for s in steps))
+            return
+        raise typer.Exit(run_plain(steps))
     steps = bootstrap_steps(settings, repo, state_project, parent)
     if dry_run:
         typer.echo(script(settings, steps), nl=False)
