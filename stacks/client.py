@@ -119,7 +119,10 @@ class ClientOnboarding:
         # --- the client's bucket: its data, policy, CMEK, retention and labels ---------------
         res.add("bucket", name, {"name": self.bucket, "labels": self.labels})
         bucket_ref = ref("bucket", name, "name")
-        res.add("notification", name, {"bucket": bucket_ref})
+        # Offboarding, phase 1 (`leaving`): intake stops (no notification, no workflow or
+        # schedule serves the client); identities, grants, results stay until runs drain.
+        if not client.leaving:
+            res.add("notification", name, {"bucket": bucket_ref})
 
         # --- identities -------------------------------------------------------------------------
         description = client_sa_description(name, client.contact)  # <= 256 bytes
@@ -201,14 +204,15 @@ class ClientOnboarding:
         # --- per job: the job's dispatcher serves this client; its secrets and topics ------
         for job in jobs:
             self._add_job(job)
-        for i, schedule in enumerate(client.schedules):
+        for i, schedule in enumerate([] if client.leaving else client.schedules):
             self._add_schedule(i, schedule.job, schedule.cron, schedule.time_zone,
                                schedule.input_prefix)
 
     def _add_job(self, job: BatchJob) -> None:
         res = self.props.resources
         name = self.client.name
-        job.serve(name)
+        if not self.client.leaving:
+            job.serve(name)  # a leaving client's markers start nothing
         for secret_id in job.secrets:
             key = f"{name}/secret-{secret_id}"
             if key not in res.entries.get("secret-access", {}):

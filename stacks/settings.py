@@ -111,6 +111,9 @@ class ClientSettings(BaseModel):
     upload_formats: list[InputFormat] = Field(default_factory=_default_formats)
     schedules: list[Schedule] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
+    # Offboarding phase 1 (docs/operations.md): intake stops, runs drain, outcomes are read;
+    # phase 2 deletes the entry (the bucket and its data stay: deletion_policy ABANDON).
+    leaving: bool = False
 
     @field_validator("name")
     @classmethod
