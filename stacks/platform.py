@@ -206,7 +206,8 @@ class PlatformStack(TerraformStack):
         self.quotas = GpuQuotas(self, "gpu-quotas", settings, depends_on=api_deps)
         # Quotas Cloud Quotas cannot ask for: declared here, checked by CKV_GPUB_LIM_10.
         TerraformLocal(self, "gpub_declared_quotas",
-                       {"service_accounts": settings.service_account_quota})
+                       {"service_accounts": settings.service_account_quota,
+                        "scheduler_jobs_per_region": settings.scheduler_jobs_quota})
         if settings.billing_account is not None:
             ProjectBudget(self, "budget", settings, self.project.number)
 

@@ -178,6 +178,9 @@ class EnvironmentSettings(BaseModel):
     # support; cloud.google.com/iam/docs/service-accounts-create). The stack needs 2 per
     # client + 4; `bin/check` (CKV_GPUB_LIM_10) names the number to ask for.
     service_account_quota: Annotated[int, Field(gt=0)] = 100
+    # Cloud Scheduler jobs per region: 1,000 by default, 5,000 at most on request
+    # (cloud.google.com/scheduler/quotas); CKV_GPUB_DEP_4 counts the stack's schedules.
+    scheduler_jobs_quota: Annotated[int, Field(gt=0, le=5000)] = 1000
     # The project of the client identities (docs/clients.md "Client identities outside the
     # platform project"); None: `<project_id>-clients`. Made by `bin/bootstrap`.
     client_identity_project: str | None = None

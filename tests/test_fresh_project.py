@@ -22,7 +22,8 @@ from stacks.apis import BOOTSTRAP_APIS, CRM, RESOURCE_APIS
 
 Stack = dict[str, Any]
 FIXTURES = Path(__file__).parent / "fixtures" / "policies" / "terraform"
-DEP_RULES = ["CKV_GPUB_DEP_1", "CKV_GPUB_DEP_2", "CKV_GPUB_DEP_3", "CKV_GPUB_SET_1",
+DEP_RULES = ["CKV_GPUB_DEP_1", "CKV_GPUB_DEP_2", "CKV_GPUB_DEP_3", "CKV_GPUB_DEP_4",
+             "CKV_GPUB_SET_1",
              "CKV_GPUB_SET_2"]
 
 

@@ -1,4 +1,4 @@
-"""First-deploy rules: CKV_GPUB_DEP_1..3 (sources in docs/policies.md).
+"""First-deploy rules: CKV_GPUB_DEP_1..4 (sources in docs/policies.md).
 
 The dependency graph is built once per stack file (`policies.fresh_project`, the same walker
 the fresh-project test uses); each rule judges the resource checkov asks about. A `for_each`
@@ -19,6 +19,7 @@ from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E4
 
 from policies.checkbase import GpubCheck  # noqa: E402
 from policies.fresh_project import Finding, findings, provider_findings  # noqa: E402
+from policies.tfjson import instances, value  # noqa: E402
 
 _FINDINGS: dict[int, tuple[Any, dict[str, list[Finding]]]] = {}
 
@@ -91,6 +92,48 @@ class ProvidersPinned(GpubCheck):
         return CheckResult.FAILED if got else CheckResult.PASSED
 
 
+SCHEDULER_DEFAULT_QUOTA = 1000  # jobs per region: cloud.google.com/scheduler/quotas
+
+
+class SchedulerJobsPerRegion(GpubCheck):
+    def __init__(self) -> None:
+        super().__init__(name="Cloud Scheduler jobs within the region's quota (1,000 by "
+                         "default)", id="CKV_GPUB_DEP_4",
+                         categories=[CheckCategories.GENERAL_SECURITY],
+                         supported_resources=["google_cloud_scheduler_job"])
+
+    def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
+        region = str(value(conf, "region", default=""))
+        facts = self.facts
+        declared = facts.locals.get("gpub_declared_quotas") or {}
+        quota = int(declared.get("scheduler_jobs_per_region", SCHEDULER_DEFAULT_QUOTA)
+                    if isinstance(declared, dict) else SCHEDULER_DEFAULT_QUOTA)
+        n = _scheduler_counts(facts.document).get(region, 0)
+        if n > quota:
+            return self.fail(f"{n} Cloud Scheduler jobs in {region}; the quota is {quota} "
+                             "(1,000 by default, 5,000 at most): ask for more and set "
+                             "settings.scheduler_jobs_quota, or schedule fewer")
+        return CheckResult.PASSED
+
+
+_SCHED: dict[int, tuple[Any, dict[str, int]]] = {}
+
+
+def _scheduler_counts(doc: Any) -> dict[str, int]:
+    hit = _SCHED.get(id(doc))
+    if hit is not None and hit[0] is doc:
+        return hit[1]
+    counts: dict[str, int] = {}
+    for name, conf in ((doc.get("resource") or {}).get("google_cloud_scheduler_job")
+                       or {}).items():
+        for _, body in instances(name, conf):
+            region = str(body.get("region", ""))
+            counts[region] = counts.get(region, 0) + 1
+    _SCHED[id(doc)] = (doc, counts)
+    return counts
+
+
 check_dep_1 = WaitsForItsApis()
 check_dep_2 = WaitsForItsGrants()
 check_dep_3 = ProvidersPinned()
+check_dep_4 = SchedulerJobsPerRegion()
