@@ -169,7 +169,8 @@ def dep_results() -> dict[tuple[str, str], dict[str, str]]:
     out: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for record in report.get_all_records():
         stem = Path(record.file_abs_path).name.removesuffix(".tf.json")
-        out[(stem, record.check_id)][record.resource] = record.check_result["result"].name
+        out[(stem, record.check_id)][record.resource] = getattr(record.check_result["result"],
+                                                                "name", "")
     return out
 
 
