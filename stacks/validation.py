@@ -79,11 +79,11 @@ def check_labels(field: str, labels: Mapping[str, str], reserved: Iterable[str] 
                          "key")
     for key, value in labels.items():
         if not LABEL_KEY_RE.match(key):
-            raise ValueError(f"{field}: key {key!r} must be 1-63 lowercase letters, digits, "
-                             "'_' or '-', starting with a letter")
+            raise ValueError(f"{field}: key {key!r} is not a valid GCP label: keys are 1-63 "
+                             "lowercase letters, digits, '_' or '-', starting with a letter")
         if not isinstance(value, str) or not LABEL_VALUE_RE.match(value):
-            raise ValueError(f"{field}: {key}={value!r}: values are 0-63 lowercase letters, "
-                             "digits, '_' or '-'")
+            raise ValueError(f"{field}: {key}={value!r} is not a valid GCP label: values are "
+                             "0-63 lowercase letters, digits, '_' or '-'")
     if len(labels) > LABELS_MAX:
         raise ValueError(f"{field}: {len(labels)} labels; Google allows {LABELS_MAX} per "
                          "resource (the platform's own included)")
@@ -91,8 +91,8 @@ def check_labels(field: str, labels: Mapping[str, str], reserved: Iterable[str] 
 
 def check_email(field: str, value: str) -> None:
     if len(value) > EMAIL_MAX or not EMAIL_RE.match(value):
-        raise ValueError(f"{field}: {value!r} is not an email address (letters, digits, "
-                         f"'.', '_', '+', '-' before '@'; at most {EMAIL_MAX} characters)")
+        raise ValueError(f"{field} must be an email address (letters, digits, '.', '_', "
+                         f"'+', '-' before '@'; at most {EMAIL_MAX} characters); got {value!r}")
 
 
 def check_principal(value: str) -> None:

@@ -36,14 +36,14 @@ def refused(**fields: Any) -> str:
     ({"labels": {"client": "other"}}, "client is set by the platform"),
     ({"labels": {f"k{i}": "v" for i in range(65)}}, "Google allows 64"),
     ({"contact": f"{INJECTION}@example.com"}, "contact"),
-    ({"contact": "not-an-email"}, "not an email address"),
+    ({"contact": "not-an-email"}, "contact must be an email address"),
     ({"principal": f"group:{INJECTION}@example.com"}, "Terraform evaluates as a template"),
     ({"principal": "allUsers"}, "not an allowed IAM principal"),
     ({"principal": "allAuthenticatedUsers"}, "not an allowed IAM principal"),
     ({"principal": "deleted:user:a@example.com?uid=1"}, "not an allowed IAM principal"),
     ({"principal": "principalSet://cloudresourcemanager.googleapis.com/projects/1/type/"
                    "ServiceAccount"}, "not an allowed IAM principal"),
-    ({"principal": "group:team@example.com "}, "not an email address"),
+    ({"principal": "group:team@example.com "}, "principal must be an email address"),
 ])
 def test_client_fields_are_refused(fields: dict[str, Any], says: str) -> None:
     assert says in refused(**fields)
