@@ -28,6 +28,7 @@ from stacks.provider import (
     ComputeRouter,
     ComputeRouterNat,
     ComputeSubnetwork,
+    ComputeSubnetworkLogConfig,
 )
 from stacks.settings import EnvironmentSettings
 
@@ -55,6 +56,10 @@ class TaskNetwork(Construct):
                 self, f"subnet-{region}", project=project, region=region, name=TASK_NETWORK,
                 network=self.network.id, ip_cidr_range=subnet_range(i),
                 private_ip_google_access=True,
+                # VPC Flow Logs: what each task VM talked to (checkov CKV_GCP_26).
+                log_config=ComputeSubnetworkLogConfig(
+                    aggregation_interval="INTERVAL_5_MIN", flow_sampling=0.5,
+                    metadata="INCLUDE_ALL_METADATA"),
             )
             if settings.task_nat:
                 router = ComputeRouter(self, f"router-{region}", project=project,

@@ -59,7 +59,10 @@ from cdktn_provider_google.compute_firewall import (
 from cdktn_provider_google.compute_network import ComputeNetwork
 from cdktn_provider_google.compute_router import ComputeRouter
 from cdktn_provider_google.compute_router_nat import ComputeRouterNat
-from cdktn_provider_google.compute_subnetwork import ComputeSubnetwork
+from cdktn_provider_google.compute_subnetwork import (
+    ComputeSubnetwork,
+    ComputeSubnetworkLogConfig,
+)
 from cdktn_provider_google.data_google_cloud_quotas_quota_info import (
     DataGoogleCloudQuotasQuotaInfo,
 )
@@ -229,6 +232,7 @@ __all__ = [
     "ComputeRouter",
     "ComputeRouterNat",
     "ComputeSubnetwork",
+    "ComputeSubnetworkLogConfig",
     "Construct",
     "DataGoogleCloudQuotasQuotaInfo",
     "DataGoogleProject",
