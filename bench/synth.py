@@ -4,7 +4,7 @@ Each configuration runs in a fresh subprocess (`--worker`) that times the provid
 construction of the stacks and `app.synth()` (plus the job JSON), and reports peak RSS of
 itself and of the jsii node runtime. The parent adds whole-process wall time.
 
-    .venv/bin/python bench/synth.py                      # N=1,M=1 vs N=100,M=5 (the target)
+    .venv/bin/python bench/synth.py                      # N=1, 100, 1,000, 10,000 (M=5)
     .venv/bin/python bench/synth.py --clients 100 --jobs 5
     .venv/bin/python bench/synth.py --quick              # N=1,M=1 vs N=3,M=2 (smoke test)
     .venv/bin/python bench/synth.py --clients 1000 --jobs 5 --keep /tmp/synth  # keep output
@@ -79,6 +79,21 @@ def _node_hwm_mib() -> float:
     return sum(hwm.get(p, 0.0) for p in mine)
 
 
+STATE_TARGET = 2500  # issue 22: no state over ~2,500 resource instances
+
+
+def instances_per_state(outdir: Path) -> dict[str, int]:
+    """Resource instances Terraform would hold in each stack's state (for_each expanded;
+    data sources are not state entries that apply writes, so they are not counted)."""
+    out = {}
+    for path in sorted(outdir.glob("stacks/*/cdk.tf.json")):
+        doc = json.loads(path.read_text())
+        out[path.parent.name] = sum(
+            len(body["for_each"]) if isinstance(body.get("for_each"), dict) else 1
+            for named in (doc.get("resource") or {}).values() for body in named.values())
+    return out
+
+
 def worker(clients: int, jobs: int, outdir: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     import stacks.provider  # noqa: F401  (the jsii load: the cost that should dominate)
@@ -92,7 +107,10 @@ def worker(clients: int, jobs: int, outdir: str) -> dict[str, Any]:
     finish(Path(outdir), platforms)
     t3 = time.perf_counter()
     size = sum(p.stat().st_size for p in Path(outdir).rglob("*.json"))
+    states = instances_per_state(Path(outdir))
     return {
+        "instances_per_state": states,
+        "max_state_instances": max(states.values(), default=0),
         "import_s": round(t1 - t0, 3),
         "construct_s": round(t2 - t1, 3),
         "synth_s": round(t3 - t2, 3),
@@ -135,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = a.jobs or [1] * len(a.clients)
         configs = [(1, 1), *zip(a.clients, jobs, strict=True)]
     else:
-        configs = [(1, 1), (3, 2)] if a.quick else [(1, 1), (10, 5), (100, 5)]
+        configs = [(1, 1), (3, 2)] if a.quick else [(1, 5), (100, 5), (1000, 5), (10000, 5)]
     configs = list(dict.fromkeys(configs))  # the N=1,M=1 baseline once, always first
     say(f"machine: {machine()}")
     baseline: float | None = None
@@ -150,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"N={clients:4d} M={jobs}: process {r['process_s']:.2f}s (import {r['import_s']:.2f}"
             f" construct {r['construct_s']:.2f} synth {r['synth_s']:.2f}) "
             f"rss py {r['python_maxrss_mib']:.0f} MiB node {r['node_maxrss_mib']:.0f} MiB; "
-            f"x{ratio} of N=1,M=1 (target <= {TARGET_RATIO} at N=1000,M=5)")
+            f"x{ratio} of N=1,M=1 (target <= {TARGET_RATIO} at N=1000,M=5); "
+            f"largest state {r['max_state_instances']} instances (target <= {STATE_TARGET}): "
+            + ", ".join(f"{k} {v}" for k, v in r["instances_per_state"].items()))
     return 0
 
 

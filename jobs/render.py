@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gpub_runner import contract
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from jobs import billing_labels
 from jobs.errors import JobSpecError
@@ -54,6 +54,10 @@ class RenderContext(BaseModel):
     region: str
     registry_host: str  # "<region>-docker.pkg.dev/<project>/batch-images"
     job_service_account_email: str
+    # The environment's task network (stacks/network.py): used when the spec names none;
+    # the VMs then get no external IP. Subnetworks by region.
+    network: str | None = None
+    subnetworks: dict[str, str] = Field(default_factory=dict)
 
 
 def resolve_image(image: str, env: RenderContext | None) -> str:
@@ -329,6 +333,11 @@ def _allocation_policy(spec: JobSpec, env: RenderContext | None) -> dict[str, An
         nic["subnetwork"] = spec.subnetwork
     if spec.no_external_ip_address:
         nic["noExternalIpAddress"] = True
+    if not nic and env is not None and env.network and region in env.subnetworks:
+        # The environment's VPC: private, no external IP (cloud.google.com/batch/docs/
+        # reference/rest/v1/projects.locations.jobs#networkinterface).
+        nic = {"network": env.network, "subnetwork": env.subnetworks[region],
+               "noExternalIpAddress": True}
     if nic:
         alloc["network"] = {"networkInterfaces": [nic]}
     if env is not None:

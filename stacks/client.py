@@ -27,6 +27,7 @@ from stacks.settings import (
     check_client_name,
     check_service_account_id,
 )
+from stacks.validation import client_sa_description, terraform_escape
 
 
 def client_grants(
@@ -118,11 +119,13 @@ class ClientOnboarding:
         # --- the client's bucket: its data, policy, CMEK, retention and labels ---------------
         res.add("bucket", name, {"name": self.bucket, "labels": self.labels})
         bucket_ref = ref("bucket", name, "name")
-        res.add("notification", name, {"bucket": bucket_ref})
+        # Offboarding, phase 1 (`leaving`): intake stops (no notification, no workflow or
+        # schedule serves the client); identities, grants, results stay until runs drain.
+        if not client.leaving:
+            res.add("notification", name, {"bucket": bucket_ref})
 
         # --- identities -------------------------------------------------------------------------
-        contact = f" (contact {client.contact})" if client.contact else ""
-        description = f"Client {name}{contact}: uploads inputs, reads outputs and results"
+        description = client_sa_description(name, client.contact)  # <= 256 bytes
         res.add("sa", name, {
             "account_id": settings.client_sa_id(name),
             "display_name": description[:100],
@@ -201,14 +204,15 @@ class ClientOnboarding:
         # --- per job: the job's dispatcher serves this client; its secrets and topics ------
         for job in jobs:
             self._add_job(job)
-        for i, schedule in enumerate(client.schedules):
+        for i, schedule in enumerate([] if client.leaving else client.schedules):
             self._add_schedule(i, schedule.job, schedule.cron, schedule.time_zone,
                                schedule.input_prefix)
 
     def _add_job(self, job: BatchJob) -> None:
         res = self.props.resources
         name = self.client.name
-        job.serve(name)
+        if not self.client.leaving:
+            job.serve(name)  # a leaving client's markers start nothing
         for secret_id in job.secrets:
             key = f"{name}/secret-{secret_id}"
             if key not in res.entries.get("secret-access", {}):
@@ -234,7 +238,9 @@ class ClientOnboarding:
         body = json.dumps({"argument": argument, "callLogLevel": "LOG_ERRORS_ONLY"})
         self.props.resources.add("schedule", f"{client}/schedule-{index}", {
             "name": settings.schedule_name(client, job, index),
-            "description": f"{job} for {client} on {input_prefix or 'all inputs'}",
+            # Map values are Terraform templates: free text is escaped.
+            "description": terraform_escape(
+                f"{job} for {client} on {input_prefix or 'all inputs'}"),
             "schedule": cron,
             "time_zone": time_zone,
             "uri": uri,

@@ -151,7 +151,9 @@ class ClientResources:
         return ServiceAccount(
             self.scope,
             self._id(role),
-            project=self.props.settings.project_id,
+            # client-<c> lives outside the platform project (issue 22, docs/clients.md).
+            project=(self.props.settings.clients_project if role == "sa"
+                     else self.props.settings.project_id),
             account_id=each("account_id"),
             display_name=each("display_name"),
             description=each("description"),

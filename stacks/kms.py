@@ -31,6 +31,7 @@ class DataKey(Construct):
         *,
         agents: dict[str, str],
         depends_on: list,
+        grants_after: list | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.ring = KmsKeyRing(
@@ -59,6 +60,8 @@ class DataKey(Construct):
                 crypto_key_id=self.key.id,
                 role=ENCRYPTER_DECRYPTER,
                 member=f"serviceAccount:{email}",
+                # A grant to a just-made agent waits for the agent to propagate.
+                depends_on=grants_after,
             )
 
     @property

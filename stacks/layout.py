@@ -27,6 +27,10 @@ CLIENT_SA_PREFIX = "client-"  # uploads inputs, reads outputs
 RUN_SA_PREFIX = "run-"  # every task of every job of the client runs as this identity
 ADHOC_SA_ID = "batch-adhoc"  # operators' ad-hoc runs on the data bucket
 OPERATOR_SA_ID = "operator"  # the identity `bin/submit` acts as locally
+# The pipeline's identities in each environment project (made by `bin/bootstrap`, never by the
+# stacks): the deployer applies on main, the planner plans pull requests.
+DEPLOYER_SA_ID = "deployer"
+PLANNER_SA_ID = "planner"
 SA_DOMAIN_SUFFIX = ".iam.gserviceaccount.com"
 
 # Buckets.
@@ -50,6 +54,10 @@ UPLOADS_TOPIC = "batch-uploads"  # tenancy v2's shared topic (retired by the per
 # Workflows and schedules.
 WORKFLOW_PREFIX = "batch-"
 
+# The task VMs' network (stacks/network.py): one VPC, one subnet per allowed region.
+TASK_NETWORK = "batch-tasks"
+CLIENTS_PROJECT_SUFFIX = "-clients"  # the default project of the client identities
+
 
 def sa_email(account_id: str, project_id: str) -> str:
     return f"{account_id}@{project_id}{SA_DOMAIN_SUFFIX}"
@@ -65,13 +73,21 @@ class TenancyLayout:
     """Every derived name of one environment's project."""
 
     project_id: str
+    # The project that holds the client identities `client-<c>` (issue 22): outside the
+    # platform project, so no grant to "all service accounts of the platform project" reaches
+    # them. "" : the platform project (tests of the old layout only).
+    clients_project_id: str = ""
 
     # Identities.
     def client_sa_id(self, client: str) -> str:
         return f"{CLIENT_SA_PREFIX}{client}"
 
+    @property
+    def client_identity_project(self) -> str:
+        return self.clients_project_id or self.project_id
+
     def client_sa_email(self, client: str) -> str:
-        return sa_email(self.client_sa_id(client), self.project_id)
+        return sa_email(self.client_sa_id(client), self.client_identity_project)
 
     def run_sa_id(self, client: str) -> str:
         return f"{RUN_SA_PREFIX}{client}"
@@ -91,6 +107,14 @@ class TenancyLayout:
     @property
     def operator_sa_email(self) -> str:
         return sa_email(OPERATOR_SA_ID, self.project_id)
+
+    @property
+    def deployer_sa_email(self) -> str:
+        return sa_email(DEPLOYER_SA_ID, self.project_id)
+
+    @property
+    def planner_sa_email(self) -> str:
+        return sa_email(PLANNER_SA_ID, self.project_id)
 
     # Buckets.
     def client_bucket(self, client: str) -> str:
@@ -152,6 +176,14 @@ class TenancyLayout:
 
     def subscription_path(self, subscription: str) -> str:
         return f"projects/{self.project_id}/subscriptions/{subscription}"
+
+    # The task network (Batch: allocationPolicy.network.networkInterfaces[]).
+    @property
+    def task_network(self) -> str:
+        return f"projects/{self.project_id}/global/networks/{TASK_NETWORK}"
+
+    def task_subnetwork(self, region: str) -> str:
+        return f"projects/{self.project_id}/regions/{region}/subnetworks/{TASK_NETWORK}"
 
     # Workflows and schedules.
     @staticmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from constructs import Construct
 
 from jobs import JobSpec
+from stacks.agents import IAM_PROPAGATION, ServiceAgents
 from stacks.batch_job import BatchJob
 from stacks.billing_view import BillingView
 from stacks.budget import ClientBudgets, ProjectBudget
@@ -13,6 +14,7 @@ from stacks.client_resources import ClientResources
 from stacks.identity import project_role, service_account
 from stacks.kms import AGENT_SERVICES, DataKey
 from stacks.monitoring import Monitoring, NotificationChannels
+from stacks.network import TaskNetwork
 from stacks.props import (
     ClientResourceProps,
     Encryption,
@@ -22,7 +24,6 @@ from stacks.props import (
 )
 from stacks.provider import (
     DataGoogleProject,
-    DataGoogleStorageProjectServiceAccount,
     GcsBackend,
     GoogleProvider,
     ProjectIamAuditConfig,
@@ -35,15 +36,18 @@ from stacks.provider import (
     SecretManagerSecretReplicationUserManagedReplicas,
     ServiceAccount,
     ServiceAccountIamMember,
+    Sleep,
     TerraformLocal,
     TerraformStack,
     WorkflowsWorkflow,
+    barrier,
     google_beta_provider,
-    project_service_identity,
+    time_provider,
+    wait_for,
 )
 from stacks.quotas import GpuQuotas
 from stacks.registry import ImageRegistry
-from stacks.services import ProjectApis
+from stacks.services import NO_API, ProjectApis
 from stacks.settings import ClientSettings, EnvironmentSettings
 from stacks.storage import PlatformBuckets
 
@@ -85,36 +89,34 @@ class PlatformStack(TerraformStack):
         self.project = DataGoogleProject(self, "project", project_id=settings.project_id)
         self.apis = ProjectApis(self, "apis", settings)
         api_deps = self.apis.all()
+        # Every resource and data source waits for the APIs' enablement and its propagation.
+        wait_for(self, self.apis.ready, NO_API)
+        time_provider(self)
 
         # The google-beta provider: service identities (agents) only.
         google_beta_provider(self, settings.project_id, settings.region)
-        # The storage agent: the data source creates it when missing
-        # (registry.terraform.io/providers/hashicorp/google/latest/docs/data-sources/
-        # storage_project_service_account); the others via google_project_service_identity.
-        gcs_agent = DataGoogleStorageProjectServiceAccount(
-            self, "gcs-agent", project=settings.project_id
-        )
+        self.agents = ServiceAgents(self, "agents", settings, depends_on=api_deps)
         self.kms: DataKey | None = None
         if settings.cmek:
-            agents = {"gcs": gcs_agent.email_address}
-            for name, service in AGENT_SERVICES.items():
-                identity = project_service_identity(
-                    self, f"agent-{name}", settings.project_id, service, depends_on=api_deps
-                )
-                agents[name] = identity.get_string_attribute("email")
-            self.kms = DataKey(self, "kms", settings, agents=agents, depends_on=api_deps)
+            self.kms = DataKey(self, "kms", settings, agents=self.agents.key_users(),
+                               depends_on=api_deps, grants_after=[self.agents.ready])
         kms_key = self.kms.key_id if self.kms else None
         self._kms_key = kms_key  # read once: property reads are jsii round trips
         key_grants = self.kms.grants if self.kms else {}
+        # CMEK resources wait for their agent's key grant and its propagation.
+        keys_ready = (barrier(self, "keys-ready", list(key_grants.values()), IAM_PROPAGATION)
+                      if key_grants else None)
+        self.encryption = Encryption(kms_key, key_grants, keys_ready)
 
         self.buckets = PlatformBuckets(
             self, "buckets", settings, kms_key=kms_key,
-            depends_on=[*api_deps, *([key_grants["gcs"]] if key_grants else [])],
+            depends_on=[*api_deps, *self.encryption.after("gcs")],
         )
         self.log_bucket_name: str = self.buckets.log_bucket_name
+        self.network = TaskNetwork(self, "network", settings)
         self.registry = ImageRegistry(
             self, "registry", settings, kms_key=kms_key,
-            depends_on=[*api_deps, *([key_grants["artifactregistry"]] if key_grants else [])],
+            depends_on=[*api_deps, *self.encryption.after("artifactregistry")],
         )
         self.workflow_sa = self._platform_sa(
             WORKFLOW_SA, "Runs the job workflows: creates Batch jobs and publishes results"
@@ -152,6 +154,11 @@ class PlatformStack(TerraformStack):
             )
             for role in ("roles/eventarc.eventReceiver", "roles/workflows.invoker")
         ]
+        # Triggers wait for their account's grants and Eventarc's agent to propagate.
+        self.triggers_ready = barrier(
+            self, "triggers-ready", [*self.trigger_grants, self.agents.ready], IAM_PROPAGATION
+        )
+        self.deployer_ready = self._deployer_acts_as(settings)
         self.scheduler_invoker = project_role(
             self, "scheduler-invoker", settings.project_id, "roles/workflows.invoker",
             sa_member_ref(SCHEDULER_SA),
@@ -175,7 +182,7 @@ class PlatformStack(TerraformStack):
             kms_key_name=kms_key,
             message_retention_duration="86400s",
             labels=settings.all_labels(),
-            depends_on=[*api_deps, *([key_grants["pubsub"]] if key_grants else [])],
+            depends_on=[*api_deps, *self.encryption.after("pubsub")],
         )
         self.uploads_topic_id: str = self.uploads_topic.id
         self.uploads_publisher = PubsubTopicIamMember(
@@ -184,8 +191,12 @@ class PlatformStack(TerraformStack):
             project=settings.project_id,
             topic=self.uploads_topic.name,
             role="roles/pubsub.publisher",
-            member=gcs_agent.member,
+            member=self.agents.storage_member,
+            depends_on=[self.agents.ready],
         )
+        # Notifications wait for the agent's publisher grant to propagate.
+        uploads_ready = barrier(self, "uploads-ready", [self.uploads_publisher],
+                                IAM_PROPAGATION)
         # Storage DATA_WRITE audit logs: who wrote which object (uploads, outputs).
         ProjectIamAuditConfig(
             self,
@@ -197,7 +208,8 @@ class PlatformStack(TerraformStack):
         self.quotas = GpuQuotas(self, "gpu-quotas", settings, depends_on=api_deps)
         # Quotas Cloud Quotas cannot ask for: declared here, checked by CKV_GPUB_LIM_10.
         TerraformLocal(self, "gpub_declared_quotas",
-                       {"service_accounts": settings.service_account_quota})
+                       {"service_accounts": settings.service_account_quota,
+                        "scheduler_jobs_per_region": settings.scheduler_jobs_quota})
         # Costs and alerts (issue 24): channels, per-client budgets, the cost view, monitoring.
         channels = NotificationChannels(self, "channels", settings)
         if settings.billing_account is not None:
@@ -212,7 +224,6 @@ class PlatformStack(TerraformStack):
         self.jobs: dict[str, BatchJob] = {}
         self.clients: dict[str, ClientOnboarding] = {}
         # Every client's resources: for_each resources keyed by client (see stacks/client.py).
-        self.encryption = Encryption(kms_key, key_grants)
         self.identities = PlatformIdentities(
             workflow_sa_id=self.workflow_sa_id,
             workflow_member=self.workflow_sa_member,
@@ -220,7 +231,7 @@ class PlatformStack(TerraformStack):
             scheduler_email=self.scheduler_sa_email,
             operator_member=self.operator_member,
         )
-        self.uploads = Uploads(self.uploads_topic, self.uploads_topic_id, self.uploads_publisher)
+        self.uploads = Uploads(self.uploads_topic, self.uploads_topic_id, uploads_ready)
         self.client_resources = ClientResources(ClientResourceProps(
             scope=self,
             settings=settings,
@@ -242,6 +253,26 @@ class PlatformStack(TerraformStack):
         sa = service_account(self, account_id, self.settings.project_id, account_id, description)
         sa.override_logical_id(account_id)
         return sa
+
+    def _deployer_acts_as(self, settings: EnvironmentSettings) -> Sleep:
+        """The deployer may act as the accounts the workflows, triggers and schedules run as
+        (creating them asks iam.serviceAccounts.actAs on that account,
+        cloud.google.com/iam/docs/service-accounts-actas), on those three accounts only. The
+        stack grants it (the deployer's serviceAccountAdmin includes setIamPolicy on accounts),
+        because a project-level grant conditioned on the accounts' names cannot work: IAM
+        Conditions' resource attributes do not cover iam.googleapis.com
+        (cloud.google.com/iam/docs/conditions-resource-attributes). Workflows (and through
+        them triggers and schedules) wait behind the barrier after these grants."""
+        grants = [
+            ServiceAccountIamMember(
+                self, f"deployer-act-as-{account}",
+                service_account_id=f"${{google_service_account.{account}.name}}",
+                role="roles/iam.serviceAccountUser",
+                member=f"serviceAccount:{settings.layout.deployer_sa_email}",
+            )
+            for account in (WORKFLOW_SA, TRIGGER_SA, SCHEDULER_SA)
+        ]
+        return barrier(self, "deployer-ready", grants, IAM_PROPAGATION)
 
     def _adhoc_grants(self, settings: EnvironmentSettings) -> None:
         """Ad-hoc runs (and the operators who start them) list, read, write and delete under
@@ -273,11 +304,11 @@ class PlatformStack(TerraformStack):
             raise ValueError(f"jobs: {spec.name!r} is declared twice in {self.settings.stack_name}")
         job = BatchJob(self, spec, JobProps(
             settings=self.settings,
-            apis=self.apis.all(),
+            apis=[*self.apis.all(), self.deployer_ready],
             encryption=self.encryption,
             identities=self.identities,
             uploads=self.uploads,
-            trigger_grants=self.trigger_grants,
+            trigger_grants=[*self.trigger_grants, self.triggers_ready],
             secrets=self,
         ))
         self.jobs[spec.name] = job

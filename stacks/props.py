@@ -19,8 +19,8 @@ from stacks.provider import (
     ProjectIamMember,
     ProjectService,
     PubsubTopic,
-    PubsubTopicIamMember,
     SecretManagerSecret,
+    TerraformResource,
     WorkflowsWorkflow,
 )
 from stacks.settings import EnvironmentSettings
@@ -41,11 +41,14 @@ class Encryption:
 
     key: str | None = None
     grants: Mapping[str, KmsCryptoKeyIamMember] = field(default_factory=dict)
+    ready: TerraformResource | None = None  # the barrier after the grants (stacks/agents.py)
 
-    def after(self, service: str) -> list[KmsCryptoKeyIamMember]:
+    def after(self, service: str) -> list[TerraformResource]:
         """What a resource of `service` encrypted with the key must wait for ([] without CMEK):
-        the agent's grant, or the first write is refused."""
-        return [self.grants[service]] if service in self.grants else []
+        the agent's grant and its propagation barrier, or the first write is refused."""
+        if service not in self.grants:
+            return []
+        return [self.grants[service], *([self.ready] if self.ready is not None else [])]
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class Uploads:
 
     topic: PubsubTopic
     topic_id: str
-    publisher: PubsubTopicIamMember  # the storage agent's grant: notifications wait for it
+    # What notifications wait for: the barrier after the storage agent's publisher grant.
+    publisher: TerraformResource
 
 
 @dataclass(frozen=True)
@@ -73,11 +77,13 @@ class JobProps:
     """What one declared job's dispatcher (stacks/batch_job.py) needs."""
 
     settings: EnvironmentSettings
-    apis: Sequence[ProjectService]
+    # The APIs and what a workflow must wait for (the deployer's act-as barrier).
+    apis: Sequence[TerraformResource]
     encryption: Encryption
     identities: PlatformIdentities
     uploads: Uploads
-    trigger_grants: Sequence[ProjectIamMember]  # the trigger account's roles: triggers wait
+    # The trigger account's roles and the barrier after them: triggers wait for all.
+    trigger_grants: Sequence[TerraformResource]
     secrets: SecretStore
 
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 # The jsii Node end-of-life banner is silenced in `stacks/__init__.py`, which runs first.
+import jsii
 from cdktn import (
     App,
+    Aspects,
     Fn,
     GcsBackend,
+    IAspect,
+    TerraformDataSource,
     TerraformLocal,
     TerraformOutput,
     TerraformResource,
@@ -56,6 +60,18 @@ from cdktn_provider_google.cloud_scheduler_job import (
     CloudSchedulerJobHttpTarget,
     CloudSchedulerJobHttpTargetOauthToken,
     CloudSchedulerJobRetryConfig,
+)
+from cdktn_provider_google.compute_firewall import (
+    ComputeFirewall,
+    ComputeFirewallDeny,
+    ComputeFirewallLogConfig,
+)
+from cdktn_provider_google.compute_network import ComputeNetwork
+from cdktn_provider_google.compute_router import ComputeRouter
+from cdktn_provider_google.compute_router_nat import ComputeRouterNat
+from cdktn_provider_google.compute_subnetwork import (
+    ComputeSubnetwork,
+    ComputeSubnetworkLogConfig,
 )
 from cdktn_provider_google.data_google_bigquery_default_service_account import (
     DataGoogleBigqueryDefaultServiceAccount,
@@ -138,7 +154,9 @@ from cdktn_provider_google.storage_bucket_iam_member import (
 )
 from cdktn_provider_google.storage_notification import StorageNotification
 from cdktn_provider_google.workflows_workflow import WorkflowsWorkflow
-from constructs import Construct
+from cdktn_provider_time.provider import TimeProvider
+from cdktn_provider_time.sleep import Sleep
+from constructs import Construct, IConstruct
 
 # The google-beta provider: only `google_project_service_identity` needs it. The installed
 # cdktn-provider-google package has no google-beta bindings, so the resource is declared with
@@ -149,8 +167,11 @@ GOOGLE_BETA_VERSION = "8.7.0"  # the google provider version of cdktn-provider-g
 
 
 def google_beta_provider(stack: TerraformStack, project: str, region: str) -> None:
-    """Declare the google-beta provider (required_providers + provider block) on `stack`."""
-    stack.add_override("terraform.required_providers.google-beta", {"source": GOOGLE_BETA_SOURCE})
+    """Declare the google-beta provider (required_providers, pinned, + provider block)."""
+    stack.add_override(
+        "terraform.required_providers.google-beta",
+        {"source": GOOGLE_BETA_SOURCE, "version": GOOGLE_BETA_VERSION},
+    )
     stack.add_override("provider.google-beta", [{"project": project, "region": region}])
 
 
@@ -171,6 +192,50 @@ def project_service_identity(
     return resource
 
 
+# The hashicorp/time provider (PyPI `cdktn-provider-time` 14.0.2 binds time 0.14.2 and writes
+# that exact version into required_providers). `time_sleep` waits `create_duration` once, when
+# it is created, and resources that depend on it start after it
+# (registry.terraform.io/providers/hashicorp/time/latest/docs/resources/sleep): a propagation
+# barrier for what Google makes eventually consistent and the provider does not retry.
+TIME_SOURCE = "hashicorp/time"
+TIME_VERSION = "0.14.2"
+
+
+def time_provider(stack: TerraformStack) -> TimeProvider:
+    return TimeProvider(stack, "time")
+
+
+def barrier(scope: Construct, id_: str, after: list[Any], duration: str) -> Sleep:
+    """A `time_sleep` of `duration` after every resource in `after` (created once)."""
+    return Sleep(scope, id_, create_duration=duration, depends_on=after)
+
+
+@jsii.implements(IAspect)
+class WaitFor:
+    """At synth, every resource and data source of the stack except `exempt` types (the API
+    enablements and the barriers themselves) depends on `target`: nothing a stack declares
+    can reach an API before it is enabled and its enablement has propagated."""
+
+    def __init__(self, target: TerraformResource, exempt: frozenset[str]) -> None:
+        self.target = target
+        self.exempt = exempt
+        # Terraform's depends_on takes a bare address, never a "${...}" template.
+        self.fqn = f"{target.terraform_resource_type}.{target.friendly_unique_id}"
+
+    def visit(self, node: IConstruct) -> None:
+        if not isinstance(node, TerraformResource | TerraformDataSource):
+            return
+        if node.terraform_resource_type in self.exempt:
+            return
+        current = list(node.depends_on or [])
+        if self.fqn not in current:
+            node.depends_on = [*current, self.fqn]
+
+
+def wait_for(stack: TerraformStack, target: TerraformResource, exempt: frozenset[str]) -> None:
+    Aspects.of(stack).add(WaitFor(target, exempt))
+
+
 __all__ = [
     "App",
     "ArtifactRegistryRepository",
@@ -184,6 +249,7 @@ __all__ = [
     "BigqueryTable",
     "BigqueryTableEncryptionConfiguration",
     "BigqueryTableView",
+    "Aspects",
     "BillingBudget",
     "BillingBudgetAllUpdatesRule",
     "BillingBudgetAmount",
@@ -196,6 +262,14 @@ __all__ = [
     "CloudSchedulerJobHttpTarget",
     "CloudSchedulerJobHttpTargetOauthToken",
     "CloudSchedulerJobRetryConfig",
+    "ComputeFirewall",
+    "ComputeFirewallDeny",
+    "ComputeFirewallLogConfig",
+    "ComputeNetwork",
+    "ComputeRouter",
+    "ComputeRouterNat",
+    "ComputeSubnetwork",
+    "ComputeSubnetworkLogConfig",
     "Construct",
     "DataGoogleBigqueryDefaultServiceAccount",
     "DataGoogleCloudQuotasQuotaInfo",
@@ -238,6 +312,7 @@ __all__ = [
     "SecretManagerSecretReplicationUserManagedReplicas",
     "ServiceAccount",
     "ServiceAccountIamMember",
+    "Sleep",
     "StorageBucket",
     "StorageBucketEncryption",
     "StorageBucketIamMember",
@@ -249,12 +324,17 @@ __all__ = [
     "StorageBucketSoftDeletePolicy",
     "StorageBucketVersioning",
     "StorageNotification",
+    "TerraformDataSource",
     "TerraformLocal",
     "TerraformOutput",
     "TerraformResource",
     "TerraformStack",
     "Testing",
+    "TimeProvider",
     "WorkflowsWorkflow",
+    "barrier",
     "google_beta_provider",
     "project_service_identity",
+    "time_provider",
+    "wait_for",
 ]

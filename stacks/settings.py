@@ -12,33 +12,43 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from jobs import JobSpec, RenderContext
-from jobs.spec import LABEL_KEY_RE, LABEL_VALUE_RE, REGION_RE
-from stacks.layout import ADHOC_SA_ID, CLIENT_SA_PREFIX, RUN_SA_PREFIX, UPLOADS_TOPIC, TenancyLayout
+from jobs.spec import REGION_RE
+from stacks.layout import (
+    ADHOC_SA_ID,
+    CLIENTS_PROJECT_SUFFIX,
+    UPLOADS_TOPIC,
+    TenancyLayout,
+)
+from stacks.names import (  # noqa: F401  (re-exported: callers import them from here)
+    CLIENT_NAME_MAX,
+    CLIENT_NAME_RE,
+    RESERVED_CLIENT_NAMES,
+    RESERVED_CLIENT_PREFIXES,
+    SA_ID_MAX,
+    SA_ID_MIN,
+    SA_ID_RE,
+    check_client_name,
+    check_service_account_id,
+)
+from stacks.validation import (
+    EMAIL_RE,  # noqa: F401  (re-exported: the one address pattern)
+    check_cron,
+    check_email,
+    check_input_prefix,
+    check_labels,
+    check_principal,
+    check_time_zone,
+    client_sa_description,
+)
 from stacks.observability_settings import Observability
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-# Service account ids: "6-30 characters long, and match the regular expression
-# [a-z]([-a-z0-9]*[a-z0-9])" (cloud.google.com/iam/reference/rest/v1/projects.serviceAccounts/
-# create). The one home of this limit: stacks/identity.py and the client checks use it.
-SA_ID_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-SA_ID_MIN, SA_ID_MAX = 6, 30
-# Client names become service account ids (client-<name>, run-<name>) and bucket names
-# (<project>-<name>). No "--": names built as `<client>--<job>` then split one way only.
-CLIENT_NAME_MAX = SA_ID_MAX - len(CLIENT_SA_PREFIX)
-CLIENT_NAME_RE = re.compile(rf"^[a-z](?!.*--)[a-z0-9-]{{1,{CLIENT_NAME_MAX - 2}}}[a-z0-9]$")
-# Names the platform itself uses next to client names: its own buckets (`<project>-batch-data`,
-# `<project>-batch-logs`), its service accounts (`batch-*`), the data bucket's ad-hoc prefix
-# (`jobs/`) and the folders of a client bucket. A client may not take them.
-RESERVED_CLIENT_NAMES = frozenset(
-    {"jobs", "inputs", "outputs", "batch", "operator", "adhoc", "platform", "uploads", "run"}
-)
-RESERVED_CLIENT_PREFIXES = ("batch-", "goog", "gcp-", RUN_SA_PREFIX, CLIENT_SA_PREFIX)
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 BILLING_ACCOUNT_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
-PRINCIPAL_RE = re.compile(r"^(user|group|serviceAccount|domain):[^\s]+$")
 
 InputFormat = Literal["csv", "parquet", "feather", "jsonl"]
+# Label keys the platform sets on every client resource (stacks/client.py).
+RESERVED_LABEL_KEYS = ("env", "managed-by", "client")
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -72,46 +82,25 @@ class Schedule(BaseModel):
 
     @field_validator("cron")
     @classmethod
-    def _five_fields(cls, v: str) -> str:
-        if len(v.split()) != 5:
-            raise ValueError(f"cron must have 5 fields (minute hour day month weekday); got {v!r}")
+    def _cron(cls, v: str) -> str:
+        check_cron(v)
+        return v
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, v: str) -> str:
+        check_time_zone(v)
+        return v
+
+    @field_validator("input_prefix")
+    @classmethod
+    def _input_prefix(cls, v: str) -> str:
+        check_input_prefix(v)
         return v
 
 
 def _default_formats() -> list[InputFormat]:
     return ["jsonl"]
-
-
-def check_service_account_id(account_id: str) -> None:
-    """Raise ValueError (one line) for an id IAM would refuse."""
-    if not SA_ID_MIN <= len(account_id) <= SA_ID_MAX or not SA_ID_RE.match(account_id):
-        raise ValueError(
-            f"service account id {account_id!r} must be {SA_ID_MIN}-{SA_ID_MAX} characters of "
-            f"lowercase letters, digits and '-', starting with a letter and not ending with "
-            f"'-' (got {len(account_id)})"
-        )
-
-
-def check_client_name(name: str) -> None:
-    """Raise ValueError (one line naming what is allowed) for a name no client may have."""
-    if not CLIENT_NAME_RE.match(name):
-        raise ValueError(
-            f"client name must be 3-{CLIENT_NAME_MAX} chars of lowercase letters, digits and "
-            "single hyphens, "
-            "starting with a letter and ending with a letter or digit (it becomes service "
-            f"account ids and a bucket name); got {name!r}"
-        )
-    # Bucket names may not contain "google" (cloud.google.com/storage/docs/buckets#naming).
-    if (
-        name in RESERVED_CLIENT_NAMES
-        or name.startswith(RESERVED_CLIENT_PREFIXES)
-        or "google" in name
-    ):
-        raise ValueError(
-            f"client name {name!r} is reserved by the platform (reserved: "
-            f"{', '.join(sorted(RESERVED_CLIENT_NAMES))}; prefixes "
-            f"{', '.join(RESERVED_CLIENT_PREFIXES)}; anything containing 'google')"
-        )
 
 
 class ClientSettings(BaseModel):
@@ -129,6 +118,9 @@ class ClientSettings(BaseModel):
     # Costs (issue 24): the client's monthly budget (else the environment's
     # observability.client_monthly_budget_usd); budget mails go to `contact` when it is an email.
     monthly_budget_usd: Annotated[float, Field(gt=0)] | None = None
+    # Offboarding phase 1 (docs/operations.md): intake stops, runs drain, outcomes are read;
+    # phase 2 deletes the entry (the bucket and its data stay: deletion_policy ABANDON).
+    leaving: bool = False
 
     @field_validator("name")
     @classmethod
@@ -139,9 +131,27 @@ class ClientSettings(BaseModel):
     @field_validator("principal")
     @classmethod
     def _principal_form(cls, v: str | None) -> str | None:
-        if v is not None and not PRINCIPAL_RE.match(v):
-            raise ValueError(f"principal must look like 'group:team@example.com'; got {v!r}")
+        if v is not None:
+            check_principal(v)
         return v
+
+    @field_validator("contact")
+    @classmethod
+    def _contact(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_email("contact", v)
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _client_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        check_labels("labels", v, reserved=RESERVED_LABEL_KEYS)
+        return v
+
+    @model_validator(mode="after")
+    def _description_fits(self) -> ClientSettings:
+        client_sa_description(self.name, self.contact)  # raises when over 256 bytes
+        return self
 
 
 class EnvironmentSettings(BaseModel):
@@ -177,6 +187,15 @@ class EnvironmentSettings(BaseModel):
     service_account_quota: Annotated[int, Field(gt=0)] = 100
     # Costs, budgets, alerts and the dashboard (issue 24; stacks/observability_settings.py).
     observability: Observability = Field(default_factory=Observability)
+    # Cloud Scheduler jobs per region: 1,000 by default, 5,000 at most on request
+    # (cloud.google.com/scheduler/quotas); CKV_GPUB_DEP_4 counts the stack's schedules.
+    scheduler_jobs_quota: Annotated[int, Field(gt=0, le=5000)] = 1000
+    # The project of the client identities (docs/clients.md "Client identities outside the
+    # platform project"); None: `<project_id>-clients`. Made by `bin/bootstrap`.
+    client_identity_project: str | None = None
+    # Cloud NAT for the task VMs (they never have external IPs): drivers and images from
+    # outside Google need it; Google APIs are reached through Private Google Access.
+    task_nat: bool = True
 
     @field_validator("name")
     @classmethod
@@ -205,8 +224,7 @@ class EnvironmentSettings(BaseModel):
     @field_validator("quota_contact_email")
     @classmethod
     def _email(cls, v: str) -> str:
-        if not EMAIL_RE.match(v):
-            raise ValueError(f"quota_contact_email must be an email address; got {v!r}")
+        check_email("quota_contact_email", v)
         return v
 
     @field_validator("billing_account")
@@ -219,13 +237,25 @@ class EnvironmentSettings(BaseModel):
     @field_validator("labels")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, value in v.items():
-            if not LABEL_KEY_RE.match(key) or not LABEL_VALUE_RE.match(value):
-                raise ValueError(
-                    f"labels: {key}={value!r} is not a valid GCP label "
-                    "(lowercase letters, digits, '_' and '-', at most 63 chars)"
-                )
+        check_labels("labels", v, reserved=("env", "managed-by"))
         return v
+
+    @model_validator(mode="after")
+    def _client_labels_fit(self) -> EnvironmentSettings:
+        for client in self.clients:
+            merged = {**self.all_labels(), **client.labels, "client": client.name}
+            check_labels(f"clients.{client.name}.labels", merged)
+        return self
+
+    @model_validator(mode="after")
+    def _clients_project(self) -> EnvironmentSettings:
+        if not PROJECT_ID_RE.match(self.clients_project) or self.clients_project == (
+                self.project_id):
+            raise ValueError(
+                f"client_identity_project: {self.clients_project!r} must be a project id "
+                "(6-30 chars) other than project_id; set it when the default "
+                f"'<project_id>{CLIENTS_PROJECT_SUFFIX}' does not fit")
+        return self
 
     @model_validator(mode="after")
     def _zones_in_region(self) -> EnvironmentSettings:
@@ -237,7 +267,12 @@ class EnvironmentSettings(BaseModel):
     # Derived names: stacks/layout.py is their one home; these delegate to it.
     @property
     def layout(self) -> TenancyLayout:
-        return TenancyLayout(self.project_id)
+        return TenancyLayout(self.project_id, self.clients_project)
+
+    @property
+    def clients_project(self) -> str:
+        """Where the client identities live: never the platform project (issue 22)."""
+        return self.client_identity_project or f"{self.project_id}{CLIENTS_PROJECT_SUFFIX}"
 
     @property
     def stack_name(self) -> str:
@@ -329,6 +364,11 @@ class EnvironmentSettings(BaseModel):
 
         return sum(environment_demand(self, ladders=False).values())
 
+    @property
+    def task_regions(self) -> list[str]:
+        """Regions with a task subnet (stacks/network.py): the home region and the allowed."""
+        return list(dict.fromkeys([self.region, *self.guardrails.allowed_regions]))
+
     def all_labels(self) -> dict[str, str]:
         return {"env": self.name, "managed-by": "gpu-batch-platform", **self.labels}
 
@@ -352,4 +392,6 @@ class EnvironmentSettings(BaseModel):
             job_service_account_email=(
                 self.run_sa_email(client) if client is not None else self.adhoc_sa_email
             ),
+            network=self.layout.task_network,
+            subnetworks={r: self.layout.task_subnetwork(r) for r in self.task_regions},
         )

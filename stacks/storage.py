@@ -30,6 +30,7 @@ from stacks.provider import (
 from stacks.settings import EnvironmentSettings
 
 DAY_S = 86400
+CLIENT_BUCKET_DELETION_POLICY = "ABANDON"
 # The writer of usage and storage logs (cloud.google.com/storage/docs/access-logs).
 USAGE_LOG_WRITER = "group:cloud-storage-analytics@google.com"
 
@@ -68,6 +69,10 @@ def client_bucket_settings(
     return {
         "logging": StorageBucketLogging(log_bucket=log_bucket),
         "lifecycle_rule": _lifecycle_rules(settings, outputs_prefix="outputs/"),
+        # Removing a client leaves its bucket and data where they are, outside Terraform
+        # (provider 8.7 `deletion_policy`: "ABANDON" removes it from state without deleting
+        # it), so no later deploy fails on a bucket that holds objects.
+        "deletion_policy": CLIENT_BUCKET_DELETION_POLICY,
         **{k: v for k, v in _locked_down(settings, kms_key).items() if k != "labels"},
     }
 

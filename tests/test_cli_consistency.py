@@ -17,7 +17,7 @@ from submit.errors import SubmitError
 REPO = Path(__file__).resolve().parents[1]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 BIN_COMMANDS = ["submit", "check", "import-job", "test", "demo", "cdktn", "cdktf",
-                "refresh-prices"]
+                "refresh-prices", "bootstrap", "lock-providers"]
 
 
 def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 60,

@@ -216,9 +216,13 @@ def test_tasks_run_as_the_clients_run_identity(stacks_json: dict[str, Stack]) ->
         "serviceAccount:${google_service_account.batch-workflows.email}",
         "serviceAccount:${google_service_account.operator.email}"}
     others = [r for r in act_as if r not in run_targets]
-    assert [(r["service_account_id"], r["member"]) for r in others] == [(
-        "${google_service_account.batch-adhoc.name}",
-        "serviceAccount:${google_service_account.operator.email}")]
+    deployer = "serviceAccount:deployer@example-ml-dev.iam.gserviceaccount.com"
+    assert sorted((r["service_account_id"], r["member"]) for r in others) == sorted([
+        ("${google_service_account.batch-adhoc.name}",
+         "serviceAccount:${google_service_account.operator.email}"),
+        # The deployer creates workflows, triggers and schedules that run as these (issue 22).
+        *((f"${{google_service_account.{a}.name}}", deployer)
+          for a in ("batch-workflows", "batch-trigger", "batch-scheduler"))])
 
 
 # ---- what one call adds --------------------------------------------------------------------

@@ -39,7 +39,7 @@ def test_the_demo_tells_the_client_story_with_iam_on(tmp_path: Path) -> None:
     assert '"THE QUICK BROWN FOX"' in proc.stdout  # bin/submit cat, as client-acme
     assert "acme/" in err and ": SUCCEEDED (4 inputs" in err
     assert "403 Forbidden" in err and (
-        "client-acme@example-ml-dev.iam.gserviceaccount.com does not have "
+        "client-acme@example-ml-dev-clients.iam.gserviceaccount.com does not have "
         "storage.objects.get access") in err
     # The demo reads the root and synth dir every command reads (one rule).
     assert (root / "servers.json").is_file() and (synth / "stacks" / "platform-dev").is_dir()

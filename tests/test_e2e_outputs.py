@@ -37,8 +37,10 @@ def test_outputs_name_declared_resources_and_where_agrees(
     outputs = {k: v["value"] for k, v in doc["output"].items()}
     p = env.project_id
     buckets = _names(doc, "google_storage_bucket")
-    accounts = {f"{a}@{p}.iam.gserviceaccount.com"
-                for a in _names(doc, "google_service_account", "account_id")}
+    # Each account's email domain is its own project (client-<c> live in the clients project).
+    accounts = {f"{inst['account_id']}@{inst.get('project') or p}.iam.gserviceaccount.com"
+                for name, conf in doc["resource"]["google_service_account"].items()
+                for _, inst in instances(name, conf)}
     topics = {f"projects/{p}/topics/{t}" for t in _names(doc, "google_pubsub_topic")}
     subs = {f"projects/{p}/subscriptions/{s}" for s in _names(doc, "google_pubsub_subscription")}
     workflows = {f"projects/{p}/locations/{env.region}/workflows/{w}"

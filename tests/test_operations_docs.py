@@ -56,7 +56,10 @@ def test_diff_on_pull_requests_and_deploy_on_main_with_wif_only() -> None:
     assert "credentials_json" not in text and "GOOGLE_APPLICATION_CREDENTIALS" not in text
     diff_sa = _uses(diff, "google-github-actions/auth")[0]["with"]["service_account"]
     deploy_sa = _uses(deploy, "google-github-actions/auth")[0]["with"]["service_account"]
-    assert "PLANNER" in diff_sa and "DEPLOYER" in deploy_sa  # separate identities
+    # separate identities: the plan's come from its matrix (one per environment project)
+    planners = {m["planner"] for m in diff["strategy"]["matrix"]["include"]}
+    assert diff_sa == "${{ vars[matrix.planner] }}" and all("PLANNER" in p for p in planners)
+    assert "DEPLOYER" in deploy_sa
 
 
 def test_operations_guide_covers_the_issue() -> None:

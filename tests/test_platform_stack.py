@@ -166,11 +166,14 @@ def test_key_granted_only_to_service_agents(stacks_json: dict[str, Stack]) -> No
     assert {g["role"] for g in grants} == {"roles/cloudkms.cryptoKeyEncrypterDecrypter"}
     assert not any("gcp-sa-" in m or "@" in m for m in members), members
     identities = resources(prod, "google_project_service_identity")
+    # Eventarc's agent too (triggers wait for it), though it never holds the key.
     assert {i["service"] for i in identities.values()} == {
-        "artifactregistry.googleapis.com", "pubsub.googleapis.com", "workflows.googleapis.com"}
+        "artifactregistry.googleapis.com", "pubsub.googleapis.com", "workflows.googleapis.com",
+        "eventarc.googleapis.com"}
     for name, identity in identities.items():
         assert identity["provider"] == "google-beta"
-        assert f"serviceAccount:${{google_project_service_identity.{name}.email}}" in members
+        granted = f"serviceAccount:${{google_project_service_identity.{name}.email}}" in members
+        assert granted == (identity["service"] != "eventarc.googleapis.com"), name
     assert any("data.google_storage_project_service_account" in m for m in members)
     assert any("data.google_bigquery_default_service_account" in m for m in members)
     assert prod["terraform"]["required_providers"]["google-beta"]["source"] == (

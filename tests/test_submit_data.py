@@ -185,7 +185,7 @@ def test_onboarding_story_with_commands_only(local: Env, tmp_path: Path) -> None
     seconds = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "client-globex@example-ml-dev.iam.gserviceaccount.com" in out
+    assert "client-globex@example-ml-dev-clients.iam.gserviceaccount.com" in out
     # The local cloud created the stack's buckets when it started (the local apply).
     assert "uploaded 2 files" in proc.stderr and "created local bucket" not in proc.stderr
     lines = out.splitlines()

@@ -33,7 +33,7 @@ BUCKET = "example-ml-dev-batch-data"  # the platform's data bucket: runs without
 ACME = "example-ml-dev-acme"  # client acme's bucket (Tenancy v2)
 GLOBEX = "example-ml-dev-globex"
 OPERATOR = "operator@example-ml-dev.iam.gserviceaccount.com"
-CLIENT_ACME = "client-acme@example-ml-dev.iam.gserviceaccount.com"
+CLIENT_ACME = "client-acme@example-ml-dev-clients.iam.gserviceaccount.com"
 ADMIN = "terraform@local.iam.gserviceaccount.com"  # the local `terraform apply`
 
 
