@@ -41,6 +41,9 @@ RESOURCE_APIS: dict[str, tuple[str, ...]] = {
     "google_artifact_registry_repository_iam_member": ("artifactregistry.googleapis.com",),
     # The Billing Budget API (cloud.google.com/billing/docs/how-to/budget-api-overview).
     "google_billing_budget": ("billingbudgets.googleapis.com",),
+    # The cost view (cloud.google.com/bigquery/docs/reference/rest/v2/tables).
+    "google_bigquery_dataset": ("bigquery.googleapis.com",),
+    "google_bigquery_table": ("bigquery.googleapis.com",),
     "google_cloud_quotas_quota_preference": ("cloudquotas.googleapis.com",),
     "data.google_cloud_quotas_quota_info": ("cloudquotas.googleapis.com",),
     "google_cloud_scheduler_job": ("cloudscheduler.googleapis.com",),
@@ -57,6 +60,7 @@ RESOURCE_APIS: dict[str, tuple[str, ...]] = {
     "google_kms_crypto_key_iam_member": ("cloudkms.googleapis.com",),
     "google_logging_metric": ("logging.googleapis.com",),
     "google_monitoring_alert_policy": ("monitoring.googleapis.com",),
+    "google_monitoring_dashboard": ("monitoring.googleapis.com",),
     "google_monitoring_notification_channel": ("monitoring.googleapis.com",),
     "google_project_iam_audit_config": (CRM,),
     "google_project_iam_member": (CRM,),

@@ -12,7 +12,7 @@ from stacks.budget import ClientBudgets, ProjectBudget
 from stacks.client import ClientOnboarding, ClientProps
 from stacks.client_resources import ClientResources
 from stacks.identity import project_role, service_account
-from stacks.kms import AGENT_SERVICES, DataKey
+from stacks.kms import DataKey
 from stacks.monitoring import Monitoring, NotificationChannels
 from stacks.network import TaskNetwork
 from stacks.props import (

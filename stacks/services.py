@@ -43,7 +43,7 @@ def required_apis(settings: EnvironmentSettings) -> list[str]:
     apis = list(BASE_APIS)
     if settings.cmek:
         apis.append("cloudkms.googleapis.com")
-    apis.append("monitoring.googleapis.com")  # alerts and dashboard (stacks/monitoring.py)
+    # monitoring.googleapis.com (BASE_APIS) also serves the alerts and dashboard.
     if settings.observability.billing_export is not None:
         apis.append("bigquery.googleapis.com")  # the cost view (stacks/billing_view.py)
     if settings.billing_account is None:

@@ -30,6 +30,7 @@ from stacks.names import (  # noqa: F401  (re-exported: callers import them from
     check_client_name,
     check_service_account_id,
 )
+from stacks.observability_settings import Observability
 from stacks.validation import (
     EMAIL_RE,  # noqa: F401  (re-exported: the one address pattern)
     check_cron,
@@ -40,7 +41,6 @@ from stacks.validation import (
     check_time_zone,
     client_sa_description,
 )
-from stacks.observability_settings import Observability
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")

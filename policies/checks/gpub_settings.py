@@ -126,8 +126,15 @@ class LabelsFollowGoogleRules(GpubCheck):
                          id="CKV_GPUB_SET_2", categories=[CheckCategories.CONVENTION],
                          supported_resources=["google_*"])
 
+    # `labels` of a notification channel is the channel's configuration (`email_address`,
+    # ...; registry.terraform.io/providers/hashicorp/google/latest/docs/resources/
+    # monitoring_notification_channel), not resource labels: user_labels are those.
+    CONFIG_LABELS = frozenset({"google_monitoring_notification_channel"})
+
     def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
-        labels = value(conf, "labels")
+        rtype = str(getattr(self, "entity_path", "")).rsplit(":", 2)[-2:-1]
+        key = "user_labels" if set(rtype) & self.CONFIG_LABELS else "labels"
+        labels = value(conf, key)
         if not isinstance(labels, Mapping):
             return CheckResult.UNKNOWN
         providers = self.facts.document.get("provider", {}).get("google", [{}])
