@@ -21,7 +21,7 @@ from rich.table import Table
 
 from policies.guardrails import GuardrailLimits
 from policies.suppressions import DEFAULT_PATH, Matcher, SuppressionError, load
-from policies.tfjson import facts_from_document
+from tfjson import facts_from_document
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")

@@ -8,7 +8,7 @@ from typing import Any
 from checkov.common.models.enums import CheckCategories, CheckResult
 from checkov.terraform.checks.resource.base_resource_check import BaseResourceCheck
 
-from policies.tfjson import StackFacts, facts_for_scanned_file, for_each_entries, instances
+from tfjson import StackFacts, facts_for_scanned_file, for_each_entries, instances
 
 # Every IAM grant resource of the google provider, present and future.
 IAM_GRANTS = ("google_*_iam_member", "google_*_iam_binding", "google_*_iam_policy")

@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
-
-sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
 
 def patched_environments(fields: dict[str, Any]) -> list[Any]:

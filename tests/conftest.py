@@ -4,17 +4,10 @@ import costs seconds, so every synth test reads the same output)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-# Every image's source folder is importable in tests (images/<name>/src: a handler module),
-# found here rather than listed, so a new job's image needs no test-path edit.
-for _src in sorted((Path(__file__).resolve().parents[1] / "images").glob("*/src")):
-    if str(_src) not in sys.path:
-        sys.path.append(str(_src))
 
 
 @pytest.fixture(scope="session")

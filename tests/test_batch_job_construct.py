@@ -12,7 +12,7 @@ from jobs.registry import ALL_JOBS
 from stacks.environments import dev, prod
 from stacks.quotas import GpuDemand, preferred_value_expression, quota_id_and_dimensions
 from stacks.settings import EnvironmentSettings
-from tests._tf import resources
+from tests._helpers.tf import resources
 
 Stack = dict[str, Any]
 

@@ -77,10 +77,8 @@ class Local:
 
 
 def _render(out: Path, ladder: dict[str, Any]) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from _capacity_submit import patched_environments
-
     from jobs.render import render_job
+    from tests._capacity_submit import patched_environments
 
     for env in patched_environments(ladder):
         for spec in env.jobs:

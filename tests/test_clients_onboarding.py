@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from stacks.environments import dev
 from stacks.settings import ClientSettings, Schedule
-from tests._tf import all_resources, path_of
+from tests._helpers.tf import all_resources, path_of
 
 Stack = dict[str, Any]
 OBJECT = "storage.googleapis.com/Object"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests._e2e_cloud import (
+from tests._helpers.e2e_cloud import (
     Cloud,
     blocking_jobs_create,
     cancelled_not_final,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from policies.tfjson import facts_from_document, instances
 from stacks.environments import example_environments
 from submit.where import locate
+from tfjson import facts_from_document, instances
 
 REPO = Path(__file__).resolve().parents[1]
 

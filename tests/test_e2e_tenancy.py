@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from local.client import batch_client
-from tests._e2e_cloud import (
+from tests._helpers.e2e_cloud import (
     ENV,
     JOB,
     PARENT,

@@ -21,7 +21,7 @@ from local.iam_launcher import start_iam_proxy
 from local.iam_policy import Request, load_policy, role_grants
 from local.identity import ADMIN_EMAIL, credentials_for, email_from_authorization, token_for
 from local.procs import free_port, terminate
-from tests._gcs_server import fake_gcs
+from tests._helpers.gcs_server import fake_gcs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_iam" / "tenancy_v2" / "cdk.tf.json"
 RUN_ACME = "run-acme@demo-proj.iam.gserviceaccount.com"

@@ -11,7 +11,7 @@ import pytest
 
 from policies.guardrails import GuardrailLimits
 from policies.scan import StackInput, run_checkov
-from policies.tfjson import StackFacts, facts_from_document
+from tfjson import StackFacts, facts_from_document
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies" / "terraform"
 RULES = [f"CKV_GPUB_{n}" for n in range(1, 14)] + [f"CKV_GPUB_LIM_{n}" for n in range(1, 11)]
@@ -128,7 +128,7 @@ def test_for_each_failure_names_the_key() -> None:
 
 
 def test_for_each_references_resolve_per_key() -> None:
-    from policies.tfjson import for_each_entries
+    from tfjson import for_each_entries
 
     doc = {"resource": {"google_service_account": {"clients-sa": {
         "for_each": {"acme": {"account_id": "client-acme"}},

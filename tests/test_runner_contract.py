@@ -14,7 +14,7 @@ from gpub_runner.callback import CallbackError, send_callback
 from gpub_runner.logs import JsonLogger, redact
 from gpub_runner.runner import EXIT_BUDGET, EXIT_OK
 
-from tests.test_runner_unit import MemStore, make_cfg, marker, run, seed
+from tests._helpers.runner_store import MemStore, make_cfg, marker, run, seed
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,19 +4,12 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
-# checkov execs this file as a top-level module: make `policies` importable from anywhere.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from checkov.common.models.enums import CheckCategories, CheckResult
 
-from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
-
-from policies.checkbase import IAM_GRANTS, GpubCheck  # noqa: E402
-from policies.tfjson import StackFacts, flat_strings, members, value  # noqa: E402
+from policies.checkbase import IAM_GRANTS, GpubCheck
+from tfjson import StackFacts, flat_strings, members, value
 
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 ACT_AS_ROLES = {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"}

@@ -8,20 +8,14 @@ it is asked about against the count it belongs to.
 from __future__ import annotations
 
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from checkov.common.models.enums import CheckCategories, CheckResult
 
-from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
-
-from policies.checkbase import IAM_GRANTS, GpubCheck, expanded  # noqa: E402
-from policies.tfjson import StackFacts, flat_strings, instances, members, value  # noqa: E402
+from policies.checkbase import IAM_GRANTS, GpubCheck, expanded
+from tfjson import StackFacts, flat_strings, instances, members, value
 
 TRIGGERS_PER_LOCATION = 500  # cloud.google.com/eventarc/docs/quotas (hard limit)
 CONDITIONAL_BINDINGS = 20  # same role and member, different conditions: iam/quotas
@@ -190,7 +184,7 @@ class WorkflowSourceSize(GpubCheck):
                          supported_resources=["google_workflows_workflow"])
 
     def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
-        source = self.facts.resolve_locals(str(value(conf, "source_contents", default="")))
+        source = str(value(conf, "source_contents", default=""))
         source = source.replace("$${", "${").replace("%%{", "%{")
         size = len(source.encode("utf-8"))
         if size > WORKFLOW_SOURCE_BYTES:

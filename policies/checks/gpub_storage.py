@@ -3,18 +3,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from checkov.common.models.enums import CheckCategories, CheckResult
 
-from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
-
-from policies.checkbase import GpubCheck  # noqa: E402
-from policies.tfjson import is_true, value  # noqa: E402
+from policies.checkbase import GpubCheck
+from tfjson import is_true, value
 
 
 class PublicAccessPreventionEnforced(GpubCheck):

@@ -3,18 +3,12 @@ compute service account, 11 workflow deletion protection in prod, 12 quota prefe
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from checkov.common.models.enums import CheckCategories, CheckResult
 
-from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
-
-from policies.checkbase import GpubCheck  # noqa: E402
-from policies.tfjson import DEFAULT_COMPUTE_SA_RE, block, is_false, is_true, value  # noqa: E402
+from policies.checkbase import GpubCheck
+from tfjson import DEFAULT_COMPUTE_SA_RE, block, is_false, is_true, value
 
 
 def _standard_docker(conf: dict[str, list[Any]]) -> bool:
@@ -98,7 +92,7 @@ class NoDefaultComputeServiceAccount(GpubCheck):
         if DEFAULT_COMPUTE_SA_RE.search(str(identity)):
             return self.fail(f"runs as the default compute service account {identity}")
         # A workflow that creates Batch jobs must not let them fall back to the default SA.
-        source = self.facts.resolve_locals(str(value(conf, "source_contents", default="")))
+        source = str(value(conf, "source_contents", default=""))
         if DEFAULT_COMPUTE_SA_RE.search(source):
             return self.fail("workflow source names the default compute service account")
         return CheckResult.PASSED
