@@ -31,7 +31,6 @@ DEFAULT_MAX_RUN_DURATION_S = 3600
 # Filled by the submit helper or the workflow (docs/contracts.md, "Job JSON written at synth"):
 # the names live in the run-time contract (gpub_runner.contract), re-exported here.
 RUNTIME_VARIABLES = contract.RUNTIME_VARIABLES
-RUNTIME_LABELS = ("client", "submitter", "manifest-hash")
 # Batch's reserved exit codes (https://cloud.google.com/batch/docs/troubleshooting#reserved-exit-codes,
 # also gpub_runner.contract.BATCH_RESERVED_EXIT_CODES): the ones that mean the VM was lost,
 # so the task never failed on its own: 50001 Spot VM preempted, 50002 VM reporting timeout,

@@ -111,7 +111,7 @@ class JobSpec(BaseModel):
     reservation: str | None = None  # a reservation name, or "NO_RESERVATION"; None: any
     region: str | None = None  # None: the environment's region
     zones: list[str] = Field(default_factory=list)
-    # Capacity (issue 15): rungs tried in order, and regions in order (Batch's allowedLocations
+    # Capacity (docs/capacity.md): rungs in order, and regions in order (Batch's allowedLocations
     # holds one region per job, so trying several is the submit side's job). Not rendered.
     ladder: list[Rung] = Field(default_factory=list)  # []: the environment's default ladder
     candidate_regions: list[str] = Field(default_factory=list)
@@ -316,6 +316,3 @@ class JobSpec(BaseModel):
         """Bare secret ids this job reads from its own project (for declaring and IAM)."""
         return [s for s in self.secrets.values() if SECRET_ID_RE.match(s)]
 
-    def topic_names(self, project_id: str) -> list[str]:
-        """Full Pub/Sub topic names this job publishes to (for `pubsub.publisher` grants)."""
-        return list(dict.fromkeys(resolve_topic(n.topic, project_id) for n in self.notifications))

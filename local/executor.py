@@ -32,7 +32,6 @@ from local.state import JobRecord, JobState, Store, TaskState, now
 
 EXIT_PREEMPTED = 50001  # Spot VM preempted
 EXIT_TIMEOUT = 50005  # task exceeded maxRunDuration
-SETUP_FAILED = -1  # internal: the attempt never started (bad secret, missing image, ...)
 
 # Variables a task inherits from the server; everything else comes from the job, as on a VM.
 _INHERITED_ENV = ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "TZ", "SSL_CERT_FILE")

@@ -41,7 +41,7 @@ GLOBAL_GPU_QUOTA_ID = "GPUS-ALL-REGIONS-per-project"
 
 
 def demand_with_ladders(settings: EnvironmentSettings) -> dict[tuple[str, str, bool], int]:
-    """`settings.gpu_demand()` plus what the jobs' ladders may hold instead (issue 15): each
+    """`settings.gpu_demand()` plus what the jobs' ladders may hold instead (docs/capacity.md): each
     rung in each candidate region that differs from the job's default (region, family,
     spot) adds the job's peak there. So a SPOT or FLEX_START rung asks for the preemptible GPU
     quota, a STANDARD rung for the on-demand one. Reservation rungs need no quota (their VMs

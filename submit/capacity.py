@@ -1,4 +1,4 @@
-"""The capacity ladder at submit time (issue 15, docs/capacity.md).
+"""The capacity ladder at submit time (docs/capacity.md).
 
 A job's ladder (`JobSpec.rungs_for`) times its candidate regions give the candidates, rung by
 rung: every region of the first rung, then every region of the next. Batch's

@@ -111,7 +111,7 @@ def test_quota_ids_for_families() -> None:
 
 
 def test_one_gpu_demand_model() -> None:
-    """Issue 16: stacks and jobs had two classes named GpuDemand; now a job's peak and a
+    """Stacks and jobs had two classes named GpuDemand; now a job's peak and a
     quota's demand are one model, the region added by the stack."""
     import jobs
 

@@ -116,7 +116,7 @@ def test_injected_losses_use_each_reserved_code_deterministically() -> None:
 
 
 def test_quota_preferences_cover_every_rung_of_a_ladder() -> None:
-    """Issue 15: a job that may run on SPOT or FLEX_START asks for the preemptible GPU quota
+    """A job that may run on SPOT or FLEX_START asks for the preemptible GPU quota
     too, in each candidate region."""
     from stacks.environments import example_environments
     from stacks.quotas import demand_with_ladders

@@ -1,4 +1,4 @@
-"""Preemption semantics of the rendered job (issue 15, issue 13's exit codes 2 and 3).
+"""Preemption semantics of the rendered job (docs/capacity.md; exit codes 2 and 3).
 
 The decisions are checked with the local backend's `_should_retry`, which implements Batch's
 documented LifecyclePolicy semantics, so a policy that reads right but acts wrong fails here.
@@ -53,7 +53,7 @@ def test_spot_job_retries_every_lost_vm_code_and_nothing_else() -> None:
 
 def test_retries_without_codes_never_retry_2_3_or_a_timeout() -> None:
     """The workflow-created job is this synthesized JSON: the renderer (not only bin/submit)
-    must make 2 and 3 final (issue 13)."""
+    must make 2 and 3 final (docs/submit.md)."""
     job = render_job(ALL_JOBS["uppercase"], ctx("dev"))  # max_retry_count=1, standard
     policies = job["taskGroups"][0]["taskSpec"]["lifecyclePolicies"]
     assert policies == [{"action": "FAIL_TASK", "actionCondition": {"exitCodes": [2, 3, 50005]}}]

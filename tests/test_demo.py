@@ -1,5 +1,5 @@
 """bin/demo's story (examples/demo.py) end to end, with IAM on, on its own local cloud and
-synth dir: it must pass and stay fast (issue 12 section 4)."""
+synth dir: it must pass and stay fast (docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12 "Done when": each defect of the deployability issue, reintroduced into a copy of
+"""Each defect of the deployability issue, reintroduced into a copy of
 the synthesized stack (bucket IAM or the deployed workflow source), makes an end-to-end
 scenario fail. The same scenarios pass on the stack as synthesized (test_e2e_tenancy.py)."""
 

@@ -67,7 +67,7 @@ def test_accepts_the_settings_guardrails_model() -> None:
         ("dbPassword", True),
         ("AUTH-TOKEN", True),
         ("CLIENT_SECRET", True),
-        # issue 13, item 9: names the short word list missed
+        # names the short word list missed
         ("DB_PASS", True),
         ("PRIVATEKEY", True),
         ("CREDENTIAL", True),

@@ -1,4 +1,4 @@
-"""Issue 13 end to end on the local backend: runs that never lose data or cross tenants.
+"""End to end on the local backend: runs that never lose data or cross tenants.
 
 Each test reproduces one finding with `bin/submit` (a real Batch gRPC client and a real
 google-cloud-storage client against fake-gcs-server) and checks what docs/submit.md promises.

@@ -1,6 +1,6 @@
 """The dispatcher workflow and the run-time contract (gpub_runner.contract) agree.
 
-Issue 16: the workflow kept its own copies of the final states (without CANCELLED), the
+The workflow kept its own copies of the final states (without CANCELLED), the
 runtime variable names, the task splitting and the input-name rule. Now it reads them from
 the contract; these tests fail if the two ever disagree again, whichever side changes.
 """

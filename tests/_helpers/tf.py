@@ -6,7 +6,7 @@ read as templates (`$${` -> `${`). Tests look at instances, so a property checke
 "every grant" is checked on every map entry, not on the `${each.value.role}` placeholder.
 
 The expansion is `tfjson.instances`, the one for_each evaluator the policy checks
-use too (issue 16); this module only shapes its answer for the tests.
+use too (docs/contracts.md); this module only shapes its answer for the tests.
 """
 
 from __future__ import annotations
