@@ -1,7 +1,8 @@
 """Preemption semantics of the rendered job (docs/capacity.md; exit codes 2 and 3).
 
-The decisions are checked with the local backend's `_should_retry`, which implements Batch's
-documented LifecyclePolicy semantics, so a policy that reads right but acts wrong fails here.
+The decisions are checked with the local backend's `should_retry` (local/task_process.py),
+which implements Batch's documented LifecyclePolicy semantics, so a policy that reads right
+but acts wrong fails here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from jobs import JobSpec, RenderContext, render_job
 from jobs.errors import JobSpecError
 from jobs.registry import ALL_JOBS
 from jobs.render import NEVER_RETRIED_EXIT_CODES, VM_LOST_EXIT_CODES
-from local.executor import _should_retry
+from local.task_process import should_retry as _should_retry
 
 
 def ctx(env: str = "dev") -> RenderContext:
