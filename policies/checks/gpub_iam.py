@@ -45,7 +45,6 @@ def grants(conf: dict[str, Any], facts: StackFacts) -> list[tuple[str, list[str]
 class NoBasicRoles(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="No basic roles (owner/editor/viewer) at any level",
             id="CKV_GPUB_1",
             categories=[CheckCategories.IAM],
             supported_resources=IAM_GRANTS,
@@ -65,7 +64,6 @@ class NoBasicRoles(GpubCheck):
 class NoProjectWideActAs(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="No serviceAccountUser or serviceAccountTokenCreator at project level or above",
             id="CKV_GPUB_2",
             categories=[CheckCategories.IAM],
             supported_resources=[
@@ -92,8 +90,6 @@ class NoProjectWideActAs(GpubCheck):
 class ClientGrantsArePrefixScoped(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Bucket grants to clients (and object roles on the data bucket) carry a prefix "
-            "condition",
             id="CKV_GPUB_3",
             categories=[CheckCategories.IAM],
             supported_resources=[
@@ -140,7 +136,6 @@ class ClientGrantsArePrefixScoped(GpubCheck):
 class NoPublicPrincipals(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="No allUsers / allAuthenticatedUsers in IAM or ACLs",
             id="CKV_GPUB_4",
             categories=[CheckCategories.IAM, CheckCategories.GENERAL_SECURITY],
             supported_resources=[
@@ -172,7 +167,6 @@ class NoPublicPrincipals(GpubCheck):
 class NoServiceAccountKeys(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="No service account keys (use attached service accounts or federation)",
             id="CKV_GPUB_13",
             categories=[CheckCategories.IAM],
             supported_resources=["google_service_account_key"],

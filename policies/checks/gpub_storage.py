@@ -14,7 +14,6 @@ from tfjson import is_true, value
 class PublicAccessPreventionEnforced(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Buckets enforce public access prevention",
             id="CKV_GPUB_5",
             categories=[CheckCategories.GENERAL_SECURITY],
             supported_resources=["google_storage_bucket"],
@@ -32,7 +31,6 @@ class PublicAccessPreventionEnforced(GpubCheck):
 class UniformBucketLevelAccess(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Buckets use uniform bucket-level access (no object ACLs)",
             id="CKV_GPUB_6",
             categories=[CheckCategories.IAM],
             supported_resources=["google_storage_bucket"],
@@ -48,7 +46,6 @@ class UniformBucketLevelAccess(GpubCheck):
 class CmekWhereDeclared(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Buckets and Pub/Sub topics use the environment's CMEK key when it declares CMEK",
             id="CKV_GPUB_10",
             categories=[CheckCategories.ENCRYPTION],
             supported_resources=["google_storage_bucket", "google_pubsub_topic"],

@@ -20,7 +20,6 @@ def _standard_docker(conf: dict[str, list[Any]]) -> bool:
 class RegistryImmutableTags(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Artifact Registry Docker repositories have immutable tags",
             id="CKV_GPUB_7",
             categories=[CheckCategories.SUPPLY_CHAIN],
             supported_resources=["google_artifact_registry_repository"],
@@ -38,7 +37,6 @@ class RegistryImmutableTags(GpubCheck):
 class RegistryCleanupPolicies(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Artifact Registry repositories have active cleanup policies",
             id="CKV_GPUB_8",
             categories=[CheckCategories.GENERAL_SECURITY],
             supported_resources=["google_artifact_registry_repository"],
@@ -65,8 +63,6 @@ class NoDefaultComputeServiceAccount(GpubCheck):
 
     def __init__(self) -> None:
         super().__init__(
-            name="Workflows, Eventarc triggers and Scheduler jobs run as a dedicated service "
-            "account, never the default compute one",
             id="CKV_GPUB_9",
             categories=[CheckCategories.IAM],
             supported_resources=[*self.IDENTITY, "google_cloud_scheduler_job"],
@@ -101,7 +97,6 @@ class NoDefaultComputeServiceAccount(GpubCheck):
 class WorkflowDeletionProtectionInProd(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Workflows keep deletion protection in prod",
             id="CKV_GPUB_11",
             categories=[CheckCategories.BACKUP_AND_RECOVERY],
             supported_resources=["google_workflows_workflow"],
@@ -120,7 +115,6 @@ class WorkflowDeletionProtectionInProd(GpubCheck):
 class QuotaPreferenceContact(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="GPU quota preferences carry a contact email and a justification",
             id="CKV_GPUB_12",
             categories=[CheckCategories.GENERAL_SECURITY],
             supported_resources=["google_cloud_quotas_quota_preference"],
