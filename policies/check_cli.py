@@ -42,16 +42,20 @@ def _use_stderr_for_people() -> None:
 def _environments() -> dict[str, tuple[str, bool, GuardrailLimits]]:
     """stack name -> (env name, cmek, limits), from the settings the stacks are built from."""
     try:
-        from stacks.environments import example_environments  # pydantic only, no provider
+        from stacks.environments import load_environments  # pydantic only, no provider
     except Exception as exc:  # settings not importable: fall back to what the files say
         console.print(
             f"[yellow]warning:[/] environment settings not loaded ({exc}); "
             "using the stack files' labels and default guardrails"
         )
         return {}
+    try:
+        envs = load_environments()  # environments.yaml: the settings the stacks are built from
+    except ValueError as exc:  # EnvironmentsError: one line naming the file and the field
+        raise _bad_input(str(exc)) from None
     return {
         e.stack_name: (e.name, e.cmek, GuardrailLimits.from_settings(e.guardrails))
-        for e in example_environments()
+        for e in envs
     }
 
 

@@ -51,14 +51,14 @@ def demand_with_ladders(settings: EnvironmentSettings) -> dict[tuple[str, str, b
 
     totals = dict(settings.gpu_demand())
     for spec in settings.jobs:
-        peak = spec.peak_gpu_demand(settings.name)
+        peak = spec.peak_gpu_demand(settings.kind)
         if peak is None or not (spec.ladder or spec.candidate_regions):
             continue
         home = (spec.region or settings.region, peak.family, peak.spot)
         regions = spec.candidate_regions or [home[0]]
         keys = {(region, gpu_family(spec.gpu_type or ""), rung.provisioning in
                  PREEMPTIBLE_QUOTA_MODELS)
-                for rung in spec.rungs_for(settings.name) for region in regions
+                for rung in spec.rungs_for(settings.kind) for region in regions
                 if rung.reservation in (None, "NO_RESERVATION")}
         for key in sorted(keys - {home}):
             totals[key] = max(totals.get(key, 0) + peak.count,

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from jobs import JobSpec, RenderContext
-from jobs.spec import LABEL_KEY_RE, LABEL_VALUE_RE, REGION_RE
+from jobs.spec import LABEL_KEY_RE, LABEL_VALUE_RE, REGION_RE, EnvKind
 from stacks.layout import ADHOC_SA_ID, CLIENT_SA_PREFIX, RUN_SA_PREFIX, UPLOADS_TOPIC, TenancyLayout
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
@@ -145,6 +145,9 @@ class EnvironmentSettings(BaseModel):
     )
 
     name: str
+    # `dev` or `prod`, stated by the user (environments.yaml), never read from the name: GPU
+    # jobs default to Spot in dev; prod-only policy rules apply in prod.
+    kind: EnvKind
     project_id: str
     region: str
     zones: list[str] = Field(default_factory=list)
@@ -306,7 +309,7 @@ class EnvironmentSettings(BaseModel):
         jobs' peak demand, raised to the guardrail's `gpu_quota` for that family."""
         totals: dict[tuple[str, str, bool], int] = {}
         for spec in self.jobs:
-            demand = spec.peak_gpu_demand(self.name)
+            demand = spec.peak_gpu_demand(self.kind)
             if demand is None:
                 continue
             family, count, spot = demand.family, demand.count, demand.spot
@@ -345,6 +348,7 @@ class EnvironmentSettings(BaseModel):
         (the job workflows replace it with the client's run identity at run time)."""
         return RenderContext(
             env_name=self.name,
+            env_kind=self.kind,
             project_id=self.project_id,
             region=self.region,
             registry_host=self.registry_host,

@@ -13,10 +13,10 @@ import pytest
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from stacks.app import synth
-    from stacks.environments import example_environments
+    from stacks.environments import load_environments
 
     out = tmp_path_factory.mktemp("cdktf.out")
-    return synth(example_environments(), str(out))
+    return synth(load_environments(), str(out))
 
 
 @pytest.fixture(scope="session")

@@ -126,6 +126,7 @@ def test_one_gpu_demand_model() -> None:
 def _env(**overrides: Any) -> EnvironmentSettings:
     base: dict[str, Any] = dict(
         name="dev",
+        kind="dev",
         project_id="example-ml-dev",
         region="europe-west4",
         state_bucket="b",

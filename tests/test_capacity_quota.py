@@ -118,10 +118,10 @@ def test_injected_losses_use_each_reserved_code_deterministically() -> None:
 def test_quota_preferences_cover_every_rung_of_a_ladder() -> None:
     """A job that may run on SPOT or FLEX_START asks for the preemptible GPU quota
     too, in each candidate region."""
-    from stacks.environments import example_environments
+    from stacks.environments import load_environments
     from stacks.quotas import demand_with_ladders
 
-    dev = next(e for e in example_environments() if e.name == "dev")
+    dev = next(e for e in load_environments() if e.name == "dev")
     base = dev.gpu_demand()
     embed = ALL_JOBS["embed"].model_copy(update={
         "ladder": [Rung(provisioning="flex_start", deadline_s=600),

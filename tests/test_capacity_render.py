@@ -24,7 +24,7 @@ from local.task_process import should_retry as _should_retry
 def ctx(env: str = "dev") -> RenderContext:
     project = f"example-ml-{env}"
     return RenderContext(
-        env_name=env, project_id=project, region="europe-west4",
+        env_name=env, env_kind=env, project_id=project, region="europe-west4",
         registry_host=f"europe-west4-docker.pkg.dev/{project}/batch-images",
         job_service_account_email=f"job-x@{project}.iam.gserviceaccount.com",
     )
@@ -100,8 +100,8 @@ def test_the_job_moved_to_each_rung_carries_that_rungs_model_region_and_retries(
     spec = ALL_JOBS["embed"]
     synthed = fill_runtime(render_job(spec, ctx("dev")), task_count=2, parallelism=2,
                            variables={"GPUB_JOB_NAME": "embed-x-1"})
-    p: Any = SimpleNamespace(spec=spec, env=SimpleNamespace(name="dev"), run_base="embed-x",
-                             job_for=lambda _id: copy.deepcopy(synthed))
+    p: Any = SimpleNamespace(spec=spec, env=SimpleNamespace(name="dev", kind="dev"),
+                             run_base="embed-x", job_for=lambda _id: copy.deepcopy(synthed))
 
     def on(rung: Rung, region: str) -> tuple[dict[str, Any], dict[str, Any]]:
         job = job_on(p, Candidate(0, rung, region))

@@ -38,6 +38,7 @@ def ctx(env: str = "dev", job: str = "embed") -> RenderContext:
     project = f"example-ml-{env}"
     return RenderContext(
         env_name=env,
+        env_kind=env,
         project_id=project,
         region="europe-west4",
         registry_host=f"europe-west4-docker.pkg.dev/{project}/batch-images",

@@ -79,9 +79,9 @@ def start_backend(tmp: Path, synth_dir: Path | None = None,
     synth = tmp / "cdktf.out"
     if synth_dir is None:  # no session synth at hand: synthesize (a few seconds)
         from stacks.app import synth as synthesize
-        from stacks.environments import example_environments
+        from stacks.environments import load_environments
 
-        synthesize(example_environments(), str(synth))
+        synthesize(load_environments(), str(synth))
     else:
         shutil.copytree(synth_dir, synth)
     # The stack bin/submit --env dev --local enforces (submit/run.py): the same servers.

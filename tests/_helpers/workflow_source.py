@@ -10,7 +10,7 @@ from jobs.render import RenderContext, render_job
 from stacks.workflow_source import WorkflowParams, build_workflow
 
 CTX = RenderContext(
-    env_name="dev", project_id="p-dev", region="europe-west4",
+    env_name="dev", env_kind="dev", project_id="p-dev", region="europe-west4",
     registry_host="europe-west4-docker.pkg.dev/p-dev/batch-images",
     job_service_account_email="job-embed@p-dev.iam.gserviceaccount.com",
 )
