@@ -259,17 +259,3 @@ class _FakeBackend:
             gcs_endpoint = "http://127.0.0.1:1"
 
         return Ep()
-
-
-@pytest.mark.slow
-def test_bench_iam_runs_and_prints_its_json_line() -> None:
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(root / "bench" / "iam.py"), "--quick", "--files",
-                           "20"], capture_output=True, text=True, timeout=300, cwd=root)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    line = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert line["name"] == "runner_throughput_latency_0ms" and line["files"] == 20
-    assert line["median_on"] > 0 and line["median_off"] > 0
