@@ -184,7 +184,7 @@ def the_story(ep: Any, arc: Any) -> int:
     snoop = storage.Client(project=env.project_id,
                            credentials=credentials_for(env.client_sa_email(CLIENT)),
                            client_options={"api_endpoint": ep.gcs_endpoint})
-    target = f"outputs/{JOB}/{other}/part-000.jsonl"
+    target = f"{env.layout.batch_outputs(JOB, other)}part-000.jsonl"
     denied = False
     try:
         snoop.bucket(env.client_bucket(OTHER)).blob(target).download_as_bytes()
