@@ -105,3 +105,25 @@ def test_synth_refuses_a_bad_file_with_exit_2(tmp_path: Path, monkeypatch: pytes
     assert main.main() == 2
     err = capsys.readouterr().err
     assert err.startswith(f"synth: {bad}: dev: kind") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", [
+    ["-m", "policies.check_cli", "--no-synth", "--out", "cdktf.out.absent"],
+    ["-m", "submit", "where", "--client", "acme", "--job", "uppercase", "--env", "dev"],
+])
+def test_bin_check_and_bin_submit_refuse_a_bad_file_with_exit_2(
+        tmp_path: Path, command: list[str]) -> None:
+    """Both read the same file as synth; a bad one is exit 2 and one line naming the field
+    (bin/check prints for people on stdout, bin/submit its errors on stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "environments.yaml"
+    bad.write_text(MINIMAL.format(name="dev", kind="staging"))
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, *command], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, ENV_VAR: str(bad)}, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1 and "dev: kind" in lines[0] and "Traceback" not in proc.stderr, lines
