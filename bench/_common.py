@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +42,6 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def median_of(fn: Callable[[], float], n: int) -> tuple[float, list[float]]:
-    samples = [fn() for _ in range(n)]
-    return statistics.median(samples), samples
-
-
 def run_timed(
     cmd: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None,
     timeout: float = 600,
@@ -59,11 +52,6 @@ def run_timed(
         check=False,
     )
     return time.perf_counter() - started, proc
-
-
-def children_maxrss_mib() -> float:
-    """Peak RSS of the largest waited-for child so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def env_with_root(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -43,9 +43,9 @@ def _median_run(cmd: list[str], env: dict[str, str], n: int) -> tuple[float, lis
 def _render_synth(out: Path) -> None:
     """The job JSON synth writes, rendered without the CDK (as tests/test_submit_e2e.py does)."""
     from jobs.render import render_job
-    from stacks.environments import example_environments
+    from stacks.environments import load_environments
 
-    for env in example_environments():
+    for env in load_environments():
         for spec in env.jobs:
             path = out / "jobs" / env.stack_name / f"{spec.name}.json"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from bench._common import PYTHON, ROOT, emit, env_with_root, machine, run_timed,
 if TYPE_CHECKING:
     from stacks.settings import EnvironmentSettings
 
-TARGET_RATIO = 2.0  # issue 11: 1,000 clients x 5 jobs within 2x the 1 x 1 time
+TARGET_RATIO = 2.0  # docs/clients.md: 1,000 clients x 5 jobs within 2x the 1 x 1 time
 
 
 def build_environments(clients: int, jobs: int) -> list[EnvironmentSettings]:

@@ -60,11 +60,11 @@ def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.Comp
 def synth() -> Path:
     step("1. Synthesize the example platform (platform-dev, platform-prod)")
     from stacks.app import synth as synthesize
-    from stacks.environments import example_environments
+    from stacks.environments import load_environments
     from stacks.summary import summary_table
 
     started = time.monotonic()
-    out = synthesize(example_environments(), str(synth_dir()))
+    out = synthesize(load_environments(), str(synth_dir()))
     console.print(summary_table(out))
     console.print(f"synth took {time.monotonic() - started:.1f}s")
     return out / "stacks" / f"platform-{ENV}" / "cdk.tf.json"
@@ -187,7 +187,7 @@ def the_story(ep: Any, arc: Any) -> int:
     snoop = storage.Client(project=env.project_id,
                            credentials=credentials_for(env.client_sa_email(CLIENT)),
                            client_options={"api_endpoint": ep.gcs_endpoint})
-    target = f"outputs/{JOB}/{other}/part-000.jsonl"
+    target = f"{env.layout.batch_outputs(JOB, other)}part-000.jsonl"
     denied = False
     try:
         snoop.bucket(env.client_bucket(OTHER)).blob(target).download_as_bytes()

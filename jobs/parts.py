@@ -153,7 +153,8 @@ class Rung(BaseModel):
     """One rung of a provisioning ladder: how to ask for capacity, and how long to wait.
 
     `bin/submit` tries the rungs in order and moves on when a rung shows no VM after its
-    `deadline_s` or fails for capacity (issue 15). The last rung may wait without a deadline.
+    `deadline_s` or fails for capacity (docs/capacity.md);
+    the last rung may wait without a deadline.
     """
 
     model_config = STRICT
@@ -186,7 +187,7 @@ class GpuDemand(NamedTuple):
     """GPUs of one quota family held at once: a job's peak (`JobSpec.peak_gpu_demand`, no
     region: the job does not know where it runs), or, with the region added by the stack
     (`in_region`), what one Cloud Quotas preference must cover (`stacks/quotas.py`). The one
-    model of GPU demand (issue 16)."""
+    model of GPU demand (docs/contracts.md)."""
 
     family: str  # quota family, "L4"
     count: int  # type: ignore[assignment]  # shadows tuple.count on purpose

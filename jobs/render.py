@@ -22,6 +22,7 @@ from jobs.spec import (
     GPU_MIN_BOOT_DISK_GB,
     PREEMPTION_EXIT_CODE,
     STORAGE_VARIABLES,
+    EnvKind,
     resolve_topic,
 )
 
@@ -32,7 +33,6 @@ DEFAULT_MAX_RUN_DURATION_S = 3600
 # Filled by the submit helper or the workflow (docs/contracts.md, "Job JSON written at synth"):
 # the names live in the run-time contract (gpub_runner.contract), re-exported here.
 RUNTIME_VARIABLES = contract.RUNTIME_VARIABLES
-RUNTIME_LABELS = ("client", "submitter", "manifest-hash")
 # Batch's reserved exit codes (https://cloud.google.com/batch/docs/troubleshooting#reserved-exit-codes,
 # also gpub_runner.contract.BATCH_RESERVED_EXIT_CODES): the ones that mean the VM was lost,
 # so the task never failed on its own: 50001 Spot VM preempted, 50002 VM reporting timeout,
@@ -50,6 +50,7 @@ class RenderContext(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     env_name: str
+    env_kind: EnvKind  # what the environment's defaults follow (spot for GPU jobs in dev)
     project_id: str
     region: str
     registry_host: str  # "<region>-docker.pkg.dev/<project>/batch-images"
@@ -86,8 +87,9 @@ def storage_variables(spec: JobSpec) -> dict[str, str]:
     return out
 
 
-def lifecycle_policy(spec: JobSpec, env_name: str | None) -> tuple[int | None, dict[str, Any]]:
-    """(maxRetryCount, the one lifecycle policy or {}) of `spec` in `env_name`.
+def lifecycle_policy(spec: JobSpec, kind: EnvKind | None) -> tuple[int | None, dict[str, Any]]:
+    """(maxRetryCount, the one lifecycle policy or {}) of `spec` in an environment of `kind`
+    (None: no environment).
 
     Batch takes one lifecycle policy per task spec ("Currently we only support one lifecycle
     policy"; an exit code it does not name gets the default: retry while maxRetryCount lasts,
@@ -105,8 +107,8 @@ def lifecycle_policy(spec: JobSpec, env_name: str | None) -> tuple[int | None, d
     have their own budget and never spend maxRetryCount. Without an environment (an import
     round trip) exactly what the spec says is rendered.
     """
-    retries, codes = spec.retry_policy_for(env_name)
-    if env_name is None:
+    retries, codes = spec.retry_policy_for(kind)
+    if kind is None:
         return retries, _policy("RETRY_TASK", codes)
     bad = [c for c in codes if c in NEVER_RETRIED_EXIT_CODES]
     if bad:
@@ -170,7 +172,6 @@ def render_job(spec: JobSpec, env: RenderContext | None = None) -> dict[str, Any
 
 
 def _task_group(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
-    env_name = env.env_name if env else None
     runnables = [_extra_runnable(r, env) for r in spec.setup]
     runnables.append(_runnable(spec, env))
     runnables += [_extra_runnable(r, env) for r in spec.teardown]
@@ -190,7 +191,7 @@ def _task_group(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
     if run_s is not None:
         task["maxRunDuration"] = f"{run_s}s"
 
-    retries, policy = lifecycle_policy(spec, env_name)
+    retries, policy = lifecycle_policy(spec, env.env_kind if env else None)
     if retries:  # 0 is proto3's default and never appears in canonical JSON
         task["maxRetryCount"] = retries
     if policy:
@@ -290,7 +291,7 @@ def _allocation_policy(spec: JobSpec, env: RenderContext | None) -> dict[str, An
     if spec.machine_type:
         policy["machineType"] = spec.machine_type
     if spec.provisioning is not None or env is not None:
-        policy["provisioningModel"] = spec.provisioning_for(env.env_name if env else None).upper()
+        policy["provisioningModel"] = spec.provisioning_for(env.env_kind if env else None).upper()
     if spec.reservation:
         policy["reservation"] = spec.reservation
     if spec.gpus is not None:

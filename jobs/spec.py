@@ -61,7 +61,9 @@ __all__ = [
 PREEMPTION_EXIT_CODE = contract.PREEMPTION_EXIT_CODE  # Batch's code for a Spot VM preemption
 DEFAULT_RETRIES = 3  # retry budget when retries are implied (spot) but not given
 GPU_MIN_BOOT_DISK_GB = 100  # CUDA images are large (Robotoff: 100 GB for a ~24 GB image)
-DEV_ENVIRONMENTS = ("dev",)  # environments (and "dev-*" names) where GPU jobs default to spot
+# An environment's kind (`EnvironmentSettings.kind`, stated in environments.yaml): in `dev`, GPU
+# jobs without an explicit provisioning model default to Spot.
+EnvKind = Literal["dev", "prod"]
 
 InputFormat = Literal["csv", "parquet", "feather", "jsonl"]
 # Models that draw on preemptible GPU quota and can lose their VM (FLEX_START: DWS).
@@ -69,10 +71,6 @@ PREEMPTIBLE_QUOTA_MODELS = ("spot", "preemptible", "flex_start")
 SchedulingPolicy = Literal["AS_SOON_AS_POSSIBLE", "IN_ORDER"]
 
 PosInt = Annotated[int, Field(ge=1)]
-
-
-def is_dev_environment(env_name: str) -> bool:
-    return env_name in DEV_ENVIRONMENTS or env_name.startswith("dev")
 
 
 def resolve_topic(topic: str, project_id: str | None) -> str:
@@ -111,7 +109,7 @@ class JobSpec(BaseModel):
     reservation: str | None = None  # a reservation name, or "NO_RESERVATION"; None: any
     region: str | None = None  # None: the environment's region
     zones: list[str] = Field(default_factory=list)
-    # Capacity (issue 15): rungs tried in order, and regions in order (Batch's allowedLocations
+    # Capacity (docs/capacity.md): rungs in order, and regions in order (Batch's allowedLocations
     # holds one region per job, so trying several is the submit side's job). Not rendered.
     ladder: list[Rung] = Field(default_factory=list)  # []: the environment's default ladder
     candidate_regions: list[str] = Field(default_factory=list)
@@ -252,20 +250,21 @@ class JobSpec(BaseModel):
         """Most tasks at once: max_parallelism, else parallelism, else task_count, else 1."""
         return self.max_parallelism or self.parallelism or self.task_count or 1
 
-    def provisioning_for(self, env_name: str | None) -> Provisioning:
-        """The provisioning model in `env_name`: explicit, else spot for GPU jobs in dev."""
+    def provisioning_for(self, kind: EnvKind | None) -> Provisioning:
+        """The provisioning model in an environment of `kind`: explicit, else spot for GPU
+        jobs in dev, else standard (also without an environment)."""
         if self.provisioning is not None:
             return self.provisioning
-        if env_name is not None and self.is_gpu and is_dev_environment(env_name):
+        if kind == "dev" and self.is_gpu:
             return "spot"
         return "standard"
 
-    def rungs_for(self, env_name: str | None) -> list[Rung]:
-        """The ladder to climb in `env_name`: the declared one, else one rung of the
+    def rungs_for(self, kind: EnvKind | None) -> list[Rung]:
+        """The ladder to climb in an environment of `kind`: the declared one, else one rung of the
         environment's provisioning rule (and the declared reservation)."""
         if self.ladder:
             return list(self.ladder)
-        return [Rung(provisioning=self.provisioning_for(env_name), reservation=self.reservation)]
+        return [Rung(provisioning=self.provisioning_for(kind), reservation=self.reservation)]
 
     def on_rung(self, rung: Rung, region: str | None = None) -> JobSpec:
         """This job as submitted on `rung` (and in `region`): what gets rendered for it."""
@@ -279,43 +278,40 @@ class JobSpec(BaseModel):
             update |= {"region": region, "zones": zones, "candidate_regions": [region, *rest]}
         return JobSpec.model_validate(self.model_dump() | update)
 
-    def retry_policy_for(self, env_name: str | None) -> tuple[int | None, list[int]]:
-        """(maxRetryCount, RETRY_TASK exit codes in order) in `env_name`.
+    def retry_policy_for(self, kind: EnvKind | None) -> tuple[int | None, list[int]]:
+        """(maxRetryCount, RETRY_TASK exit codes in order) in an environment of `kind`.
 
         With an environment, Spot implies retrying on preemption (50001) with a default budget.
         Without one (an import round trip) only what the spec says is rendered.
         """
         codes = list(self.retry_exit_codes)
-        if env_name is None:
+        if kind is None:
             preempt = bool(self.retry_on_preemption)
         else:
-            spot = self.provisioning_for(env_name) in ("spot", "preemptible")
+            spot = self.provisioning_for(kind) in ("spot", "preemptible")
             preempt = self.retry_on_preemption if self.retry_on_preemption is not None else spot
         if preempt and PREEMPTION_EXIT_CODE not in codes:
             codes.insert(0, PREEMPTION_EXIT_CODE)
         count = self.max_retry_count
-        if count is None and codes and env_name is not None:
+        if count is None and codes and kind is not None:
             count = DEFAULT_RETRIES
         return count, codes
 
-    def peak_gpu_demand(self, env_name: str | None = None) -> GpuDemand | None:
+    def peak_gpu_demand(self, kind: EnvKind | None = None) -> GpuDemand | None:
         """GPUs held at peak: VMs at peak parallelism x GPUs per VM; None for CPU jobs.
 
         Peak parallelism is `peak_parallelism` (max_parallelism, else parallelism, else
         task_count, else 1); `tasks_per_node` tasks share a VM. `spot` (preemptible quota)
-        follows `provisioning_for(env_name)`: SPOT, PREEMPTIBLE and FLEX_START draw on it.
+        follows `provisioning_for(kind)`: SPOT, PREEMPTIBLE and FLEX_START draw on it.
         """
         gpu = self.gpu_type
         if gpu is None or not self.is_gpu:
             return None
         vms = math.ceil(self.peak_parallelism / (self.tasks_per_node or 1))
-        spot = self.provisioning_for(env_name) in PREEMPTIBLE_QUOTA_MODELS
+        spot = self.provisioning_for(kind) in PREEMPTIBLE_QUOTA_MODELS
         return GpuDemand(gpu_family(gpu), vms * self.gpus_per_vm, spot)
 
     def secret_ids(self) -> list[str]:
         """Bare secret ids this job reads from its own project (for declaring and IAM)."""
         return [s for s in self.secrets.values() if SECRET_ID_RE.match(s)]
 
-    def topic_names(self, project_id: str) -> list[str]:
-        """Full Pub/Sub topic names this job publishes to (for `pubsub.publisher` grants)."""
-        return list(dict.fromkeys(resolve_topic(n.topic, project_id) for n in self.notifications))

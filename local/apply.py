@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from policies.tfjson import facts_from_document, instances
+from tfjson import facts_from_document, instances
 
 
 def declared_buckets(doc: Mapping[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Simulated GPU capacity and quota for the local Batch server (issue 15).
+"""Simulated GPU capacity and quota for the local Batch server (docs/capacity.md).
 
 Read once from the server's environment, like LOCAL_BATCH_PREEMPT_RATE (docs/capacity.md):
 

@@ -7,12 +7,7 @@ cancellation or an injected preemption kills everything the task started.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import random
-import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -22,71 +17,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from google.cloud.batch_v1 import LifecyclePolicy, Runnable, StatusEvent, TaskSpec
+from google.cloud.batch_v1 import Runnable, StatusEvent, TaskSpec
 
 from local.capacity import CapacityConfig, job_placement, stockout_event
+from local.vm_faults import FaultConfig
 from local.identity import DEFAULT_COMPUTE_EMAIL, token_for
-from local.images import find_local_image, local_command
-from local.procs import kill_group
 from local.state import JobRecord, JobState, Store, TaskState, now
+from local.task_process import (
+    AttemptProcesses,
+    TaskSetupError,
+    docker_available,
+    note,
+    resolve_environment,
+    runnable_command,
+    should_retry,
+)
 
-EXIT_PREEMPTED = 50001  # Spot VM preempted
+# FaultConfig and docker_available are part of this module's interface (the Batch server and
+# the tests import them from here).
+__all__ = ["FaultConfig", "JobRunner", "ServerConfig", "docker_available"]
+
 EXIT_TIMEOUT = 50005  # task exceeded maxRunDuration
-SETUP_FAILED = -1  # internal: the attempt never started (bad secret, missing image, ...)
 
 # Variables a task inherits from the server; everything else comes from the job, as on a VM.
 _INHERITED_ENV = ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "TZ", "SSL_CERT_FILE")
-
-
-@dataclass(frozen=True)
-class FaultConfig:
-    """Injected Spot preemption. Server-wide from the environment at start, or per job from
-    the task spec's environment variables with the same names."""
-
-    preempt_rate: float = 0.0  # LOCAL_BATCH_PREEMPT_RATE: share of attempts preempted
-    seed: str = ""  # LOCAL_BATCH_SEED: same seed -> same attempts preempted at same delays
-    preempt_attempts: int | None = None  # LOCAL_BATCH_PREEMPT_ATTEMPTS: only retry attempts < N
-    max_delay_s: float = 2.0  # LOCAL_BATCH_PREEMPT_MAX_DELAY_S: kill within [0, this] s
-    # LOCAL_BATCH_PREEMPT_CODES: the reserved exit codes an injected loss of the VM reports
-    # (50001 Spot preemption, 50002, 50003, 50004, 50006), one drawn per preempted attempt.
-    codes: tuple[int, ...] = (EXIT_PREEMPTED,)
-
-    @classmethod
-    def from_env(cls, env: dict[str, str], base: FaultConfig | None = None) -> FaultConfig:
-        base = base or cls()
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value.strip() if value and value.strip() else None
-
-        rate = get("LOCAL_BATCH_PREEMPT_RATE")
-        attempts = get("LOCAL_BATCH_PREEMPT_ATTEMPTS")
-        delay = get("LOCAL_BATCH_PREEMPT_MAX_DELAY_S")
-        codes = get("LOCAL_BATCH_PREEMPT_CODES")
-        return cls(
-            codes=tuple(int(c) for c in codes.split(",") if c.strip()) if codes else base.codes,
-            preempt_rate=min(max(float(rate), 0.0), 1.0) if rate else base.preempt_rate,
-            seed=get("LOCAL_BATCH_SEED") or base.seed,
-            preempt_attempts=int(attempts) if attempts else base.preempt_attempts,
-            max_delay_s=float(delay) if delay else base.max_delay_s,
-        )
-
-    def preempt_after(self, job_uid: str, index: int, attempt: int) -> float | None:
-        """Seconds after which this attempt is preempted, or None. Deterministic per seed,
-        whatever order the threads run in; without a seed, a fresh draw each time."""
-        if self.preempt_rate <= 0:
-            return None
-        if self.preempt_attempts is not None and attempt >= self.preempt_attempts:
-            return None
-        rng = random.Random(f"{self.seed}:{job_uid}:{index}:{attempt}") if self.seed else random
-        if rng.random() >= self.preempt_rate:
-            return None
-        return rng.uniform(0.0, self.max_delay_s)
-
-    def code_for(self, job_uid: str, index: int, attempt: int) -> int:
-        """The reserved exit code a preempted attempt reports (deterministic per seed)."""
-        rng = random.Random(f"{self.seed}:{job_uid}:{index}:{attempt}:code")
-        return self.codes[0] if len(self.codes) == 1 else rng.choice(self.codes)
 
 
 @dataclass
@@ -100,61 +54,6 @@ class ServerConfig:
     # LOCAL_BATCH_SCHEDULE_DELAY_S: how long a job stays SCHEDULED before its tasks start,
     # the stand-in for Batch provisioning VMs (minutes on Google Cloud; 0 locally by default).
     schedule_delay_s: float = 0.0
-
-
-class _Attempt:
-    """The processes of one running attempt, so another thread can kill them all."""
-
-    def __init__(self, pid_file: Path) -> None:
-        self.lock = threading.Lock()
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.containers: list[str] = []
-        # Process groups on disk: a server restarted after a crash kills what we left behind.
-        self.pid_file = pid_file
-
-    def add(self, proc: subprocess.Popen[bytes], container: str | None) -> None:
-        with self.lock:
-            self.procs.append(proc)
-            if container:
-                self.containers.append(container)
-            with self.pid_file.open("a") as f:
-                f.write(f"{proc.pid}\n")
-
-    def kill(self) -> None:
-        with self.lock:
-            procs, containers = list(self.procs), list(self.containers)
-        for p in procs:
-            if p.poll() is None:
-                kill_group(p.pid, signal.SIGKILL)
-        for name in containers:
-            # `docker run` is only a client: the container must be removed on the daemon.
-            subprocess.run(
-                ["docker", "rm", "-f", name], capture_output=True, timeout=30, check=False
-            )
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=5)
-
-
-class TaskSetupError(Exception):
-    """The task cannot start (missing secret, unknown image, no Docker): fail, don't retry."""
-
-
-_docker_ok: bool | None = None
-
-
-def docker_available() -> bool:
-    global _docker_ok
-    if _docker_ok is None:
-        if shutil.which("docker") is None:
-            _docker_ok = False
-        else:
-            try:
-                r = subprocess.run(["docker", "info"], capture_output=True, timeout=10)
-                _docker_ok = r.returncode == 0
-            except (OSError, subprocess.TimeoutExpired):
-                _docker_ok = False
-    return _docker_ok
 
 
 class JobRunner:
@@ -173,7 +72,7 @@ class JobRunner:
         self.stop_reason = ""
         self.stop_state: int = JobState.CANCELLED
         self.failed = threading.Event()
-        self._attempts: dict[int, _Attempt] = {}
+        self._attempts: dict[int, AttemptProcesses] = {}
         self._attempts_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name=f"job-{rec.job_id}", daemon=True)
 
@@ -278,7 +177,7 @@ class JobRunner:
                 log_path = store.log_path(rec.job_id, index, attempt)
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 with log_path.open("ab") as log:
-                    _note(log, f"task failed before it started: {e}")
+                    note(log, f"task failed before it started: {e}")
                 store.set_task_state(rec, index, TaskState.FAILED, str(e))
                 self.failed.set()
                 return
@@ -288,7 +187,7 @@ class JobRunner:
             if code == 0:
                 store.set_task_state(rec, index, TaskState.SUCCEEDED, detail, 0)
                 return
-            if _should_retry(code, attempt, max_retries, list(self.spec.lifecycle_policies)):
+            if should_retry(code, attempt, max_retries, list(self.spec.lifecycle_policies)):
                 store.set_task_state(
                     rec, index, TaskState.PENDING,
                     f"{detail} Retrying: retry {attempt + 1} of {max_retries}.".strip(), code,
@@ -304,7 +203,7 @@ class JobRunner:
         env["PATH"] = os.pathsep.join(
             [str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]
         )
-        env.update(self._resolve(self.spec.environment))
+        env.update(resolve_environment(self.spec.environment, self.config.root))
         if self.task_envs:
             env.update(self.task_envs[index])
         env.update(
@@ -326,25 +225,6 @@ class JobRunner:
         email = str(self.rec.job.allocation_policy.service_account.email or "")
         return email or DEFAULT_COMPUTE_EMAIL
 
-    def _resolve(self, environment: object) -> dict[str, str]:
-        """Plain variables plus `secretVariables` looked up in <root>/secrets.json."""
-        variables = dict(getattr(environment, "variables", {}) or {})
-        secrets = dict(getattr(environment, "secret_variables", {}) or {})
-        if secrets:
-            path = self.config.root / "secrets.json"
-            try:
-                known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-            except ValueError as e:
-                raise TaskSetupError(f"{path} is not valid JSON: {e}") from e
-            for name, version in secrets.items():
-                if version not in known:
-                    raise TaskSetupError(
-                        f"secret variable {name}: {version} is not in {path} "
-                        f'(add {{"{version}": "<value>"}} to it)'
-                    )
-                variables[name] = str(known[version])
-        return variables
-
     def _run_attempt(self, index: int, attempt: int) -> tuple[int, str]:
         """Run the runnables of one attempt. Returns (exit code, detail for the event)."""
         env = self._environment(index, attempt)
@@ -357,7 +237,7 @@ class JobRunner:
         deadline = start + max_run.total_seconds() if max_run else None
         preempt_at = self.faults.preempt_after(str(self.rec.job.uid), index, attempt)
         preempt_deadline = start + preempt_at if preempt_at is not None else None
-        handle = _Attempt(log_path.with_suffix(".pids"))
+        handle = AttemptProcesses(log_path.with_suffix(".pids"))
         with self._attempts_lock:
             self._attempts[index] = handle
         code, detail = 0, ""
@@ -384,7 +264,7 @@ class JobRunner:
                         handle.kill()
                         limit = max_run.total_seconds() if max_run else 0
                         detail = f"Task exceeded its maximum run duration ({limit:g}s)."
-                        _note(log, f"killed: {detail} exit code {EXIT_TIMEOUT}")
+                        note(log, f"killed: {detail} exit code {EXIT_TIMEOUT}")
                         return EXIT_TIMEOUT, detail
                     if outcome == "stopped":
                         handle.kill()
@@ -404,12 +284,12 @@ class JobRunner:
                 with self._attempts_lock:
                     self._attempts.pop(index, None)
 
-    def _preempted(self, handle: _Attempt, log: IO[bytes], after: float | None, index: int,
+    def _preempted(self, handle: AttemptProcesses, log: IO[bytes], after: float | None, index: int,
                    attempt: int) -> tuple[int, str]:
         handle.kill()
         code = self.faults.code_for(str(self.rec.job.uid), index, attempt)
         detail = f"Injected loss of the VM after {after or 0:.2f}s (LOCAL_BATCH_PREEMPT_RATE)."
-        _note(log, f"killed: {detail} exit code {code}")
+        note(log, f"killed: {detail} exit code {code}")
         return code, detail
 
     def _wait(
@@ -439,42 +319,12 @@ class JobRunner:
         attempt: int,
         workdir: Path,
         log: IO[bytes],
-        handle: _Attempt,
+        handle: AttemptProcesses,
     ) -> subprocess.Popen[bytes]:
-        env = dict(env)
-        env.update(self._resolve(runnable.environment))
-        container_name: str | None = None
-        if runnable.script:
-            script = runnable.script
-            argv = ["bash", "-c", script.text] if script.text else ["bash", script.path]
-        elif runnable.container:
-            c = runnable.container
-            image = find_local_image(c.image_uri, self.config.repo_root)
-            if image is not None:
-                argv = local_command(image, c.entrypoint, list(c.commands))
-                merged = dict(image.env)
-                merged.update(env)  # like `docker run -e`: the job's values win
-                env = merged
-                if image.pythonpath:
-                    parts = [str(p) for p in image.pythonpath]
-                    if env.get("PYTHONPATH"):
-                        parts.append(env["PYTHONPATH"])
-                    env["PYTHONPATH"] = os.pathsep.join(parts)
-            elif docker_available():
-                container_name = f"gpub-{self.rec.job_id}-{index}-{attempt}-{n}"[:120]
-                argv = ["docker", "run", "--rm", "--name", container_name, "--network", "host"]
-                argv += [arg for k in env if k != "PATH" for arg in ("-e", k)]
-                if c.entrypoint:
-                    argv += ["--entrypoint", c.entrypoint]
-                argv += [c.image_uri, *c.commands]
-            else:
-                raise TaskSetupError(
-                    f"runnable {n}: image {c.image_uri!r} has no "
-                    f"images/<name>/local.json under {self.config.repo_root} and no Docker "
-                    "daemon answers `docker info`; cannot run it locally"
-                )
-        else:
-            raise TaskSetupError(f"runnable {n}: only script and container runnables run locally")
+        env = {**env, **resolve_environment(runnable.environment, self.config.root)}
+        name = f"gpub-{self.rec.job_id}-{index}-{attempt}-{n}"[:120]
+        argv, env, container_name = runnable_command(runnable, n, env, self.config.repo_root,
+                                                     name)
         proc = subprocess.Popen(
             argv,
             cwd=workdir,
@@ -488,25 +338,3 @@ class JobRunner:
         return proc
 
 
-def _note(log: IO[bytes], line: str) -> None:
-    log.write(f"[local-batch] {line}\n".encode())
-
-
-def _should_retry(
-    code: int, attempt: int, max_retries: int, policies: list[LifecyclePolicy]
-) -> bool:
-    """Batch semantics (cloud.google.com/python/docs/reference/batch/latest/
-    google.cloud.batch_v1.types.LifecyclePolicy): "When RETRY_TASK is specified, we will retry
-    failed tasks if we notice any exit code match and fail tasks if no match is found.
-    Likewise, when FAIL_TASK is specified, we will fail tasks if we notice any exit code match
-    and retry tasks if no match is found." Without a policy any non-zero exit is retried while
-    retries remain."""
-    if attempt >= max_retries:
-        return False
-    for policy in policies:
-        matched = code in list(policy.action_condition.exit_codes)
-        if policy.action == LifecyclePolicy.Action.RETRY_TASK:
-            return matched
-        if policy.action == LifecyclePolicy.Action.FAIL_TASK:
-            return not matched
-    return True

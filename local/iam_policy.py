@@ -4,7 +4,7 @@ The bindings come from every `cdk.tf.json` the local backend was given:
 `google_storage_bucket_iam_member` / `_binding` / `_policy` (bucket level) and
 `google_project_iam_member` / `_binding` (project level, inherited by the project's buckets).
 `for_each` is expanded and `${...}` references to service accounts and buckets are resolved by
-`policies.tfjson`, the evaluator `bin/check` uses, so the checks and the local cloud read the
+`tfjson`, the evaluator `bin/check` uses, so the checks and the local cloud read the
 stack the same way.
 
 Authorization follows GCS:
@@ -34,7 +34,7 @@ from typing import Any
 import celpy
 import celpy.celtypes as ct
 
-from policies.tfjson import StackFacts, facts_from_document, flat_strings, instances
+from tfjson import StackFacts, facts_from_document, flat_strings, instances
 
 log = logging.getLogger(__name__)
 

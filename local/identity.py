@@ -52,12 +52,6 @@ def credentials_for(email: str) -> Credentials:
     return Credentials(token=token_for(email))  # type: ignore[no-untyped-call]
 
 
-def credentials_from_env() -> Credentials | None:
-    """Credentials from GPUB_LOCAL_TOKEN (set by the local Batch server for each task)."""
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    return Credentials(token=token) if token else None  # type: ignore[no-untyped-call]
-
-
 # A local command acts as this principal (bin/submit: the operator; bin/demo: a client).
 PRINCIPAL_ENV = "GPUB_LOCAL_PRINCIPAL"
 

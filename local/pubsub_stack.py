@@ -1,5 +1,5 @@
 """What a synthesized stack declares for Pub/Sub: topics, subscriptions, and the GCS
-notifications that publish into them. `for_each` expanded by `policies.tfjson.instances`,
+notifications that publish into them. `for_each` expanded by `tfjson.instances`,
 references resolved the way Terraform would:
 
 - `google_pubsub_topic`: id `projects/{project}/topics/{name}`;
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policies.tfjson import facts_from_document, instances
+from tfjson import facts_from_document, instances
 
 _TOPIC_REF = re.compile(
     r"\$\{google_pubsub_topic\.([A-Za-z0-9_-]+(?:\[\"[^\"\]]*\"\])?)\.(id|name)\}"

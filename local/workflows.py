@@ -1,7 +1,7 @@
 """The deployed workflows, read from the synthesized stack and run unchanged on this machine.
 
 - Source: `google_workflows_workflow.source_contents` after Terraform's substitutions (locals
-  via `replace()`, resource references, `$${` -> `${`), evaluated by `policies.tfjson`.
+  via `replace()`, resource references, `$${` -> `${`), evaluated by `tfjson`.
 - Syntax: checked against the Workflows JSON schema shipped with workflows-emulator; a source
   it rejects fails here before anything runs (`WorkflowSyntaxError`).
 - Interpreter: workflows-emulator (PyPI `workflows-emulator`, pinned). Its own connectors call
@@ -34,7 +34,7 @@ from local.connectors import Connectors
 from local.pubsub_stack import Trigger
 from local.workflow_limits import Budget, ResourceLimitExceeded, budget, check_source_size
 from local.workflow_limits import install as install_limits
-from policies.tfjson import INTERPOLATION_RE, LOCAL_RE, facts_from_document, instances
+from tfjson import INTERPOLATION_RE, facts_from_document, instances
 
 _CURRENT: contextvars.ContextVar[Connectors] = contextvars.ContextVar("local_connectors")
 
@@ -123,11 +123,6 @@ def _str(raw: Any) -> str:
 def terraform_string(raw: str, doc: Mapping[str, Any]) -> str:
     """A string attribute as Terraform would pass it to the provider."""
     facts = facts_from_document(doc)
-    if LOCAL_RE.fullmatch(raw.strip()):
-        text = facts.resolve_locals(raw)  # a local's template: already unescaped
-        if LOCAL_RE.fullmatch(text.strip()):
-            raise WorkflowSyntaxError(f"cannot resolve {raw[:80]!r} from the stack's locals")
-        return text
     text = facts.resolve_text(raw)
     left = INTERPOLATION_RE.search(text)
     if left:

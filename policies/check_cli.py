@@ -20,8 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from policies.suppressions import DEFAULT_PATH, Matcher, SuppressionError, load
-from policies.tfjson import facts_from_document
 from stacks.settings import Guardrails
+from tfjson import facts_from_document
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
@@ -42,16 +42,20 @@ def _use_stderr_for_people() -> None:
 def _environments() -> dict[str, tuple[str, bool, Guardrails]]:
     """stack name -> (env name, cmek, limits), from the settings the stacks are built from."""
     try:
-        from stacks.environments import example_environments  # pydantic only, no provider
+        from stacks.environments import load_environments  # pydantic only, no provider
     except Exception as exc:  # settings not importable: fall back to what the files say
         console.print(
             f"[yellow]warning:[/] environment settings not loaded ({exc}); "
             "using the stack files' labels and default guardrails"
         )
         return {}
+    try:
+        envs = load_environments()  # environments.yaml: the settings the stacks are built from
+    except ValueError as exc:  # EnvironmentsError: one line naming the file and the field
+        raise _bad_input(str(exc)) from None
     return {
         e.stack_name: (e.name, e.cmek, e.guardrails)
-        for e in example_environments()
+        for e in envs
     }
 
 

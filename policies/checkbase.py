@@ -1,18 +1,31 @@
-"""Base class of the CKV_GPUB rules: a checkov resource check that knows its stack's facts."""
+"""Base class of the CKV_GPUB rules: a checkov resource check that knows its stack's facts and
+takes its title and severity from the rule registry (policies/terraform_rules.yaml)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from checkov.common.bridgecrew.severities import Severities
 from checkov.common.models.enums import CheckCategories, CheckResult
 from checkov.terraform.checks.resource.base_resource_check import BaseResourceCheck
 
-from policies.tfjson import StackFacts, facts_for_scanned_file, for_each_entries, instances
+from policies.terraform_rules import REGISTRY, rules
+from tfjson import (
+    StackFacts,
+    facts_for_scanned_file,
+    flat_strings,
+    for_each_entries,
+    instances,
+    value,
+)
 
 # Every IAM grant resource of the google provider, present and future.
 IAM_GRANTS = ("google_*_iam_member", "google_*_iam_binding", "google_*_iam_policy")
 GUIDELINE = "docs/policies.md"
+# Every GpubCheck instantiated in this process, by id (checkov instantiates each rule file's
+# checks when it loads policies/checks): what tests compare with the registry.
+LOADED: dict[str, GpubCheck] = {}
 # (id of a parsed stack file, type, name) -> (the document, [(key, instance)]): a for_each
 # resource is expanded once per file, not once per rule.
 _EXPANDED: dict[tuple[int, str, str], tuple[Any, list[tuple[str, dict[str, Any]]]]] = {}
@@ -35,23 +48,77 @@ def expanded(facts: StackFacts, rtype: str, name: str) -> list[tuple[str, dict[s
     return entries
 
 
+# ---- the whole stack, for rules that count or cross-reference ---------------------------
+_INDEX: dict[int, tuple[Any, dict[str, list[tuple[str, dict[str, Any]]]]]] = {}
+
+
+def by_type(facts: StackFacts) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """type -> [(address name, body)] of every instance in the file, expanded once per file."""
+    doc = facts.document
+    hit = _INDEX.get(id(doc))
+    if hit is not None and hit[0] is doc:
+        return hit[1]
+    index: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for rtype, named in (doc.get("resource") or {}).items():
+        if not isinstance(named, dict):
+            continue
+        items = index[rtype] = []
+        for name, conf in named.items():
+            if not isinstance(conf, dict):
+                continue
+            entries = expanded(facts, rtype, name)  # shared with GpubCheck: once per file
+            if entries is None:
+                items.extend(instances(name, conf))
+            else:
+                items.extend((f'{name}["{key}"]', body) for key, body in entries)
+    _INDEX[id(doc)] = (doc, index)
+    return index
+
+
+def raw_instances(facts: StackFacts, rtype_glob: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(type, address name, body) of every instance of matching types in the whole file."""
+    suffix = rtype_glob.lstrip("*")
+    for rtype, items in by_type(facts).items():
+        if rtype == rtype_glob or (rtype_glob.startswith("*") and rtype.endswith(suffix)):
+            for address, body in items:
+                yield rtype, address, body
+
+
+def condition_of(conf: dict[str, Any]) -> str:
+    return str(value(conf, "condition", "expression", default="") or "")
+
+
+def depends_on(conf: dict[str, Any]) -> set[str]:
+    return set(flat_strings(conf.get("depends_on")))
+
+
 class GpubCheck(BaseResourceCheck):
     """A rule of our pack; `fail()` records why, so the console and SARIF say what to fix."""
 
     def __init__(
         self,
-        name: str,
         id: str,  # checkov's keyword
         categories: Iterable[CheckCategories],
         supported_resources: Iterable[str],
+        name: str | None = None,
     ) -> None:
+        """`name` defaults to the registry's title; a rule missing from the registry still
+        loads (with its own `name`) and fails tests/test_policies_rules.py until declared."""
+        rule = rules().get(id)
+        title = name or (rule.title if rule else None)
+        if title is None:
+            raise KeyError(f"{id} is not declared in {REGISTRY} (one line: id, severity, "
+                           "title, checks, why, source)")
         super().__init__(
-            name=name,
+            name=title,
             id=id,
             categories=categories,
             supported_resources=supported_resources,
             guideline=f"{GUIDELINE}#{id.lower().replace('_', '-')}",
         )
+        if rule is not None:
+            self.severity = Severities[rule.severity]  # type: ignore[assignment]
+        LOADED[id] = self
 
     @property
     def facts(self) -> StackFacts:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from policies.guardrails import RULES, GuardrailLimits, check_job
 from policies.image_versions import IMAGE_RULES, check_images
 from policies.suppressions import Matcher
-from policies.tfjson import StackFacts, register_facts
+from tfjson import StackFacts, register_facts
 
 RULES = {**RULES, **IMAGE_RULES}  # GPUB_JOB_12 (policies/image_versions.py)
 

@@ -291,9 +291,9 @@ def main(
         False, "--first-deploy", help="the first deploy, in the pipeline's order"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the script, call nothing"),
 ) -> None:
-    from stacks.environments import example_environments
+    from stacks.environments import load_environments
 
-    envs = {e.name: e for e in example_environments()}
+    envs = {e.name: e for e in load_environments()}
     if env not in envs:
         typer.echo(f"bootstrap: env {env!r} is not an environment (known: "
                    f"{', '.join(sorted(envs))})", err=True)

@@ -49,7 +49,7 @@ def environment_demand(settings: _Environment, *, ladders: bool = True
     floor = settings.guardrails.gpu_quota
     totals: dict[Key, int] = {}
     for spec in settings.jobs:
-        peak = spec.peak_gpu_demand(settings.name)
+        peak = spec.peak_gpu_demand(settings.kind)
         if peak is None:
             continue
         home = (spec.region or settings.region, peak.family, peak.spot)
@@ -59,7 +59,7 @@ def environment_demand(settings: _Environment, *, ladders: bool = True
         regions = spec.candidate_regions or [home[0]]
         keys = {(region, gpu_family(spec.gpu_type or ""),
                  rung.provisioning in PREEMPTIBLE_QUOTA_MODELS)
-                for rung in spec.rungs_for(settings.name) for region in regions
+                for rung in spec.rungs_for(settings.kind) for region in regions
                 if rung.reservation in (None, "NO_RESERVATION")}
         for key in sorted(keys - {home}):
             totals[key] = totals.get(key, 0) + peak.count

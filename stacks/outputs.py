@@ -39,8 +39,9 @@ def stack_outputs(env: EnvironmentSettings) -> dict[str, dict[str, Any]]:
             "bucket": env.client_bucket(c),
             "identity": env.client_sa_email(c),
             "run_identity": env.run_sa_email(c),
-            "results_topic": f"projects/{p}/topics/{env.results_topic(c)}",
-            "results_subscription": f"projects/{p}/subscriptions/{env.results_topic(c)}-sub",
+            "results_topic": env.layout.topic_path(env.results_topic(c)),
+            "results_subscription": env.layout.subscription_path(
+                env.layout.results_subscription(c)),
         }
         for key, value in values.items():
             out[f"client_{c}_{key}"] = {"value": value, "description": f"client {c}: {key}"}

@@ -322,9 +322,9 @@ class PlatformStack(TerraformStack):
         return job
 
     def onboard_client(self, client: ClientSettings) -> ClientOnboarding:
-        """Onboard one more client. It joins `settings.clients` too: the stack, the
-        environment file written at synth (`cdktf.out/environments/<stack>.json`, what
-        `bin/submit` reads) and the policy checks all see ONE list of clients."""
+        """Onboard one more client. It joins `settings.clients` too, so the stack and the
+        settings file written at synth (`cdktf.out/environments/<stack>.json`, for review)
+        agree; bin/submit and bin/check know the clients environments.yaml declares."""
         onboarding = self._onboard(client)
         self.settings = self.settings.model_copy(
             update={"clients": [*self.settings.clients, client]}

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from jobs import JobSpec, RenderContext
-from jobs.spec import REGION_RE
+from jobs.spec import REGION_RE, EnvKind
 from stacks.layout import (
     ADHOC_SA_ID,
     CLIENTS_PROJECT_SUFFIX,
@@ -162,6 +162,9 @@ class EnvironmentSettings(BaseModel):
     )
 
     name: str
+    # `dev` or `prod`, stated by the user (environments.yaml), never read from the name: GPU
+    # jobs default to Spot in dev; prod-only policy rules apply in prod.
+    kind: EnvKind
     project_id: str
     region: str
     zones: list[str] = Field(default_factory=list)
@@ -386,6 +389,7 @@ class EnvironmentSettings(BaseModel):
         (the job workflows replace it with the client's run identity at run time)."""
         return RenderContext(
             env_name=self.name,
+            env_kind=self.kind,
             project_id=self.project_id,
             region=self.region,
             registry_host=self.registry_host,

@@ -1,7 +1,7 @@
 """What a job's dispatcher workflow is made of: its parameters, the object-name patterns it
 matches, and the run-time contract it shares with the submit planner and the task runner.
 
-The contract's names come from `gpub_runner.contract` (one home for each rule, issue 16): the
+The contract's names come from `gpub_runner.contract` (one home for each rule): the
 final job states the workflow stops polling at, the runtime variables it fills, and which
 input names a run accepts. Nothing here repeats them.
 """

@@ -1,4 +1,4 @@
-"""The capacity ladder at submit time (issue 15, docs/capacity.md).
+"""The capacity ladder at submit time (docs/capacity.md).
 
 A job's ladder (`JobSpec.rungs_for`) times its candidate regions give the candidates, rung by
 rung: every region of the first rung, then every region of the next. Batch's
@@ -115,7 +115,7 @@ def rung_cost(p: Prepared, rung: Rung) -> str:
 def plan_ladder(p: Prepared, backend: Backend) -> Ladder:
     """The viable candidates after the quota preflight and the environment's guardrails on
     each rung's job (printed); exit 2 when none is."""
-    rungs = p.spec.rungs_for(p.env.name)
+    rungs = p.spec.rungs_for(p.env.kind)
     regions = list(p.spec.candidate_regions) or [p.spec.region or p.env.region]
     all_cands = [Candidate(i, r, region) for i, r in enumerate(rungs) for region in regions]
     vms = peak_vms(p.plan.parallelism, p.shape.tasks_per_node)
@@ -199,7 +199,7 @@ def job_on(p: Prepared, cand: Candidate) -> dict[str, Any]:
     job["allocationPolicy"]["location"] = {"allowedLocations": [f"regions/{cand.region}",
                                                                 *zones]}
     task = job["taskGroups"][0].setdefault("taskSpec", {})
-    retries, policy_json = lifecycle_policy(p.spec.on_rung(cand.rung, cand.region), p.env.name)
+    retries, policy_json = lifecycle_policy(p.spec.on_rung(cand.rung, cand.region), p.env.kind)
     task.pop("maxRetryCount", None)
     task.pop("lifecyclePolicies", None)
     if retries:

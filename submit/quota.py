@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from jobs.catalog import get_machine, gpu_family
 
-# The quota ids of Compute Engine GPUs (DESIGN.md "Facts"; the same rule as stacks/quotas.py,
+# The quota ids of Compute Engine GPUs (docs/capacity.md; the same rule as stacks/quotas.py,
 # which submit cannot import: it loads the provider bindings; tests/test_capacity_quota.py
 # checks that both agree). Families with an id of their own, and the newer ones that share
 # one id with a gpu_family dimension.
@@ -31,7 +31,7 @@ GLOBAL_GPU_QUOTA_ID = "GPUS-ALL-REGIONS-per-project"
 # CPUS-PER-VM-FAMILY-per-project-region defines the number of Compute Engine virtual CPUs
 # (vCPUs) available to your project for a specific VM family in a particular region").
 CPU_QUOTA_ID = "CPUS-PER-VM-FAMILY-per-project-region"
-# Models that draw on preemptible GPU quota (FLEX_START too: DESIGN.md "Facts").
+# Models that draw on preemptible GPU quota (FLEX_START too: docs/capacity.md).
 PREEMPTIBLE_MODELS = ("spot", "preemptible", "flex_start")
 
 

@@ -90,7 +90,7 @@ def run_cmd(
                 parallelism=parallelism, max_cost=max_cost, client=client, out_dir=out_dir,
                 storage=storage, submitter=_submitter())
     describe(p)
-    from submit import capacity  # the ladder: quota preflight, then rung by rung (issue 15)
+    from submit import capacity  # the ladder: quota preflight, then rung by rung (docs/capacity.md)
 
     ladder = capacity.plan_ladder(p, backend)
     p.job_json = capacity.job_on(p, ladder.current)

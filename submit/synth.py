@@ -30,24 +30,14 @@ def synth_dir(out: str | None) -> Path:
 
 
 def environments() -> dict[str, EnvironmentSettings]:
-    """The declared environments, plus the clients the synth onboarded beyond them
-    (`onboard_client` in the app): `<synth dir>/environments/<stack>.json` lists every client
-    the stack has resources for, so submit knows them too. A declared client wins."""
-    from stacks.environments import example_environments
-    from stacks.settings import EnvironmentSettings
+    """The declared environments and their clients (environments.yaml: the one source the
+    synth and bin/check read too)."""
+    from stacks.environments import EnvironmentsError, load_environments
 
-    envs = {e.name: e for e in example_environments()}
-    for name, env in envs.items():
-        path = synth_dir(None) / "environments" / f"{env.stack_name}.json"
-        try:
-            synthesized = EnvironmentSettings.model_validate_json(path.read_text("utf-8"))
-        except (OSError, ValueError):  # not synthesized (yet), or an older format
-            continue
-        known = {c.name for c in env.clients}
-        extra = [c for c in synthesized.clients if c.name not in known]
-        if extra:
-            envs[name] = env.model_copy(update={"clients": [*env.clients, *extra]})
-    return envs
+    try:
+        return {e.name: e for e in load_environments()}
+    except EnvironmentsError as exc:
+        raise SubmitError(str(exc)) from None
 
 
 def load_environment(name: str) -> EnvironmentSettings:
@@ -80,9 +70,9 @@ def declaration_files(spec: JobSpec) -> list[Path]:
             src = inspect.getsourcefile(mod)
             if src:
                 files.append(Path(src))
-    envs = sys.modules.get("stacks.environments")
-    if envs is not None and (src := inspect.getsourcefile(envs)):
-        files.append(Path(src))
+    from stacks.environments import environments_file
+
+    files.append(environments_file())
     return files
 
 

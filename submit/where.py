@@ -91,7 +91,6 @@ def locate(env: EnvironmentSettings, client: str, job: str) -> Location:
         outputs=f"gs://{bucket}/outputs/{job}/", ready_marker=READY_MARKER,
         client_identity=env.client_sa_email(client), run_identity=env.run_sa_email(client),
         # The names the stack declares and publishes as outputs (stacks/outputs.py).
-        results_topic=f"projects/{env.project_id}/topics/{env.results_topic(client)}",
-        results_subscription=(f"projects/{env.project_id}/subscriptions/"
-                              f"{env.results_topic(client)}-sub"),
+        results_topic=env.layout.topic_path(env.results_topic(client)),
+        results_subscription=env.layout.subscription_path(env.layout.results_subscription(client)),
     )

@@ -7,21 +7,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
-
-sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
 
 def patched_environments(fields: dict[str, Any]) -> list[Any]:
     from jobs.spec import JobSpec
-    from stacks.environments import example_environments
+    from stacks.environments import load_environments
 
     fields = dict(fields)
     # The environment's guardrails allow the candidate regions unless the test says otherwise.
     allowed = fields.pop("_allowed_regions", None) or fields.get("candidate_regions")
     out = []
-    for env in example_environments():
+    for env in load_environments():
         if env.name == "dev":
             jobs = [JobSpec.model_validate(j.model_dump() | fields) if j.name == "uppercase"
                     else j for j in env.jobs]

@@ -12,7 +12,7 @@ from jobs.registry import ALL_JOBS
 from stacks.environments import dev, prod
 from stacks.quotas import GpuDemand, preferred_value_expression, quota_id_and_dimensions
 from stacks.settings import EnvironmentSettings
-from tests._tf import resources
+from tests._helpers.tf import resources
 
 Stack = dict[str, Any]
 
@@ -111,7 +111,7 @@ def test_quota_ids_for_families() -> None:
 
 
 def test_one_gpu_demand_model() -> None:
-    """Issue 16: stacks and jobs had two classes named GpuDemand; now a job's peak and a
+    """Stacks and jobs had two classes named GpuDemand; now a job's peak and a
     quota's demand are one model, the region added by the stack."""
     import jobs
 
@@ -126,6 +126,7 @@ def test_one_gpu_demand_model() -> None:
 def _env(**overrides: Any) -> EnvironmentSettings:
     base: dict[str, Any] = dict(
         name="dev",
+        kind="dev",
         project_id="example-ml-dev",
         region="europe-west4",
         state_bucket="b",

@@ -1,4 +1,7 @@
-"""Smoke test: every benchmark script runs with tiny parameters and prints JSON lines."""
+"""Smoke test: every benchmark script runs with tiny parameters and prints JSON lines.
+
+Benchmarks live in bench/ (figures in bench/RESULTS.md), never in unit-test files; this is the
+one place tests run them, as subprocesses: `slow`, so `bin/test --fast` skips it."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 # (script, args, expected measurement names); the tiny sizes keep the total under a minute.
 CASES = [
@@ -24,6 +28,7 @@ CASES = [
     ("synth.py", ["--clients", "2", "--jobs", "1"], {"n1_m1", "n2_m1"}),
     ("check.py", ["--quick"], {"n1_m2"}),
     ("capacity.py", ["--quick"], {"direct", "stockout"}),
+    ("iam.py", ["--quick", "--files", "20"], {"runner_throughput_latency_0ms"}),
     pytest.param("embed.py", ["--quick"], {"embed_cpu"}, id="embed.py", marks=pytest.mark.skipif(
         importlib.util.find_spec("sentence_transformers") is None,
         reason="the embed extra (torch, sentence-transformers) is not installed")),

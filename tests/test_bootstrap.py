@@ -26,10 +26,10 @@ from stacks.bootstrap import (
     state_condition,
     subjects,
 )
-from stacks.environments import example_environments
+from stacks.environments import load_environments
 
 REPO = Path(__file__).resolve().parents[1]
-ENVS = {e.name: e for e in example_environments()}
+ENVS = {e.name: e for e in load_environments()}
 GITHUB_REPO = "example-org/gpu-batch-platform"
 
 

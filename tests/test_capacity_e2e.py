@@ -1,4 +1,4 @@
-"""Issue 15 "done when", end to end on the local backend: `bin/submit` (a subprocess, real
+"""End to end on the local backend: `bin/submit` (a subprocess, real
 Batch gRPC and Cloud Storage clients) against the local Batch server with simulated capacity
 (local/capacity.py) and injected preemptions.
 
@@ -77,10 +77,8 @@ class Local:
 
 
 def _render(out: Path, ladder: dict[str, Any]) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from _capacity_submit import patched_environments
-
     from jobs.render import render_job
+    from tests._capacity_submit import patched_environments
 
     for env in patched_environments(ladder):
         for spec in env.jobs:
@@ -220,7 +218,7 @@ def test_half_preempted_completes_and_counts_lost_vms_apart_from_app_failures(
 
 def test_an_application_failure_past_its_budget_is_never_retried(make: Any) -> None:
     """Exit 3 (failure budget exceeded) fails the task on its first try although the job
-    retries lost VMs 3 times (issue 13); the reported exit code is the last attempt's."""
+    retries lost VMs 3 times (docs/submit.md); the reported exit code is the last attempt's."""
     b = make(PREEMPT_HALF | {"LOCAL_BATCH_PREEMPT_RATE": "0"}, SPOT_JOB | {"failure_budget": 0.0})
     b.upload("overbudget", 2, bad=1)
     proc = b.submit("overbudget", "--wait")

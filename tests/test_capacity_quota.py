@@ -116,11 +116,11 @@ def test_injected_losses_use_each_reserved_code_deterministically() -> None:
 
 
 def test_quota_preferences_cover_every_rung_of_a_ladder() -> None:
-    """Issue 15: a job that may run on SPOT or FLEX_START asks for the preemptible GPU quota
+    """A job that may run on SPOT or FLEX_START asks for the preemptible GPU quota
     too, in each candidate region."""
-    from stacks.environments import example_environments
+    from stacks.environments import load_environments
 
-    dev = next(e for e in example_environments() if e.name == "dev")
+    dev = next(e for e in load_environments() if e.name == "dev")
     base = dev.gpu_demand()
     embed = ALL_JOBS["embed"].model_copy(update={
         "ladder": [Rung(provisioning="flex_start", deadline_s=600),
@@ -129,7 +129,7 @@ def test_quota_preferences_cover_every_rung_of_a_ladder() -> None:
         "candidate_regions": [dev.region, "us-central1"], "provisioning": "standard"})
     env = dev.model_copy(update={"jobs": [embed if j.name == "embed" else j for j in dev.jobs]})
     totals = env.gpu_demand()
-    peak = embed.peak_gpu_demand(dev.name)
+    peak = embed.peak_gpu_demand(dev.kind)
     assert peak is not None and not peak.spot
     for region in (dev.region, "us-central1"):
         assert totals[(region, "L4", True)] >= peak.count  # FLEX_START: preemptible quota

@@ -1,7 +1,8 @@
-"""Preemption semantics of the rendered job (issue 15, issue 13's exit codes 2 and 3).
+"""Preemption semantics of the rendered job (docs/capacity.md; exit codes 2 and 3).
 
-The decisions are checked with the local backend's `_should_retry`, which implements Batch's
-documented LifecyclePolicy semantics, so a policy that reads right but acts wrong fails here.
+The decisions are checked with the local backend's `should_retry` (local/task_process.py),
+which implements Batch's documented LifecyclePolicy semantics, so a policy that reads right
+but acts wrong fails here.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from jobs import JobSpec, RenderContext, render_job
 from jobs.errors import JobSpecError
 from jobs.registry import ALL_JOBS
 from jobs.render import NEVER_RETRIED_EXIT_CODES, VM_LOST_EXIT_CODES
-from local.executor import _should_retry
+from local.task_process import should_retry as _should_retry
 
 
 def ctx(env: str = "dev") -> RenderContext:
     project = f"example-ml-{env}"
     return RenderContext(
-        env_name=env, project_id=project, region="europe-west4",
+        env_name=env, env_kind=env, project_id=project, region="europe-west4",
         registry_host=f"europe-west4-docker.pkg.dev/{project}/batch-images",
         job_service_account_email=f"job-x@{project}.iam.gserviceaccount.com",
     )
@@ -53,7 +54,7 @@ def test_spot_job_retries_every_lost_vm_code_and_nothing_else() -> None:
 
 def test_retries_without_codes_never_retry_2_3_or_a_timeout() -> None:
     """The workflow-created job is this synthesized JSON: the renderer (not only bin/submit)
-    must make 2 and 3 final (issue 13)."""
+    must make 2 and 3 final (docs/submit.md)."""
     job = render_job(ALL_JOBS["uppercase"], ctx("dev"))  # max_retry_count=1, standard
     policies = job["taskGroups"][0]["taskSpec"]["lifecyclePolicies"]
     assert policies == [{"action": "FAIL_TASK", "actionCondition": {"exitCodes": [2, 3, 50005]}}]
@@ -99,8 +100,8 @@ def test_the_job_moved_to_each_rung_carries_that_rungs_model_region_and_retries(
     spec = ALL_JOBS["embed"]
     synthed = fill_runtime(render_job(spec, ctx("dev")), task_count=2, parallelism=2,
                            variables={"GPUB_JOB_NAME": "embed-x-1"})
-    p: Any = SimpleNamespace(spec=spec, env=SimpleNamespace(name="dev"), run_base="embed-x",
-                             job_for=lambda _id: copy.deepcopy(synthed))
+    p: Any = SimpleNamespace(spec=spec, env=SimpleNamespace(name="dev", kind="dev"),
+                             run_base="embed-x", job_for=lambda _id: copy.deepcopy(synthed))
 
     def on(rung: Rung, region: str) -> tuple[dict[str, Any], dict[str, Any]]:
         job = job_on(p, Candidate(0, rung, region))

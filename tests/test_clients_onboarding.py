@@ -1,4 +1,4 @@
-"""Client onboarding, tenancy v2 (issue 11), checked on synthesized stacks.
+"""Client onboarding, tenancy v2 (docs/clients.md), checked on synthesized stacks.
 
 - every client IAM grant is evaluated with a real CEL implementation (cel-python): the identity
   that runs client A's tasks can get, list, create and delete under A's outputs and get and
@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from stacks.environments import dev
 from stacks.settings import ClientSettings, Schedule
-from tests._tf import all_resources, path_of
+from tests._helpers.tf import all_resources, path_of
 
 Stack = dict[str, Any]
 OBJECT = "storage.googleapis.com/Object"

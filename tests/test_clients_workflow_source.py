@@ -9,41 +9,18 @@ import pytest
 import yaml
 
 from jobs.declared import embed, uppercase
-from jobs.render import RenderContext, render_job
+from jobs.render import render_job
 from stacks.workflow_source import (
     FINAL_STATES,
     MAX_PREFIX_OBJECTS,
     WORKFLOW_SOURCE_LIMIT,
-    WorkflowParams,
     build_workflow,
     embedded_job,
     marker_regex,
     prefix_regex,
     workflow_source,
 )
-
-CTX = RenderContext(
-    env_name="dev", project_id="p-dev", region="europe-west4",
-    registry_host="europe-west4-docker.pkg.dev/p-dev/batch-images",
-    job_service_account_email="job-embed@p-dev.iam.gserviceaccount.com",
-)
-
-
-def params(job_json: dict[str, Any] | None = None, **kw: Any) -> WorkflowParams:
-    base: dict[str, Any] = dict(
-        job="embed", project_id="p-dev", job_region="europe-west4", clients=("acme", "globex"),
-        job_json=job_json if job_json is not None else render_job(embed.SPEC, CTX),
-        input_format="jsonl", files_per_task=20, max_parallelism=4,
-    )
-    base.update(kw)
-    return WorkflowParams(**base)
-
-
-def steps(p: WorkflowParams) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for step in build_workflow(p)["main"]["steps"]:
-        out.update(step)
-    return out
+from tests._helpers.workflow_source import CTX, emulator, params, steps
 
 
 def test_source_is_yaml_without_anchors_and_embeds_the_job() -> None:
@@ -227,16 +204,6 @@ class Connectors:
 
     def named(self, suffix: str) -> list[dict[str, Any]]:
         return [args for name, args in self.calls if name.endswith(suffix)]
-
-
-def emulator() -> Any:
-    import typeguard
-
-    if not hasattr(typeguard, "install_import_hook"):  # workflows-emulator wants typeguard 4
-        typeguard.install_import_hook = lambda *_a, **_k: None
-    from workflows_emulator import main
-
-    return main
 
 
 @pytest.fixture

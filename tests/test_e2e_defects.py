@@ -1,4 +1,4 @@
-"""Issue 12 "Done when": each defect of the deployability issue, reintroduced into a copy of
+"""Each defect of the deployability issue, reintroduced into a copy of
 the synthesized stack (bucket IAM or the deployed workflow source), makes an end-to-end
 scenario fail. The same scenarios pass on the stack as synthesized (test_e2e_tenancy.py)."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests._e2e_cloud import (
+from tests._helpers.e2e_cloud import (
     Cloud,
     blocking_jobs_create,
     cancelled_not_final,

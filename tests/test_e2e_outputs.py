@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from policies.tfjson import facts_from_document, instances
-from stacks.environments import example_environments
+from stacks.environments import load_environments
 from submit.where import locate
+from tfjson import facts_from_document, instances
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def _names(doc: dict[str, Any], rtype: str, attr: str = "name") -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("env", example_environments(), ids=lambda e: e.name)
+@pytest.mark.parametrize("env", load_environments(), ids=lambda e: e.name)
 def test_outputs_name_declared_resources_and_where_agrees(
     env: Any, stacks_json: dict[str, dict[str, Any]],
 ) -> None:
@@ -66,29 +66,32 @@ def test_outputs_name_declared_resources_and_where_agrees(
                 outputs[f"client_{c}_results_subscription"])
 
 
-def test_submit_knows_a_client_onboarded_only_in_the_synthesized_app(
+def test_submit_knows_the_clients_environments_yaml_declares(
     synth_dir: Path, tmp_path: Path,
 ) -> None:
-    """`onboard_client` adds a client to the stack only: submit reads it from
-    cdktf.out/environments/<stack>.json (where prints its bucket and identities)."""
+    """bin/submit reads the one declared source (environments.yaml, or GPUB_ENVIRONMENTS):
+    a client declared there is known (`where` prints its bucket); a client that only the
+    synthesized settings file (cdktf.out/environments/<stack>.json) lists is not."""
     out = tmp_path / "cdktf.out"
     shutil.copytree(synth_dir, out)
     env_file = out / "environments" / "platform-dev.json"
     data = json.loads(env_file.read_text())
     data["clients"].append({**data["clients"][0], "name": "initech", "principal": None})
     env_file.write_text(json.dumps(data))
-    env = {**os.environ, "GPUB_SYNTH_DIR": str(out), "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "submit", "where", "--client", "initech",
-                           "--job", "uppercase", "--json"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "GPUB_SYNTH_DIR": str(out)}
+    where = [sys.executable, "-m", "submit", "where", "--client", "initech", "--job",
+             "uppercase", "--json"]
+    proc = subprocess.run(where, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--client: unknown client 'initech'" in proc.stderr
+    declared = tmp_path / "environments.yaml"
+    declared.write_text((REPO / "environments.yaml").read_text().replace(
+        "    - {name: acme, jobs: [embed, uppercase], contact: data@acme.example}\n",
+        "    - {name: acme, jobs: [embed, uppercase], contact: data@acme.example}\n"
+        "    - {name: initech, jobs: [uppercase]}\n", 1))
+    env["GPUB_ENVIRONMENTS"] = str(declared)
+    proc = subprocess.run(where, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["bucket"] == "example-ml-dev-initech"
-    # Without that synth, initech is unknown (exit 2, one line).
-    env["GPUB_SYNTH_DIR"] = str(synth_dir)
-    proc = subprocess.run([sys.executable, "-m", "submit", "where", "--client", "initech",
-                           "--job", "uppercase"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "--client: unknown client 'initech'" in proc.stderr
 
 
 def test_the_planner_caps_gpus_by_the_stacks_quota_preference(synth_dir: Path) -> None:

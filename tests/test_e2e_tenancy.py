@@ -1,6 +1,6 @@
 """End to end with IAM on, against the REAL synthesized example stack (platform-dev): the
 deployed workflow, triggers, bucket policies and topics, run by the local cloud
-(issue 12 section 5). One stack and one local cloud for the module."""
+(docs/operations.md). One stack and one local cloud for the module."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from local.client import batch_client
-from tests._e2e_cloud import (
+from tests._helpers.e2e_cloud import (
     ENV,
     JOB,
     PARENT,

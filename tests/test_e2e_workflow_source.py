@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from typing import Any
+
+import pytest
 
 from local.connectors import Connectors
 from local.workflows import DeployedWorkflow, deployed_workflows, execute
@@ -13,12 +15,15 @@ from stacks.environments import dev
 ENV = dev()
 
 
-def _run(source: str, argument: Any, sleep_scale: float = 1.0) -> Any:
+def _run(source: str, argument: Any, sleep_scale: float = 1.0,
+         abandoned: threading.Event | None = None) -> Any:
     wf = DeployedWorkflow("x", "x", ENV.project_id, ENV.region, "wf@x.iam.gserviceaccount.com",
                           source)
     conn = Connectors(batch_target="127.0.0.1:9", gcs_endpoint="http://127.0.0.1:9",
                       pubsub_target="127.0.0.1:9", identity=wf.service_account,
                       sleep_scale=sleep_scale)
+    if abandoned is not None:
+        conn.abandoned = abandoned
     return execute(wf, argument, conn)
 
 
@@ -33,9 +38,17 @@ def test_get_type_of_a_map_argument_is_map() -> None:
 def test_sys_sleep_is_scaled_locally() -> None:
     source = ("main:\n  steps:\n    - wait:\n        call: sys.sleep\n        args:\n"
               "          seconds: 60\n    - done:\n        return: 1\n")
-    started = time.monotonic()
-    assert _run(source, None, sleep_scale=0.001) == 1
-    assert time.monotonic() - started < 5
+    waits: list[float | None] = []
+
+    class Recording(threading.Event):
+        """The execution's `abandoned` event, recording how long each sleep waits on it."""
+
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout)
+            return False
+
+    assert _run(source, None, sleep_scale=0.001, abandoned=Recording()) == 1
+    assert waits == [pytest.approx(60 * 0.001)]
 
 
 def test_the_dispatchers_identity_is_the_workflow_service_account(

@@ -53,10 +53,10 @@ def test_the_deploy_pipeline_also_requires_a_pushed_digest() -> None:
 def test_declared_jobs_use_the_recorded_versions() -> None:
     """One place says which version of each image a job uses: versions.json."""
     from jobs.render import render_job
-    from stacks.environments import example_environments
+    from stacks.environments import load_environments
 
     versions = load_versions()
-    for env in example_environments():
+    for env in load_environments():
         for spec in env.jobs:
             rendered = render_job(spec, env.render_context(spec.name))
             assert check_images(rendered, versions, require_digests=False) == [], spec.name

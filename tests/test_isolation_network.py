@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from policies.project_iam import project_wide_roles
-from stacks.environments import example_environments
+from stacks.environments import load_environments
 from tests._tf import resources
 
 Stack = dict[str, Any]
-ENVS = {s.name: s for s in example_environments()}
+ENVS = {s.name: s for s in load_environments()}
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])

@@ -40,7 +40,7 @@ def test_rejects_negative_input() -> None:
 
 
 def test_one_worst_case_billing_model() -> None:
-    """Issue 16: the guardrail's and the submit helper's worst-case bounds share one formula:
+    """The guardrail's and the submit helper's worst-case bounds share one formula:
     task-seconds x attempts, tasks sharing a VM split its hours."""
     import inspect
 

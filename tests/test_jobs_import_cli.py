@@ -120,7 +120,7 @@ _FIELDS = st.sampled_from(["taskGroups", "allocationPolicy", "labels", "logsPoli
     | st.dictionaries(_FIELDS, _JSON, max_size=4).map(lambda v: json.dumps(v).encode())
 )
 def test_any_bytes_give_exit_0_or_2_and_never_a_traceback(content: bytes) -> None:
-    """Issue 13: random bytes and structures: exit 0 or 2, one line on error, no traceback."""
+    """Random bytes and structures: exit 0 or 2, one line on error, no traceback."""
     from policies.import_cli import main
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,6 +38,7 @@ def ctx(env: str = "dev", job: str = "embed") -> RenderContext:
     project = f"example-ml-{env}"
     return RenderContext(
         env_name=env,
+        env_kind=env,
         project_id=project,
         region="europe-west4",
         registry_host=f"europe-west4-docker.pkg.dev/{project}/batch-images",
@@ -63,7 +64,7 @@ def test_embed_in_dev_is_spot_gpu_job_with_environment_defaults() -> None:
     assert task["lifecyclePolicies"] == [
         {"action": "RETRY_TASK", "actionCondition": {"exitCodes": [50001, 50002, 50003, 50004,
                                                                    50006]}}
-    ]  # every lost-VM code (issue 15); 2, 3 and 50005 then fail the task
+    ]  # every lost-VM code (docs/capacity.md); 2, 3 and 50005 then fail the task
     assert task["maxRetryCount"] >= 1
     assert task["runnables"][0]["container"] == {
         "imageUri": "europe-west4-docker.pkg.dev/example-ml-dev/batch-images/embed:1.0.0"

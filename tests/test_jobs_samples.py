@@ -140,7 +140,7 @@ def test_passthrough_survives_an_environment_render() -> None:
     from jobs import RenderContext
 
     env = RenderContext(
-        env_name="prod", project_id="p", region="us-central1",
+        env_name="prod", env_kind="prod", project_id="p", region="us-central1",
         registry_host="us-central1-docker.pkg.dev/p/batch-images",
         job_service_account_email="job-sample@p.iam.gserviceaccount.com",
     )  # fmt: skip
@@ -166,7 +166,7 @@ def test_instance_template_job_stays_valid_in_an_environment() -> None:
     )
     spec = from_batch_json(text)
     env = RenderContext(
-        env_name="dev", project_id="p", region="us-central1",
+        env_name="dev", env_kind="dev", project_id="p", region="us-central1",
         registry_host="us-central1-docker.pkg.dev/p/batch-images",
         job_service_account_email="job-x@p.iam.gserviceaccount.com",
     )  # fmt: skip

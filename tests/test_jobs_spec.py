@@ -239,7 +239,7 @@ def test_ladder_errors_name_the_field(kwargs: dict[str, Any], field: str, text: 
 
 
 def test_the_model_imports_neither_the_renderer_nor_the_importer() -> None:
-    """Issue 16: jobs/spec.py (and the modules it is made of) import neither jobs.render nor
+    """jobs/spec.py (and the modules it is made of) import neither jobs.render nor
     jobs.importer, not even inside a function; conversions are jobs.to_batch_json and
     jobs.from_batch_json."""
     import ast

@@ -21,7 +21,7 @@ from local.iam_launcher import reload_iam, start_iam_proxy
 from local.iam_policy import Request, load_policy, role_grants
 from local.identity import ADMIN_EMAIL, credentials_for, email_from_authorization, token_for
 from local.procs import free_port, terminate
-from tests._gcs_server import fake_gcs
+from tests._helpers.gcs_server import fake_gcs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_iam" / "tenancy_v2" / "cdk.tf.json"
 RUN_ACME = "run-acme@demo-proj.iam.gserviceaccount.com"
@@ -259,20 +259,6 @@ class _FakeBackend:
             gcs_endpoint = "http://127.0.0.1:1"
 
         return Ep()
-
-
-@pytest.mark.slow
-def test_bench_iam_runs_and_prints_its_json_line() -> None:
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(root / "bench" / "iam.py"), "--quick", "--files",
-                           "20"], capture_output=True, text=True, timeout=300, cwd=root)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    line = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert line["name"] == "runner_throughput_latency_0ms" and line["files"] == 20
-    assert line["median_on"] > 0 and line["median_off"] > 0
 
 
 def test_the_policy_follows_a_changed_stack_file(tmp_path: Path) -> None:

@@ -51,13 +51,6 @@ def test_the_source_is_the_yaml_terraform_would_deploy() -> None:
     assert wf.id == f"{PARENT}/workflows/dispatch-up"
 
 
-def test_a_local_template_with_replace_is_substituted() -> None:
-    template = 'main:\n  steps:\n    - a:\n        return: $${"__CLIENT__"}\n'
-    doc = {"locals": {"sources": {"up": template}}}
-    text = terraform_string('${replace(local.sources["up"], "__CLIENT__", "acme")}', doc)
-    assert text == 'main:\n  steps:\n    - a:\n        return: ${"acme"}\n'
-
-
 def test_an_unresolved_terraform_reference_is_refused() -> None:
     with pytest.raises(WorkflowSyntaxError, match="unresolved"):
         terraform_string("main: ${google_thing.x.id}", {})

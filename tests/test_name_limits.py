@@ -1,6 +1,6 @@
 """Each name limit lives in one place, and the model refuses what the stack would refuse.
 
-Issue 16: the service-account id limit was checked three times, and JobSpec accepted names
+The service-account id limit was checked three times, and JobSpec accepted names
 the stack then refused. Now: `stacks.settings.check_service_account_id` is the one check of
 IAM's account id rule, client names are sized from it, and the longest name JobSpec accepts
 synthesizes in a stack (its workflow, trigger and a client's schedule included).

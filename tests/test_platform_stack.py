@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from stacks.identity import PROJECT_LEVEL_ONLY
-from tests._tf import instances
+from tests._helpers.tf import instances
 
 Stack = dict[str, Any]
 

@@ -201,7 +201,7 @@ def test_bad_input_files_exit_2_with_one_line(
     assert not (tmp_path / "reports").exists(), "nothing is written for bad input"
 
 
-# ---- issue 13: bad input gets one line and exit 2 ------------------------------------------
+# ---- bad input gets one line and exit 2 ------------------------------------------
 
 @pytest.mark.parametrize(
     ("option", "content", "message"),

@@ -70,7 +70,7 @@ def test_accepts_the_settings_guardrails_model() -> None:
         ("dbPassword", True),
         ("AUTH-TOKEN", True),
         ("CLIENT_SECRET", True),
-        # issue 13, item 9: names the short word list missed
+        # names the short word list missed
         ("DB_PASS", True),
         ("PRIVATEKEY", True),
         ("CREDENTIAL", True),
@@ -146,7 +146,7 @@ def test_declared_jobs_rendered_for_an_environment_pass_the_job_rules() -> None:
     job_rules = ids(scope="job")
     for spec in ALL_JOBS.values():
         env = RenderContext(
-            env_name="dev", project_id="p", region="europe-west4",
+            env_name="dev", env_kind="dev", project_id="p", region="europe-west4",
             registry_host="europe-west4-docker.pkg.dev/p/batch-images",
             job_service_account_email=f"job-{spec.name}@p.iam.gserviceaccount.com",
         )  # fmt: skip

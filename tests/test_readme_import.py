@@ -16,7 +16,7 @@ from policies.import_cli import main as import_job
 from policies.scan import StackInput, run_guardrails
 from policies.tfjson import facts_from_document
 from stacks.app import build_app, write_job_json
-from stacks.environments import example_environments
+from stacks.environments import load_environments
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = re.compile(r"^\$ bin/import-job (?P<args>.+?) > (?P<target>jobs/declared/\S+\.py)$",
@@ -43,7 +43,7 @@ def test_readme_import_example_passes_the_checks(tmp_path: Path) -> None:
     spec = namespace["SPEC"]
     assert isinstance(spec, JobSpec)
 
-    envs = [e.model_copy(update={"jobs": [*e.jobs, spec]}) for e in example_environments()]
+    envs = [e.model_copy(update={"jobs": [*e.jobs, spec]}) for e in load_environments()]
     _, stacks = build_app(envs, outdir=str(tmp_path))
     written = write_job_json(tmp_path, stacks)
     inputs = [StackInput(e.stack_name, None, facts_from_document({}, env=e.name, cmek=e.cmek),

@@ -14,8 +14,7 @@ from gpub_runner.callback import CallbackError, send_callback
 from gpub_runner.logs import JsonLogger, redact
 from gpub_runner.runner import EXIT_BUDGET, EXIT_OK
 
-from tests._runner_store import MemStore
-from tests.test_runner_unit import done, make_cfg, run, seed
+from tests._helpers.runner_store import MemStore, done, make_cfg, run, seed
 
 REPO = Path(__file__).resolve().parents[1]
 

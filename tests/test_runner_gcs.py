@@ -20,7 +20,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from gpub_runner import Item, Result, contract
 
-from tests._gcs_server import fake_gcs
+from tests._helpers.gcs_server import fake_gcs
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHONPATH = os.pathsep.join(

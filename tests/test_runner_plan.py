@@ -19,8 +19,7 @@ from gpub_runner.runner import EXIT_OK, TaskRunner
 
 from submit import planner as submit_planner
 from submit.manifest import ObjectInfo
-from tests._runner_store import MemStore
-from tests.test_runner_unit import echo
+from tests._helpers.runner_store import MemStore, echo
 
 
 def done(store: MemStore, i: int) -> bool:

@@ -10,56 +10,13 @@ from collections.abc import Sequence
 import pytest
 import requests
 from gpub_runner import Failure, Item, Output, Result, contract
-from gpub_runner.config import Config, ConfigError, GcsUri, task_share
+from gpub_runner.config import ConfigError, GcsUri, task_share
 from gpub_runner.gcs import InfraError
 from gpub_runner.handling import group as _group
 from gpub_runner.logs import JsonLogger
-from gpub_runner.runner import EXIT_BUDGET, EXIT_OK, TaskRunner, load_handler
+from gpub_runner.runner import EXIT_BUDGET, EXIT_OK, load_handler
 
-from tests._runner_store import MemStore
-
-
-def make_cfg(n: int = 0, **env: str) -> Config:
-    base = {
-        "GPUB_HANDLER": "x:y", "GPUB_MANIFEST": "gs://bkt/out/_manifest.jsonl",
-        "GPUB_INPUT_PREFIX": "gs://bkt/in/", "GPUB_OUTPUT_PREFIX": "gs://bkt/out/",
-        "GPUB_BATCH_SIZE": "4", "GPUB_CONCURRENCY": "4",
-    }
-    base.update(env)
-    return Config.from_env(base)
-
-
-def seed(store: MemStore, n: int, bad: Sequence[int] = ()) -> None:
-    lines = []
-    for i in range(n):
-        name = f"d/f{i:03d}.jsonl"
-        store.objects[f"bkt/in/{name}"] = b"bad" if i in bad else f'{{"i": {i}}}\n'.encode()
-        lines.append(json.dumps({"name": name, "size": 10, "generation": "1"}))
-    store.objects["bkt/out/_manifest.jsonl"] = ("\n".join(lines) + "\n").encode()
-
-
-def done(store: MemStore, i: int, generation: str = "1", suffix: str = ".out") -> bool:
-    """Seeded input i's output exists and says it was made from generation `generation`."""
-    meta = store.meta.get(f"bkt/out/d/f{i:03d}{suffix}", {})
-    return (meta.get(contract.META_INPUT) == f"gs://bkt/in/d/f{i:03d}.jsonl"
-            and meta.get(contract.META_GENERATION) == generation)
-
-
-def echo(batch: list[Item]) -> Sequence[Result]:
-    out: list[Result] = []
-    for item in batch:
-        if item.data == b"bad":
-            raise ValueError(f"cannot parse {item.name}")
-        out.append(item.output(item.data.upper(), suffix=".out"))
-    return out
-
-
-def run(store: MemStore, cfg: Config, handler=echo, setup=None) -> tuple[int, list[dict]]:
-    buf = io.StringIO()
-    log = JsonLogger(buf, job="j")
-    code = TaskRunner(cfg, store, handler, setup, log).run()  # type: ignore[arg-type]
-    return code, [json.loads(line) for line in buf.getvalue().splitlines()]
-
+from tests._helpers.runner_store import MemStore, done, echo, make_cfg, run, seed
 
 # ---- configuration -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Jobs run as they are written (issue 17, "imported jobs keep their shape"): `run --config
+"""Jobs run as they are written (docs/submit.md, "imported jobs keep their shape"): `run --config
 FILE` and declared jobs without inputs keep their task count, parallelism and labels, and
 every change submit must make is said (submit/asis.py)."""
 

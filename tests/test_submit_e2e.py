@@ -11,108 +11,32 @@ jobs/ area. Every backend gets its own temporary root.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests._helpers.local_submit import (
+    ACME,
+    BUCKET,
+    REPO,
+    Backend,
+    expected_outputs,
+    start_backend,
+)
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (REPO / "local" / "backend.py").is_file(),
                        reason="local backend (local/backend.py) not present yet"),
 ]
-BUCKET = "example-ml-dev-batch-data"  # the platform's data bucket: runs without --client
-ACME = "example-ml-dev-acme"  # client acme's bucket (Tenancy v2)
-GLOBEX = "example-ml-dev-globex"
-OPERATOR = "operator@example-ml-dev.iam.gserviceaccount.com"
-CLIENT_ACME = "client-acme@example-ml-dev-clients.iam.gserviceaccount.com"
-ADMIN = "terraform@local.iam.gserviceaccount.com"  # the local `terraform apply`
-
-
-@dataclass
-class Backend:
-    root: Path
-    synth: Path
-    endpoints: Any
-    backend: Any
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
-        env.update(GPUB_LOCAL_ROOT=str(self.root), GPUB_SYNTH_DIR=str(self.synth),
-                   GPUB_SUBMITTER="ci-test",
-                   PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'images/runner/src'}")
-        return env
-
-    def submit(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "submit", *args], cwd=REPO,
-                              env=self.env(), capture_output=True, text=True, timeout=180)
-
-    def storage(self, email: str = ADMIN) -> Any:
-        from google.cloud import storage  # type: ignore[attr-defined]
-
-        from local.identity import credentials_for
-
-        return storage.Client(project="example-ml-dev", credentials=credentials_for(email),
-                              client_options={"api_endpoint": self.endpoints.gcs_endpoint})
-
-    def batch(self) -> Any:
-        from local.client import batch_client
-
-        return batch_client(self.endpoints.batch_target, OPERATOR)  # actAs is checked
-
-    def upload(self, prefix: str, n: int, extra: dict[str, str] | None = None,
-               bucket_name: str = BUCKET) -> dict[str, str]:
-        """As the operator (the data bucket's jobs/) or as client acme (its inputs/)."""
-        who = CLIENT_ACME if bucket_name == ACME else OPERATOR
-        bucket = self.storage(who).bucket(bucket_name)
-        files = {f"f{i:03d}.jsonl": json.dumps({"id": i, "text": f"hello {i}"}) + "\n"
-                 for i in range(n)}
-        for name, text in {**files, **(extra or {})}.items():
-            bucket.blob(prefix + name).upload_from_string(text)
-        return files
-
-    def objects(self, prefix: str, bucket: str = BUCKET) -> dict[str, bytes]:
-        client = self.storage()
-        return {b.name[len(prefix):]: b.download_as_bytes()
-                for b in client.list_blobs(bucket, prefix=prefix)}
-
-    def jobs(self) -> list[Any]:
-        return list(self.batch().list_jobs(parent="projects/example-ml-dev/locations/europe-west4"))
-
-
-def _start(tmp: Path, synth_dir: Path | None = None,
-           env: dict[str, str] | None = None) -> Backend:
-    from local.backend import LocalBackend
-
-    synth = tmp / "cdktf.out"
-    if synth_dir is None:  # no session synth at hand: synthesize (a few seconds)
-        from stacks.app import synth as synthesize
-        from stacks.environments import example_environments
-
-        synthesize(example_environments(), str(synth))
-    else:
-        shutil.copytree(synth_dir, synth)
-    # The stack bin/submit --env dev --local enforces (submit/run.py): the same servers.
-    stack = (synth / "stacks" / "platform-dev" / "cdk.tf.json").resolve()
-    backend = LocalBackend(root=tmp / "local", env=env or {}, stacks=[stack])
-    endpoints = backend.ensure_running()
-    b = Backend(tmp / "local", synth, endpoints, backend)
-    for name in (BUCKET, ACME, GLOBEX):
-        b.storage().create_bucket(name)
-    return b
-
-
 @pytest.fixture(scope="module")
 def local(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    b = _start(tmp_path_factory.mktemp("submit-e2e"), synth_dir)
+    b = start_backend(tmp_path_factory.mktemp("submit-e2e"), synth_dir)
     try:
         yield b
     finally:
@@ -137,11 +61,6 @@ def _outputs(b: Backend, name: str, bucket: str = BUCKET,
             if not k.startswith("_")}
 
 
-def _expected(files: dict[str, str]) -> dict[str, bytes]:
-    return {k: (json.dumps({"id": json.loads(v)["id"], "text": json.loads(v)["text"].upper()})
-                + "\n").encode() for k, v in files.items()}
-
-
 def _wait_final(b: Backend, job_id: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -164,7 +83,7 @@ def test_n_inputs_give_n_outputs_with_wait(local: Backend) -> None:
     assert result["task_count"] == 3 and result["files"] == 23
     assert "estimated cost: at most $" in proc.stderr
     assert "SUCCEEDED: tasks 3/3 succeeded" in proc.stderr
-    assert _outputs(local, "basic", ACME, "outputs/uppercase/") == _expected(files)
+    assert _outputs(local, "basic", ACME, "outputs/uppercase/") == expected_outputs(files)
 
     raw = local.objects("outputs/uppercase/basic/", ACME)["_manifest.jsonl"]
     assert sorted(json.loads(line)["name"] for line in raw.decode().splitlines()) == sorted(files)
@@ -279,7 +198,7 @@ def test_preemption_at_half_rate_still_succeeds_without_duplicates(
 ) -> None:
     # Its own backend: the fault injection is a server setting. Only first attempts are
     # preempted (the job allows one retry), killed within 0.3 s so they die mid-task.
-    b = _start(tmp_path, synth_dir, env={"LOCAL_BATCH_PREEMPT_RATE": "0.5",
+    b = start_backend(tmp_path, synth_dir, env={"LOCAL_BATCH_PREEMPT_RATE": "0.5",
                               "LOCAL_BATCH_PREEMPT_ATTEMPTS": "1",
                               "LOCAL_BATCH_PREEMPT_MAX_DELAY_S": "0.3"})
     try:
@@ -293,7 +212,7 @@ def test_preemption_at_half_rate_still_succeeds_without_duplicates(
         assert result["preemptions"] >= 1 and result["retries"] >= result["preemptions"]
         assert "preemptions" in proc.stderr
         objects = b.objects("jobs/out/preempt/")
-        assert _outputs(b, "preempt") == _expected(files)  # each output once, complete
+        assert _outputs(b, "preempt") == expected_outputs(files)  # each output once, complete
         assert not any(k.startswith("_errors/") for k in objects)
         assert not any(k.startswith("_done/") for k in objects)  # outputs are the markers
     finally:
@@ -331,7 +250,7 @@ def test_a_run_without_client_runs_as_the_adhoc_identity_in_jobs(local: Backend)
     job = next(j for j in local.jobs() if j.name.endswith(json.loads(proc.stdout)["job_id"]))
     assert job.allocation_policy.service_account.email == (
         "batch-adhoc@example-ml-dev.iam.gserviceaccount.com")
-    assert _outputs(local, "adhoc") == _expected(files)
+    assert _outputs(local, "adhoc") == expected_outputs(files)
     # Outside jobs/ an ad-hoc run is refused before anything is created.
     bad = local.submit("uppercase", "--env", "dev", "--input", f"gs://{BUCKET}/in/x/",
                        "--output", f"gs://{BUCKET}/jobs/out/x/", "--local")

@@ -1,5 +1,5 @@
 """Property: whatever bytes or argument structures `bin/submit` gets, it answers with an exit
-code and at most a one-line error, never a traceback (issue 13, "bad input gets one line and
+code and at most a one-line error, never a traceback (docs/submit.md, "bad input gets one line and
 exit 2, everywhere").
 
 The test runs with no synthesized jobs (an empty synth dir) and no Google credentials, so no

@@ -1,4 +1,4 @@
-"""Issue 13 end to end on the local backend: runs that never lose data or cross tenants.
+"""End to end on the local backend: runs that never lose data or cross tenants.
 
 Each test reproduces one finding with `bin/submit` (a real Batch gRPC client and a real
 google-cloud-storage client against fake-gcs-server) and checks what docs/submit.md promises.
@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_submit_e2e import ACME, BUCKET, GLOBEX, REPO, Backend, _expected, _start
+from tests._helpers.local_submit import (
+    ACME,
+    BUCKET,
+    GLOBEX,
+    REPO,
+    Backend,
+    expected_outputs,
+    start_backend,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,7 +33,7 @@ S = ("uppercase", "--env", "dev", "--local", "--client", "acme")
 
 @pytest.fixture(scope="module")
 def local(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    b = _start(tmp_path_factory.mktemp("runsafety"), synth_dir)
+    b = start_backend(tmp_path_factory.mktemp("runsafety"), synth_dir)
     try:
         yield b
     finally:
@@ -109,7 +117,7 @@ def test_overwrite_with_new_content_recomputes_every_file(local: Backend) -> Non
     assert json.loads(second.stdout)["state"] == "SUCCEEDED"
     assert json.loads(second.stdout)["job_id"] != json.loads(first.stdout)["job_id"]
     assert "--overwrite: removed" in second.stderr
-    assert outputs(local, "daily") == _expected(new)  # every file recomputed from b2
+    assert outputs(local, "daily") == expected_outputs(new)  # every file recomputed from b2
     record = json.loads(local.objects("outputs/uppercase/daily/", ACME)["_run.json"])
     assert record["input"] == inp("b2") and len(record["attempts"]) == 1
 
@@ -140,7 +148,7 @@ def test_cancelled_run_resumes_with_a_new_attempt(local: Backend) -> None:
     assert result["new"] is True and result["state"] == "SUCCEEDED"
     assert result["job_id"] == job_1[: -len("-1")] + "-2"  # the same run, attempt 2
     assert f"resuming the run of job {job_1} (CANCELLED)" in again.stderr
-    assert outputs(local, "resume40") == _expected(files)
+    assert outputs(local, "resume40") == expected_outputs(files)
     record = json.loads(local.objects("outputs/uppercase/resume40/", ACME)["_run.json"])
     assert record["attempts"] == [job_1, result["job_id"]]
 

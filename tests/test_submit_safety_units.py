@@ -1,4 +1,4 @@
-"""Issue 13, the parts that need no service: tenant boundaries, output-ownership decisions,
+"""Run safety, the parts that need no service: tenant boundaries, output-ownership decisions,
 odd names, the bad-input list, and the lifecycle policy of the submitted job."""
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def test_retry_task_on_the_runners_config_codes_is_refused() -> None:
         _fail_fast_on_config_errors(job)
 
 
-# ---- issue 16: the backend seam sets no environment variables --------------------------------
+# ---- the backend seam sets no environment variables --------------------------------
 
 def test_submit_never_mutates_os_environ() -> None:
     offenders = []

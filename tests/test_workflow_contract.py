@@ -1,6 +1,6 @@
 """The dispatcher workflow and the run-time contract (gpub_runner.contract) agree.
 
-Issue 16: the workflow kept its own copies of the final states (without CANCELLED), the
+The workflow kept its own copies of the final states (without CANCELLED), the
 runtime variable names, the task splitting and the input-name rule. Now it reads them from
 the contract; these tests fail if the two ever disagree again, whichever side changes.
 """
@@ -16,10 +16,10 @@ import yaml
 from gpub_runner import contract
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_clients_workflow_source import emulator, params, steps
 
 from stacks.workflow_params import RUNTIME_ASSIGNMENTS, VARS, prefix_regex
 from stacks.workflow_run import size_steps
+from tests._helpers.workflow_source import emulator, params, steps
 
 
 def test_polling_stops_at_exactly_the_contracts_final_states() -> None:

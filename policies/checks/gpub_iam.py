@@ -4,19 +4,12 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
-# checkov execs this file as a top-level module: make `policies` importable from anywhere.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from checkov.common.models.enums import CheckCategories, CheckResult
 
-from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
-
-from policies.checkbase import IAM_GRANTS, GpubCheck  # noqa: E402
-from policies.tfjson import StackFacts, flat_strings, members, value  # noqa: E402
+from policies.checkbase import IAM_GRANTS, GpubCheck
+from tfjson import StackFacts, flat_strings, members, value
 
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 ACT_AS_ROLES = {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"}
@@ -52,7 +45,6 @@ def grants(conf: dict[str, Any], facts: StackFacts) -> list[tuple[str, list[str]
 class NoBasicRoles(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="No basic roles (owner/editor/viewer) at any level",
             id="CKV_GPUB_1",
             categories=[CheckCategories.IAM],
             supported_resources=IAM_GRANTS,
@@ -72,7 +64,6 @@ class NoBasicRoles(GpubCheck):
 class NoProjectWideActAs(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="No serviceAccountUser or serviceAccountTokenCreator at project level or above",
             id="CKV_GPUB_2",
             categories=[CheckCategories.IAM],
             supported_resources=[
@@ -99,8 +90,6 @@ class NoProjectWideActAs(GpubCheck):
 class ClientGrantsArePrefixScoped(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Bucket grants to clients (and object roles on the data bucket) carry a prefix "
-            "condition",
             id="CKV_GPUB_3",
             categories=[CheckCategories.IAM],
             supported_resources=[
@@ -147,7 +136,6 @@ class ClientGrantsArePrefixScoped(GpubCheck):
 class NoPublicPrincipals(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="No allUsers / allAuthenticatedUsers in IAM or ACLs",
             id="CKV_GPUB_4",
             categories=[CheckCategories.IAM, CheckCategories.GENERAL_SECURITY],
             supported_resources=[
@@ -179,7 +167,6 @@ class NoPublicPrincipals(GpubCheck):
 class NoServiceAccountKeys(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="No service account keys (use attached service accounts or federation)",
             id="CKV_GPUB_13",
             categories=[CheckCategories.IAM],
             supported_resources=["google_service_account_key"],

@@ -3,24 +3,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from checkov.common.models.enums import CheckCategories, CheckResult
 
-from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
-
-from policies.checkbase import GpubCheck  # noqa: E402
-from policies.tfjson import is_true, value  # noqa: E402
+from policies.checkbase import GpubCheck
+from tfjson import is_true, value
 
 
 class PublicAccessPreventionEnforced(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Buckets enforce public access prevention",
             id="CKV_GPUB_5",
             categories=[CheckCategories.GENERAL_SECURITY],
             supported_resources=["google_storage_bucket"],
@@ -38,7 +31,6 @@ class PublicAccessPreventionEnforced(GpubCheck):
 class UniformBucketLevelAccess(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Buckets use uniform bucket-level access (no object ACLs)",
             id="CKV_GPUB_6",
             categories=[CheckCategories.IAM],
             supported_resources=["google_storage_bucket"],
@@ -54,7 +46,6 @@ class UniformBucketLevelAccess(GpubCheck):
 class CmekWhereDeclared(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Buckets and Pub/Sub topics use the environment's CMEK key when it declares CMEK",
             id="CKV_GPUB_10",
             categories=[CheckCategories.ENCRYPTION],
             supported_resources=["google_storage_bucket", "google_pubsub_topic"],

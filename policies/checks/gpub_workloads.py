@@ -3,18 +3,12 @@ compute service account, 11 workflow deletion protection in prod, 12 quota prefe
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from checkov.common.models.enums import CheckCategories, CheckResult
 
-from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
-
-from policies.checkbase import GpubCheck  # noqa: E402
-from policies.tfjson import DEFAULT_COMPUTE_SA_RE, block, is_false, is_true, value  # noqa: E402
+from policies.checkbase import GpubCheck
+from tfjson import DEFAULT_COMPUTE_SA_RE, block, is_false, is_true, value
 
 
 def _standard_docker(conf: dict[str, list[Any]]) -> bool:
@@ -26,7 +20,6 @@ def _standard_docker(conf: dict[str, list[Any]]) -> bool:
 class RegistryImmutableTags(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Artifact Registry Docker repositories have immutable tags",
             id="CKV_GPUB_7",
             categories=[CheckCategories.SUPPLY_CHAIN],
             supported_resources=["google_artifact_registry_repository"],
@@ -44,7 +37,6 @@ class RegistryImmutableTags(GpubCheck):
 class RegistryCleanupPolicies(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Artifact Registry repositories have active cleanup policies",
             id="CKV_GPUB_8",
             categories=[CheckCategories.GENERAL_SECURITY],
             supported_resources=["google_artifact_registry_repository"],
@@ -71,8 +63,6 @@ class NoDefaultComputeServiceAccount(GpubCheck):
 
     def __init__(self) -> None:
         super().__init__(
-            name="Workflows, Eventarc triggers and Scheduler jobs run as a dedicated service "
-            "account, never the default compute one",
             id="CKV_GPUB_9",
             categories=[CheckCategories.IAM],
             supported_resources=[*self.IDENTITY, "google_cloud_scheduler_job"],
@@ -98,7 +88,7 @@ class NoDefaultComputeServiceAccount(GpubCheck):
         if DEFAULT_COMPUTE_SA_RE.search(str(identity)):
             return self.fail(f"runs as the default compute service account {identity}")
         # A workflow that creates Batch jobs must not let them fall back to the default SA.
-        source = self.facts.resolve_locals(str(value(conf, "source_contents", default="")))
+        source = str(value(conf, "source_contents", default=""))
         if DEFAULT_COMPUTE_SA_RE.search(source):
             return self.fail("workflow source names the default compute service account")
         return CheckResult.PASSED
@@ -107,7 +97,6 @@ class NoDefaultComputeServiceAccount(GpubCheck):
 class WorkflowDeletionProtectionInProd(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="Workflows keep deletion protection in prod",
             id="CKV_GPUB_11",
             categories=[CheckCategories.BACKUP_AND_RECOVERY],
             supported_resources=["google_workflows_workflow"],
@@ -126,7 +115,6 @@ class WorkflowDeletionProtectionInProd(GpubCheck):
 class QuotaPreferenceContact(GpubCheck):
     def __init__(self) -> None:
         super().__init__(
-            name="GPU quota preferences carry a contact email and a justification",
             id="CKV_GPUB_12",
             categories=[CheckCategories.GENERAL_SECURITY],
             supported_resources=["google_cloud_quotas_quota_preference"],

@@ -1,6 +1,6 @@
 """The run-time contract shared by the submit planner, the workflow and the task runner.
 
-One home for each rule (issue 16): job and task states, reserved exit codes, how a task's share
+One home for each rule: job and task states, reserved exit codes, how a task's share
 of the manifest is chosen, the runtime variable names and which input object names a run
 accepts. The runner image installs this package, so the container gets the very same module;
 the planner (`submit/`) imports it from here, and the workflow generator reads its constants.

@@ -4,13 +4,18 @@ read pinned to a generation that is gone answers 404) and request counting."""
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from google.api_core import exceptions as gexc
-from gpub_runner.config import GcsUri
+from gpub_runner import Item, Result, contract
+from gpub_runner.config import Config, GcsUri
 from gpub_runner.gcs import LIST_PAGE_SIZE, ObjectStat
+from gpub_runner.logs import JsonLogger
+from gpub_runner.runner import TaskRunner
 
 
 class MemStore:
@@ -115,3 +120,46 @@ class MemStore:
 
     def names(self, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
+
+
+
+def make_cfg(n: int = 0, **env: str) -> Config:
+    base = {
+        "GPUB_HANDLER": "x:y", "GPUB_MANIFEST": "gs://bkt/out/_manifest.jsonl",
+        "GPUB_INPUT_PREFIX": "gs://bkt/in/", "GPUB_OUTPUT_PREFIX": "gs://bkt/out/",
+        "GPUB_BATCH_SIZE": "4", "GPUB_CONCURRENCY": "4",
+    }
+    base.update(env)
+    return Config.from_env(base)
+
+
+def seed(store: MemStore, n: int, bad: Sequence[int] = ()) -> None:
+    lines = []
+    for i in range(n):
+        name = f"d/f{i:03d}.jsonl"
+        store.objects[f"bkt/in/{name}"] = b"bad" if i in bad else f'{{"i": {i}}}\n'.encode()
+        lines.append(json.dumps({"name": name, "size": 10, "generation": "1"}))
+    store.objects["bkt/out/_manifest.jsonl"] = ("\n".join(lines) + "\n").encode()
+
+
+def done(store: MemStore, i: int, generation: str = "1", suffix: str = ".out") -> bool:
+    """Seeded input i's output exists and says it was made from generation `generation`."""
+    meta = store.meta.get(f"bkt/out/d/f{i:03d}{suffix}", {})
+    return (meta.get(contract.META_INPUT) == f"gs://bkt/in/d/f{i:03d}.jsonl"
+            and meta.get(contract.META_GENERATION) == generation)
+
+
+def echo(batch: list[Item]) -> Sequence[Result]:
+    out: list[Result] = []
+    for item in batch:
+        if item.data == b"bad":
+            raise ValueError(f"cannot parse {item.name}")
+        out.append(item.output(item.data.upper(), suffix=".out"))
+    return out
+
+
+def run(store: MemStore, cfg: Config, handler=echo, setup=None) -> tuple[int, list[dict]]:
+    buf = io.StringIO()
+    log = JsonLogger(buf, job="j")
+    code = TaskRunner(cfg, store, handler, setup, log).run()  # type: ignore[arg-type]
+    return code, [json.loads(line) for line in buf.getvalue().splitlines()]

@@ -5,8 +5,8 @@ key (`name["key"]`), with `each.key` and `each.value.x` resolved and the map's s
 read as templates (`$${` -> `${`). Tests look at instances, so a property checked on
 "every grant" is checked on every map entry, not on the `${each.value.role}` placeholder.
 
-The expansion is `policies.tfjson.instances`, the one for_each evaluator the policy checks
-use too (issue 16); this module only shapes its answer for the tests.
+The expansion is `tfjson.instances`, the one for_each evaluator the policy checks
+use too (docs/contracts.md); this module only shapes its answer for the tests.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from policies.tfjson import EACH_RE
-from policies.tfjson import instances as tf_instances
+from tfjson import EACH_RE
+from tfjson import instances as tf_instances
 
 Stack = dict[str, Any]
 

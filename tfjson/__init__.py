@@ -1,4 +1,8 @@
-"""Reading CDKTF output (`cdk.tf.json`) the way our checks need it.
+"""Reading CDKTF output (`cdk.tf.json`): the one Terraform-JSON reader.
+
+A neutral package below `stacks`, `policies` and `local` (it imports none of them): the policy
+checks (bin/check), the local cloud (IAM, workflows, Pub/Sub, apply) and the tests read the
+synthesized stack through it.
 
 Two views of the same file:
 - checkov's per-resource configuration, where every scalar is wrapped in a list and every
@@ -10,7 +14,8 @@ Two views of the same file:
   resource at a time; the facts are how it resolves `"serviceAccount:${google_service_account.
   x.email}"` to `client-acme`, which checkov's own CKV_GCP_42 cannot.
 
-No checkov import here: the facts are also built by `policies.check_cli` before the scan.
+No checkov import here: the facts are also built by `policies.check_cli` before the scan,
+and by the local cloud.
 """
 
 from __future__ import annotations
@@ -27,12 +32,6 @@ from typing import Any
 # a for_each instance keeps its key in the name: ("...", 'clients-sa["acme"]', "email").
 REF_RE = re.compile(
     r"\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+(?:\[\"[^\"\]]*\"\])?)\.([a-z_]+)(?:\[\d+\])?\}"
-)
-# `${replace(local.sources[embed], "placeholder", acme)}` (a for_each entry, each.value resolved)
-# or `${local.sources["embed"]}`: a value built from a Terraform local.
-LOCAL_RE = re.compile(
-    r'\$\{(?:replace\(\s*)?local\.([A-Za-z0-9_-]+)(?:\[\s*"?([^"\]]*?)"?\s*\])?'
-    r'(?:\s*,\s*"([^"]*)"\s*,\s*"?([^")]*?)"?\s*\))?\}'
 )
 # "${each.key}", "${each.value}", "${each.value.member}", "${each.value.condition.title}"
 EACH_RE = re.compile(r"\$\{each\.(key|value)((?:\.[A-Za-z0-9_-]+)*)\}")
@@ -185,7 +184,7 @@ class StackFacts:
     buckets: Mapping[str, str] = field(default_factory=dict)
     # data.google_iam_policy name -> [(role, [members])]
     iam_policies: Mapping[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
-    # the file's `locals` (workflow source templates)
+    # the file's `locals` (`gpub_declared_quotas`: the quotas the environment declares)
     locals: Mapping[str, Any] = field(default_factory=dict)
     # the whole parsed file, for rules that count across resources (CKV_GPUB_LIM_*)
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -216,24 +215,6 @@ class StackFacts:
             return m.group(0)
 
         return REF_RE.sub(sub, text)
-
-    def resolve_locals(self, text: str) -> str:
-        """The value of `${local.x[key]}` or `${replace(local.x[key], "a", b)}` in `text`
-        (string locals are templates: `$${` unescaped); unresolvable ones stay as they are."""
-
-        def sub(m: re.Match[str]) -> str:
-            name, key, old, new = m.groups()
-            if m.group(0).startswith("${replace(") != (old is not None):
-                return m.group(0)
-            cur = self.locals.get(name)
-            if key is not None:
-                cur = cur.get(key) if isinstance(cur, Mapping) else None
-            if not isinstance(cur, str):
-                return m.group(0)
-            cur = cur.replace("$${", "${").replace("%%{", "%{")
-            return cur.replace(old, new or "") if old is not None else cur
-
-        return LOCAL_RE.sub(sub, text)
 
     def service_account_id(self, member: str) -> str | None:
         """`client-acme` for "serviceAccount:client-acme@p.iam..." or a reference to that SA."""
@@ -335,12 +316,6 @@ _LOOKUPS: dict[tuple[str, str | None], StackFacts] = {}
 
 def register_facts(path: Path | str, facts: StackFacts) -> None:
     _REGISTERED[str(Path(path).resolve())] = facts
-    _LOOKUPS.clear()
-
-
-def clear_facts() -> None:
-    _REGISTERED.clear()
-    _CACHE.clear()
     _LOOKUPS.clear()
 
 
