@@ -20,7 +20,6 @@ from typing import IO
 from google.cloud.batch_v1 import Runnable, StatusEvent, TaskSpec
 
 from local.capacity import CapacityConfig, job_placement, stockout_event
-from local.vm_faults import FaultConfig
 from local.identity import DEFAULT_COMPUTE_EMAIL, token_for
 from local.state import JobRecord, JobState, Store, TaskState, now
 from local.task_process import (
@@ -32,6 +31,7 @@ from local.task_process import (
     runnable_command,
     should_retry,
 )
+from local.vm_faults import FaultConfig
 
 # FaultConfig and docker_available are part of this module's interface (the Batch server and
 # the tests import them from here).

@@ -37,7 +37,7 @@ from typing import Any
 
 from local.identity import ADMIN_EMAIL, EVENTARC_AGENT_EMAIL, GCS_AGENT_EMAIL
 from local.pubsub_stack import deployed_triggers, eventarc_subscription
-from policies.tfjson import facts_from_document, flat_strings, instances
+from tfjson import facts_from_document, flat_strings, instances
 
 ROLES_FILE = Path(__file__).with_name("data") / "pubsub_roles.json"
 ACT_AS = "iam.serviceAccounts.actAs"

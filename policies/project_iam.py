@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from policies.tfjson import facts_from_document, flat_strings, instances
+from tfjson import facts_from_document, flat_strings, instances
 
 SA_DOMAIN_RE = re.compile(r"^[^@]+@([a-z][a-z0-9-]{4,28}[a-z0-9])\.iam\.gserviceaccount\.com$")
 PROJECT_SET_RE = re.compile(

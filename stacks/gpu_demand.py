@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from jobs.spec import JobSpec
+from jobs.spec import EnvKind, JobSpec
 
 Key = tuple[str, str, bool]
 
@@ -31,6 +31,8 @@ class _Environment(Protocol):
 
     @property
     def name(self) -> str: ...
+    @property
+    def kind(self) -> EnvKind: ...
     @property
     def region(self) -> str: ...
     @property

@@ -12,7 +12,7 @@ import pytest
 
 from policies.guardrails import GuardrailLimits
 from policies.scan import StackInput, run_checkov
-from policies.tfjson import facts_from_document
+from tfjson import facts_from_document
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies" / "terraform"
 RULES = ("CKV_GPUB_COST_1", "CKV_GPUB_COST_2")

@@ -159,7 +159,7 @@ def test_interpolations_skip_escapes() -> None:
 def dep_results() -> dict[tuple[str, str], dict[str, str]]:
     from policies.guardrails import GuardrailLimits
     from policies.scan import StackInput, run_checkov
-    from policies.tfjson import facts_from_document
+    from tfjson import facts_from_document
 
     stacks = [StackInput(p.name.removesuffix(".tf.json"), p,
                          facts_from_document(json.loads(p.read_text())), GuardrailLimits())

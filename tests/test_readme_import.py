@@ -14,9 +14,9 @@ from jobs.spec import JobSpec
 from policies.check_cli import _demote_warnings
 from policies.import_cli import main as import_job
 from policies.scan import StackInput, run_guardrails
-from policies.tfjson import facts_from_document
 from stacks.app import build_app, write_job_json
 from stacks.environments import load_environments
+from tfjson import facts_from_document
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = re.compile(r"^\$ bin/import-job (?P<args>.+?) > (?P<target>jobs/declared/\S+\.py)$",

@@ -15,10 +15,10 @@ from policies import job_rules
 from policies.check_cli import _demote_warnings
 from policies.import_cli import main as import_job
 from policies.scan import StackInput, run_guardrails
-from policies.tfjson import facts_from_document
 from stacks.environments import dev
 from submit import asis
 from submit.errors import SubmitError
+from tfjson import facts_from_document
 
 # What bin/submit fills in as a printed change, so the finding cannot remain at submit; and
 # GPUB_JOB_14 (an unknown machine type), which has no price either, so GPUB_JOB_20 refuses it.

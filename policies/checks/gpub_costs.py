@@ -12,19 +12,13 @@ and that notifies at least one Monitoring channel. An environment is the stack t
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from checkov.common.models.enums import CheckCategories, CheckResult
 
-from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
-
-from policies.checkbase import GpubCheck  # noqa: E402
-from policies.tfjson import instances, value  # noqa: E402
+from policies.checkbase import GpubCheck
+from tfjson import instances, value
 
 CLIENT_LABEL = "client"  # jobs/billing_labels.CLIENT (checkov loads this file standalone)
 ALERT_LABEL = "gpub-alert"

@@ -7,19 +7,13 @@ resource is one node of Terraform's graph, so it is judged once, as a whole.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from checkov.common.models.enums import CheckCategories, CheckResult
 
-from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
-
-from policies.checkbase import GpubCheck  # noqa: E402
-from policies.fresh_project import Finding, findings, provider_findings  # noqa: E402
-from policies.tfjson import instances, value  # noqa: E402
+from policies.checkbase import GpubCheck
+from policies.fresh_project import Finding, findings, provider_findings
+from tfjson import instances, value
 
 _FINDINGS: dict[int, tuple[Any, dict[str, list[Finding]]]] = {}
 

@@ -11,21 +11,15 @@ to declared resources (`${google_x.name.attr}`, `${each.value.k}`) and the quota
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from checkov.common.models.enums import CheckCategories, CheckResult
 
-from checkov.common.models.enums import CheckCategories, CheckResult  # noqa: E402
-
-from policies.checkbase import GpubCheck  # noqa: E402
-from policies.fresh_project import interpolations  # noqa: E402
-from policies.tfjson import value  # noqa: E402
-from stacks.validation import LABEL_KEY_RE, LABEL_VALUE_RE, LABELS_MAX  # noqa: E402
+from policies.checkbase import GpubCheck
+from policies.fresh_project import interpolations
+from stacks.validation import LABEL_KEY_RE, LABEL_VALUE_RE, LABELS_MAX
+from tfjson import value
 
 # The functions the platform's own expressions call (stacks/quotas.py).
 ALLOWED_FUNCTIONS = frozenset({"tonumber", "contains", "max", "lookup"})
