@@ -103,8 +103,31 @@ def _emulator() -> Any:
                                        dict(rendered_step.get("args") or {}))
 
         main.StepCall.execute_connector = staticmethod(execute_connector)
+        # A retry policy's backoff waits like `sys.sleep` (scaled), not in real time.
+        main.sleep = sleep
+        # `hash.compute_checksum(data, algorithm)` -> bytes (cloud.google.com/workflows/docs/
+        # reference/stdlib/hash/compute_checksum); the emulator has no `hash` module.
+        from workflows_emulator import render
+
+        render.STANDARD_LIBRARY["hash"] = _HashModule()
         main.StepCall._gpub_local = True
     return main
+
+
+class _HashModule:
+    """Workflows' `hash` module: MD5, SHA1, SHA224, SHA256, SHA384, SHA512 of bytes."""
+
+    ALGORITHMS = ("MD5", "SHA1", "SHA224", "SHA256", "SHA384", "SHA512")
+
+    @classmethod
+    def compute_checksum(cls, data: Any, algorithm: str) -> bytes:
+        import hashlib
+
+        if not isinstance(data, bytes) or not isinstance(algorithm, str):
+            raise TypeError("hash.compute_checksum: data must be bytes, algorithm a string")
+        if algorithm not in cls.ALGORITHMS:
+            raise ValueError(f"hash.compute_checksum: unsupported algorithm {algorithm!r}")
+        return hashlib.new(algorithm.lower(), data).digest()
 
 
 # ---- reading the stack -------------------------------------------------------------------
