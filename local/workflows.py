@@ -110,8 +110,42 @@ def _emulator() -> Any:
         from workflows_emulator import render
 
         render.STANDARD_LIBRARY["hash"] = _HashModule()
+        # A value that is one whole `${...}` is the expression's value in Workflows (null,
+        # a map, a list); the emulator prints it with str() and parses that back as YAML,
+        # which turns null into "None" and a map's nulls into "None".
+        original_render = render.render_str
+
+        def render_str(value: Any, context: Any) -> Any:
+            if (isinstance(value, str) and value.startswith("${") and value.endswith("}")
+                    and value.count("${") == 1 and value.count("}") == 1):
+                return _plain(render.run_code(value[2:-1], context))
+            return original_render(value, context)
+
+        render.render_str = render_str
+        # An assign whose expression raises (caught by a `try`) left the emulator's global
+        # assign lock held: every later assign hung. Release it on the way out.
+        assign = main.StepAssign.execute
+
+        def assign_step(self: Any) -> Any:
+            try:
+                return assign(self)
+            except BaseException:
+                if main.LOCK.locked():
+                    main.LOCK.release()
+                raise
+
+        main.StepAssign.execute = assign_step
         main.StepCall._gpub_local = True
     return main
+
+
+def _plain(value: Any) -> Any:
+    """Maps and lists as plain dicts and lists (the emulator's attribute-dicts unwrapped)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in dict.items(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 class _HashModule:

@@ -46,7 +46,7 @@ RUNTIME_ASSIGNMENTS = (
     "job.labels.client",
     "job.labels.trigger",
     "job.labels.submitter",
-    "job.labels.marker-generation",
+    'job.labels["marker-generation"]',
     "job.notifications",
 )
 # Retries on every connector call: the predicate of `http.default_retry` (429, 502, 503, 504,

@@ -184,7 +184,7 @@ def fill_step(job: dict[str, Any]) -> dict[str, Any]:
                 {"job.labels.client": "${client}"},
                 {"job.labels.trigger": "${trigger}"},
                 {"job.labels.submitter": "workflow"},
-                {"job.labels.marker-generation": "${generation}"},
+                {'job.labels["marker-generation"]': "${generation}"},
                 {"job.notifications": notifications},
             ]
         }

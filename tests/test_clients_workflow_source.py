@@ -12,13 +12,11 @@ from jobs.declared import embed, uppercase
 from jobs.render import RenderContext, render_job
 from stacks.workflow_source import (
     FINAL_STATES,
-    MAX_PREFIX_OBJECTS,
     WORKFLOW_SOURCE_LIMIT,
     WorkflowParams,
     build_workflow,
     embedded_job,
     marker_regex,
-    prefix_regex,
     workflow_source,
 )
 
@@ -31,9 +29,10 @@ CTX = RenderContext(
 
 def params(job_json: dict[str, Any] | None = None, **kw: Any) -> WorkflowParams:
     base: dict[str, Any] = dict(
-        job="embed", project_id="p-dev", job_region="europe-west4", clients=("acme", "globex"),
+        job="embed", env="dev", project_id="p-dev", job_region="europe-west4",
+        clients=("acme", "globex"),
         job_json=job_json if job_json is not None else render_job(embed.SPEC, CTX),
-        input_format="jsonl", files_per_task=20, max_parallelism=4,
+        files_per_task=20, max_parallelism=4,
     )
     base.update(kw)
     return WorkflowParams(**base)
