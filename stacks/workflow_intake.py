@@ -19,6 +19,7 @@ from typing import Any
 from stacks import layout
 from stacks.workflow_params import (
     BATCH_PATTERN,
+    RETRY,
     WorkflowParams,
     call_step,
     error_text,
@@ -328,7 +329,7 @@ def sweep_steps(p: WorkflowParams) -> list[dict[str, Any]]:
                                     },
                                     "result": "claimed",
                                 },
-                                "retry": "${http.default_retry}",
+                                "retry": RETRY,
                                 "except": {
                                     "as": "e",
                                     "steps": [
@@ -338,20 +339,15 @@ def sweep_steps(p: WorkflowParams) -> list[dict[str, Any]]:
                                                     {
                                                         "condition": '${map.get(e, "code") == 404}',
                                                         "steps": [
-                                                            {
-                                                                "republish": {
-                                                                    "call": "googleapis.pubsub.v1.projects.topics.publish",
-                                                                    "args": {
-                                                                        "topic": p.intake_topic,
-                                                                        "body": {"messages": [{"data": "", "attributes": {
-                                                                            "bucketId": "${bucket}", "objectId": "${m.name}",
-                                                                            "eventType": "OBJECT_FINALIZE",
-                                                                            "objectGeneration": "${string(m.generation)}",
-                                                                            "trigger": "schedule",
-                                                                        }}]},
-                                                                    },
-                                                                }
-                                                            },
+                                                            call_step("republish", "googleapis.pubsub.v1.projects.topics.publish", {
+                                                                "topic": p.intake_topic,
+                                                                "body": {"messages": [{"data": "", "attributes": {
+                                                                    "bucketId": "${bucket}", "objectId": "${m.name}",
+                                                                    "eventType": "OBJECT_FINALIZE",
+                                                                    "objectGeneration": "${string(m.generation)}",
+                                                                    "trigger": "schedule",
+                                                                }}]},
+                                                            }, "republished_id", None),
                                                             {"count_republished": {"assign": [{"republished": "${republished + 1}"}]}},
                                                         ],
                                                     }
