@@ -59,6 +59,14 @@ def client_grants(
             "expression": objects_under(bucket, INPUTS),
             "description": "the client uploads under inputs/",
         },
+        # Re-running a batch is writing its marker again (a new generation): overwriting
+        # needs storage.objects.delete, which objectCreator lacks; on markers only.
+        "client-rewrites-markers": {
+            "role": "roles/storage.objectUser",
+            "member": client_member,
+            "expression": objects_under(bucket, layout.MARKERS),
+            "description": "the client re-marks its batches under inputs/_ready/ (re-runs)",
+        },
         "client-reads-outputs": {
             "role": "roles/storage.objectViewer",
             "member": client_member,

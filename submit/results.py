@@ -42,6 +42,7 @@ FollowOpt = Annotated[bool, typer.Option(
     "--follow", "-f", help="Keep printing outcomes as they arrive (Ctrl-C stops).")]
 ForOpt = Annotated[float | None, typer.Option(
     "--for", help="With --follow: stop after this many seconds.", min=0)]
+RESULT_COMMANDS = ("results", "rerun", "intake")
 LOCAL_SLEEP_SCALE = "0.01"
 _PULL_S = 2.0
 
@@ -193,8 +194,8 @@ def results_cmd(client: ClientOpt, env: EnvOpt = "dev", json_out: JsonOpt = Fals
 def wait_for_outcome(settings: EnvironmentSettings, client: str, job: str, batch: str,
                      generation: str, *, local: bool, timeout_s: float) -> dict[str, Any]:
     """The outcome of the run that the marker at `generation` started, from the client's
-    results subscription (other outcomes are left there); locally the stack's events are
-    delivered meanwhile."""
+    results subscription; every message is left there (`results` shows it too). Locally the
+    stack's events are delivered meanwhile."""
     subs = Subscriptions(settings, settings.client_sa_email(client), local=local)
     sub = settings.layout.subscription_path(settings.layout.results_subscription(client))
 
@@ -206,7 +207,7 @@ def wait_for_outcome(settings: EnvironmentSettings, client: str, job: str, batch
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         subs.deliver()
-        got = subs.pull(sub, keep=ours)
+        got = subs.pull(sub, keep=ours, ack=False)
         if got:
             return decode_outcome(got[0])
     raise ServiceError(f"--wait: no outcome for batch {batch} (marker generation {generation}) "
@@ -222,7 +223,7 @@ def rerun_cmd(client: ClientOpt,
                   "--wait", help="Follow the run to its outcome.")] = False,
               timeout: Annotated[float, typer.Option(help="--wait: seconds.", min=1)] = 3600,
               local: LocalOpt = False, json_out: JsonOpt = False) -> int:
-    """Run a batch again (e.g. after FAILED): write its marker anew, as the client."""
+    """Run a batch again, after a FAILED outcome say: write its marker anew, as the client."""
     from google.api_core import exceptions as gexc
 
     from submit.data import storage_client
