@@ -73,7 +73,7 @@ class Subscriptions:
         else:
             import google.auth
             from google.auth import impersonated_credentials
-            from google.cloud import pubsub_v1
+            from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
             try:
                 source, _ = google.auth.default()
