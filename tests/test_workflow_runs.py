@@ -263,3 +263,19 @@ def test_a_cancelled_job_ends_the_execution_with_a_cancelled_outcome() -> None:
     assert [o["state"] for o in cloud.outcomes(RESULTS)] == ["CANCELLED"]
     assert json.loads(json.dumps(cloud.published[RESULTS][0]["attributes"]))["state"] == (
         "CANCELLED")
+
+
+def test_a_client_may_have_at_most_ten_jobs() -> None:
+    """Each job's markers need one of a bucket's 10 OBJECT_FINALIZE notification
+    configurations (cloud.google.com/storage/docs/pubsub-notifications)."""
+    from types import SimpleNamespace
+
+    from stacks.client import MAX_JOBS_PER_CLIENT, _validate
+    from stacks.environments import dev
+    from stacks.settings import ClientSettings
+
+    many = ClientSettings(name="acme", jobs=[f"j{i}" for i in range(MAX_JOBS_PER_CLIENT + 1)])
+    props = SimpleNamespace(settings=dev(), onboarded=(), jobs={})
+    with pytest.raises(ValueError, match=r"clients\.acme\.jobs: 11 jobs; a client may have at "
+                                         r"most 10"):
+        _validate(props, many)  # type: ignore[arg-type]
