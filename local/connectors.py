@@ -75,6 +75,8 @@ class Connectors:
             "googleapis.pubsub.v1.projects.topics.publish": self.pubsub_publish,
             "googleapis.storage.v1.objects.list": self.storage_list,
             "googleapis.storage.v1.objects.get": self.storage_get,
+            "googleapis.storage.v1.objects.insert": self.storage_insert,
+            "googleapis.batch.v1.projects.locations.jobs.taskGroups.tasks.list": self.batch_tasks,
         }
 
     def call(self, name: str, args: dict[str, Any]) -> Any:
@@ -138,6 +140,15 @@ class Connectors:
     def batch_get(self, args: dict[str, Any]) -> Any:
         return self._job_json(self._batch().get_job(name=args["name"]))
 
+    def batch_tasks(self, args: dict[str, Any]) -> Any:
+        from google.cloud import batch_v1
+
+        page = self._batch().list_tasks(request=batch_v1.ListTasksRequest(
+            parent=args["parent"], page_size=int(args.get("pageSize") or 0)))
+        tasks = [json.loads(batch_v1.Task.to_json(t, use_integers_for_enums=False))
+                 for t in next(iter(page.pages)).tasks]
+        return {"tasks": tasks}
+
     def batch_delete(self, args: dict[str, Any]) -> Any:
         self._batch().delete_job(name=args["name"])
         return {"name": args["name"], "done": False}
@@ -162,10 +173,32 @@ class Connectors:
                               client_options={"api_endpoint": self.gcs_endpoint})
 
     def storage_list(self, args: dict[str, Any]) -> Any:
-        blobs = self._storage().list_blobs(args["bucket"], prefix=args.get("prefix") or None)
+        # One page per call, as the JSON API answers (maxResults, pageToken, nextPageToken).
+        blobs = self._storage().list_blobs(
+            args["bucket"], prefix=args.get("prefix") or None,
+            max_results=int(args["maxResults"]) if args.get("maxResults") else None,
+            page_token=args.get("pageToken") or None)
+        page = next(iter(blobs.pages))
         items = [{"name": b.name, "bucket": b.bucket.name, "size": str(b.size),
-                  "generation": str(b.generation)} for b in blobs]
-        return {"kind": "storage#objects", "items": items} if items else {"kind": "storage#objects"}
+                  "generation": str(b.generation)} for b in page]
+        out: dict[str, Any] = {"kind": "storage#objects"}
+        if items:
+            out["items"] = items
+        if blobs.next_page_token:
+            out["nextPageToken"] = blobs.next_page_token
+        return out
+
+    def storage_insert(self, args: dict[str, Any]) -> Any:
+        """`objects.insert` with `uploadType: media`: a map body is stored as JSON
+        (cloud.google.com/workflows/docs/reference/googleapis/storage/v1/objects/insert);
+        `ifGenerationMatch: 0` creates only if absent (412 otherwise)."""
+        body = args.get("body")
+        data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        blob = self._storage().bucket(args["bucket"]).blob(args["name"])
+        match = args.get("ifGenerationMatch")
+        blob.upload_from_string(data, content_type="application/json",
+                                if_generation_match=None if match is None else int(match))
+        return {"name": blob.name, "bucket": args["bucket"], "generation": str(blob.generation)}
 
     def storage_get(self, args: dict[str, Any]) -> Any:
         blob = self._storage().bucket(args["bucket"]).blob(args["object"])

@@ -108,9 +108,66 @@ def _emulator() -> Any:
                                        dict(rendered_step.get("args") or {}))
 
         main.StepCall.execute_connector = staticmethod(execute_connector)
+        # A retry policy's backoff waits like `sys.sleep` (scaled), not in real time.
+        main.sleep = sleep
+        # `hash.compute_checksum(data, algorithm)` -> bytes (cloud.google.com/workflows/docs/
+        # reference/stdlib/hash/compute_checksum); the emulator has no `hash` module.
+        from workflows_emulator import render
+
+        render.STANDARD_LIBRARY["hash"] = _HashModule()
+        # A value that is one whole `${...}` is the expression's value in Workflows (null,
+        # a map, a list); the emulator prints it with str() and parses that back as YAML,
+        # which turns null into "None" and a map's nulls into "None".
+        original_render = render.render_str
+
+        def render_str(value: Any, context: Any) -> Any:
+            if (isinstance(value, str) and value.startswith("${") and value.endswith("}")
+                    and value.count("${") == 1 and value.count("}") == 1):
+                return _plain(render.run_code(value[2:-1], context))
+            return original_render(value, context)
+
+        render.render_str = render_str
+        # An assign whose expression raises (caught by a `try`) left the emulator's global
+        # assign lock held: every later assign hung. Release it on the way out.
+        assign = main.StepAssign.execute
+
+        def assign_step(self: Any) -> Any:
+            try:
+                return assign(self)
+            except BaseException:
+                if main.LOCK.locked():
+                    main.LOCK.release()
+                raise
+
+        main.StepAssign.execute = assign_step
         main.StepCall._gpub_local = True
     install_limits(main)
     return main
+
+
+def _plain(value: Any) -> Any:
+    """Maps and lists as plain dicts and lists (the emulator's attribute-dicts unwrapped)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in dict.items(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _HashModule:
+    """Workflows' `hash` module: MD5, SHA1, SHA224, SHA256, SHA384, SHA512 of bytes."""
+
+    ALGORITHMS = ("MD5", "SHA1", "SHA224", "SHA256", "SHA384", "SHA512")
+
+    @classmethod
+    def compute_checksum(cls, data: Any, algorithm: str) -> bytes:
+        import hashlib
+
+        if not isinstance(data, bytes) or not isinstance(algorithm, str):
+            raise TypeError("hash.compute_checksum: data must be bytes, algorithm a string")
+        if algorithm not in cls.ALGORITHMS:
+            raise ValueError(f"hash.compute_checksum: unsupported algorithm {algorithm!r}")
+        return hashlib.new(algorithm.lower(), data).digest()
 
 
 # ---- reading the stack -------------------------------------------------------------------

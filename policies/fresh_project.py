@@ -160,7 +160,13 @@ class Graph:
     def refers(self, body: Mapping[str, Any], attribute: str) -> set[str]:
         """Addresses referenced by `attribute` of `body` (templates read, `$${` skipped)."""
         out = set()
-        for text in _strings(body.get(attribute)):
+        value = body.get(attribute)
+        if isinstance(value, str) and value == f"${{each.value.{attribute}}}":
+            # A for_each resource: the attribute of every entry of its map.
+            entries = body.get("for_each")
+            if isinstance(entries, Mapping):
+                value = [e.get(attribute) for e in entries.values() if isinstance(e, Mapping)]
+        for text in _strings(value):
             for expression in interpolations(text):
                 for m in REF_RE.finditer(expression):
                     address = f"{m.group(1) or ''}{m.group(2)}.{m.group(3)}"

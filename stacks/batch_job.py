@@ -18,9 +18,18 @@ from constructs import Construct
 
 from jobs import JobSpec
 from jobs.render import render_job
+from stacks.agents import IAM_PROPAGATION
 from stacks.deferred import deferred
 from stacks.props import JobProps
-from stacks.provider import EventarcTrigger, EventarcTriggerDestination, WorkflowsWorkflow
+from stacks.provider import (
+    EventarcTrigger,
+    EventarcTriggerDestination,
+    PubsubTopic,
+    PubsubTopicIamMember,
+    Sleep,
+    WorkflowsWorkflow,
+    barrier,
+)
 from stacks.provider import EventarcTriggerMatchingCriteria as Criteria
 from stacks.settings import EnvironmentSettings
 from stacks.workflow_source import WorkflowParams, terraform_literal, workflow_source
@@ -33,6 +42,8 @@ PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
 # workflows/latest/google.cloud.workflows_v1.types.CreateWorkflowRequest). JobSpec's NAME_MAX
 # keeps `batch-<job>` within it; tests/test_name_limits.py checks the two agree.
 WORKFLOW_ID_MAX = 64
+# The Terraform name of a job's intake topic: `google_pubsub_topic.intake-<job>`.
+INTAKE_TOPIC_ID_PREFIX = "intake-"
 
 
 class BatchJob(Construct):
@@ -50,6 +61,7 @@ class BatchJob(Construct):
             props.secrets.secret(secret_id)
         self.job_json: dict[str, Any] = render_job(spec, settings.render_context(spec.name))
         self.workflow = self._workflow()
+        self.intake_topic, self.intake_publisher = self._intake()
         self.trigger = self._trigger()
 
     def _validate(self, settings: EnvironmentSettings) -> None:
@@ -77,11 +89,11 @@ class BatchJob(Construct):
         settings = self.props.settings
         return WorkflowParams(
             job=self.spec.name,
+            env=settings.name,
             project_id=settings.project_id,
             job_region=self.spec.region or settings.region,
             clients=tuple(sorted(self.clients)),
             job_json=self.job_json,
-            input_format=self.spec.input_format,
             files_per_task=self.spec.files_per_task,
             max_parallelism=min(self.spec.peak_parallelism, settings.guardrails.max_parallelism),
             fixed_task_count=len(self.spec.task_environments) or None,
@@ -103,7 +115,7 @@ class BatchJob(Construct):
             project=settings.project_id,
             region=settings.region,
             name=settings.job_workflow(name),
-            description=f"Runs {name} for each client's batch when its _READY marker lands",
+            description=f"Runs {name} once for each client batch marker (inputs/_ready/{name}/)",
             service_account=props.identities.workflow_sa_id,
             # Written after synth: the source lists every client onboarded until then.
             source_contents=deferred(lambda: terraform_literal(self.source())),
@@ -114,6 +126,50 @@ class BatchJob(Construct):
             labels={**settings.all_labels(), "job": name},
             depends_on=deps,
         )
+
+    def intake_topic_ref(self) -> str:
+        """`${google_pubsub_topic.<id>.id}`: for the clients' notification entries."""
+        return f"${{google_pubsub_topic.{INTAKE_TOPIC_ID_PREFIX}{self.spec.name}.id}}"
+
+    def _intake(self) -> tuple[PubsubTopic, Sleep]:
+        """The job's intake topic: its markers' notifications from every client bucket it
+        serves (the Cloud Storage service agent publishes; cloud.google.com/storage/docs/
+        reporting-changes), and the workflow's sweep re-publishes unclaimed markers."""
+        props = self.props
+        settings = props.settings
+        topic = PubsubTopic(
+            self,
+            "intake",
+            project=settings.project_id,
+            name=settings.layout.intake_topic(self.spec.name),
+            kms_key_name=props.encryption.key,
+            # 7 days (the most a topic's subscriptions may keep unacked messages is 7 days:
+            # cloud.google.com/pubsub/docs/subscription-properties#retention_duration).
+            message_retention_duration="604800s",
+            labels={**settings.all_labels(), "job": self.spec.name},
+            depends_on=[*props.apis, *props.encryption.after("pubsub")],
+        )
+        topic.override_logical_id(f"{INTAKE_TOPIC_ID_PREFIX}{self.spec.name}")
+        publisher = PubsubTopicIamMember(
+            self,
+            "intake-gcs",
+            project=settings.project_id,
+            topic=topic.name,
+            role="roles/pubsub.publisher",
+            member=props.uploads.agent_member,
+            depends_on=[props.uploads.publisher],  # the agent exists and may publish
+        )
+        PubsubTopicIamMember(
+            self,
+            "intake-sweep",
+            project=settings.project_id,
+            topic=topic.name,
+            role="roles/pubsub.publisher",
+            member=props.identities.workflow_member,
+        )
+        # Notifications are checked at creation: wait for the grant to propagate
+        # (cloud.google.com/iam/docs/access-change-propagation).
+        return topic, barrier(self, "intake-ready", [publisher], IAM_PROPAGATION)
 
     def _trigger(self) -> EventarcTrigger:
         props = self.props
@@ -130,7 +186,10 @@ class BatchJob(Construct):
             labels={**settings.all_labels(), "job": self.spec.name},
             # Terraform cannot see that the trigger needs its account's roles: on a fresh
             # project the trigger is refused (PERMISSION_DENIED) unless they exist first.
-            depends_on=[*props.apis, *props.trigger_grants, props.uploads.topic],
+            depends_on=[*props.apis, *props.trigger_grants, self.intake_topic],
         )
-        trigger.add_override("transport", {"pubsub": {"topic": props.uploads.topic_id}})
+        # One trigger per job on its own intake topic: one execution per marker. Its
+        # subscription is Eventarc's (output only: it cannot have a dead-letter topic,
+        # docs/clients.md "Intake").
+        trigger.add_override("transport", {"pubsub": {"topic": self.intake_topic.id}})
         return trigger

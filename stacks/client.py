@@ -17,9 +17,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from stacks import layout
 from stacks.batch_job import BatchJob
 from stacks.client_resources import INPUTS, OUTPUTS, ClientResources, ref
 from stacks.conditions import bucket_list, objects_under
+from stacks.layout import TenancyLayout
 from stacks.props import PlatformIdentities
 from stacks.settings import (
     ClientSettings,
@@ -28,6 +30,13 @@ from stacks.settings import (
     check_service_account_id,
 )
 from stacks.validation import client_sa_description, terraform_escape
+
+# The for_each key of the intake dead-letter topic and subscription (no client name starts
+# with "_", so it never meets a client's key).
+DEAD_LETTER_KEY = "_intake-dead-letter"
+# At most 10 notification configurations per event type per bucket
+# (cloud.google.com/storage/docs/pubsub-notifications): one per job of the client.
+MAX_JOBS_PER_CLIENT = 10
 
 
 def client_grants(
@@ -50,6 +59,14 @@ def client_grants(
             "member": client_member,
             "expression": objects_under(bucket, INPUTS),
             "description": "the client uploads under inputs/",
+        },
+        # Re-running a batch is writing its marker again (a new generation): overwriting
+        # needs storage.objects.delete, which objectCreator lacks; on markers only.
+        "client-rewrites-markers": {
+            "role": "roles/storage.objectUser",
+            "member": client_member,
+            "expression": objects_under(bucket, layout.MARKERS),
+            "description": "the client re-marks its batches under inputs/_ready/ (re-runs)",
         },
         "client-reads-outputs": {
             "role": "roles/storage.objectViewer",
@@ -119,10 +136,7 @@ class ClientOnboarding:
         # --- the client's bucket: its data, policy, CMEK, retention and labels ---------------
         res.add("bucket", name, {"name": self.bucket, "labels": self.labels})
         bucket_ref = ref("bucket", name, "name")
-        # Offboarding, phase 1 (`leaving`): intake stops (no notification, no workflow or
-        # schedule serves the client); identities, grants, results stay until runs drain.
-        if not client.leaving:
-            res.add("notification", name, {"bucket": bucket_ref})
+        self._intake_dead_letter(res, ids)
 
         # --- identities -------------------------------------------------------------------------
         description = client_sa_description(name, client.contact)  # <= 256 bytes
@@ -156,15 +170,28 @@ class ClientOnboarding:
                     "description": grant["description"],
                     "expression": grant["expression"],
                 })
-        # The job workflows list a batch's inputs before they run it (names only).
-        res.add("bucket-grants", f"{name}/workflow-lists-inputs", {
-            "bucket": bucket_ref,
-            "role": "roles/storage.objectViewer",
-            "member": ids.workflow_member,
-            "title": f"{name}-workflow-lists-inputs",
-            "description": "job workflows list inputs/",
-            "expression": bucket_list(self.bucket, INPUTS),
-        })
+        # The job workflows read markers, list them (the schedule sweep) and the output's
+        # `_errors/`, and write run records and outcomes under outputs/ (compare-and-swap on
+        # `_run.json` needs delete: objectUser).
+        workflow_grants = {
+            "workflow-reads-markers": ("roles/storage.objectViewer",
+                                       objects_under(self.bucket, layout.MARKERS),
+                                       "job workflows read batch markers"),
+            "workflow-lists-markers": ("roles/storage.objectViewer",
+                                       bucket_list(self.bucket, layout.MARKERS),
+                                       "job workflows list batch markers (schedule sweeps)"),
+            "workflow-lists-outputs": ("roles/storage.objectViewer",
+                                       bucket_list(self.bucket, OUTPUTS),
+                                       "job workflows list outputs/ (a run's _errors/)"),
+            "workflow-writes-outputs": ("roles/storage.objectUser",
+                                        objects_under(self.bucket, OUTPUTS),
+                                        "job workflows read and write run records and outcomes"),
+        }
+        for suffix, (role, expression, text) in workflow_grants.items():
+            res.add("bucket-grants", f"{name}/{suffix}", {
+                "bucket": bucket_ref, "role": role, "member": ids.workflow_member,
+                "title": f"{name}-{suffix}", "description": text, "expression": expression,
+            })
         run_sa = ref("run-sa", name, "name")
         res.add("act-as", f"{name}/workflow", {
             "service_account": run_sa, "member": ids.workflow_member,
@@ -182,7 +209,7 @@ class ClientOnboarding:
         res.add("topic", name, {"name": settings.results_topic(name), "labels": self.labels})
         topic_name = ref("topic", name, "name")
         res.add("subscription", name, {
-            "name": f"{settings.results_topic(name)}-sub",
+            "name": settings.layout.results_subscription(name),
             "topic": ref("topic", name, "id"),
             "labels": self.labels,
         })
@@ -208,11 +235,42 @@ class ClientOnboarding:
             self._add_schedule(i, schedule.job, schedule.cron, schedule.time_zone,
                                schedule.input_prefix)
 
+    @staticmethod
+    def _intake_dead_letter(res: ClientResources, ids: PlatformIdentities) -> None:
+        """The platform's intake dead-letter topic and its operators' subscription (entries
+        of the shared topic and subscription resources, declared with the first client):
+        events whose run could not publish an outcome land there
+        (`bin/submit intake dead-letters [--replay]`, docs/clients.md "Intake")."""
+        if DEAD_LETTER_KEY in res.entries.get("topic", {}):
+            return
+        res.add("topic", DEAD_LETTER_KEY, {"name": layout.INTAKE_DEAD_LETTER_TOPIC,
+                                           "labels": {"purpose": "intake-dead-letter"}})
+        res.add("subscription", DEAD_LETTER_KEY, {
+            "name": TenancyLayout.dead_letter_subscription(),
+            "topic": ref("topic", DEAD_LETTER_KEY, "id"),
+            "labels": {"purpose": "intake-dead-letter"},
+        })
+        res.add("publishers", f"{DEAD_LETTER_KEY}/workflow", {
+            "topic": ref("topic", DEAD_LETTER_KEY, "name"), "member": ids.workflow_member,
+        })
+        res.add("subscribers", f"{DEAD_LETTER_KEY}/operator", {
+            "subscription": ref("subscription", DEAD_LETTER_KEY, "name"),
+            "member": ids.operator_member,
+        })
+
     def _add_job(self, job: BatchJob) -> None:
         res = self.props.resources
         name = self.client.name
-        if not self.client.leaving:
-            job.serve(name)  # a leaving client's markers start nothing
+        if self.client.leaving:
+            return  # offboarding phase 1: a leaving client's markers start nothing
+        job.serve(name)
+        # The job's markers in this bucket notify the job's intake topic (one execution each).
+        res.add("notification", f"{name}/{job.spec.name}", {
+            "bucket": ref("bucket", name, "name"),
+            "topic": job.intake_topic_ref(),
+            "prefix": self.props.settings.layout.job_markers(job.spec.name),
+        })
+        res.after_publishers([j.intake_publisher for j in self.props.jobs.values()])
         for secret_id in job.secrets:
             key = f"{name}/secret-{secret_id}"
             if key not in res.entries.get("secret-access", {}):
@@ -271,6 +329,12 @@ def _validate(props: ClientProps, client: ClientSettings) -> list[BatchJob]:
         raise ValueError(f"clients: {client.name!r} is onboarded twice in {stack}")
     if not client.jobs:
         raise ValueError(f"{where}.jobs: a client needs at least one job")
+    if len(client.jobs) > MAX_JOBS_PER_CLIENT:
+        raise ValueError(
+            f"{where}.jobs: {len(client.jobs)} jobs; a client may have at most "
+            f"{MAX_JOBS_PER_CLIENT} (each job's markers need one of the bucket's 10 "
+            "OBJECT_FINALIZE notification configurations)"
+        )
     if len(set(client.jobs)) != len(client.jobs):
         raise ValueError(f"{where}.jobs: {client.jobs} names a job twice")
     known = ", ".join(sorted(props.jobs)) or "none"

@@ -47,7 +47,7 @@ def each(field: str) -> str:
 # The names are part of every client resource's address: renaming one moves state.
 RESOURCES: dict[str, tuple[str, str]] = {
     "bucket": ("google_storage_bucket", "clients-bucket"),
-    "notification": ("google_storage_notification", "clients-uploads"),
+    "notification": ("google_storage_notification", "clients-intake"),
     "sa": ("google_service_account", "clients-sa"),
     "run-sa": ("google_service_account", "clients-run-sa"),
     "bucket-grants": ("google_storage_bucket_iam_member", "clients-bucket-grants"),
@@ -133,19 +133,30 @@ class ClientResources:
 
     def _notification(self) -> StorageNotification:
         uploads = self.props.uploads
-        # New objects under inputs/ of every client bucket go to the ONE uploads topic; the
-        # Cloud Storage service agent must be a publisher there first
-        # (cloud.google.com/storage/docs/reporting-changes).
+        # One configuration per (client bucket, job): new objects under the job's marker
+        # prefix `inputs/_ready/<job>/` go to the job's intake topic; data objects notify
+        # nothing (notifications filter by object-name prefix only, at most 10 configurations
+        # per event type per bucket: cloud.google.com/storage/docs/pubsub-notifications).
+        # The Cloud Storage service agent must be a publisher there first
+        # (cloud.google.com/storage/docs/reporting-changes): `after_publishers`.
         return StorageNotification(
             self.scope,
             self._id("notification"),
             bucket=each("bucket"),
-            topic=uploads.topic_id,
+            topic=each("topic"),
             payload_format="JSON_API_V1",
             event_types=["OBJECT_FINALIZE"],
-            object_name_prefix=INPUTS,
+            object_name_prefix=each("prefix"),
             depends_on=[uploads.publisher],
         )
+
+    def after_publishers(self, grants: list[Any]) -> None:
+        """The notifications wait for the storage agent's grants on the intake topics."""
+        notification = self.resources.get("notification")
+        if notification is not None:
+            notification.add_override("depends_on", [
+                f"{g.terraform_resource_type}.{g.friendly_unique_id}"
+                for g in grants])
 
     def _service_account(self, role: str) -> ServiceAccount:
         return ServiceAccount(

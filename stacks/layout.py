@@ -43,6 +43,12 @@ INPUTS = "inputs/"
 OUTPUTS = "outputs/"
 MARKERS = f"{INPUTS}_ready/"  # below inputs/ so client-<c>'s create grant covers markers
 
+# Bookkeeping of a batch's output folder.
+RUN_RECORD = "_run.json"  # the run that owns the output (submit/ownership.py RunRecord)
+PLAN = "_plan.json"  # what the job listed and accepted (the runner writes it)
+ERRORS = "_errors/"  # one object per refused or failed input (the runner writes them)
+OUTCOMES = "_outcomes/"  # `<marker generation>.json`: the one published outcome of a run
+
 # Pub/Sub.
 TOPIC_PREFIX = "batch-"
 RESULTS_TOPIC_SUFFIX = "-results"
@@ -170,6 +176,21 @@ class TenancyLayout:
     @staticmethod
     def intake_topic(job: str) -> str:
         return f"{INTAKE_TOPIC_PREFIX}{job}"
+
+    @staticmethod
+    def job_of_intake_topic(topic: str) -> str | None:
+        name = topic.rsplit("/", 1)[-1]
+        if name == INTAKE_DEAD_LETTER_TOPIC or not name.startswith(INTAKE_TOPIC_PREFIX):
+            return None
+        return name[len(INTAKE_TOPIC_PREFIX):]
+
+    @staticmethod
+    def dead_letter_subscription() -> str:
+        return subscription_of(INTAKE_DEAD_LETTER_TOPIC)
+
+    @staticmethod
+    def run_record(job: str, batch: str) -> str:
+        return f"{OUTPUTS}{job}/{batch}/{RUN_RECORD}"
 
     def topic_path(self, topic: str) -> str:
         return f"projects/{self.project_id}/topics/{topic}"

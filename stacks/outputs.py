@@ -29,7 +29,15 @@ def stack_outputs(env: EnvironmentSettings) -> dict[str, dict[str, Any]]:
         "adhoc_identity": {"value": env.adhoc_sa_email,
                            "description": "the identity ad-hoc runs' tasks run as"},
     }
+    lay = env.layout
+    out["intake_dead_letter_subscription"] = {
+        "value": lay.subscription_path(lay.dead_letter_subscription()),
+        "description": "intake events whose run published no outcome "
+                       "(bin/submit intake dead-letters)"}
     for job in env.jobs:
+        out[f"intake_topic_{job.name}"] = {
+            "value": lay.topic_path(lay.intake_topic(job.name)),
+            "description": f"the markers of job {job.name} notify this topic (one run each)"}
         out[f"workflow_{job.name}"] = {
             "value": f"projects/{p}/locations/{env.region}/workflows/{env.job_workflow(job.name)}",
             "description": f"the dispatcher workflow of job {job.name} (every client)"}
@@ -39,9 +47,8 @@ def stack_outputs(env: EnvironmentSettings) -> dict[str, dict[str, Any]]:
             "bucket": env.client_bucket(c),
             "identity": env.client_sa_email(c),
             "run_identity": env.run_sa_email(c),
-            "results_topic": env.layout.topic_path(env.results_topic(c)),
-            "results_subscription": env.layout.subscription_path(
-                env.layout.results_subscription(c)),
+            "results_topic": lay.topic_path(lay.results_topic(c)),
+            "results_subscription": lay.subscription_path(lay.results_subscription(c)),
         }
         for key, value in values.items():
             out[f"client_{c}_{key}"] = {"value": value, "description": f"client {c}: {key}"}

@@ -231,7 +231,8 @@ class PlatformStack(TerraformStack):
             scheduler_email=self.scheduler_sa_email,
             operator_member=self.operator_member,
         )
-        self.uploads = Uploads(self.uploads_topic, self.uploads_topic_id, uploads_ready)
+        self.uploads = Uploads(self.uploads_topic, self.uploads_topic_id, uploads_ready,
+                               self.agents.storage_member)
         self.client_resources = ClientResources(ClientResourceProps(
             scope=self,
             settings=settings,

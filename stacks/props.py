@@ -70,6 +70,7 @@ class Uploads:
     topic_id: str
     # What notifications wait for: the barrier after the storage agent's publisher grant.
     publisher: TerraformResource
+    agent_member: str  # the Cloud Storage service agent, which publishes notifications
 
 
 @dataclass(frozen=True)

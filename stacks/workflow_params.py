@@ -16,25 +16,26 @@ from typing import Any
 
 from gpub_runner import contract
 
+from stacks import layout
+from stacks.layout import TenancyLayout
+
 # Workflows rejects sources over 128 KB.
 WORKFLOW_SOURCE_LIMIT = 128 * 1024
 # Terminal Batch job states: the workflow stops polling at these (JobStatus.State,
 # cloud.google.com/batch/docs/reference/rest/v1/projects.locations.jobs#State); CANCELLED
 # included, or a cancelled job's workflow polls forever.
 FINAL_STATES = tuple(sorted(contract.JOB_FINAL_STATES))
-# The marker object whose upload starts a run of a batch (docs/contracts.md "Tenancy v2").
-READY_MARKER = "_READY"
-# A prefix run passes its inputs in GPUB_INPUT_OBJECTS (comma-separated): cap it so the env
-# variable and the workflow's 512 KB of variables stay well within limits. Bigger sets go
-# through `bin/submit`, which writes a manifest.
-MAX_PREFIX_OBJECTS = 1000
+# The number of inputs the marker announces (issue 20's intake contract; the runner checks
+# its listing against it). The runner's contract names it once the plan-in-job mode lands.
+EXPECTED_INPUTS = contract.EXPECTED_INPUTS
 # The paths of the job body the workflow sets at run time (and nothing else).
 VARS = "job.taskGroups[0].taskSpec.environment.variables"
-# Runtime variable -> the workflow variable that holds its value.
+# Runtime variable -> the workflow variable that holds its value. No GPUB_INPUT_OBJECTS and no
+# manifest: the job lists its input prefix itself (the workflow never enumerates inputs).
 RUNTIME_VARIABLE_VALUES = {
-    contract.INPUT_OBJECTS: "input_objects",
     contract.INPUT_PREFIX: "input_prefix",
     contract.OUTPUT_PREFIX: "output_prefix",
+    EXPECTED_INPUTS: "string(expected)",
     contract.JOB_NAME: "job_id",
 }
 RUNTIME_ASSIGNMENTS = (
@@ -48,8 +49,19 @@ RUNTIME_ASSIGNMENTS = (
     # What billing sees (jobs/billing_labels.py); the rendered job carries env and job.
     "job.allocationPolicy.labels.client",
     "job.allocationPolicy.labels.run",
+    'job.labels["marker-generation"]',
     "job.notifications",
 )
+# Retries on every connector call: the predicate of `http.default_retry` (429, 502, 503, 504,
+# connection errors and timeouts; cloud.google.com/workflows/docs/reference/syntax/retrying
+# "default retry policy"), with more attempts and a longer backoff than its 5 x 1-60 s, since a
+# lost jobs.get or publish would lose a batch's outcome. Connectors retry only 429/503 on their
+# own (cloud.google.com/workflows/docs/reference/googleapis "Understand connectors").
+RETRY = {
+    "predicate": "${http.default_retry_predicate}",
+    "max_retries": 8,
+    "backoff": {"initial_delay": 2, "max_delay": 120, "multiplier": 2},
+}
 
 
 @dataclass(frozen=True)
@@ -57,38 +69,40 @@ class WorkflowParams:
     """Everything the source needs; all literals, resolved at synth."""
 
     job: str
+    env: str
     project_id: str
     job_region: str  # where the Batch job is created
     clients: tuple[str, ...]  # the clients this job serves
     job_json: Mapping[str, Any]  # the rendered job, runtime fields empty
-    input_format: str | None
     files_per_task: int | None
     max_parallelism: int
     fixed_task_count: int | None = None  # jobs with taskEnvironments
     poll_interval_s: int = 60
 
     @property
+    def layout(self) -> TenancyLayout:
+        return TenancyLayout(self.project_id)
+
+    @property
     def bucket_prefix(self) -> str:
-        """A client bucket is `<project>-<client>` (settings.client_bucket)."""
-        return f"{self.project_id}-"
+        return self.layout.client_bucket_prefix
 
     @property
-    def inputs_root(self) -> str:
-        return f"inputs/{self.job}/"
-
-    @property
-    def outputs_root(self) -> str:
-        return f"outputs/{self.job}/"
+    def markers_root(self) -> str:
+        """Where this job's batch markers live: `inputs/_ready/<job>/`."""
+        return self.layout.job_markers(self.job)
 
     @property
     def topic_prefix(self) -> str:
-        """The client's results topic is `<topic_prefix><client>-results`."""
-        return f"projects/{self.project_id}/topics/batch-"
+        return self.layout.topic_path(layout.TOPIC_PREFIX)
 
     @property
-    def run_sa_domain(self) -> str:
-        """The client's run identity is `run-<client><run_sa_domain>`."""
-        return f"@{self.project_id}.iam.gserviceaccount.com"
+    def intake_topic(self) -> str:
+        return self.layout.topic_path(self.layout.intake_topic(self.job))
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.layout.topic_path(layout.INTAKE_DEAD_LETTER_TOPIC)
 
 
 def failure_notification(results_topic: str) -> dict[str, Any]:
@@ -104,43 +118,33 @@ def lit(text: str) -> str:
     return json.dumps(text)
 
 
+# A batch name: one path segment of letters, digits, ".", "_", "-" (submit/where.py).
+BATCH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
 def re_escape(text: str) -> str:
     # Escape only RE2 metacharacters, so the patterns in the source stay readable.
     return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", text)
 
 
-def _ext_re(input_format: str) -> str:
-    # Same rule as the submit planner: the format's extension, case-insensitively.
-    return rf"\.(?i:{re_escape(input_format)})$"
+def call_step(name: str, call: str, args: dict[str, Any], result: str,
+              on_error: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """One connector call with the RETRY policy; once retries are exhausted, `on_error` runs
+    with the error as `e` (None: the error ends the execution)."""
+    step: dict[str, Any] = {"try": {"call": call, "args": args, "result": result}, "retry": RETRY}
+    if on_error is not None:
+        step["except"] = {"as": "e", "steps": on_error}
+    return {name: step}
 
 
-def marker_regex(p: WorkflowParams) -> str:
-    """Object names that start a run: `inputs/<job>/<batch>/_READY`, one folder level."""
-    return f"^{re_escape(p.inputs_root)}[^/_,][^/,]*/{re_escape(READY_MARKER)}$"
+def error_text(what: str) -> str:
+    """`<what>: <the error's message>` as an expression (e is the caught error map)."""
+    return f'{lit(what + ": ")} + default(map.get(e, "message"), json.encode_to_string(e))'
 
 
-# Object-name characters a run accepts: no "/" (the separator), no "," (GPUB_INPUT_OBJECTS is
-# comma-separated) and no control character (contract.input_name_problem refuses them).
-_CHAR = r"[^/,\x00-\x1f\x7f]"
-# A path segment: not empty, not "." or "..", and not bookkeeping ("_done/", "_READY", ...).
-# RE2 has no lookahead, so: a first character that is neither "_" nor "."; or "." then a
-# character that is not "."; or ".." then at least one more character.
-_FIRST = r"[^/_,\x00-\x1f\x7f]"  # a name's first character: not bookkeeping ("_...")
-_SEGMENT = (
-    r"(?:[^/_,.\x00-\x1f\x7f]" + _CHAR + "*"
-    r"|\.[^/,.\x00-\x1f\x7f]" + _CHAR + "*"
-    r"|\.\." + _CHAR + "+)"
-)
-
-
-def prefix_regex(p: WorkflowParams) -> str:
-    """Names (relative to the listed prefix) a run takes as inputs: the names
-    `contract.input_name_problem` accepts, less bookkeeping (`_...`, the marker included) and
-    commas (GPUB_INPUT_OBJECTS is comma-separated); with a format, its extension (the file
-    name before it may be empty: ".jsonl" is a name like any other)."""
-    if not p.input_format:
-        return f"^({_SEGMENT}/)*{_SEGMENT}$"
-    return f"^({_SEGMENT}/)*(?:{_FIRST}{_CHAR}*)?{_ext_re(p.input_format)}"
+def fail(reason_expr: str, step: str = "failed_call") -> list[dict[str, Any]]:
+    """Except-steps: the run FAILED with `reason_expr` (an expression); go report it."""
+    return [{step: {"assign": [{"state": "FAILED"}, {"reason": reason_expr}], "next": "outcome"}}]
 
 
 def check_embeddable(value: Any, path: str = "job") -> None:

@@ -1,9 +1,16 @@
-"""The second half of a job's dispatcher workflow: size, fill, create, poll, report.
+"""The middle of a job's dispatcher workflow: claim the output, size, fill, create, poll.
 
-Step builders, in workflow order; `stacks/workflow_source.py` puts them together. Task sizing
-follows the run-time contract (`gpub_runner.contract.task_share`: task k of a job with F files
-per task takes inputs [k*F, (k+1)*F), else an even split), the variables filled are the
-contract's runtime variables, and polling stops at the contract's final job states.
+Step builders, in workflow order; `stacks/workflow_source.py` puts them together.
+
+- Claim: the run record `<output>_run.json` (submit/ownership.py `RunRecord`, the one rule for
+  one active run per output, shared with `bin/submit`) is created if absent
+  (`ifGenerationMatch: 0`, cloud.google.com/storage/docs/request-preconditions). A record of
+  the same marker generation is a duplicate delivery: follow the job. A record of another run
+  is taken over (compare-and-swap on its generation) only when that run's last job is not
+  active; otherwise the batch fails with the reason, and no second job starts.
+- Task sizing follows the run-time contract (`gpub_runner.contract.task_share`: task k of a
+  job with F files per task takes inputs [k*F, (k+1)*F), else an even split) for the
+  marker's count N; polling stops at the contract's final job states.
 """
 
 # ruff: noqa: E501  (workflow expressions are long string literals; split, the YAML reads worse)
@@ -12,27 +19,138 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpub_runner import contract
+
+from stacks import layout
 from stacks.monitoring_specs import RUN_OUTCOME, RUN_STATE
 from stacks.workflow_params import (
     FINAL_STATES,
     RUNTIME_VARIABLE_VALUES,
     VARS,
     WorkflowParams,
+    call_step,
+    error_text,
+    fail,
     lit,
 )
 
 
-def run_log(step: str, p: WorkflowParams, fields: dict[str, Any]) -> dict[str, Any]:
-    """A `sys.log` JSON entry the environment's log-based metrics count (stacks/
-    monitoring_specs.py): `gpub: run-state` at each poll, `gpub: run-outcome` at the end."""
-    kind = RUN_STATE if step == "log_state" else RUN_OUTCOME
-    payload = {"gpub": kind, "client": "${client}", "job": p.job, "job_id": "${job_id}",
-               **fields}
-    return {step: {"call": "sys.log", "args": {"json": payload, "severity": "INFO"}}}
+def claim_steps(p: WorkflowParams) -> list[dict[str, Any]]:
+    """Write (or take over) the run record before any job exists."""
+    active = " or ".join(f"prior_state == {lit(s)}" for s in sorted(contract.JOB_ACTIVE_STATES))
+    record = {
+        "job": p.job,
+        "client": "${client}",
+        "env": p.env,
+        "input": "${input_prefix}",
+        "output": "${output_prefix}",
+        "manifest_hash": '${"marker:" + generation}',
+        "attempts": ["${job_id}"],
+        "claimed_at": "${sys.now()}",
+        "trigger": "${trigger}",
+    }
+    insert_args = {
+        "bucket": "${bucket}",
+        "name": "${record_object}",
+        "uploadType": "media",
+        "body": "${record}",
+    }
+    return [
+        {
+            "claim": {
+                "assign": [
+                    {"record_object": f"${{output_object + {lit(layout.RUN_RECORD)}}}"},
+                    {"record": record},
+                    {"record_match": 0},
+                ]
+            }
+        },
+        call_step("claim_write", "googleapis.storage.v1.objects.insert",
+                  {**insert_args, "ifGenerationMatch": "${record_match}"}, "claimed", [
+                      {
+                          "claim_taken": {
+                              "switch": [{"condition": '${map.get(e, "code") == 412}', "next": "read_record"}],
+                              "next": "claim_failed",
+                          }
+                      }
+                  ]),
+        {"claim_done": {"next": "size"}},
+        *fail(f'${{{error_text("cannot write the run record")}}}', "claim_failed"),
+        call_step("read_record", "googleapis.storage.v1.objects.get",
+                  {"bucket": "${bucket}", "object": "${record_object}"}, "record_meta",
+                  fail(f'${{{error_text("cannot read the run record")}}}', "read_record_failed")),
+        call_step("read_prior", "googleapis.storage.v1.objects.get",
+                  {"bucket": "${bucket}", "object": "${record_object}", "alt": "media"}, "prior_raw",
+                  fail(f'${{{error_text("cannot read the run record")}}}', "read_prior_failed")),
+        {
+            "prior_type": {
+                "switch": [{"condition": '${get_type(prior_raw) == "map"}', "next": "prior_map"}],
+                "next": "prior_text",
+            }
+        },
+        {"prior_map": {"assign": [{"prior": "${prior_raw}"}], "next": "same_marker"}},
+        {"prior_text": {"assign": [{"prior": "${json.decode(prior_raw)}"}]}},
+        {
+            "same_marker": {
+                "switch": [
+                    {
+                        "condition": '${map.get(prior, "manifest_hash") == "marker:" + generation}',
+                        "next": "is_duplicate",
+                    },
+                    {"condition": '${len(default(map.get(prior, "attempts"), [])) == 0}', "next": "take_over"},
+                ],
+                "next": "prior_job",
+            }
+        },
+        {"is_duplicate": {"assign": [{"duplicate": True}], "next": "size"}},
+        {
+            "prior_job": {
+                "assign": [
+                    {"prior_id": '${prior.attempts[len(prior.attempts) - 1]}'},
+                    {"prior_state": "GONE"},
+                ]
+            }
+        },
+        call_step("prior_get", "googleapis.batch.v1.projects.locations.jobs.get",
+                  {"name": '${parent + "/jobs/" + prior_id}'}, "prior_current",
+                  [{"prior_gone": {"assign": [{"prior_current": None}]}}]),
+        {
+            "prior_known": {
+                "switch": [{"condition": '${get_type(prior_current) == "map"}', "next": "prior_read"}],
+                "next": "take_over",
+            }
+        },
+        {"prior_read": {"assign": [{"prior_state": "${prior_current.status.state}"}]}},
+        {
+            "prior_active": {
+                "switch": [{"condition": f"${{{active}}}", "next": "owned"}],
+                "next": "take_over",
+            }
+        },
+        {
+            "owned": {
+                "assign": [
+                    {"state": "FAILED"},
+                    {"reason": '${"output " + output_prefix + " belongs to the active run of job " + prior_id + " (" + prior_state + "); one active run per output: wait for it, or cancel it (bin/submit cancel " + prior_id + "), then write the marker again"}'},
+                    {"batch_job": ""},
+                ],
+                "next": "outcome",
+            }
+        },
+        {
+            "take_over": {
+                "assign": [
+                    {"record.attempts": '${list.concat(default(map.get(prior, "attempts"), []), job_id)}'},
+                    {"record_match": "${int(record_meta.generation)}"},
+                ],
+                "next": "claim_write",
+            }
+        },
+    ]
 
 
 def size_steps(p: WorkflowParams) -> list[dict[str, Any]]:
-    """Task count and parallelism for `n_objects` inputs (as the submit planner sizes them):
+    """Task count and parallelism for `expected` inputs (as the submit planner sizes them):
     with F files per task, ceil(n/F) tasks, so `task_share` gives every input to one task."""
     cap = p.max_parallelism
     if p.fixed_task_count is not None:
@@ -40,11 +158,11 @@ def size_steps(p: WorkflowParams) -> list[dict[str, Any]]:
         par = f"${{math.min({p.fixed_task_count}, {cap})}}"
     elif p.files_per_task is not None:
         f = p.files_per_task
-        count = f"${{(n_objects + {f - 1}) // {f}}}"
-        par = f"${{math.min((n_objects + {f - 1}) // {f}, {cap})}}"
+        count = f"${{(expected + {f - 1}) // {f}}}"
+        par = f"${{math.min((expected + {f - 1}) // {f}, {cap})}}"
     else:
         # One wave: every VM boots once, done markers make retries cheap.
-        count = f"${{math.min(n_objects, {cap})}}"
+        count = f"${{math.min(expected, {cap})}}"
         par = count
     return [{"size": {"assign": [{"task_count": count}, {"parallelism": par}], "next": "fill"}}]
 
@@ -67,7 +185,9 @@ def fill_step(job: dict[str, Any]) -> dict[str, Any]:
                 {"job.labels.client": "${client}"},
                 {"job.labels.trigger": "${trigger}"},
                 {"job.labels.submitter": "workflow"},
-                # Client names and Batch job ids are valid label values as they are.
+                {'job.labels["marker-generation"]': "${generation}"},
+                # What billing sees (jobs/billing_labels.py; the rendered job carries env and
+                # job): client names and Batch job ids are valid label values as they are.
                 {"job.allocationPolicy.labels.client": "${client}"},
                 {"job.allocationPolicy.labels.run": "${job_id}"},
                 {"job.notifications": notifications},
@@ -76,133 +196,57 @@ def fill_step(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_log(step: str, p: WorkflowParams, fields: dict[str, Any]) -> dict[str, Any]:
+    """A `sys.log` JSON entry the environment's log-based metrics count (stacks/
+    monitoring_specs.py): `gpub: run-state` at each poll, `gpub: run-outcome` at the end."""
+    kind = RUN_STATE if step == "log_state" else RUN_OUTCOME
+    payload = {"gpub": kind, "client": "${client}", "job": p.job, "job_id": "${job_id}",
+               **fields}
+    return {step: {"call": "sys.log", "args": {"json": payload, "severity": "INFO"}}}
+
+
 def run_steps(p: WorkflowParams) -> list[dict[str, Any]]:
-    """Create the Batch job, then poll it until a final state."""
+    """Create the Batch job (or find the one a duplicate delivery created), then poll it."""
     finals = " or ".join(f"state == {lit(s)}" for s in FINAL_STATES)
     return [
-        {
-            "create": {
-                "try": {
-                    "call": "googleapis.batch.v1.projects.locations.jobs.create",
-                    "args": {
-                        "parent": "${parent}",
-                        "jobId": "${job_id}",
-                        "requestId": "${execution_id}",  # a retried create is not a second job
-                        "body": "${job}",
-                        # Return at creation; without it the connector waits for the job and
-                        # fails after 1,800 s while the job still runs.
-                        "connector_params": {"skip_polling": True},
-                    },
-                    "result": "created",
+        call_step(
+            "create", "googleapis.batch.v1.projects.locations.jobs.create",
+            {
+                "parent": "${parent}",
+                "jobId": "${job_id}",
+                # Deterministic: a retried create is the same request (Batch dedupes it), and
+                # a duplicate delivery meets ALREADY_EXISTS on the job id.
+                "requestId": "${request_id}",
+                "body": "${job}",
+                # Return at creation; without it the connector waits for the job and fails
+                # after 1,800 s while the job still runs (cloud.google.com/workflows/docs/
+                # reference/googleapis/batch/v1/projects.locations.jobs/create).
+                "connector_params": {"skip_polling": True},
+            },
+            "created",
+            [
+                {
+                    "exists": {
+                        "switch": [{"condition": '${map.get(e, "code") == 409}', "next": "follow"}],
+                        "next": "create_failed",
+                    }
                 },
-                "except": {
-                    "as": "e",
-                    "steps": [
-                        {
-                            "create_failed": {
-                                "assign": [
-                                    {"state": "CREATE_FAILED"},
-                                    {
-                                        "reason": '${default(map.get(e, "message"), "Batch refused the job")}'
-                                    },
-                                ],
-                                "next": "outcome",
-                            }
-                        }
-                    ],
-                },
-            }
-        },
-        {"created": {"assign": [{"batch_job": "${created.name}"}]}},
-        {"created_at": {"assign": [{"created_at": "${sys.now()}"}]}},  # for run-state logs
+                {"create_failed": {"assign": [{"state": "FAILED"}, {"reason": f'${{{error_text("Batch refused the job")}}}'}, {"batch_job": ""}], "next": "outcome"}},
+                {"follow": {"assign": [{"duplicate": True}], "next": "wait"}},
+            ],
+        ),
         {"wait": {"call": "sys.sleep", "args": {"seconds": p.poll_interval_s}}},
-        {
-            "poll": {
-                "call": "googleapis.batch.v1.projects.locations.jobs.get",
-                "args": {"name": "${batch_job}"},
-                "result": "current",
-            }
-        },
-        {
-            "read_state": {
-                "assign": [
-                    {"state": "${current.status.state}"},
-                    {"task_groups": '${map.get(current.status, "taskGroups")}'},
-                ]
-            }
-        },
+        call_step("poll", "googleapis.batch.v1.projects.locations.jobs.get",
+                  {"name": "${batch_job}"}, "current",
+                  fail('${"jobs.get failed after retries; the job may still run (bin/submit status " + job_id + "): " + default(map.get(e, "message"), json.encode_to_string(e))}', "poll_failed")),
+        {"read_state": {"assign": [{"state": "${current.status.state}"}]}},
         run_log("log_state", p, {"state": "${state}", "waited_s": "${sys.now() - created_at}"}),
         {
             "done": {
                 "switch": [
-                    {"condition": f"${{{finals}}}", "next": "outcome"},
+                    {"condition": f"${{{finals}}}", "next": "facts"},
                 ],
                 "next": "wait",
             }
         },
-    ]
-
-
-def report_steps(p: WorkflowParams) -> list[dict[str, Any]]:
-    """Publish the outcome on the client's results topic; fail the execution unless it succeeded."""
-    return [
-        {
-            "outcome": {
-                "assign": [
-                    {
-                        "outcome": {
-                            "client": "${client}",
-                            "job": p.job,
-                            "batch": "${batch}",
-                            "job_id": "${job_id}",
-                            "batch_job": "${batch_job}",
-                            "state": "${state}",
-                            "reason": "${reason}",
-                            "trigger": "${trigger}",
-                            "execution_id": "${execution_id}",
-                            "input_prefix": "${input_prefix}",
-                            "input_count": "${n_objects}",
-                            "output_prefix": "${output_prefix}",
-                            "task_groups": "${task_groups}",
-                        }
-                    }
-                ]
-            }
-        },
-        run_log("log_outcome", p, {"batch": "${batch}", "state": "${state}",
-                                   "reason": "${reason}"}),
-        {
-            "publish": {
-                "call": "googleapis.pubsub.v1.projects.topics.publish",
-                "args": {
-                    "topic": "${results_topic}",
-                    "body": {
-                        "messages": [
-                            {
-                                "data": "${base64.encode(json.encode(outcome))}",
-                                "attributes": {
-                                    "client": "${client}",
-                                    "job": p.job,
-                                    "state": "${state}",
-                                    "job_id": "${job_id}",
-                                },
-                            }
-                        ]
-                    },
-                },
-            }
-        },
-        {
-            "finish": {
-                "switch": [
-                    {
-                        "condition": '${state == "SUCCEEDED" or state == "SKIPPED"}',
-                        "next": "succeeded",
-                    },
-                ],
-                "next": "failed",
-            }
-        },
-        {"succeeded": {"return": "${outcome}"}},
-        {"failed": {"raise": '${"batch job " + job_id + " ended " + state + ": " + reason}'}},
     ]

@@ -2,34 +2,29 @@
 
 Pure: no provider import, so tests (and reviewers) can build and parse it without the CDK.
 
-Tenancy v2 (docs/clients.md): every client bucket notifies one Pub/Sub topic of new objects
-under `inputs/`; one Eventarc Pub/Sub trigger per job starts this workflow with the message.
-The workflow maps the bucket to its client (`<project>-<client>`, the client must be one of
-this job's clients, listed literally in the source), and starts a run only for the marker
-`inputs/<job>/<batch>/_READY`: every other object is ignored in three steps, so 1,000 files
-plus their marker make one Batch job. A run reads `inputs/<job>/<batch>/` of the client's
-bucket, writes `outputs/<job>/<batch>/` there, runs as the client's run-time identity
-`run-<client>` and reports to the client's results topic. Another client's bucket can never
-be reached: the bucket, the identity and the topic are all derived from the same client.
+Intake (docs/clients.md "Intake"): each client bucket the job serves notifies the job's intake
+topic `batch-intake-<job>` of new objects under `inputs/_ready/<job>/` only (data objects
+notify nothing); one Eventarc Pub/Sub trigger per job starts one execution per marker. The
+workflow maps the bucket to its client (`<project>-<client>`, one of this job's clients,
+listed literally in the source), reads the marker's `{"count": N}`, claims the output's run
+record, creates ONE Batch job whose id derives from (client, job, batch, marker generation),
+follows it, and publishes one outcome on the client's results topic. The workflow never lists
+inputs: the job plans itself from `GPUB_INPUT_PREFIX` and checks `GPUB_EXPECTED_INPUTS`, so
+the steps of a run do not grow with the batch.
 
 The job body is the renderer's output (`BatchJob.job_json`) embedded verbatim as the `job`
 variable of the `init` step. The `fill` step sets only the runtime fields
 (`RUNTIME_ASSIGNMENTS`).
 
-Ways in:
-- a Pub/Sub CloudEvent (`args.data.message.attributes.{bucketId, objectId, eventType}`) of
-  the uploads topic;
-- `{"client": "acme", "batch": "b-7"}` (by hand), or `{"client": "acme", "input_prefix": "p/",
-  "trigger": "schedule"}` (Cloud Scheduler): every input of the job's format under
-  `inputs/<job>/<batch or input_prefix>`.
-Then create the Batch job with `connector_params: {skip_polling: true}` (the connector
-otherwise waits for the job to finish and gives up after 1,800 s, cloud.google.com/workflows/
-docs/reference/googleapis/batch/v1/projects.locations.jobs/create), poll `jobs.get` until a
-final state, publish the outcome on the client's results topic.
+Ways in: a Pub/Sub CloudEvent of the intake topic (`args.data.message.attributes.{bucketId,
+objectId, eventType, objectGeneration}`); `{"client": "acme", "batch": "b-7"}` (by hand: the
+marker's current generation); `{"client": "acme", "trigger": "schedule"[, "input_prefix":
+"p"]}` (Cloud Scheduler: a sweep that re-publishes every marker without a run record).
 
-The parts: `stacks/workflow_params.py` (parameters, name patterns, the run-time contract's
-names), `stacks/workflow_intake.py` (argument to inputs) and `stacks/workflow_run.py` (size,
-fill, create, poll, report).
+The parts: `stacks/workflow_params.py` (parameters, retry policy, the run-time contract's
+names), `stacks/workflow_intake.py` (argument to batch and ids, the sweep),
+`stacks/workflow_run.py` (claim, size, fill, create, poll) and `stacks/workflow_report.py`
+(facts, outcome, publish once).
 """
 
 from __future__ import annotations
@@ -39,32 +34,29 @@ from typing import Any
 import yaml
 
 from stacks.workflow_intake import (
-    call_steps,
     client_steps,
     event_steps,
+    id_steps,
     init_steps,
-    listing_steps,
+    marker_regex,
+    marker_steps,
     route_steps,
+    sweep_steps,
 )
 from stacks.workflow_params import (
     FINAL_STATES,
-    MAX_PREFIX_OBJECTS,
-    READY_MARKER,
     RUNTIME_ASSIGNMENTS,
     WORKFLOW_SOURCE_LIMIT,
     WorkflowParams,
     check_embeddable,
     check_runtime_slots,
     failure_notification,
-    marker_regex,
-    prefix_regex,
 )
-from stacks.workflow_run import fill_step, report_steps, run_steps, size_steps
+from stacks.workflow_report import fact_steps, report_steps
+from stacks.workflow_run import claim_steps, fill_step, run_steps, size_steps
 
 __all__ = [
     "FINAL_STATES",
-    "MAX_PREFIX_OBJECTS",
-    "READY_MARKER",
     "RUNTIME_ASSIGNMENTS",
     "WORKFLOW_SOURCE_LIMIT",
     "WorkflowParams",
@@ -72,7 +64,6 @@ __all__ = [
     "embedded_job",
     "failure_notification",
     "marker_regex",
-    "prefix_regex",
     "runtime_assignments",
     "terraform_literal",
     "workflow_source",
@@ -88,13 +79,16 @@ def build_workflow(p: WorkflowParams) -> dict[str, Any]:
         *init_steps(p, job),
         *route_steps(),
         *event_steps(p),
-        *call_steps(),
         *client_steps(p),
-        *listing_steps(p),
+        *marker_steps(p),
+        *id_steps(p),
+        *claim_steps(p),
         *size_steps(p),
         fill_step(job),
         *run_steps(p),
+        *fact_steps(p),
         *report_steps(p),
+        *sweep_steps(p),
     ]
     return {"main": {"params": ["args"], "steps": steps}}
 

@@ -5,7 +5,7 @@ typer, rich and the pure helpers. Google clients are imported by the commands th
 (through submit/backend.py), and nothing on this path imports `stacks.provider` (seconds of
 jsii loading). Commands live in their own modules and are registered here:
 `submit/run.py` (run), `submit/jobcmds.py` (status, list, cancel, logs), `submit/data.py`
-(where, upload, ls, cat).
+(where, upload, ls, cat), `submit/results.py` (results, rerun, intake dead-letters).
 
 Exit codes: 0 ok, 1 the awaited job did not succeed, 2 bad input or refused (nothing was
 created), 3 the output location is owned by an active run, 4 a service failed.
@@ -18,11 +18,12 @@ from collections.abc import Sequence
 
 import typer
 
-from submit import costs, data, jobcmds, run, version
+from submit import costs, data, jobcmds, results, run, version
 from submit.errors import SubmitError
 from submit.ui import say
 
-COMMANDS = ("run", "status", "list", "cancel", "logs", "costs", *data.DATA_COMMANDS)
+COMMANDS = ("run", "status", "list", "cancel", "logs", "costs", *data.DATA_COMMANDS,
+            *results.RESULT_COMMANDS)
 
 app = typer.Typer(
     name="submit",
@@ -38,7 +39,8 @@ app.command("list")(jobcmds.list_cmd)
 app.command("cancel")(jobcmds.cancel_cmd)
 app.command("logs")(jobcmds.logs_cmd)
 app.command("costs")(costs.costs_cmd)  # cost per client, job and run (submit/costs.py)
-data.register(app)  # where, upload, ls, cat (submit/data.py)
+data.register(app)  # where, upload, ls, cat (submit/data.py, submit/upload.py)
+results.register(app)  # results, rerun, intake dead-letters (submit/results.py)
 version.add_version_option(app)  # --version
 
 

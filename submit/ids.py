@@ -80,3 +80,26 @@ def build_labels(
         "manifest-hash": sanitize_label(manifest_hash),
         "run-key": key,
     }
+
+
+def _marker_digest(job: str, client: str, batch: str, generation: str) -> str:
+    """What the dispatcher workflow computes (stacks/workflow_intake.py `id_steps`): the
+    key's SHA-512, base64, lowercased, letters and digits only."""
+    import base64
+    import hashlib
+
+    key = f"{client}|{job}|{batch}|{generation}".encode()
+    text = base64.b64encode(hashlib.sha512(key).digest()).decode().lower()
+    return re.sub(r"[^a-z0-9]", "", text)
+
+
+def trigger_job_id(job: str, client: str, batch: str, generation: str) -> str:
+    """The Batch job id of the run a batch marker (at `generation`) starts: the same for every
+    delivery of that marker, another for a new marker generation."""
+    return f"{job}-{_marker_digest(job, client, batch, generation)[:20]}"
+
+
+def trigger_request_id(job: str, client: str, batch: str, generation: str) -> str:
+    """The CreateJob request id of that run: a UUID made of the digest's hex digits."""
+    h = re.sub(r"[^0-9a-f]", "0", _marker_digest(job, client, batch, generation))
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from gpub_runner import contract
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from stacks import layout
 from submit import ids
 from submit.errors import ConflictError, SubmitError
 from submit.uris import GcsPrefix, parse_prefix
@@ -28,7 +29,10 @@ from submit.uris import GcsPrefix, parse_prefix
 if TYPE_CHECKING:
     from google.cloud import batch_v1
 
-RUN_RECORD = "_run.json"
+RUN_RECORD = layout.RUN_RECORD
+# The manifest hash a triggered run records: `marker:<marker generation>` (the dispatcher
+# workflow writes the record, stacks/workflow_run.py `claim_steps`).
+MARKER_RUN = "marker:"
 # A claim whose job Batch does not know yet is another submit between writing the record and
 # CreateJob (seconds): it holds the location this long. An older claim without a job is a
 # submit that died in between, and may be resumed or overwritten.
@@ -132,6 +136,12 @@ def decide(*, ours: RunRecord, record: RunRecord | None, first_object: str | Non
     if record is None:
         raise SubmitError(f"--output: {out} is not empty (e.g. {first_object}) and holds no "
                           "run record; use a new prefix, or --overwrite to replace it")
+    if record.manifest_hash.startswith(MARKER_RUN) and not ours.manifest_hash.startswith(
+            MARKER_RUN):
+        raise SubmitError(
+            f"--output: {out} belongs to the run its batch marker started (job {previous}, "
+            f"{record.manifest_hash}); that run owns it: follow it with `bin/submit results`, "
+            "re-run it with `bin/submit rerun`, or use a new prefix (--overwrite replaces it)")
     if not record.same_run(ours):
         diffs = [f"{k} {getattr(record, k)!r}" for k in ("job", "client", "env", "input")
                  if getattr(record, k) != getattr(ours, k)]

@@ -12,12 +12,10 @@ from jobs.declared import embed, uppercase
 from jobs.render import render_job
 from stacks.workflow_source import (
     FINAL_STATES,
-    MAX_PREFIX_OBJECTS,
     WORKFLOW_SOURCE_LIMIT,
     build_workflow,
     embedded_job,
     marker_regex,
-    prefix_regex,
     workflow_source,
 )
 from tests._helpers.workflow_source import CTX, emulator, params, steps
@@ -65,10 +63,10 @@ def test_batch_connector_calls_and_publish() -> None:
     s = steps(params())
     assert s["create"]["try"]["call"] == "googleapis.batch.v1.projects.locations.jobs.create"
     assert s["create"]["try"]["args"]["parent"] == "${parent}"
-    assert s["poll"]["call"] == "googleapis.batch.v1.projects.locations.jobs.get"
+    assert s["poll"]["try"]["call"] == "googleapis.batch.v1.projects.locations.jobs.get"
     assert s["wait"]["call"] == "sys.sleep"
-    assert s["publish"]["call"] == "googleapis.pubsub.v1.projects.topics.publish"
-    message = s["publish"]["args"]["body"]["messages"][0]
+    assert s["publish"]["try"]["call"] == "googleapis.pubsub.v1.projects.topics.publish"
+    message = s["publish"]["try"]["args"]["body"]["messages"][0]
     assert message["data"] == "${base64.encode(json.encode(outcome))}"
     assert s["done"]["switch"][0]["condition"] == (
         '${state == "CANCELLED" or state == "DELETION_IN_PROGRESS" or state == "FAILED" or '
@@ -82,7 +80,6 @@ def test_create_returns_at_creation() -> None:
     projects.locations.jobs/create); the workflow polls itself."""
     s = steps(params())
     assert s["create"]["try"]["args"]["connector_params"] == {"skip_polling": True}
-    assert s["created"]["assign"] == [{"batch_job": "${created.name}"}]
 
 
 def test_cancelled_is_a_final_state() -> None:
@@ -93,12 +90,12 @@ def test_cancelled_is_a_final_state() -> None:
     assert {getattr(x, "name", str(x)) for x in SUBMIT_FINAL} <= set(FINAL_STATES)
 
 
-def test_only_this_jobs_ready_marker_starts_a_run() -> None:
+def test_only_this_jobs_batch_markers_start_a_run() -> None:
     rx = re.compile(marker_regex(params()))
-    assert rx.match("inputs/embed/b-7/_READY")
-    for name in ("inputs/embed/b-7/a.jsonl", "inputs/uppercase/b-7/_READY",
-                 "inputs/embed/_READY", "inputs/embed/a/b/_READY", "inputs/embed/_x/_READY",
-                 "outputs/embed/b-7/_READY", "inputs/embed/b-7/_READY.tmp"):
+    assert rx.match("inputs/_ready/embed/b-7")
+    for name in ("inputs/embed/b-7/a.jsonl", "inputs/_ready/uppercase/b-7",
+                 "inputs/_ready/embed/", "inputs/_ready/embed/a/b", "inputs/_ready/embed/_x",
+                 "outputs/_ready/embed/b-7", "inputs/embed/b-7/_READY"):
         assert not rx.match(name), name
     s = steps(params())
     condition = s["is_marker"]["switch"][0]["condition"]
@@ -118,7 +115,8 @@ def test_everything_of_a_run_derives_from_one_known_client() -> None:
     assert lit["bucket"] == '${"p-dev-" + client}'
     assert lit["run_sa"] == '${"run-" + client + "@p-dev.iam.gserviceaccount.com"}'
     assert lit["results_topic"] == '${"projects/p-dev/topics/batch-" + client + "-results"}'
-    assert lit["output_prefix"] == '${"gs://" + bucket + "/" + "outputs/embed/" + batch + "/"}'
+    assert lit["output_object"] == '${"outputs/embed/" + batch + "/"}'
+    assert lit["output_prefix"] == '${"gs://" + bucket + "/" + output_object}'
     fill = {k: v for a in s["fill"]["assign"] for k, v in a.items()}
     assert fill["job.allocationPolicy.serviceAccount.email"] == "${run_sa}"
     assert fill["job.labels.client"] == "${client}"
@@ -133,22 +131,14 @@ def test_a_thousand_clients_fit_the_source_limit() -> None:
 @pytest.mark.parametrize(
     ("kw", "count", "par"),
     [
-        ({}, "${(n_objects + 19) // 20}", "${math.min((n_objects + 19) // 20, 4)}"),
-        ({"files_per_task": None}, "${math.min(n_objects, 4)}", "${math.min(n_objects, 4)}"),
+        ({}, "${(expected + 19) // 20}", "${math.min((expected + 19) // 20, 4)}"),
+        ({"files_per_task": None}, "${math.min(expected, 4)}", "${math.min(expected, 4)}"),
         ({"fixed_task_count": 3}, "3", "${math.min(3, 4)}"),
     ],
 )
 def test_task_sizing_mirrors_the_planner(kw: dict[str, Any], count: str, par: str) -> None:
     size = steps(params(**kw))["size"]["assign"]
     assert size == [{"task_count": count}, {"parallelism": par}]
-
-
-def test_prefix_runs_skip_bookkeeping_and_other_formats() -> None:
-    rx = re.compile(prefix_regex(params()))
-    assert rx.match("a.jsonl") and rx.match("day-1/b.JSONL")
-    for name in ("a.csv", "_manifest.jsonl", "x/_done/a.jsonl.done", "a,b.jsonl", "dir/"):
-        assert not rx.match(name), name
-    assert f"n_objects > {MAX_PREFIX_OBJECTS}" in workflow_source(params())
 
 
 def test_existing_notifications_are_kept() -> None:
@@ -180,78 +170,7 @@ def test_job_rendered_without_environment_is_refused() -> None:
         workflow_source(params({"taskGroups": [{"taskSpec": {}}]}))
 
 
-# ---- the deployed source, executed (workflows-emulator, connectors stubbed) -----------------
-class Connectors:
-    """Stand-ins for the three APIs the workflow calls; they record every call."""
-
-    def __init__(self, objects: list[str], states: list[str]) -> None:
-        self.objects, self.states = objects, list(states)
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def __call__(self, step: Any) -> Any:
-        name, args = str(step["call"]), dict(step.get("args") or {})
-        self.calls.append((name, args))
-        if name.endswith("objects.list"):
-            items = [{"name": o} for o in self.objects if o.startswith(args["prefix"])]
-            return {"items": items} if items else {}
-        if name.endswith("jobs.create"):
-            return {"name": f"{args['parent']}/jobs/{args['jobId']}"}
-        if name.endswith("jobs.get"):
-            return {"status": {"state": self.states.pop(0)}}
-        if name.endswith("topics.publish"):
-            return {"messageIds": ["1"]}
-        raise AssertionError(f"unexpected call {name}")
-
-    def named(self, suffix: str) -> list[dict[str, Any]]:
-        return [args for name, args in self.calls if name.endswith(suffix)]
-
-
-@pytest.fixture
-def run(monkeypatch: pytest.MonkeyPatch) -> Any:
-    main = emulator()
-    from workflows_emulator.utils import ContextDict
-
-    # In Workflows `page.items` is the map's key; the emulator's dicts answer dict.items.
-    original = ContextDict.__getattribute__
-
-    def getattribute(self: Any, name: str) -> Any:
-        if name == "items" and dict.__contains__(self, "items"):
-            return dict.__getitem__(self, "items")
-        return original(self, name)
-
-    monkeypatch.setattr(ContextDict, "__getattribute__", getattribute)
-    # The emulator's get_type looks up the exact Python type; its maps are dict subclasses.
-    from workflows_emulator import render
-
-    def get_type(value: Any) -> str:
-        for kind, name in ((bool, "bool"), (int, "int"), (float, "double"), (str, "string"),
-                           (bytes, "bytes"), (list, "list"), (dict, "map")):
-            if isinstance(value, kind):
-                return name
-        return "null" if value is None else type(value).__name__
-
-    monkeypatch.setitem(render.STANDARD_LIBRARY, "get_type", get_type)
-    monkeypatch.setenv("GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID", "0123456789abcdef")
-
-    def execute(argument: Any, connectors: Connectors, **kw: Any) -> Any:
-        monkeypatch.setattr(main.StepCall, "execute_connector", staticmethod(connectors))
-        source = workflow_source(params(poll_interval_s=0, **kw))
-        return main.execute_workflow(yaml.safe_load(source), {"args": argument})
-
-    return execute
-
-
-def upload(bucket: str, name: str, event: str = "OBJECT_FINALIZE") -> dict[str, Any]:
-    """The CloudEvent an Eventarc Pub/Sub trigger delivers for a storage notification
-    (cloud.google.com/storage/docs/pubsub-notifications: attributes bucketId, objectId,
-    eventType)."""
-    return {"type": "google.cloud.pubsub.topic.v1.messagePublished",
-            "data": {"message": {"attributes": {"bucketId": bucket, "objectId": name,
-                                                "eventType": event}, "data": ""}}}
-
-
-BATCH = ["inputs/embed/b-7/a.jsonl", "inputs/embed/b-7/b.jsonl", "inputs/embed/b-7/c.csv",
-         "inputs/embed/b-7/_READY", "inputs/embed/b-8/x.jsonl"]
+# ---- the deployed source is valid (executions: tests/test_workflow_runs.py) -------------------
 
 
 def test_the_source_is_valid_for_workflows() -> None:
@@ -260,83 +179,44 @@ def test_the_source_is_valid_for_workflows() -> None:
     jsonschema.validate(yaml.safe_load(workflow_source(params())), emulator().WORKFLOW_SCHEMA)
 
 
-def test_a_ready_marker_runs_its_batch_as_the_clients_run_identity(run: Any) -> None:
-    api = Connectors(BATCH, ["QUEUED", "RUNNING", "SUCCEEDED"])
-    result = run(upload("p-dev-acme", "inputs/embed/b-7/_READY"), api)
-    assert result["state"] == "SUCCEEDED" and result["client"] == "acme"
-    (listing,) = api.named("objects.list")
-    assert (listing["bucket"], listing["prefix"]) == ("p-dev-acme", "inputs/embed/b-7/")
-    (create,) = api.named("jobs.create")
-    assert create["connector_params"] == {"skip_polling": True}
-    body = create["body"]
-    env = body["taskGroups"][0]["taskSpec"]["environment"]["variables"]
-    assert env["GPUB_INPUT_OBJECTS"] == ("gs://p-dev-acme/inputs/embed/b-7/a.jsonl,"
-                                         "gs://p-dev-acme/inputs/embed/b-7/b.jsonl")
-    assert env["GPUB_OUTPUT_PREFIX"] == "gs://p-dev-acme/outputs/embed/b-7/"
-    assert body["allocationPolicy"]["serviceAccount"]["email"] == (
-        "run-acme@p-dev.iam.gserviceaccount.com")
-    assert body["taskGroups"][0]["taskCount"] == "1"  # 2 files, 20 per task: one task
-    assert body["notifications"][-1]["pubsubTopic"] == "projects/p-dev/topics/batch-acme-results"
-    assert len(api.named("jobs.get")) == 3
-    (publish,) = api.named("topics.publish")
-    assert publish["topic"] == "projects/p-dev/topics/batch-acme-results"
+def _connector_steps(node: Any, inside_retry: bool = False) -> list[tuple[str, bool]]:
+    """(connector, retried) for every `googleapis.*` call in the source."""
+    found: list[tuple[str, bool]] = []
+    if isinstance(node, dict):
+        retried = inside_retry or ("retry" in node and "try" in node)
+        call = node.get("call")
+        if isinstance(call, str) and call.startswith("googleapis."):
+            found.append((call, inside_retry))
+        for key, value in node.items():
+            found += _connector_steps(value, retried if key == "try" else inside_retry)
+    elif isinstance(node, list):
+        for value in node:
+            found += _connector_steps(value, inside_retry)
+    return found
 
 
-@pytest.mark.parametrize("name", ["inputs/embed/b-7/a.jsonl", "inputs/uppercase/b-7/_READY",
-                                  "outputs/embed/b-7/_READY"])
-def test_every_other_upload_is_ignored_without_a_call(run: Any, name: str) -> None:
-    api = Connectors(BATCH, [])
-    assert str(run(upload("p-dev-acme", name), api)).startswith("ignored")
-    assert api.calls == []
+def test_every_connector_call_is_retried() -> None:
+    """Issue 20: jobs.create, jobs.get and topics.publish had no retry; one 5xx in a day-long
+    poll ended the execution with no outcome."""
+    calls = _connector_steps(build_workflow(params()))
+    assert {c for c, _ in calls} >= {
+        "googleapis.batch.v1.projects.locations.jobs.create",
+        "googleapis.batch.v1.projects.locations.jobs.get",
+        "googleapis.pubsub.v1.projects.topics.publish",
+        "googleapis.storage.v1.objects.insert",
+    }
+    assert [c for c, retried in calls if not retried] == []
 
 
-def test_a_bucket_that_is_not_a_client_of_the_job_runs_nothing(run: Any) -> None:
-    from workflows_emulator.utils import WorkflowError
-
-    api = Connectors(BATCH, [])
-    with pytest.raises(WorkflowError, match="not a client of embed: initech"):
-        run(upload("p-dev-initech", "inputs/embed/b-7/_READY"), api)
-    assert api.calls == []
-
-
-def test_a_cancelled_job_ends_the_execution(run: Any) -> None:
-    """Defect 4: CANCELLED was not final; the workflow polled a cancelled job forever."""
-    from workflows_emulator.utils import WorkflowError
-
-    api = Connectors(BATCH, ["RUNNING", "CANCELLED"])
-    with pytest.raises(WorkflowError, match="ended CANCELLED"):
-        run({"client": "globex", "batch": "b-7"}, api)
-    assert len(api.named("jobs.get")) == 2
-    (publish,) = api.named("topics.publish")
-    assert publish["topic"] == "projects/p-dev/topics/batch-globex-results"
-    assert publish["body"]["messages"][0]["attributes"]["state"] == "CANCELLED"
-
-
-def test_a_schedule_runs_its_prefix_into_an_execution_folder(run: Any) -> None:
-    api = Connectors(["inputs/embed/nightly/d1/a.jsonl", "inputs/embed/nightly/_READY"],
-                     ["SUCCEEDED"])
-    result = run({"client": "acme", "input_prefix": "nightly", "trigger": "schedule"}, api)
-    assert result["trigger"] == "schedule" and result["input_count"] == 1
-    (listing,) = api.named("objects.list")
-    assert listing["prefix"] == "inputs/embed/nightly/"
-    body = api.named("jobs.create")[0]["body"]
-    env = body["taskGroups"][0]["taskSpec"]["environment"]["variables"]
-    assert env["GPUB_INPUT_OBJECTS"] == "gs://p-dev-acme/inputs/embed/nightly/d1/a.jsonl"
-    assert env["GPUB_OUTPUT_PREFIX"] == "gs://p-dev-acme/outputs/embed/0123456789abcdef/"
-    assert body["labels"]["trigger"] == "schedule" and body["labels"]["client"] == "acme"
-
-
-def test_the_longest_job_name_gives_a_valid_batch_job_id(run: Any) -> None:
-    """The workflow appends `-<yyyymmddthhmmss>-<8 chars of the execution id>` to the job's
-    name; with the longest name JobSpec accepts, CreateJob must still get an id Batch takes
-    (`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`, https://cloud.google.com/batch/docs/reference/rest/
-    v1/projects.locations.jobs/create). It did not: 42 + 25 = 67 chars."""
-    import re
-
-    from jobs.spec import NAME_MAX
-
-    name = "j" * NAME_MAX
-    api = Connectors([f"inputs/{name}/b/a.jsonl", f"inputs/{name}/b/_READY"], ["SUCCEEDED"])
-    run(upload("p-dev-acme", f"inputs/{name}/b/_READY"), api, job=name)
-    (create,) = api.named("jobs.create")
-    assert re.fullmatch(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", create["jobId"]), create["jobId"]
+def test_the_workflow_never_lists_inputs() -> None:
+    """The old dispatcher listed the batch into variables (512 KB) and raised above 1,000."""
+    lists = [c for c, _ in _connector_steps(build_workflow(params())) if c.endswith(".list")]
+    # tasks.list (one page), the sweep's markers, a run's _errors/ (maxResults 1).
+    assert len(lists) == 3
+    s = steps(params())
+    sweep = {k: v for a in s["sweep"]["assign"] for k, v in a.items()}
+    assert sweep["sweep_prefix"] == (
+        '${"inputs/_ready/embed/" + default(map.get(args, "input_prefix"), "")}')
+    assert s["sweep_page"]["try"]["args"]["prefix"] == "${sweep_prefix}"
+    assert s["errors_page"]["try"]["args"]["maxResults"] == 1
+    assert "GPUB_INPUT_OBJECTS" not in workflow_source(params())

@@ -68,7 +68,7 @@ def test_the_local_pubsub_creates_each_triggers_subscription_from_the_stack(
     from local.pubsub_stack import declared_topics_and_subscriptions
 
     _, subs = declared_topics_and_subscriptions([stacks_json["dev"]])
-    uploads = f"projects/{ENV.project_id}/topics/{ENV.uploads_topic}"
     for job in ("embed", "uppercase"):
         name = f"projects/{ENV.project_id}/subscriptions/eventarc-batch-{job}-uploads"
-        assert subs[name][0] == uploads
+        # One trigger per job, on the job's own intake topic (issue 20).
+        assert subs[name][0] == ENV.layout.topic_path(ENV.layout.intake_topic(job))

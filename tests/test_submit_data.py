@@ -19,7 +19,7 @@ import pytest
 
 from stacks.environments import dev
 from submit.errors import SubmitError
-from submit.where import READY_MARKER, check_batch, locate
+from submit.where import check_batch, locate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,8 @@ def test_where_names_come_from_the_tenancy_v2_settings() -> None:
     assert loc.client_identity == env.client_sa_email("acme")
     assert loc.run_identity == env.run_sa_email("acme")
     assert loc.results_subscription.endswith("/subscriptions/batch-acme-results-sub")
-    assert loc.ready_marker == READY_MARKER == "_READY"
+    assert loc.markers == f"gs://{bucket}/inputs/_ready/uppercase/"
+    assert loc.marker("b1") == f"gs://{bucket}/{env.layout.marker('uppercase', 'b1')}"
 
 
 def test_data_commands_act_as_the_client_through_the_backend_seam() -> None:
@@ -81,7 +82,7 @@ def test_bad_batch_names_are_refused(bad: str) -> None:
 
 
 def test_collect_files_names_folder_files_by_relative_path(tmp_path: Path) -> None:
-    from submit.data import collect_files
+    from submit.upload import collect_files
 
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / "a.jsonl").write_text("a")
@@ -95,21 +96,39 @@ def test_collect_files_names_folder_files_by_relative_path(tmp_path: Path) -> No
 @pytest.mark.parametrize(("layout", "needle"), [
     ({"_READY": "x"}, "reserved for bookkeeping"),
     ({"_done/x.jsonl": "x"}, "reserved for bookkeeping"),
+    ({"ok.jsonl": "x", "a\x01b.jsonl": "x"}, "has a control character"),
+    ({"ok.jsonl": "x", "notes.csv": "x"}, "the job reads only .jsonl inputs"),
     ({}, "no files to upload"),
 ])
 def test_collect_files_refuses_before_sending_anything(
         tmp_path: Path, layout: dict[str, str], needle: str) -> None:
-    from submit.data import collect_files
+    """Issue 20: names the runner refuses were uploaded and silently skipped (6 uploaded, 4
+    processed, SUCCEEDED); now the upload stops before sending anything."""
+    from submit.upload import collect_files
 
     for name, text in layout.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    with pytest.raises(SubmitError, match=needle):
-        collect_files([tmp_path])
+    with pytest.raises(SubmitError, match=needle) as caught:
+        collect_files([tmp_path], "jsonl")
+    assert "\n" not in str(caught.value)  # one line
+
+
+def test_the_marker_carries_the_batch_count(tmp_path: Path) -> None:
+    from submit.upload import MARKER_FILES_MAX, collect_files, marker_content
+
+    for i in range(3):
+        (tmp_path / f"{i}.jsonl").write_text("x" * i)
+    doc = json.loads(marker_content(collect_files([tmp_path], "jsonl")))
+    assert doc == {"count": 3, "bytes": 3, "files": ["0.jsonl", "1.jsonl", "2.jsonl"]}
+    for i in range(MARKER_FILES_MAX + 1):
+        (tmp_path / f"m{i}.jsonl").write_text("")
+    big = json.loads(marker_content(collect_files([tmp_path], "jsonl")))
+    assert big["count"] == MARKER_FILES_MAX + 4 and "files" not in big
 
 
 def test_two_files_with_one_object_name_are_refused(tmp_path: Path) -> None:
-    from submit.data import collect_files
+    from submit.upload import collect_files
 
     for d in ("x", "y"):
         (tmp_path / d).mkdir()
@@ -159,7 +178,7 @@ submit="$REPO/bin/submit"
 "$submit" where --client globex --job uppercase
 inputs=$("$submit" where --client globex --job uppercase --json | python3 -c \
   'import json,sys; print(json.load(sys.stdin)["inputs"])')
-batch=$("$submit" upload "$DATA" --client globex --job uppercase --local)
+batch=$("$submit" upload "$DATA" --client globex --job uppercase --local --no-ready)
 "$submit" run uppercase --env dev --client globex --local --wait --poll 0.3 \
   --input "${inputs}${batch}/" \
   --output "$("$submit" where --client globex --job uppercase --batch "$batch" --json | \
@@ -172,8 +191,10 @@ batch=$("$submit" upload "$DATA" --client globex --job uppercase --local)
 
 @pytest.mark.slow
 def test_onboarding_story_with_commands_only(local: Env, tmp_path: Path) -> None:
-    """A client onboarded in settings (globex, dev): synth (fixture), where, upload a folder,
-    run, ls, cat -- shell only, from a directory outside the repository."""
+    """A client onboarded in settings (globex, dev): synth (fixture), where, upload a folder
+    held back (--no-ready: no trigger), run it by hand, ls, cat -- shell only, from a
+    directory outside the repository. (A marked batch runs by its trigger: never `run` it
+    too, issue 20; see test_e2e_intake.py for `upload --wait`.)"""
     data = tmp_path / "batch"
     (data / "sub").mkdir(parents=True)
     (data / "a.jsonl").write_text('{"id": 1, "text": "hello"}\n')
@@ -202,11 +223,11 @@ def test_onboarding_story_with_commands_only(local: Env, tmp_path: Path) -> None
 def test_ls_all_shows_bookkeeping_and_marker_is_written(local: Env, tmp_path: Path) -> None:
     (tmp_path / "x.jsonl").write_text('{"id": 1, "text": "x"}\n')
     up = local.submit("upload", str(tmp_path / "x.jsonl"), "--client", "acme", "--job",
-                      "uppercase", "--batch", "b-ls", "--local", "--json")
+                      "uppercase", "--batch", "b-ls", "--local", "--json", "--no-ready")
     assert up.returncode == 0, up.stderr
     info = json.loads(up.stdout)
     assert info["inputs"] == "gs://example-ml-dev-acme/inputs/uppercase/b-ls/"
-    assert info["ready"] is True and info["files"] == 1
+    assert info["ready"] is False and info["files"] == 1 and info["marker"] is None
     run = local.submit("run", "uppercase", "--env", "dev", "--client", "acme", "--local",
                        "--wait", "--poll", "0.3", "--input", info["inputs"],
                        "--output", info["outputs"])
@@ -234,8 +255,14 @@ def test_upload_refuses_a_batch_already_marked_ready(local: Env, tmp_path: Path)
     again = local.submit(*args)
     assert again.returncode == 2
     assert again.stderr.strip().splitlines()[-1] == (
-        "submit: error: --batch: gs://example-ml-dev-acme/inputs/uppercase/b-twice/ is already "
-        "marked ready (its run may have started); upload into a new batch")
+        "submit: error: --batch: gs://example-ml-dev-acme/inputs/_ready/uppercase/b-twice "
+        "exists: batch b-twice is already marked ready (its run started); upload into a new "
+        "batch, or re-run it with bin/submit rerun --client acme --job uppercase --batch "
+        "b-twice")
+    first = local.submit(*args[:-2], "b-hint", "--local")
+    assert "bin/submit run" not in first.stderr  # a marked batch runs by its trigger only
+    assert "next: its outcome: bin/submit results --client acme --env dev --follow --local" in (
+        first.stderr)
 
 
 @pytest.mark.slow
@@ -286,7 +313,7 @@ def test_failed_run_explains_itself(local: Env, tmp_path: Path) -> None:
     one attempt; --wait and status say so in words, with the log's last lines and what next."""
     (tmp_path / "bad.jsonl").write_text("this is not json\n")
     up = local.submit("upload", str(tmp_path / "bad.jsonl"), "-c", "acme", "-j", "uppercase",
-                      "-b", "b-bad", "--local", "--json")
+                      "-b", "b-bad", "--local", "--json", "--no-ready")
     info = json.loads(up.stdout)
     run = local.submit("run", "uppercase", "--env", "dev", "--client", "acme", "--local",
                        "--wait", "--json", "--poll", "0.3", "--input", info["inputs"],
@@ -330,7 +357,8 @@ def test_created_is_one_type_and_list_filters_find_the_run(local: Env, tmp_path:
     filters by client, job, state and since."""
     (tmp_path / "k.jsonl").write_text('{"id": 1, "text": "k"}\n')
     up = json.loads(local.submit("upload", str(tmp_path / "k.jsonl"), "-c", "globex", "-j",
-                                 "uppercase", "-b", "b-json", "--local", "--json").stdout)
+                                 "uppercase", "-b", "b-json", "--local", "--json",
+                                 "--no-ready").stdout)
     run = local.submit("run", "uppercase", "--client", "globex", "--local", "--wait", "--json",
                        "--poll", "0.3", "--input", up["inputs"], "--output", up["outputs"])
     assert run.returncode == 0, run.stderr

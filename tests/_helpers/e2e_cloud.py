@@ -104,13 +104,15 @@ def start_cloud(synth_dir: Path, tmp: Path) -> Iterator[Cloud]:
 
 # ---- the client path -------------------------------------------------------------------------
 def upload_batch(cloud: Cloud, client: str, batch: str, n: int = 3, job: str = JOB) -> str:
-    """As the client's identity: n JSONL inputs and the `_READY` marker; the input prefix."""
+    """As the client's identity: n JSONL inputs, then the batch marker with their count
+    (stacks/layout.py `marker`); the input prefix."""
     bucket = cloud.gcs(ENV.client_sa_email(client)).bucket(ENV.client_bucket(client))
-    prefix = f"inputs/{job}/{batch}/"
+    prefix = ENV.layout.batch_inputs(job, batch)
     for i in range(n):
         bucket.blob(f"{prefix}{i}.jsonl").upload_from_string(
             f'{{"id": {i}, "text": "{client} row {i}"}}\n')
-    bucket.blob(f"{prefix}_READY").upload_from_string(b"")
+    bucket.blob(ENV.layout.marker(job, batch)).upload_from_string(
+        json.dumps({"count": n}), content_type="application/json")
     return prefix
 
 

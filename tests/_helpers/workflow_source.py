@@ -18,9 +18,10 @@ CTX = RenderContext(
 
 def params(job_json: dict[str, Any] | None = None, **kw: Any) -> WorkflowParams:
     base: dict[str, Any] = dict(
-        job="embed", project_id="p-dev", job_region="europe-west4", clients=("acme", "globex"),
+        job="embed", env="dev", project_id="p-dev", job_region="europe-west4",
+        clients=("acme", "globex"),
         job_json=job_json if job_json is not None else render_job(embed.SPEC, CTX),
-        input_format="jsonl", files_per_task=20, max_parallelism=4,
+        files_per_task=20, max_parallelism=4,
     )
     base.update(kw)
     return WorkflowParams(**base)
@@ -34,10 +35,7 @@ def steps(p: WorkflowParams) -> dict[str, dict[str, Any]]:
 
 
 def emulator() -> Any:
-    import typeguard
+    """workflows_emulator.main with the local cloud's patches (local/workflows.py)."""
+    from local.workflows import _emulator
 
-    if not hasattr(typeguard, "install_import_hook"):  # workflows-emulator wants typeguard 4
-        typeguard.install_import_hook = lambda *_a, **_k: None
-    from workflows_emulator import main
-
-    return main
+    return _emulator()
