@@ -15,7 +15,7 @@ from gpub_runner import contract
 
 from local.client import batch_client
 from local.workflows import execute
-from tests._e2e_cloud import ENV, JOB, PARENT, Cloud, outcomes, start_cloud, upload_batch
+from tests._helpers.e2e_cloud import ENV, JOB, PARENT, Cloud, outcomes, start_cloud, upload_batch
 
 pytestmark = pytest.mark.slow
 BATCHES = int(os.environ.get("GPUB_E2E_BATCHES", "50"))

@@ -16,7 +16,7 @@ import pytest
 
 from policies.project_iam import project_wide_roles
 from stacks.environments import load_environments
-from tests._tf import resources
+from tests._helpers.tf import resources
 
 Stack = dict[str, Any]
 ENVS = {s.name: s for s in load_environments()}

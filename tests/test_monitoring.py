@@ -14,7 +14,8 @@ from stacks import filter_lang as fl
 from stacks import monitoring_specs as specs
 from stacks.environments import dev, prod
 from stacks.workflow_params import WorkflowParams
-from stacks.workflow_run import report_steps, run_steps
+from stacks.workflow_report import report_steps
+from stacks.workflow_run import run_steps
 
 ENV = prod()
 METRICS = {m.name: m for m in specs.log_metrics(ENV)}
@@ -31,8 +32,8 @@ def _workflow_payloads() -> dict[str, dict[str, Any]]:
     """The `sys.log` payloads the job workflow writes, with sample values for its variables
     (the shape Workflows stores as jsonPayload: cloud.google.com/workflows/docs/reference/
     stdlib/sys/log)."""
-    p = WorkflowParams(job="embed", project_id=ENV.project_id, job_region=ENV.region,
-                       clients=("acme",), job_json={}, input_format="jsonl",
+    p = WorkflowParams(job="embed", env=ENV.name, project_id=ENV.project_id,
+                       job_region=ENV.region, clients=("acme",), job_json={},
                        files_per_task=None, max_parallelism=4)
     values: dict[str, Any] = {"${client}": "acme", "${job_id}": "embed-20261202t101500-7c1d2e3f",
               "${state}": "FAILED", "${batch}": "b1", "${reason}": "task 0 exited 3",

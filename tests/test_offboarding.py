@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from stacks.environments import dev
-from tests._tf import resources
+from tests._helpers.tf import resources
 
 Stack = dict[str, Any]
 

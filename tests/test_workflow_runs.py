@@ -16,8 +16,8 @@ from workflows_emulator.utils import WorkflowError
 from stacks.workflow_params import EXPECTED_INPUTS
 from submit import ids
 from submit.ownership import RunRecord
+from tests._helpers.workflow_fake import PARENT, FakeCloud, StepCounter, execute, marker_event
 from tests._helpers.workflow_source import params
-from tests._workflow_fake import PARENT, FakeCloud, StepCounter, execute, marker_event
 
 BUCKET = "p-dev-acme"
 RESULTS = "projects/p-dev/topics/batch-acme-results"
