@@ -149,7 +149,7 @@ def the_story(ep: Any, arc: Any) -> int:
     from stacks.environments import dev
 
     env = dev()
-    step(f"4. {CLIENT} uploads a batch as {env.client_sa_email(CLIENT)} (and _READY); "
+    step(f"4. {CLIENT} uploads a batch as {env.client_sa_email(CLIENT)} (then its batch marker); "
          f"so does {OTHER}")
     batch = upload(CLIENT)
     other = upload(OTHER)

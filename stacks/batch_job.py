@@ -115,7 +115,8 @@ class BatchJob(Construct):
             project=settings.project_id,
             region=settings.region,
             name=settings.job_workflow(name),
-            description=f"Runs {name} once for each client batch marker (inputs/_ready/{name}/)",
+            description=(f"Runs {name} once for each client batch marker "
+                         f"({settings.layout.job_markers(name)})"),
             service_account=props.identities.workflow_sa_id,
             # Written after synth: the source lists every client onboarded until then.
             source_contents=deferred(lambda: terraform_literal(self.source())),

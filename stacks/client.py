@@ -19,9 +19,9 @@ from typing import Any
 
 from stacks import layout
 from stacks.batch_job import BatchJob
-from stacks.client_resources import INPUTS, OUTPUTS, ClientResources, ref
+from stacks.client_resources import ClientResources, ref
 from stacks.conditions import bucket_list, objects_under
-from stacks.layout import TenancyLayout
+from stacks.layout import INPUTS, MARKERS, OUTPUTS, TenancyLayout
 from stacks.props import PlatformIdentities
 from stacks.settings import (
     ClientSettings,
@@ -58,7 +58,7 @@ def client_grants(
             "role": "roles/storage.objectCreator",
             "member": client_member,
             "expression": objects_under(bucket, INPUTS),
-            "description": "the client uploads under inputs/",
+            "description": f"the client uploads under {INPUTS}",
         },
         # Re-running a batch is writing its marker again (a new generation): overwriting
         # needs storage.objects.delete, which objectCreator lacks; on markers only.
@@ -66,13 +66,13 @@ def client_grants(
             "role": "roles/storage.objectUser",
             "member": client_member,
             "expression": objects_under(bucket, layout.MARKERS),
-            "description": "the client re-marks its batches under inputs/_ready/ (re-runs)",
+            "description": f"the client re-marks its batches under {MARKERS} (re-runs)",
         },
         "client-reads-outputs": {
             "role": "roles/storage.objectViewer",
             "member": client_member,
             "expression": objects_under(bucket, OUTPUTS),
-            "description": "the client reads under outputs/",
+            "description": f"the client reads under {OUTPUTS}",
         },
         "client-lists": {
             "role": "roles/storage.objectViewer",
@@ -90,7 +90,7 @@ def client_grants(
             "role": "roles/storage.objectUser",
             "member": run_member,
             "expression": objects_under(bucket, OUTPUTS),
-            "description": "the client's tasks create, overwrite and delete under outputs/",
+            "description": f"the client's tasks create, overwrite and delete under {OUTPUTS}",
         },
         "operator-reads": {
             "role": "roles/storage.objectViewer",
@@ -102,7 +102,7 @@ def client_grants(
             "role": "roles/storage.objectUser",
             "member": operator_member,
             "expression": objects_under(bucket, OUTPUTS),
-            "description": "operators write manifests and run records under outputs/",
+            "description": f"operators write manifests and run records under {OUTPUTS}",
         },
     }
 
@@ -182,7 +182,7 @@ class ClientOnboarding:
                                        "job workflows list batch markers (schedule sweeps)"),
             "workflow-lists-outputs": ("roles/storage.objectViewer",
                                        bucket_list(self.bucket, OUTPUTS),
-                                       "job workflows list outputs/ (a run's _errors/)"),
+                                       f"job workflows list {OUTPUTS} (a run's _errors/)"),
             "workflow-writes-outputs": ("roles/storage.objectUser",
                                         objects_under(self.bucket, OUTPUTS),
                                         "job workflows read and write run records and outcomes"),
@@ -359,6 +359,6 @@ def _validate(props: ClientProps, client: ClientSettings) -> list[BatchJob]:
         if schedule.input_prefix.startswith("/") or ".." in schedule.input_prefix.split("/"):
             raise ValueError(
                 f"{where}.schedules[{i}].input_prefix: {schedule.input_prefix!r} must be "
-                f"relative to inputs/{schedule.job}/"
+                f"relative to {TenancyLayout.job_inputs(schedule.job)}"
             )
     return jobs

@@ -34,8 +34,6 @@ from stacks.provider import (
 from stacks.storage import client_bucket_settings
 
 RESULTS_RETENTION = "604800s"  # 7 days: a client that is away for a week loses nothing
-INPUTS = "inputs/"
-OUTPUTS = "outputs/"
 
 
 def each(field: str) -> str:

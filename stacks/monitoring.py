@@ -52,7 +52,7 @@ class NotificationChannels(Construct):
         for client in settings.clients:
             if client.contact and EMAIL_RE.match(client.contact):
                 self.clients[client.name] = self._email(
-                    settings, f"client-{client.name}", client.contact,
+                    settings, settings.client_sa_id(client.name), client.contact,
                     f"gpu-batch {settings.name} client {client.name} ({client.contact})")
 
     def _email(self, settings: EnvironmentSettings, id_: str, email: str, name: str) -> str:

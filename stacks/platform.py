@@ -13,6 +13,7 @@ from stacks.client import ClientOnboarding, ClientProps
 from stacks.client_resources import ClientResources
 from stacks.identity import project_role, service_account
 from stacks.kms import DataKey
+from stacks.layout import RUN_SA_PREFIX
 from stacks.monitoring import Monitoring, NotificationChannels
 from stacks.network import TaskNetwork
 from stacks.props import (
@@ -166,7 +167,8 @@ class PlatformStack(TerraformStack):
         self.run_identities = f"principalSet://cloudresourcemanager.googleapis.com/projects/{self.project.number}/type/ServiceAccount"
         for role in RUN_PROJECT_ROLES:
             project_role(
-                self, f"run-{role.split('/')[1]}", settings.project_id, role, self.run_identities
+                self, f"{RUN_SA_PREFIX}{role.split('/')[1]}", settings.project_id, role,
+                self.run_identities,
             )
         # Image pull for every run identity, on this repository only.
         self.registry.grant_read("run-identities", self.run_identities)

@@ -14,6 +14,7 @@ from typing import Any
 from constructs import Construct
 
 from stacks.conditions import list_under, objects_under
+from stacks.layout import OUTPUTS
 from stacks.provider import (
     StorageBucket,
     StorageBucketEncryption,
@@ -68,7 +69,7 @@ def client_bucket_settings(
     """Arguments every client bucket shares (literal in the `for_each` resource)."""
     return {
         "logging": StorageBucketLogging(log_bucket=log_bucket),
-        "lifecycle_rule": _lifecycle_rules(settings, outputs_prefix="outputs/"),
+        "lifecycle_rule": _lifecycle_rules(settings, outputs_prefix=OUTPUTS),
         # Removing a client leaves its bucket and data where they are, outside Terraform
         # (provider 8.7 `deletion_policy`: "ABANDON" removes it from state without deleting
         # it), so no later deploy fails on a bucket that holds objects.

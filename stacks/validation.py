@@ -15,6 +15,8 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
+from stacks.layout import CLIENT_SA_PREFIX, INPUTS
+
 # Labels (cloud.google.com/resource-manager/docs/labels-overview#requirements): at most 64 per
 # resource; keys 1-63 characters, starting with a lowercase letter, of lowercase letters,
 # digits, `_` and `-`; values 0-63 of the same (international letters are allowed by Google,
@@ -164,7 +166,7 @@ def check_cron(value: str) -> None:
 def check_input_prefix(value: str) -> None:
     check_no_template("input_prefix", value)
     if value.startswith("/") or ".." in value.split("/") or any(c in value for c in "\n\r"):
-        raise ValueError(f"input_prefix: {value!r} must be relative to inputs/<job>/ (no "
+        raise ValueError(f"input_prefix: {value!r} must be relative to {INPUTS}<job>/ (no "
                          "leading '/', no '..')")
 
 
@@ -174,6 +176,7 @@ def client_sa_description(name: str, contact: str | None) -> str:
     text = f"Client {name}{extra}: uploads inputs, reads outputs and results"
     size = len(text.encode("utf-8"))
     if size > SA_DESCRIPTION_MAX_BYTES:
-        raise ValueError(f"contact: {contact!r} makes client-{name}'s description {size} "
+        raise ValueError(f"contact: {contact!r} makes {CLIENT_SA_PREFIX}{name}'s description "
+                         f"{size} "
                          f"bytes; IAM allows {SA_DESCRIPTION_MAX_BYTES}")
     return text

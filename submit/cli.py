@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import typer
 
-from submit import costs, data, jobcmds, results, run, version
+from submit import costs, data, jobcmds, results, run, upload, version
 from submit.errors import SubmitError
 from submit.ui import say
 
@@ -39,7 +39,7 @@ app.command("list")(jobcmds.list_cmd)
 app.command("cancel")(jobcmds.cancel_cmd)
 app.command("logs")(jobcmds.logs_cmd)
 app.command("costs")(costs.costs_cmd)  # cost per client, job and run (submit/costs.py)
-data.register(app)  # where, upload, ls, cat (submit/data.py, submit/upload.py)
+data.register(app, upload.upload_cmd)  # where, upload, ls, cat (submit/data.py, submit/upload.py)
 results.register(app)  # results, rerun, intake dead-letters (submit/results.py)
 version.add_version_option(app)  # --version
 

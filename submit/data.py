@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -196,9 +196,8 @@ def cat_cmd(
     return 0
 
 
-def register(app: typer.Typer) -> None:
-    from submit.upload import upload_cmd
-
+def register(app: typer.Typer, upload_cmd: Callable[..., Any]) -> None:
+    """`upload` lives in submit/upload.py, which builds on this module: the caller passes it."""
     app.command("where")(where_cmd)
     app.command("upload")(upload_cmd)
     app.command("ls")(ls_cmd)

@@ -30,19 +30,7 @@ LITERALS = re.compile(
     r"|_READY"
 )
 # module -> who moves its literals to stacks/layout.py (the integrator empties this table).
-PENDING: dict[str, str] = {
-    "policies/checks/gpub_iam.py": "deploy engineer (CKV_GPUB_3: client- and -batch-data)",
-    "policies/checks/gpub_apply.py": "deploy engineer (CKV_GPUB_LIM_9: run-, inputs/, outputs/)",
-    "stacks/storage.py": "deploy engineer (bucket lifecycle prefixes)",
-    "stacks/client.py": "typed per-client resources (issue item 2)",
-    "stacks/client_resources.py": "typed per-client resources (issue item 2)",
-    "stacks/platform.py": "typed per-client resources (run identities' grants)",
-    "stacks/workflow_intake.py": "intake (the workflow's run identity expression)",
-    "stacks/workflow_params.py": "intake (batch marker inputs/_ready/<job>/<batch>)",
-    "stacks/batch_job.py": "intake (the workflow description names the _READY marker)",
-    "submit/where.py": "intake (batch marker inputs/_ready/<job>/<batch>)",
-    "examples/demo.py": "intake (the demo's marker step)",
-}
+PENDING: dict[str, str] = {}
 
 
 def _docstrings(tree: ast.AST) -> set[int]:

@@ -13,6 +13,7 @@ from typing import Any
 from checkov.common.models.enums import CheckCategories, CheckResult
 
 from policies.checkbase import IAM_GRANTS, GpubCheck, condition_of, depends_on, raw_instances
+from stacks.layout import INPUTS, OUTPUTS, RUN_SA_PREFIX
 from tfjson import StackFacts, members, value
 
 KEY_REF_RE = re.compile(r"\$\{google_kms_crypto_key\.([A-Za-z0-9_-]+)\.id\}")
@@ -136,9 +137,9 @@ def _cel_allows(expression: str, rtype: str, name: str, attributes: dict[str, st
 
 # (permission, probe object under the client's bucket, or a list prefix)
 RUN_NEEDS = [
-    ("get", "outputs/job/batch/x"), ("create", "outputs/job/batch/x"),
-    ("delete", "outputs/job/batch/x"), ("list", "outputs/job/batch/"),
-    ("get", "inputs/job/batch/x"), ("list", "inputs/job/batch/"),
+    ("get", f"{OUTPUTS}job/batch/x"), ("create", f"{OUTPUTS}job/batch/x"),
+    ("delete", f"{OUTPUTS}job/batch/x"), ("list", f"{OUTPUTS}job/batch/"),
+    ("get", f"{INPUTS}job/batch/x"), ("list", f"{INPUTS}job/batch/"),
 ]
 
 
@@ -168,13 +169,13 @@ class RunIdentityIsSufficient(GpubCheck):
 
     def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         account_id = str(value(conf, "account_id", default=""))
-        if not account_id.startswith("run-"):
+        if not account_id.startswith(RUN_SA_PREFIX):
             return CheckResult.UNKNOWN
         facts = self.facts
         providers = facts.document.get("provider", {}).get("google", [{}])
         project = str((providers[0] if isinstance(providers, list) else providers).get(
             "project", ""))
-        bucket = f"{project}-{account_id.removeprefix('run-')}"
+        bucket = f"{project}-{account_id.removeprefix(RUN_SA_PREFIX)}"
         grants = _bucket_grants(facts).get((bucket, account_id), [])
         missing = []
         for permission, probe in RUN_NEEDS:

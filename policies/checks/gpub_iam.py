@@ -9,6 +9,7 @@ from typing import Any
 from checkov.common.models.enums import CheckCategories, CheckResult
 
 from policies.checkbase import IAM_GRANTS, GpubCheck
+from stacks.layout import CLIENT_SA_PREFIX, DATA_BUCKET_SUFFIX
 from tfjson import StackFacts, flat_strings, members, value
 
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
@@ -22,8 +23,6 @@ OBJECT_ROLES = {
     "roles/storage.legacyObjectReader",
     "roles/storage.legacyObjectOwner",
 }
-CLIENT_SA_PREFIX = "client-"
-DATA_BUCKET_SUFFIX = "-batch-data"
 PREFIX_TERM_RE = re.compile(r"resource\.name\.startsWith\(\s*\"([^\"]*)\"\s*\)")
 BUCKET_ONLY_RE = re.compile(
     r'resource\.type\s*==\s*"storage\.googleapis\.com/Bucket"\s*&&\s*'
