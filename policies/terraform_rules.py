@@ -27,10 +27,11 @@ REGISTRY = Path(__file__).with_name("terraform_rules.yaml")
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "policies" / "terraform"
 DOCS = REPO / "docs" / "policies.md"
-ID_RE = re.compile(r"^CKV_GPUB_(?:LIM_)?[1-9][0-9]*$")
+ID_RE = re.compile(r"^CKV_GPUB_(?:(?:LIM|DEP|SET|COST)_)?[1-9][0-9]*$")
 Severity = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 # docs/policies.md: the generated tables sit between these markers, one pair per group.
-GROUPS = {"terraform": "CKV_GPUB_", "limits": "CKV_GPUB_LIM_"}
+GROUPS = {"terraform": "CKV_GPUB_", "limits": "CKV_GPUB_LIM_", "deploy": "CKV_GPUB_DEP_",
+          "settings": "CKV_GPUB_SET_", "costs": "CKV_GPUB_COST_"}
 BEGIN, END = "<!-- rules:{group}:begin (generated from policies/terraform_rules.yaml) -->", \
     "<!-- rules:{group}:end -->"
 
@@ -50,7 +51,9 @@ class TerraformRule(BaseModel):
 
     @property
     def group(self) -> str:
-        return "limits" if self.id.startswith(GROUPS["limits"]) else "terraform"
+        prefixed = [g for g, prefix in GROUPS.items() if g != "terraform"
+                    and self.id.startswith(prefix)]
+        return prefixed[0] if prefixed else "terraform"
 
     def fixture(self, kind: Literal["pass", "fail"]) -> Path:
         """tests/fixtures/policies/terraform/<id lower>_<kind>.tf.json: a passing fixture has
@@ -67,8 +70,9 @@ class RegistryError(ValueError):
     """The registry file is not what it should be: names the rule and the field."""
 
 
-def _sort_key(rule_id: str) -> tuple[bool, int]:
-    return rule_id.startswith(GROUPS["limits"]), int(rule_id.rsplit("_", 1)[1])
+def _sort_key(rule_id: str) -> tuple[str, int]:
+    group, number = rule_id.rsplit("_", 1)
+    return ("" if group == "CKV_GPUB" else group), int(number)
 
 
 def load(path: Path = REGISTRY) -> dict[str, TerraformRule]:

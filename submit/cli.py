@@ -89,7 +89,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 130
     except typer.TyperException as exc:  # typer's (vendored) click usage errors
         ctx = getattr(exc, "ctx", None)
-        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None and ctx.parent:
+            # A command group without its command (`submit intake`): one line, as every error.
+            names = ", ".join(sorted(getattr(ctx.command, "commands", {}) or {}))
+            say(f"submit: error: {ctx.info_name}: missing command (one of: {names}); "
+                f"see `submit {ctx.info_name} --help`")
+        elif type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
             say(ctx.get_help())
         else:
             say(f"submit: error: {_one_line(exc)}")

@@ -37,7 +37,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("gpu type", {**L4, "gpus": GpuSpec(type="nvidia-tesla-a100")}, "gpus", "g2-standard-8 needs nvidia-l4; got nvidia-tesla-a100"),
     ("a2 needs a100", {**L4, "machine_type": "a2-highgpu-1g", "gpus": GpuSpec(type="nvidia-l4")}, "gpus", "a2-highgpu-1g needs nvidia-tesla-a100"),
     ("gpu count", {**L4, "gpus": GpuSpec(type="nvidia-l4", count=2)}, "gpus", "g2-standard-8 carries 1 nvidia-l4; got 2"),
-    ("unknown gpu", {**L4, "gpus": {"type": "nvidia-b200"}}, "gpus.type", "unknown accelerator"),
+    ("unknown gpu", {**L4, "gpus": {"type": "nvidia-x999"}}, "gpus.type", "unknown accelerator"),
     ("l4 on n1", {**CPU, "machine_type": "n1-standard-4", "gpus": GpuSpec(type="nvidia-l4")}, "gpus", "use g2-*"),
     ("t4 on e2", {**CPU, "gpus": GpuSpec(type="nvidia-tesla-t4")}, "gpus", "attaches to n1-* machines only"),
     ("t4 count", {**CPU, "machine_type": "n1-standard-4", "gpus": GpuSpec(type="nvidia-tesla-t4", count=3)}, "gpus", "counts 1, 2, 4; got 3"),

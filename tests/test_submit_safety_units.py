@@ -328,9 +328,10 @@ OWNERSHIP_RULES = {
         "test_submit_runsafety.py::test_racing_overwrites_create_exactly_one_job",
         "test_submit_safety_units.py::"
         "test_a_claim_whose_job_is_not_created_yet_holds_the_location"],
-    "Done markers are tied to the input object's generation": [
+    "Outputs are the done markers and name the input object's generation": [
         "test_runner_contract.py::test_marker_of_an_older_generation_does_not_skip_the_new_input",
-        "test_runner_contract.py::test_marker_name_depends_on_input_uri_and_generation"],
+        "test_runner_gcs.py::test_rerun_after_an_input_changed_replaces_only_its_stale_output",
+        "test_runner_plan.py::test_an_output_of_another_input_is_never_overwritten"],
 }
 
 
