@@ -169,8 +169,14 @@ class Connectors:
     def _storage(self) -> Any:
         from google.cloud import storage  # type: ignore[attr-defined]
 
-        return storage.Client(project="local", credentials=credentials_for(self.identity),
-                              client_options={"api_endpoint": self.gcs_endpoint})
+        client = storage.Client(project="local", credentials=credentials_for(self.identity),
+                                client_options={"api_endpoint": self.gcs_endpoint})
+        # google-cloud-storage >= 3.x fills a bucket-metadata cache (for its tracing attributes)
+        # with a background `get_bucket` on a bucket's first media download or upload: a
+        # storage.buckets.get that the Workflows connector never issues, and that an account
+        # holding only object roles is denied. A fresh client per call would issue it every time.
+        client._bucket_metadata_cache = None
+        return client
 
     def storage_list(self, args: dict[str, Any]) -> Any:
         # One page per call, as the JSON API answers (maxResults, pageToken, nextPageToken).

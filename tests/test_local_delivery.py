@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.pubsub_v1 import types as ps
 
 from local.delivery import DEAD_LETTER_ATTRS, SubscriptionQueue
 from local.faults import FaultConfigError, FaultPlan, plan_from_env
+from local.grpc_identity import publisher_for, subscriber_for
+from local.identity import ADMIN_EMAIL
 from local.procs import PACKAGE_PARENT, terminate
 from local.pubsub_launcher import start_pubsub
 from local.pubsub_stack import SubscriptionConfig, declared_subscriptions
@@ -30,6 +31,9 @@ INTAKE_TOPIC = f"{PROJECT}/topics/intake"
 INTAKE_SUB = f"{PROJECT}/subscriptions/intake-sub"
 DEAD_TOPIC = f"{PROJECT}/topics/intake-dead"
 DEAD_SUB = f"{PROJECT}/subscriptions/intake-dead-sub"
+# The server enforces the stack's IAM; these tests are about delivery, so they call as the local
+# deployer (a project owner), whom every Pub/Sub permission is granted.
+ACTOR = ADMIN_EMAIL
 
 
 def _stack_with_dead_letter(max_attempts: int = 5) -> dict[str, Any]:
@@ -80,8 +84,16 @@ def _pull_all(sub: Any, name: str, rounds: int = 3) -> list[Any]:
     return out
 
 
+def _publisher() -> Any:
+    return publisher_for(os.environ["PUBSUB_EMULATOR_HOST"], ACTOR)
+
+
+def _subscriber() -> Any:
+    return subscriber_for(os.environ["PUBSUB_EMULATOR_HOST"], ACTOR)
+
+
 def _publish(n: int, topic: str = ACME_TOPIC) -> list[str]:
-    pub = pubsub_v1.PublisherClient()
+    pub = _publisher()
     return [pub.publish(topic, f"m{i}".encode()).result(timeout=10) for i in range(n)]
 
 
@@ -98,7 +110,7 @@ def test_duplicate_rate_one_delivers_every_message_twice_even_when_acked(
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", info["target"])
     try:
         ids = _publish(5)
-        got = _pull_all(pubsub_v1.SubscriberClient(), ACME_SUB)
+        got = _pull_all(_subscriber(), ACME_SUB)
     finally:
         terminate(info["pid"], 5)
     # Each message twice, with the same message_id, though the first copy was acknowledged.
@@ -176,7 +188,7 @@ def test_unacked_messages_past_retention_are_dropped() -> None:
 def test_nacked_past_max_delivery_attempts_goes_to_the_dead_letter_topic(
     server: tuple[str, Path],
 ) -> None:
-    sub = pubsub_v1.SubscriberClient()
+    sub = _subscriber()
     (msg_id,) = _publish(1, INTAKE_TOPIC)
     attempts = []
     for _ in range(6):
@@ -208,7 +220,7 @@ def test_a_topic_and_subscription_added_to_the_stack_exist_at_the_next_request(
     res["google_pubsub_subscription"]["results-sub"]["for_each"]["initech"] = {}
     del res["google_pubsub_subscription"]["dead-sub"]
     _write(stack, doc)  # a client onboarded while the local cloud runs
-    pub, sub = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    pub, sub = _publisher(), _subscriber()
     pub.publish(f"{PROJECT}/topics/initech-results", b"first").result(timeout=10)
     got = _pull_all(sub, f"{PROJECT}/subscriptions/initech-results-sub", rounds=1)
     assert [m.message.data for m in got] == [b"first"]
@@ -220,7 +232,7 @@ def test_a_topic_and_subscription_added_to_the_stack_exist_at_the_next_request(
 def test_settings_pubsub_refuses_are_refused(server: tuple[str, Path]) -> None:
     from google.api_core import exceptions as gexc
 
-    sub = pubsub_v1.SubscriberClient()
+    sub = _subscriber()
     with pytest.raises(gexc.InvalidArgument, match="max_delivery_attempts: got 101; allowed"):
         sub.create_subscription(request={
             "name": f"{PROJECT}/subscriptions/too-many", "topic": INTAKE_TOPIC,

@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.cloud import (
-    pubsub_v1,  # type: ignore[attr-defined]
-    storage,  # type: ignore[attr-defined]
-)
+from google.cloud import storage  # type: ignore[attr-defined]
 
 from local.backend import Endpoints, LocalBackend, OtherFaultsRunning, OtherStackRunning
 from local.eventarc import LocalEventarc
 from local.faults import FaultPlan
 from local.gcs_events import LiveNotifications, notifications_key
+from local.grpc_identity import publisher_for, subscriber_for
 from local.identity import ADMIN_EMAIL, credentials_for
 from local.procs import PACKAGE_PARENT, terminate
 from local.pubsub_launcher import start_pubsub
@@ -97,6 +95,16 @@ def pubsub_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
         terminate(info["pid"], 5)
 
 
+def _publisher() -> Any:
+    """A publisher acting as the local deployer: the server enforces the stack's IAM, and these
+    tests are about delivery, not about who may publish."""
+    return publisher_for(os.environ["PUBSUB_EMULATOR_HOST"], ADMIN_EMAIL)
+
+
+def _subscriber() -> Any:
+    return subscriber_for(os.environ["PUBSUB_EMULATOR_HOST"], ADMIN_EMAIL)
+
+
 def _arc(target: str, stack: Path, creations: CreationRate | None = None) -> LocalEventarc:
     return LocalEventarc([stack], batch_target="127.0.0.1:1", gcs_endpoint="http://127.0.0.1:1",
                          pubsub_target=target, plan=FaultPlan(), creations=creations)
@@ -109,7 +117,7 @@ def _rounds(arc: LocalEventarc, n: int = 4) -> list[Any]:
 def test_eventarc_delivers_duplicates_to_the_workflow(pubsub_only: tuple[str, Path]) -> None:
     target, stack = pubsub_only
     arc = _arc(target, stack)
-    msg_id = pubsub_v1.PublisherClient().publish(f"{PROJECT}/topics/gpub-echo", b"{}").result(10)
+    msg_id = _publisher().publish(f"{PROJECT}/topics/gpub-echo", b"{}").result(10)
     runs = _rounds(arc)
     assert [r.result for r in runs] == [msg_id, msg_id]  # at least once: the same event twice
 
@@ -125,7 +133,7 @@ def test_the_loop_itself_can_add_duplicates_on_a_cloud_without_knobs(
         arc = LocalEventarc([stack], batch_target="127.0.0.1:1",
                             gcs_endpoint="http://127.0.0.1:1", pubsub_target=info["target"],
                             plan=FaultPlan(), delivery=FaultPlan(duplicate_rate=1.0, reorder=True))
-        pub = pubsub_v1.PublisherClient()
+        pub = _publisher()
         ids = [pub.publish(f"{PROJECT}/topics/gpub-echo", b"{}").result(10) for _ in range(3)]
         runs = _rounds(arc)
     finally:
@@ -139,7 +147,7 @@ def test_a_trigger_added_to_the_running_stack_delivers_its_first_event(
     target, stack = pubsub_only
     arc = _arc(target, stack)
     _write(stack, with_trigger(with_trigger(_base(), "echo", ECHO), "boom", BOOM))
-    pubsub_v1.PublisherClient().publish(BOOM_TOPIC, b"{}").result(10)
+    _publisher().publish(BOOM_TOPIC, b"{}").result(10)
     runs = _rounds(arc)
     assert {r.workflow for r in runs} == {"boom"} and runs
     assert all(r.state == "FAILED" and r.error == "boom" for r in runs)
@@ -151,7 +159,7 @@ def test_executions_over_the_creation_rate_are_redelivered_not_lost(
     target, stack = pubsub_only
     now = [0.0]
     arc = _arc(target, stack, CreationRate(per_minute=2, clock=lambda: now[0]))
-    pub = pubsub_v1.PublisherClient()
+    pub = _publisher()
     ids = {pub.publish(f"{PROJECT}/topics/gpub-echo", b"{}").result(10) for _ in range(2)}
     first = arc.deliver_round(timeout_s=1)
     assert len(first.executions) == 2 and first.refused == 2  # 4 deliveries (duplicates)
@@ -222,7 +230,9 @@ def test_a_client_onboarded_into_a_running_cloud_gets_its_first_upload_processed
         "_READY")]
     assert marker and marker[0].state == "SUCCEEDED", [r.error for r in runs]
     sub = f"{PROJECT}/subscriptions/initech-results-sub"
-    got = arc.subscriber.pull(subscription=sub, max_messages=10, timeout=5).received_messages
+    # Read as the client: arc.subscriber is the Eventarc agent, granted only its triggers' subs.
+    reader = subscriber_for(ep.pubsub_target, "client-initech@demo-proj.iam.gserviceaccount.com")
+    got = reader.pull(subscription=sub, max_messages=10, timeout=5).received_messages
     assert [json.loads(m.message.data)["state"] for m in got] == ["SUCCEEDED"]
 
 
@@ -239,7 +249,7 @@ def test_another_environments_stack_is_refused_never_swapped(
     backend, _ = cloud
     ep = backend.ensure_running()
     os.environ["PUBSUB_EMULATOR_HOST"] = ep.pubsub_target
-    pub, sub = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    pub, sub = _publisher(), _subscriber()
     pub.publish(f"{PROJECT}/topics/acme-results", b"pending").result(10)
     prod = tmp_path / "prod" / "cdk.tf.json"
     prod.parent.mkdir()
@@ -297,8 +307,8 @@ def test_events_once_says_what_it_ran_and_fails_when_an_execution_failed(
     # An event leased by another consumer is pending too: not "nothing", not exit 0.
     os.environ["PUBSUB_EMULATOR_HOST"] = ep.pubsub_target
     eventarc_sub = f"{PROJECT}/subscriptions/eventarc-dispatch-up"
-    pubsub_v1.PublisherClient().publish(f"{PROJECT}/topics/gpub-uploads", b"{}").result(10)
-    sub = pubsub_v1.SubscriberClient()
+    _publisher().publish(f"{PROJECT}/topics/gpub-uploads", b"{}").result(10)
+    sub = _subscriber()
     (held,) = sub.pull(subscription=eventarc_sub, max_messages=10, timeout=10).received_messages
     sub.modify_ack_deadline(subscription=eventarc_sub, ack_ids=[held.ack_id],
                             ack_deadline_seconds=600)
@@ -307,7 +317,7 @@ def test_events_once_says_what_it_ran_and_fails_when_an_execution_failed(
     assert "1 events still pending under another consumer's lease" in busy.stdout
     sub.acknowledge(subscription=eventarc_sub, ack_ids=[held.ack_id])
     _write(stack, with_trigger(onboard(onboard(_base(), "initech"), "hooli"), "boom", BOOM))
-    pubsub_v1.PublisherClient().publish(BOOM_TOPIC, b"{}").result(10)  # the new topic exists
+    _publisher().publish(BOOM_TOPIC, b"{}").result(10)  # the new topic exists
     proc = _cli(backend, "events", "--once", "--stack", str(stack))
     assert proc.returncode == 1, proc.stdout + proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from local.connector_faults import (
     CODES,
@@ -22,6 +21,7 @@ from local.connector_faults import (
 )
 from local.connectors import Connectors
 from local.faults import FaultPlan
+from local.grpc_identity import subscriber_for
 from local.procs import terminate
 from local.pubsub_launcher import start_pubsub
 from local.workflow_limits import (
@@ -236,7 +236,7 @@ def _drain(sub: Any) -> int:
 def test_transient_connector_errors_reach_the_workflow_and_its_retry_recovers(
     pubsub: str,
 ) -> None:
-    sub = pubsub_v1.SubscriberClient()
+    sub = subscriber_for(pubsub, ADMIN)  # the server enforces the stack's IAM
     _drain(sub)
     plan = FaultPlan(connector_error_rate=0.4, seed=11)
     conn = _conn(pubsub, plan, "with-retry")

@@ -200,7 +200,7 @@ def test_local_backend_follows_batch_lifecycle_semantics(action: str | None, cod
                                                          exit_code: int, retried: bool) -> None:
     from google.cloud.batch_v1 import LifecyclePolicy
 
-    from local.executor import _should_retry
+    from local.task_process import should_retry as _should_retry
 
     policies = [] if action is None else [LifecyclePolicy(
         action=LifecyclePolicy.Action[action],
