@@ -179,7 +179,7 @@ def the_story(ep: Any, arc: Any) -> int:
     got = outcomes(arc, env, CLIENT)
     for o in got:
         console.print(f"  {o['client']}/{o['batch']}: {o['state']} "
-                      f"({o['input_count']} inputs -> {o['output_prefix']})")
+                      f"({o['inputs']} inputs -> {o['output']})")
     others = outcomes(arc, env, OTHER)
     console.print(f"  ({OTHER}'s subscription got its own {len(others)} outcome(s) only)")
 
