@@ -57,19 +57,14 @@ class Subscriptions:
         self.local = local
         self._arc: Any = None
         if local:
-            import grpc
-            from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-            from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-            from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
-
+            from local.grpc_identity import publisher_for, subscriber_for
             from submit import localmode
 
             self.endpoints = localmode.start()
             target = self.endpoints.pubsub_target
-            self.subscriber = pubsub_v1.SubscriberClient(
-                transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(target)))
-            self.publisher = pubsub_v1.PublisherClient(
-                transport=PublisherGrpcTransport(channel=grpc.insecure_channel(target)))
+            # As the principal: the local Pub/Sub enforces the stack's IAM (local.pubsub_iam).
+            self.subscriber = subscriber_for(target, principal)
+            self.publisher = publisher_for(target, principal)
         else:
             import google.auth
             from google.auth import impersonated_credentials
