@@ -14,7 +14,7 @@ module builds that graph from a synthesized `cdk.tf.json` and refuses, per resou
 - an Eventarc trigger not behind a barrier after every project grant of its service account
   and after the Eventarc agent;
 - a storage notification not behind a barrier after the storage agent's publisher grant on
-  its topic;
+  its topic (for a `for_each` notification, on the topic of every entry);
 - a workflow, trigger or schedule not behind a barrier after the act-as grant on the account
   it runs as (the deployer must act as it when it creates the resource);
 - and, stack-wide, a provider without an exact version.
@@ -273,14 +273,19 @@ def _notification_findings(graph: Graph, address: str, body: Mapping[str, Any],
                            agents: Mapping[str, str]) -> list[str]:
     if _type_of(address) != "google_storage_notification":
         return []
-    topics = graph.refers(body, "topic")
+    # A for_each notification names one topic per entry: each must have its grant.
+    topics = {a for a in graph.refers(body, "topic") if _type_of(a) == "google_pubsub_topic"}
     behind = graph.behind_barrier(address)
+    granted: set[str] = set()
     for grant, gbody in graph.of_type("google_pubsub_topic_iam_member").items():
-        if (gbody.get("role") == "roles/pubsub.publisher" and graph.refers(gbody, "topic") & topics
-                and any(_type_of(a) == STORAGE_AGENT for a in graph.refers(gbody, "member"))
-                and grant in behind):
-            return []
-    return ["not behind a time_sleep after the storage agent's publisher grant on its topic"]
+        if (gbody.get("role") == "roles/pubsub.publisher" and grant in behind
+                and any(_type_of(a) == STORAGE_AGENT for a in graph.refers(gbody, "member"))):
+            granted |= graph.refers(gbody, "topic")
+    missing = sorted(topics - granted) if topics else ["its topic"]
+    if missing:
+        return [f"not behind a time_sleep after the storage agent's publisher grant on "
+                f"{', '.join(missing)}"]
+    return []
 
 
 # Resources that run as a service account: creating one asks iam.serviceAccounts.actAs on it.

@@ -44,6 +44,9 @@ RESOURCE_APIS: dict[str, tuple[str, ...]] = {
     # The cost view (cloud.google.com/bigquery/docs/reference/rest/v2/tables).
     "google_bigquery_dataset": ("bigquery.googleapis.com",),
     "google_bigquery_table": ("bigquery.googleapis.com",),
+    # projects.getServiceAccount of the BigQuery API (cloud.google.com/bigquery/docs/
+    # reference/rest/v2/projects/getServiceAccount): the agent granted the CMEK key.
+    "data.google_bigquery_default_service_account": ("bigquery.googleapis.com",),
     "google_cloud_quotas_quota_preference": ("cloudquotas.googleapis.com",),
     "data.google_cloud_quotas_quota_info": ("cloudquotas.googleapis.com",),
     "google_cloud_scheduler_job": ("cloudscheduler.googleapis.com",),

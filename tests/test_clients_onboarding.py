@@ -235,18 +235,20 @@ def _client(name: str) -> ClientSettings:
 
 @pytest.fixture(scope="module")
 def counted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Stack]:
-    """Three stacks that differ only in their clients: none, one, two."""
+    """Three stacks of the same environment that differ only in their clients: none, one,
+    two (one synth each: an environment's name is in its per-environment resources, e.g. the
+    log-based metrics `gpub-<env>-*`, so renamed copies would differ in more than clients)."""
     from stacks.app import synth
 
     base = dev()
-    envs = [
-        base.model_copy(update={"name": name, "clients": clients})
-        for name, clients in (("czero", []), ("cone", [_client("northwind")]),
-                              ("ctwo", [_client("northwind"), _client("initech")]))
-    ]
-    out: Path = synth(envs, str(tmp_path_factory.mktemp("clients-count")))
-    return {e.name: json.loads((out / "stacks" / f"platform-{e.name}" / "cdk.tf.json")
-                               .read_text()) for e in envs}
+    out: dict[str, Stack] = {}
+    for label, clients in (("czero", []), ("cone", [_client("northwind")]),
+                           ("ctwo", [_client("northwind"), _client("initech")])):
+        env = base.model_copy(update={"clients": clients})
+        path: Path = synth([env], str(tmp_path_factory.mktemp(f"clients-{label}")))
+        out[label] = json.loads(
+            (path / "stacks" / f"platform-{env.name}" / "cdk.tf.json").read_text())
+    return out
 
 
 ONE_CALL = Counter({

@@ -89,14 +89,15 @@ def test_an_upload_outside_the_client_input_location_starts_nothing(cloud: Cloud
     client = batch_client(cloud.ep.batch_target)
     before = {j.name for j in client.list_jobs(parent=PARENT)}
     acme = cloud.gcs(ENV.client_sa_email("acme")).bucket(ENV.client_bucket("acme"))
-    acme.blob("inputs/no-such-job/b/_READY").upload_from_string(b"")  # no job of that name
-    acme.blob(f"inputs/{JOB}/_READY").upload_from_string(b"")  # no batch folder
-    acme.blob(f"inputs/{JOB}/b/c/_READY").upload_from_string(b"")  # nested: not a batch marker
+    # Data objects notify nothing (the notifications filter on each job's marker prefix),
+    # whatever their names; so does a marker of a job that is not declared.
+    acme.blob(f"{ENV.layout.job_inputs(JOB)}b/_READY").upload_from_string(b"")  # old marker
+    acme.blob(f"{ENV.layout.job_inputs(JOB)}b/c/x.jsonl").upload_from_string(b"{}")
+    acme.blob(ENV.layout.marker("no-such-job", "b")).upload_from_string(b'{"count": 1}')
     runs = []
     for _ in range(3):
         runs += arc.deliver(timeout_s=1.5)
-    assert runs and all(str(r.result).startswith("ignored") for r in runs), [
-        (r.result, r.error) for r in runs]
+    assert runs == [], [(r.result, r.error) for r in runs]
     # Outside inputs/ the client cannot write at all, and the admin's write raises no event.
     denied(lambda: acme.blob("outputs/x/_READY").upload_from_string(b""),
            "storage.objects.create")
@@ -135,5 +136,5 @@ def test_python_m_local_events_delivers_what_was_uploaded_before_it_started(
                            str(cloud.stack)], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"inputs/{JOB}/{batch}/_READY: SUCCEEDED" in proc.stdout, proc.stdout[-2000:]
+    assert f"{ENV.layout.marker(JOB, batch)}: SUCCEEDED" in proc.stdout, proc.stdout[-2000:]
     outcomes(cloud.eventarc(), "acme")

@@ -119,10 +119,17 @@ def test_cmek_resource_without_key_barrier_is_refused(stacks_json: dict[str, Sta
 
 
 def test_notification_without_publisher_barrier_is_refused(stacks_json: dict[str, Stack]) -> None:
+    """One notification per (client, job) on the job's intake topic: each entry waits for
+    the barrier after the storage agent's grant on its own topic; without `embed`'s, the
+    entries on `embed`'s topic are refused though `uppercase`'s barrier is still there."""
     stack = copy.deepcopy(stacks_json["dev"])
-    body = stack["resource"]["google_storage_notification"]["clients-uploads"]
-    body["depends_on"] = [d for d in body["depends_on"] if d != "time_sleep.uploads-ready"]
-    assert findings(stack)["google_storage_notification.clients-uploads"]
+    body = stack["resource"]["google_storage_notification"]["clients-intake"]
+    embed = _address(stack, "time_sleep", "job-embed/intake-ready")
+    assert embed in body["depends_on"]
+    body["depends_on"] = [d for d in body["depends_on"] if d != embed]
+    messages = [str(f) for f in findings(stack)["google_storage_notification.clients-intake"]]
+    assert messages and all("google_pubsub_topic.intake-embed" in m for m in messages), messages
+    assert not any("intake-uppercase" in m for m in messages), messages
 
 
 def test_unpinned_google_beta_is_refused(stacks_json: dict[str, Stack]) -> None:
@@ -137,9 +144,13 @@ def test_unpinned_google_beta_is_refused(stacks_json: dict[str, Stack]) -> None:
 
 
 def test_barriers_wait_for_what_they_guard(stacks_json: dict[str, Stack]) -> None:
-    sleeps = stacks_json["prod"]["resource"]["time_sleep"]
+    stack = stacks_json["prod"]
+    sleeps = stack["resource"]["time_sleep"]
+    # One `intake-ready` per job: after the storage agent's grant on the job's intake topic.
+    intake = {_address(stack, "time_sleep", f"job-{job}/intake-ready").split(".")[1]
+              for job in ("embed", "uppercase")}
     assert set(sleeps) == {"apis-ready", "agents-ready", "keys-ready", "triggers-ready",
-                           "uploads-ready", "deployer-ready"}
+                           "uploads-ready", "deployer-ready", *intake}
     assert all(s["create_duration"] in ("60s", "120s") for s in sleeps.values())
     assert len(sleeps["apis-ready"]["depends_on"]) == len(
         stacks_json["prod"]["resource"]["google_project_service"])

@@ -37,7 +37,9 @@ def _keys(stack: Stack, rtype: str, name: str) -> set[str]:
 
 
 def test_a_leaving_client_stops_intake(leaving: Stack) -> None:
-    assert _keys(leaving, "google_storage_notification", "clients-uploads") == {"acme"}
+    # One notification per (client, job) on the job's intake topic (`<client>/<job>`).
+    intake = _keys(leaving, "google_storage_notification", "clients-intake")
+    assert intake == {"acme/embed", "acme/uppercase"}
     schedules = leaving["resource"].get("google_cloud_scheduler_job", {})
     assert not any(k.startswith("globex/") for s in schedules.values()
                    for k in s.get("for_each", {}))

@@ -17,13 +17,15 @@ FIXTURES = ROOT / "tests" / "fixtures" / "policies"
 REGISTRY = ROOT / "policies" / "suppressions.yaml"
 
 
-def make_out(tmp_path: Path) -> Path:
-    """A synth-like output dir: the example stacks plus one rendered job per stack."""
+def make_out(tmp_path: Path, synth_dir: Path) -> Path:
+    """A synth-like output dir: the example stacks of this tree's synth (conftest's session
+    synth: a copied stack would go stale as the stacks change) plus one rendered job per
+    stack."""
     out = tmp_path / "cdktf.out"
     for env in ("dev", "prod"):
         stack = f"platform-{env}"
         (out / "stacks" / stack).mkdir(parents=True)
-        shutil.copy(FIXTURES / "stacks" / stack / "cdk.tf.json", out / "stacks" / stack)
+        shutil.copy(synth_dir / "stacks" / stack / "cdk.tf.json", out / "stacks" / stack)
         (out / "jobs" / stack).mkdir(parents=True)
         shutil.copy(FIXTURES / "jobs" / "good_gpu_spot.json", out / "jobs" / stack / "embed.json")
     return out
@@ -46,8 +48,8 @@ def inject(out: Path, rtype: str, name: str, conf: dict) -> None:
     path.write_text(json.dumps(doc, indent=2))
 
 
-def test_example_passes_and_writes_reports(tmp_path: Path) -> None:
-    out = make_out(tmp_path)
+def test_example_passes_and_writes_reports(tmp_path: Path, synth_dir: Path) -> None:
+    out = make_out(tmp_path, synth_dir)
     proc = bin_check(tmp_path, "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "policy checks passed" in proc.stdout
@@ -59,8 +61,8 @@ def test_example_passes_and_writes_reports(tmp_path: Path) -> None:
     assert "platform-prod" in proc.stdout
 
 
-def test_injected_editor_grant_fails(tmp_path: Path) -> None:
-    out = make_out(tmp_path)
+def test_injected_editor_grant_fails(tmp_path: Path, synth_dir: Path) -> None:
+    out = make_out(tmp_path, synth_dir)
     inject(
         out,
         "google_project_iam_member",
@@ -76,14 +78,17 @@ def test_injected_editor_grant_fails(tmp_path: Path) -> None:
     assert "FAILED CKV_GPUB_1 platform-dev google_project_iam_member.injected_editor" in proc.stdout
 
 
-def test_public_bucket_binding_fails(tmp_path: Path) -> None:
-    out = make_out(tmp_path)
+def test_public_bucket_binding_fails(tmp_path: Path, synth_dir: Path) -> None:
+    out = make_out(tmp_path, synth_dir)
+    buckets = json.loads((out / "stacks" / "platform-dev" / "cdk.tf.json").read_text())[
+        "resource"]["google_storage_bucket"]
+    data = next(n for n, b in buckets.items() if b.get("name", "").endswith("-batch-data"))
     inject(
         out,
         "google_storage_bucket_iam_binding",
         "public_read",
         {
-            "bucket": "${google_storage_bucket.buckets_data_B2.name}",
+            "bucket": f"${{google_storage_bucket.{data}.name}}",
             "role": "roles/storage.objectViewer",
             "members": ["allUsers"],
         },
@@ -125,8 +130,8 @@ def test_job_rule_warnings_print_and_fail_only_with_strict(tmp_path: Path) -> No
     assert strict.returncode == 1 and "FAILED GPUB_JOB_8" in strict.stdout
 
 
-def test_unused_and_expired_suppressions_fail_the_run(tmp_path: Path) -> None:
-    out = make_out(tmp_path)
+def test_unused_and_expired_suppressions_fail_the_run(tmp_path: Path, synth_dir: Path) -> None:
+    out = make_out(tmp_path, synth_dir)
     registry = tmp_path / "suppressions.yaml"
     entries = (
         REGISTRY.read_text()
@@ -279,8 +284,8 @@ def test_json_output_is_one_document_on_stdout(tmp_path: Path) -> None:
     assert "FAILED CKV_GPUB_13" in proc.stderr
 
 
-def test_json_output_of_a_passing_run(tmp_path: Path) -> None:
-    proc = bin_check(tmp_path, "--json", "--out", str(make_out(tmp_path)))
+def test_json_output_of_a_passing_run(tmp_path: Path, synth_dir: Path) -> None:
+    proc = bin_check(tmp_path, "--json", "--out", str(make_out(tmp_path, synth_dir)))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["passed"] is True and doc["failed"] == [] and doc["suppression_problems"] == []
