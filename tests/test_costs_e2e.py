@@ -79,12 +79,13 @@ def cloud(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def _upload(c: Cloud, client: str, batch: str, marker: bool) -> str:
     bucket = c.gcs(ENV.client_sa_email(client)).bucket(ENV.client_bucket(client))
-    prefix = f"inputs/{JOB}/{batch}/"
+    prefix = ENV.layout.batch_inputs(JOB, batch)
     for i in range(2):
         bucket.blob(f"{prefix}{i}.jsonl").upload_from_string(
             f'{{"id": {i}, "text": "{client} {i}"}}\n')
-    if marker:
-        bucket.blob(f"{prefix}_READY").upload_from_string(b"")
+    if marker:  # the batch's marker, with its input count (stacks/layout.py `marker`)
+        bucket.blob(ENV.layout.marker(JOB, batch)).upload_from_string(
+            json.dumps({"count": 2}), content_type="application/json")
     return prefix
 
 

@@ -323,7 +323,8 @@ def test_failed_run_explains_itself(local: Env, tmp_path: Path) -> None:
            "files failed than the job's failure budget allows" in run.stderr
     assert "    | " in run.stderr  # the log's last lines
     job_id = json.loads(run.stdout)["job_id"]
-    assert f"next: read the errors under the output's _errors/ and the log (bin/submit logs " \
+    errors = f"{info['outputs'].rstrip('/')}/_errors/"  # the run's own output (issue 23)
+    assert f"next: read the errors under {errors} and the log (bin/submit logs " \
            f"{job_id} --task 0 --local)" in run.stderr
     failure = json.loads(run.stdout)["failures"][0]
     assert failure["exit_code"] == 3 and failure["category"] == "application error"
