@@ -140,9 +140,42 @@ def _emulator() -> Any:
                 raise
 
         main.StepAssign.execute = assign_step
+        # `http.default_retry_predicate` (and its non-idempotent twin) read `e.code`, which
+        # an error without an HTTP status lacks (a connector's TimeoutError, an
+        # OperationError): the predicate itself raised instead of answering. In Workflows it
+        # retries on the codes or the tags, whichever the error carries.
+        from workflows_emulator.lib import http_utils
+
+        for predicate in (http_utils.default_retry_predicate,
+                          http_utils.default_retry_predicate_non_idempotent):
+            _tolerate_codeless_errors(predicate)
         main.StepCall._gpub_local = True
     install_limits(main)
     return main
+
+
+_PREDICATE_EDITS = (
+    ("e.code in err_codes", 'map.get(e, "code") in err_codes'),
+    ("set(e.tags)", 'set(default(map.get(e, "tags"), []))'),
+    ("${e.tags[0]}: (${e.code}) ${e.message}", "${json.encode_to_string(e)}"),
+)
+
+
+def _tolerate_codeless_errors(predicate: dict[str, Any]) -> None:
+    """Edit a workflows-emulator predicate subworkflow in place: `e` may lack code or tags."""
+    def edit(value: Any) -> Any:
+        if isinstance(value, str):
+            for old, new in _PREDICATE_EDITS:
+                value = value.replace(old, new)
+            return value
+        if isinstance(value, dict):
+            for key in value:
+                value[key] = edit(value[key])
+        elif isinstance(value, list):
+            value[:] = [edit(v) for v in value]
+        return value
+
+    edit(predicate)
 
 
 def _plain(value: Any) -> Any:

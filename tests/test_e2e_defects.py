@@ -31,7 +31,7 @@ DEFECTS: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], Scenario, s
     "no-list-grant-for-run-identity": (no_list_for_run_identity, check_story,
                                        "storage.objects.list"),
     "no-delete-permission": (no_delete_for_run_identity, check_rerun, "storage.objects.delete"),
-    "blocking-jobs-create": (blocking_jobs_create, check_story, "CREATE_FAILED"),
+    "blocking-jobs-create": (blocking_jobs_create, check_story, "still SCHEDULED after"),
     "cancelled-not-final": (cancelled_not_final, check_cancel, "still waits"),
 }
 

@@ -26,7 +26,10 @@ def cloud(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     # The delivery engineer's knob: every Pub/Sub message delivered twice (when supported).
     os.environ["LOCAL_PUBSUB_DUPLICATE_RATE"] = "1.0"
     try:
-        yield from start_cloud(synth_dir, tmp_path_factory.mktemp("e2e-intake"))
+        # Jobs start at once here: this scenario counts jobs and outcomes, it does not need
+        # them to outlive a blocking create (tests/test_e2e_defects.py does).
+        yield from start_cloud(synth_dir, tmp_path_factory.mktemp("e2e-intake"),
+                               {"LOCAL_BATCH_SCHEDULE_DELAY_S": "0.5"})
     finally:
         os.environ.pop("LOCAL_PUBSUB_DUPLICATE_RATE", None)
 

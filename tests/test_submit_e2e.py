@@ -142,8 +142,9 @@ def test_dry_run_never_loads_the_provider_bindings(local: Backend) -> None:
 
 
 def test_duplicate_concurrent_submit_is_refused_with_exit_3(local: Backend) -> None:
-    local.upload("jobs/in/dup/", 40)
-    # Parallelism 1: four tasks one after the other keep the first job busy for a while.
+    local.upload("jobs/in/dup/", 120)
+    # Parallelism 1: twelve tasks one after the other keep the first job busy (about 8 s
+    # locally) well past the second submit (about 1.5 s); four tasks left a thin margin.
     first = local.submit("uppercase", "--env", "dev", *_io("dup"), "--local", "-p", "1")
     assert first.returncode == 0, first.stderr
     job_id = first.stdout.strip()

@@ -31,16 +31,35 @@ from local.identity import ADMIN_EMAIL, credentials_for
 from local.pubsub_stack import declared_topics_and_subscriptions
 from stacks.environments import dev
 from stacks.settings import EnvironmentSettings
+from stacks.workflow_params import RETRY
 
 ENV: EnvironmentSettings = dev()
 JOB = "uppercase"
 PARENT = f"projects/{ENV.project_id}/locations/{ENV.region}"
-# Every job stays SCHEDULED this long (Batch provisioning VMs): longer than the connector
-# timeout below, so every job outlives a blocking jobs.create.
-SCHEDULE_DELAY_S = 2.0
-CONNECTOR_TIMEOUT_S = 0.5
-# The deployed dispatcher polls jobs.get every 60 s; locally 60 s x 0.01.
+CONNECTOR_TIMEOUT_S = 0.2
+# The deployed dispatcher polls jobs.get every 60 s; locally 60 s x 0.01 (retry backoffs too).
 SLEEP_SCALE = 0.01
+CONNECTOR_POLL_S = 0.2  # local.connectors: jobs.get interval while a jobs.create blocks
+
+
+def blocking_create_max_s() -> float:
+    """The longest a blocking jobs.create may wait: its connector TimeoutError is retryable
+    (http.default_retry_predicate), so the deployed retry policy repeats the create (Batch
+    dedupes it by request id and it blocks on the same job again) max_retries times, with the
+    (scaled) backoffs between the attempts."""
+    policy: dict[str, Any] = RETRY
+    backoff, retries = policy["backoff"], int(policy["max_retries"])
+    delay, waits = float(backoff["initial_delay"]), 0.0
+    for _ in range(retries):
+        waits += min(delay, float(backoff["max_delay"]))
+        delay *= float(backoff["multiplier"])
+    attempt = CONNECTOR_TIMEOUT_S + CONNECTOR_POLL_S + 0.05  # + one jobs.get round trip
+    return (retries + 1) * attempt + waits * SLEEP_SCALE
+
+
+# Every job stays SCHEDULED this long (Batch provisioning VMs): longer than a blocking
+# jobs.create may wait with its retries, so every job outlives one.
+SCHEDULE_DELAY_S = round(blocking_create_max_s() + 1.0, 1)
 # Every task's first attempt is preempted (exit 50001) early; its retry must succeed.
 BATCH_ENV = {
     "LOCAL_BATCH_SCHEDULE_DELAY_S": str(SCHEDULE_DELAY_S),
@@ -84,11 +103,14 @@ class Cloud:
         reload_iam(self.ep.gcs_endpoint)
 
 
-def start_cloud(synth_dir: Path, tmp: Path) -> Iterator[Cloud]:
+def start_cloud(synth_dir: Path, tmp: Path,
+                batch_env: dict[str, str] | None = None) -> Iterator[Cloud]:
+    """The local cloud of the dev stack; `batch_env` overrides BATCH_ENV (a scenario that
+    needs no job to outlive a blocking create may start jobs at once)."""
     src = synth_dir / "stacks" / f"platform-{ENV.name}" / "cdk.tf.json"
     stack = tmp / "cdk.tf.json"
     shutil.copy(src, stack)
-    backend = LocalBackend(tmp / "local", stacks=[stack], env=BATCH_ENV)
+    backend = LocalBackend(tmp / "local", stacks=[stack], env={**BATCH_ENV, **(batch_env or {})})
     try:
         ep = backend.ensure_running()
         cloud = Cloud(stack, src.read_text(encoding="utf-8"), ep, backend)
@@ -187,7 +209,7 @@ def check_story(cloud: Cloud, arc: LocalEventarc) -> dict[str, Any]:
     job = batch_client(cloud.ep.batch_target).get_job(name=out["batch_job"])
     assert job.allocation_policy.service_account.email == ENV.run_sa_email("acme")
     ran_for = (job.update_time - job.create_time).total_seconds()
-    assert ran_for > CONNECTOR_TIMEOUT_S, ran_for  # longer than a blocking create may wait
+    assert ran_for > blocking_create_max_s(), ran_for  # longer than a blocking create waits
     group = f"{job.name}/taskGroups/group0"
     tasks = list(batch_client(cloud.ep.batch_target).list_tasks(parent=group))
     events = " ".join(e.description for t in tasks for e in t.status.status_events)
