@@ -52,14 +52,15 @@ _PROJECT_RESOURCES = ("google_project_iam_member", "google_project_iam_binding")
 
 
 @functools.cache
-def role_permissions() -> Mapping[str, tuple[str, ...]]:
-    data = json.loads(ROLES_FILE.read_text(encoding="utf-8"))
+def roles_in(path: Path) -> Mapping[str, tuple[str, ...]]:
+    """A role table (local/data/*_roles.json): role -> the permissions it carries."""
+    data = json.loads(path.read_text(encoding="utf-8"))
     return {role: tuple(perms) for role, perms in data["roles"].items()}
 
 
-def role_grants(role: str, permission: str) -> bool:
+def role_grants(role: str, permission: str, roles_file: Path = ROLES_FILE) -> bool:
     """Whether a predefined role carries `permission` (entries may end in `.*`)."""
-    return any(fnmatch.fnmatchcase(permission, p) for p in role_permissions().get(role, ()))
+    return any(fnmatch.fnmatchcase(permission, p) for p in roles_in(roles_file).get(role, ()))
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,6 @@ cannot be resolved offline and grant nothing here.
 
 from __future__ import annotations
 
-import fnmatch
-import functools
 import json
 import re
 import time
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local import iam_policy
 from local.identity import ADMIN_EMAIL, EVENTARC_AGENT_EMAIL, GCS_AGENT_EMAIL
 from local.pubsub_stack import deployed_triggers, eventarc_subscription
 from tfjson import facts_from_document, flat_strings, instances
@@ -50,14 +49,8 @@ _GCS_AGENT_REF = re.compile(r"\$\{data\.google_storage_project_service_account\.
 _SA_REF = re.compile(r"\$\{(google_service_account\.[^}]+)\.(name|id|email|unique_id)\}")
 
 
-@functools.cache
-def role_permissions() -> Mapping[str, tuple[str, ...]]:
-    data = json.loads(ROLES_FILE.read_text(encoding="utf-8"))
-    return {role: tuple(perms) for role, perms in data["roles"].items()}
-
-
 def role_grants(role: str, permission: str) -> bool:
-    return any(fnmatch.fnmatchcase(permission, p) for p in role_permissions().get(role, ()))
+    return iam_policy.role_grants(role, permission, ROLES_FILE)  # one role-table reader
 
 
 @dataclass(frozen=True)
