@@ -1,1 +1,2 @@
-"""Benchmarks (see bench/README.md); scripts, not a library."""
+"""Benchmarks (see bench/README.md): each runs as `.venv/bin/python -m bench.<name>`; an
+installed package (pyproject.toml), so neither they nor their subprocesses edit sys.path."""

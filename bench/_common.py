@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: JSON-line output, machine facts, timing, paths."""
+"""Shared helpers for the benchmarks: JSON-line output, machine facts, timing, subprocesses."""
 
 from __future__ import annotations
 
@@ -54,10 +54,13 @@ def run_timed(
     return time.perf_counter() - started, proc
 
 
-def env_with_root(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(ROOT / "images/runner/src"), env.get("PYTHONPATH", "")]
-    ).rstrip(os.pathsep)
-    env.update(extra or {})
-    return env
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus `extra`, for a measured subprocess. The packages it
+    imports (bench, the platform, gpub_runner) come from the install (bin/_bootstrap), so
+    nothing is added to PYTHONPATH."""
+    return {**os.environ, **(extra or {})}
+
+
+def module_cmd(module: str, *args: str) -> list[str]:
+    """The command line that runs `module` (`bench.synth`, ...) in the project's interpreter."""
+    return [PYTHON, "-m", module, *args]

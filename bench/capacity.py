@@ -1,12 +1,13 @@
 """Capacity ladder: time from a stockout to running on the next rung (local simulation).
 
-    .venv/bin/python bench/capacity.py            # 5 runs of each scenario
-    .venv/bin/python bench/capacity.py --quick    # 1 run
+    .venv/bin/python -m bench.capacity            # 5 runs of each scenario
+    .venv/bin/python -m bench.capacity --quick    # 1 run
 
 Scenario `stockout`: the `uppercase` job (dev) with the ladder [SPOT deadline 60 s, STANDARD]
 while LOCAL_BATCH_STOCKOUT="europe-west4/spot"; the deadline is scaled by --scale (0.05:
 3 s). From the run's decision trail (`bin/submit --json`): `switch_s` = from the moment the
 deadline passed (cancel) to the STANDARD job running; `to_running_s` = from submit to running.
+The job is declared by bench/capacity_submit.py (`bin/submit` with the ladder patched in).
 Compared with `direct`: a one-rung STANDARD ladder, submit to running (no stockout).
 """
 
@@ -15,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import PYTHON, ROOT, emit, env_with_root, machine, run_timed, say
+from bench._common import child_env, emit, machine, module_cmd, run_timed, say
+from bench.capacity_submit import patched_environments
 
 BUCKET = "example-ml-dev-batch-data"
 LADDERS = {
@@ -34,9 +33,6 @@ LADDERS = {
 
 
 def _render(synth: Path, fields: dict[str, Any]) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from _capacity_submit import patched_environments  # the capacity tests' job wrapper
-
     from jobs.render import render_job
 
     for env in patched_environments(fields):
@@ -52,13 +48,14 @@ def _one(tmp: Path, scenario: str, n: int, scale: float, backend: Any, gcs: Any)
     _render(synth, fields)
     name = f"{scenario}{n}"
     gcs.bucket(BUCKET).blob(f"jobs/in/{name}/a.jsonl").upload_from_string('{"t": "x"}\n')
-    env = env_with_root({"GPUB_LOCAL_ROOT": str(backend.root), "GPUB_SYNTH_DIR": str(synth),
+    env = child_env({"GPUB_LOCAL_ROOT": str(backend.root), "GPUB_SYNTH_DIR": str(synth),
                          "GPUB_LADDER_TIME_SCALE": str(scale),
                          "GPUB_TEST_LADDER": json.dumps(fields), "GPUB_SUBMITTER": "bench"})
     env.pop("STORAGE_EMULATOR_HOST", None)
-    cmd = [PYTHON, str(ROOT / "tests/_capacity_submit.py"), "uppercase", "--env", "dev",
-           "--input", f"gs://{BUCKET}/jobs/in/{name}/", "--output",
-           f"gs://{BUCKET}/jobs/out/{name}/", "--local", "--json", "--wait", "--poll", "0.1"]
+    cmd = module_cmd("bench.capacity_submit", "uppercase", "--env", "dev",
+                     "--input", f"gs://{BUCKET}/jobs/in/{name}/", "--output",
+                     f"gs://{BUCKET}/jobs/out/{name}/", "--local", "--json", "--wait",
+                     "--poll", "0.1")
     wall, proc = run_timed(cmd, env=env, timeout=300)
     if proc.returncode != 0:
         raise SystemExit(f"{scenario}: bin/submit failed ({proc.returncode}):\n"

@@ -1,12 +1,12 @@
 """`bin/check` end to end at N=1 and N=100 clients (the two example environments, M jobs).
 
-Per size: synthesize with bench/synth.py's builder into a temporary directory (a fresh
+Per size: synthesize with bench.synth's builder into a temporary directory (a fresh
 process), then `bin/check --no-synth --out DIR --reports DIR` (a fresh process); both timed,
 separately and together. The obvious alternative, the same checks at N=1, is the baseline.
 
-    .venv/bin/python bench/check.py                 # N=1 and N=100, M=2
-    .venv/bin/python bench/check.py --clients 1 --clients 100 --clients 1000 --jobs 5
-    .venv/bin/python bench/check.py --quick         # N=1 only
+    .venv/bin/python -m bench.check                 # N=1 and N=100, M=2
+    .venv/bin/python -m bench.check --clients 1 --clients 100 --clients 1000 --jobs 5
+    .venv/bin/python -m bench.check --quick         # N=1 only
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import PYTHON, ROOT, emit, env_with_root, machine, run_timed, say
+from bench._common import ROOT, child_env, emit, machine, module_cmd, run_timed, say
 
 TARGET_S = 60.0
 
@@ -26,13 +24,13 @@ TARGET_S = 60.0
 def measure(clients: int, jobs: int) -> dict[str, float | int | bool]:
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         out, reports = Path(tmp) / "out", Path(tmp) / "reports"
-        synth_s, proc = run_timed([PYTHON, str(ROOT / "bench/synth.py"), "--worker", "--clients",
-                                   str(clients), "--jobs", str(jobs), "--outdir", str(out)],
-                                  env=env_with_root())
+        synth_s, proc = run_timed(module_cmd("bench.synth", "--worker", "--clients", str(clients),
+                                             "--jobs", str(jobs), "--outdir", str(out)),
+                                  env=child_env())
         if proc.returncode != 0:
             raise SystemExit(f"synth failed:\n{proc.stderr[-3000:]}")
         check_s, proc = run_timed([str(ROOT / "bin/check"), "--no-synth", "--out", str(out),
-                                   "--reports", str(reports)], env=env_with_root())
+                                   "--reports", str(reports)], env=child_env())
         # Exit 1 means findings (a policy result, not a crash): report it, do not fail.
         if proc.returncode not in (0, 1):
             raise SystemExit(f"bin/check crashed ({proc.returncode}):\n{proc.stderr[-3000:]}")

@@ -6,7 +6,7 @@
 2. 10,000 files: one file per task (each task pays 60 s of VM start-up, as some peers do)
    against the planner's packing (`submit.planner.plan_tasks`, the job's files per task).
 
-    .venv/bin/python bench/cost.py    # pure arithmetic, well under a second
+    .venv/bin/python -m bench.cost    # pure arithmetic, well under a second
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import emit, machine, say
 

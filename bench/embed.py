@@ -4,8 +4,10 @@ Calls the image's handler in-process (`setup()` then `process()`) on JSON-lines 
 short sentences, as the runner would, and reports sentences/s with device, precision and
 batch size. No GPU in this session; on a GPU machine run with EMBED_DEVICE=cuda.
 
-    .venv/bin/python bench/embed.py                 # 8 files x 256 sentences
-    .venv/bin/python bench/embed.py --quick         # 2 files x 32 sentences
+    .venv/bin/python -m bench.embed                 # 8 files x 256 sentences
+    .venv/bin/python -m bench.embed --quick         # 2 files x 32 sentences
+
+The handler is `embed_handler`, installed from images/embed (bin/_bootstrap).
 """
 
 from __future__ import annotations
@@ -15,12 +17,8 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "images/runner/src"), str(ROOT / "images/embed/src")]
-
-from bench._common import emit, machine, say  # noqa: E402
+from bench._common import emit, machine, say
 
 
 def main(argv: list[str] | None = None) -> int:

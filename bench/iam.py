@@ -5,8 +5,8 @@ off (straight to fake-gcs-server), same inputs, same machine, alternating order.
 a run identity whose grants mimic Tenancy v2: objectViewer on the bucket, objectUser with a
 CEL condition on `outputs/` (so every write evaluates a condition).
 
-    .venv/bin/python bench/iam.py               # 2000 files, 3 rounds (median)
-    .venv/bin/python bench/iam.py --quick       # 100 files, 1 round (smoke test)
+    .venv/bin/python -m bench.iam               # 2000 files, 3 rounds (median)
+    .venv/bin/python -m bench.iam --quick       # 100 files, 1 round (smoke test)
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import emit, machine, say
 from bench.runner import BUCKET, run_runner, start_gcs
@@ -61,7 +59,7 @@ def one_round(seed: Path, work: Path, n: int, iam: bool, concurrency: int,
             pport = free_port()
             procs.append(start_iam_proxy(work, pport, endpoint, [stack]).pid)
             endpoint = f"http://127.0.0.1:{pport}"
-        if latency_ms > 0:  # GCS request latency from a VM, as in bench/runner.py
+        if latency_ms > 0:  # GCS request latency from a VM, as in bench.runner
             from bench.runner import start_proxy
 
             lat, lport = start_proxy(int(endpoint.rsplit(":", 1)[1]), latency_ms)

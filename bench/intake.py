@@ -1,6 +1,6 @@
 """Intake at scale (issue 20): executions per data file and per batch, and steps per run.
 
-    .venv/bin/python bench/intake.py [--quick]
+    .venv/bin/python -m bench.intake [--quick]
 
 - `executions_per_data_file`, `executions_per_batch`: 5 jobs declared for one client; the
   notification prefixes the stack declares (`inputs/_ready/<job>/`, one per job, prefix
@@ -9,7 +9,7 @@
   running local cloud: see bench/RESULTS.md.)
 - `steps_per_run` at 10, 1,000 and 100,000 files (`--quick`: 10, 100, 1,000): the deployed
   workflow source executed in workflows-emulator against a stateful fake of the APIs
-  (tests/_workflow_fake.py), counting executed steps.
+  (bench/workflow_fake.py, which the tests share), counting executed steps.
 
 Prints one JSON line per measurement.
 """
@@ -17,13 +17,8 @@ Prints one JSON line per measurement.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from bench._common import emit, machine  # noqa: E402
+from bench._common import emit, machine
 
 
 def executions(files: int, jobs: int) -> dict[str, float]:
@@ -46,8 +41,7 @@ def executions(files: int, jobs: int) -> dict[str, float]:
 
 
 def steps_per_run(n: int) -> int:
-    from _workflow_fake import FakeCloud, StepCounter, execute, marker_event
-    from test_clients_workflow_source import params
+    from bench.workflow_fake import FakeCloud, StepCounter, execute, marker_event, params
 
     cloud, counter = FakeCloud(), StepCounter()
     gen = cloud.put("p-dev-acme", "inputs/_ready/embed/b", {"count": n})

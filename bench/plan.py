@@ -9,9 +9,9 @@ Two sources of listing:
 - `--real N`: fake-gcs-server seeded with N real objects (default 20,000; 1,000,000 real
   objects would take this 2-core machine far too long to seed and serve).
 
-    .venv/bin/python bench/plan.py                  # 1,000,000 fake + 20,000 real
-    .venv/bin/python bench/plan.py --files 100000 --real 0
-    .venv/bin/python bench/plan.py --quick          # 20,000 fake + 2,000 real
+    .venv/bin/python -m bench.plan                  # 1,000,000 fake + 20,000 real
+    .venv/bin/python -m bench.plan --files 100000 --real 0
+    .venv/bin/python -m bench.plan --quick          # 20,000 fake + 2,000 real
 """
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-# As bench/_common.env_with_root does for the runner's subprocess: this checkout's runner.
-sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "images/runner/src"))
 
 from gpub_runner import contract
 from gpub_runner.config import Config, GcsUri

@@ -9,9 +9,9 @@ starts it: no manifest, the task lists and plans the prefix itself.
 Each comparison runs with no added latency and behind a proxy that delays every response by a
 fixed time (an assumption standing in for GCS request latency from a VM; default 10 ms).
 
-    .venv/bin/python bench/runner.py                       # 2000 files, latency 0 and 10 ms
-    .venv/bin/python bench/runner.py --latency-ms 20 --backend memory
-    .venv/bin/python bench/runner.py --quick               # 100 files (smoke test)
+    .venv/bin/python -m bench.runner                       # 2000 files, latency 0 and 10 ms
+    .venv/bin/python -m bench.runner --latency-ms 20 --backend memory
+    .venv/bin/python -m bench.runner --quick               # 100 files (smoke test)
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import PYTHON, ROOT, emit, env_with_root, machine, say
+from bench._common import PYTHON, child_env, emit, machine, module_cmd, say
 
 BUCKET = "bench"
 # Issue 20: at least as fast as the plain loop with no added latency, 5x at 10 ms.
@@ -76,8 +74,8 @@ def start_proxy(target: int, latency_ms: float) -> tuple[subprocess.Popen[bytes]
     from local.procs import free_port, port_answers
 
     port = free_port()
-    proc = subprocess.Popen([PYTHON, str(Path(__file__)), "--proxy", str(port), str(target),
-                             str(latency_ms)], env=env_with_root())
+    proc = subprocess.Popen(module_cmd("bench.runner", "--proxy", str(port), str(target),
+                                       str(latency_ms)), env=child_env())
     deadline = time.monotonic() + 20
     while not port_answers(port):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -144,14 +142,13 @@ def plain_loop(endpoint: str, names: list[str], out_prefix: str) -> tuple[float,
 
 def run_runner(endpoint: str, manifest_uri: str | None, out_prefix: str, concurrency: int,
                profile: Path | None) -> tuple[float, dict[str, Any]]:
-    env = env_with_root({
+    env = child_env({
         "STORAGE_EMULATOR_HOST": endpoint, "BATCH_TASK_INDEX": "0", "BATCH_TASK_COUNT": "1",
         "BATCH_TASK_RETRY_ATTEMPT": "0", "GPUB_MANIFEST": manifest_uri or "",
         "GPUB_INPUT_PREFIX": f"gs://{BUCKET}/in/", "GPUB_OUTPUT_PREFIX": out_prefix,
-        "GPUB_HANDLER": "noop_handler:process", "GPUB_CONCURRENCY": str(concurrency),
+        "GPUB_HANDLER": "bench.noop_handler:process", "GPUB_CONCURRENCY": str(concurrency),
         "GPUB_JOB_NAME": "bench",
     })
-    env["PYTHONPATH"] += os.pathsep + str(ROOT / "bench")
     cmd = [PYTHON, "-m", "gpub_runner"]
     if profile is not None:
         cmd = [PYTHON, "-m", "cProfile", "-o", str(profile), "-m", "gpub_runner"]

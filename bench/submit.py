@@ -1,7 +1,7 @@
 """Submit helper: start-up, dry-run, planning over a fake-gcs-server listing and in memory.
 
-    .venv/bin/python bench/submit.py          # 5 start-ups, 20,000 listed, 1,000,000 planned
-    .venv/bin/python bench/submit.py --quick    # 3 start-ups, 2,000 listed, 20,000 planned
+    .venv/bin/python -m bench.submit          # 5 start-ups, 20,000 listed, 1,000,000 planned
+    .venv/bin/python -m bench.submit --quick    # 3 start-ups, 2,000 listed, 20,000 planned
 
 Start-up is compared with the interpreter floor (`python -c pass`) and with what importing the
 provider bindings would cost; listing is compared with a listing without the `fields`
@@ -22,9 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import PYTHON, ROOT, emit, env_with_root, machine, run_timed, say
+from bench._common import PYTHON, ROOT, child_env, emit, machine, run_timed, say
 
 BUCKET = "example-ml-dev-batch-data"
 BAD_MODULES = ("stacks.provider", "cdktn", "cdktn_provider_google", "jsii", "constructs")
@@ -70,7 +68,7 @@ def bench_startup(repeat: int, tmp: Path) -> None:
         for i in range(25):
             bucket.blob(f"jobs/in/uppercase/f{i:03d}.jsonl").upload_from_string(
                 json.dumps({"id": i, "text": f"hello {i}"}) + "\n")
-        env = env_with_root({"GPUB_LOCAL_ROOT": str(tmp / "local"), "GPUB_SYNTH_DIR": str(synth),
+        env = child_env({"GPUB_LOCAL_ROOT": str(tmp / "local"), "GPUB_SYNTH_DIR": str(synth),
                              "GPUB_SUBMITTER": "bench"})
         env.pop("STORAGE_EMULATOR_HOST", None)
         dry = ["uppercase", "--env", "dev", "--local", "--dry-run",

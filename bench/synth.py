@@ -4,10 +4,10 @@ Each configuration runs in a fresh subprocess (`--worker`) that times the provid
 construction of the stacks and `app.synth()` (plus the job JSON), and reports peak RSS of
 itself and of the jsii node runtime. The parent adds whole-process wall time.
 
-    .venv/bin/python bench/synth.py                      # N=1, 100, 1,000, 10,000 (M=5)
-    .venv/bin/python bench/synth.py --clients 100 --jobs 5
-    .venv/bin/python bench/synth.py --quick              # N=1,M=1 vs N=3,M=2 (smoke test)
-    .venv/bin/python bench/synth.py --clients 1000 --jobs 5 --keep /tmp/synth  # keep output
+    .venv/bin/python -m bench.synth                      # N=1, 100, 1,000, 10,000 (M=5)
+    .venv/bin/python -m bench.synth --clients 100 --jobs 5
+    .venv/bin/python -m bench.synth --quick              # N=1,M=1 vs N=3,M=2 (smoke test)
+    .venv/bin/python -m bench.synth --clients 1000 --jobs 5 --keep /tmp/synth  # keep output
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import PYTHON, ROOT, emit, env_with_root, machine, run_timed, say
+from bench._common import ROOT, child_env, emit, machine, module_cmd, run_timed, say
 
 if TYPE_CHECKING:
     from stacks.settings import EnvironmentSettings
@@ -125,9 +123,9 @@ def measure(clients: int, jobs: int, keep: Path | None = None) -> dict[str, Any]
         outdir = str(keep / f"n{clients}_m{jobs}") if keep else tmp
         if keep:
             Path(outdir).mkdir(parents=True, exist_ok=True)
-        cmd = [PYTHON, str(Path(__file__)), "--worker", "--clients", str(clients),
-               "--jobs", str(jobs), "--outdir", outdir]
-        wall, proc = run_timed(cmd, env=env_with_root(), cwd=ROOT)
+        cmd = module_cmd("bench.synth", "--worker", "--clients", str(clients),
+                         "--jobs", str(jobs), "--outdir", outdir)
+        wall, proc = run_timed(cmd, env=child_env(), cwd=ROOT)
         if proc.returncode != 0:
             raise SystemExit(f"synth worker failed:\n{proc.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -55,6 +55,8 @@ def finish(outdir: Path, stacks: list[PlatformStack]) -> None:
 
     for stack in stacks:
         resolve_file(outdir / "stacks" / stack.settings.stack_name / "cdk.tf.json")
+        for shard in stack.shards:
+            resolve_file(outdir / "stacks" / shard.node.id / "cdk.tf.json")
         write_outputs(outdir / "stacks" / stack.settings.stack_name / "cdk.tf.json",
                       stack.settings)
     write_job_json(outdir, stacks)

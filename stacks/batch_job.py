@@ -20,7 +20,7 @@ from jobs import JobSpec
 from jobs.render import render_job
 from stacks.agents import IAM_PROPAGATION
 from stacks.deferred import deferred
-from stacks.props import JobProps
+from stacks.props import JobLink, JobProps
 from stacks.provider import (
     EventarcTrigger,
     EventarcTriggerDestination,
@@ -55,7 +55,6 @@ class BatchJob(Construct):
         self.spec = spec
         settings = props.settings
         self._validate(settings)
-        self.clients: list[str] = []
         self.secrets: list[str] = sorted(set(spec.secret_ids()))
         for secret_id in self.secrets:
             props.secrets.secret(secret_id)
@@ -77,9 +76,11 @@ class BatchJob(Construct):
                 f"{settings.name} ({', '.join(settings.guardrails.allowed_regions)})"
             )
 
-    def serve(self, client: str) -> None:
-        """Add `client` to the clients this job's workflow accepts."""
-        self.clients.append(client)
+    def link(self) -> JobLink:
+        """What a client's entries need of this job (stacks/client.py)."""
+        return JobLink(spec=self.spec, intake_topic=self.intake_topic_ref(),
+                       secrets=tuple(self.secrets),
+                       notification_topics=tuple(self.notification_topics()))
 
     def notification_topics(self) -> list[str]:
         # Full topic names (another project's topic) are granted by their owners.
@@ -92,7 +93,6 @@ class BatchJob(Construct):
             env=settings.name,
             project_id=settings.project_id,
             job_region=self.spec.region or settings.region,
-            clients=tuple(sorted(self.clients)),
             job_json=self.job_json,
             files_per_task=self.spec.files_per_task,
             max_parallelism=min(self.spec.peak_parallelism, settings.guardrails.max_parallelism),

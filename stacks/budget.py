@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from constructs import Construct
 
 from jobs import billing_labels
@@ -20,27 +22,30 @@ THRESHOLDS = (0.5, 0.9, 1.0)
 MAX_BUDGET_CHANNELS = 5  # all_updates_rule.monitoring_notification_channels (provider docs)
 
 
+def billing_provider(scope: Construct, settings: EnvironmentSettings) -> GoogleProvider:
+    """The provider the budgets use. The Billing Budgets API refuses user credentials (ADC of
+    a person) unless the call names a quota project: `billing_project` +
+    `user_project_override = true` (registry.terraform.io/providers/hashicorp/google/latest/
+    docs/resources/billing_budget). A service account (CI) works the same way with it, given
+    serviceusage.services.use on that project. An alias keeps the override to the budgets."""
+    return GoogleProvider(
+        scope,
+        "billing",
+        alias="billing",
+        project=settings.project_id,
+        region=settings.region,
+        billing_project=settings.project_id,
+        user_project_override=True,
+    )
+
+
 class ProjectBudget(Construct):
     def __init__(
         self, scope: Construct, id_: str, settings: EnvironmentSettings, project_number: str
     ) -> None:
         super().__init__(scope, id_)
         assert settings.billing_account is not None
-        # The Billing Budgets API refuses user credentials (ADC of a person) unless the call
-        # names a quota project: `billing_project` + `user_project_override = true` on the
-        # provider (registry.terraform.io/providers/hashicorp/google/latest/docs/resources/
-        # billing_budget). A service account (CI) works the same way with it, given
-        # serviceusage.services.use on that project. An aliased provider keeps the override
-        # to the budget alone.
-        self.provider = GoogleProvider(
-            self,
-            "billing",
-            alias="billing",
-            project=settings.project_id,
-            region=settings.region,
-            billing_project=settings.project_id,
-            user_project_override=True,
-        )
+        self.provider = billing_provider(self, settings)
         self.budget = BillingBudget(
             self,
             "budget",
@@ -77,36 +82,41 @@ class ClientBudgets(Construct):
 
     def __init__(
         self, scope: Construct, id_: str, settings: EnvironmentSettings, project_number: str,
-        provider: GoogleProvider, channels: dict[str, str], env_channels: list[str],
+        provider: GoogleProvider, env_channels: Sequence[str],
     ) -> None:
         super().__init__(scope, id_)
         assert settings.billing_account is not None
-        obs = settings.observability
+        self.settings = settings
+        self.billing_account: str = settings.billing_account
+        self.project_number = project_number
+        self.provider = provider
+        self.env_channels = list(env_channels)
         self.budgets: dict[str, BillingBudget] = {}
-        for client in settings.clients:
-            own = [channels[client.name]] if client.name in channels else []
-            self.budgets[client.name] = BillingBudget(
-                self,
-                client.name,
-                provider=provider,
-                billing_account=settings.billing_account,
-                display_name=f"gpu-batch-{settings.name}-{client.name}",
-                budget_filter=BillingBudgetBudgetFilter(
-                    projects=[f"projects/{project_number}"],
-                    labels={billing_labels.CLIENT: client.name},
-                ),
-                amount=BillingBudgetAmount(
-                    specified_amount=BillingBudgetAmountSpecifiedAmount(
-                        currency_code="USD",
-                        units=str(int(client_budget_usd(settings, client))),
-                    )
-                ),
-                threshold_rules=[
-                    BillingBudgetThresholdRules(threshold_percent=t)
-                    for t in obs.budget_thresholds
-                ] + [BillingBudgetThresholdRules(threshold_percent=1.0,
-                                                 spend_basis="FORECASTED_SPEND")],
-                all_updates_rule=BillingBudgetAllUpdatesRule(
-                    monitoring_notification_channels=(own + env_channels)[:MAX_BUDGET_CHANNELS]
-                ),
-            )
+
+    def add(self, client: ClientSettings, own: list[str]) -> None:
+        """The client's budget, notifying `own` (its channel) and the environment's."""
+        settings = self.settings
+        obs = settings.observability
+        self.budgets[client.name] = BillingBudget(
+            self,
+            client.name,
+            provider=self.provider,
+            billing_account=self.billing_account,
+            display_name=f"gpu-batch-{settings.name}-{client.name}",
+            budget_filter=BillingBudgetBudgetFilter(
+                projects=[f"projects/{self.project_number}"],
+                labels={billing_labels.CLIENT: client.name},
+            ),
+            amount=BillingBudgetAmount(
+                specified_amount=BillingBudgetAmountSpecifiedAmount(
+                    currency_code="USD", units=str(int(client_budget_usd(settings, client))),
+                )
+            ),
+            threshold_rules=[
+                BillingBudgetThresholdRules(threshold_percent=t) for t in obs.budget_thresholds
+            ] + [BillingBudgetThresholdRules(threshold_percent=1.0,
+                                             spend_basis="FORECASTED_SPEND")],
+            all_updates_rule=BillingBudgetAllUpdatesRule(
+                monitoring_notification_channels=(own + self.env_channels)[:MAX_BUDGET_CHANNELS]
+            ),
+        )

@@ -18,11 +18,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from stacks import layout
-from stacks.batch_job import BatchJob
-from stacks.client_resources import ClientResources, ref
+from stacks.client_resources import (
+    ActAs,
+    BucketGrant,
+    BucketRole,
+    ClientAccount,
+    ClientBucket,
+    ClientResources,
+    Impersonation,
+    Notification,
+    Publisher,
+    ResultsSubscription,
+    ResultsTopic,
+    RunAccount,
+    Schedule,
+    SecretAccess,
+    Subscriber,
+)
 from stacks.conditions import bucket_list, objects_under
 from stacks.layout import INPUTS, MARKERS, OUTPUTS, TenancyLayout
-from stacks.props import PlatformIdentities
+from stacks.props import JobLink, PlatformIdentities
 from stacks.settings import (
     ClientSettings,
     EnvironmentSettings,
@@ -31,9 +46,6 @@ from stacks.settings import (
 )
 from stacks.validation import client_sa_description, terraform_escape
 
-# The for_each key of the intake dead-letter topic and subscription (no client name starts
-# with "_", so it never meets a client's key).
-DEAD_LETTER_KEY = "_intake-dead-letter"
 # At most 10 notification configurations per event type per bucket
 # (cloud.google.com/storage/docs/pubsub-notifications): one per job of the client.
 MAX_JOBS_PER_CLIENT = 10
@@ -114,12 +126,12 @@ class ClientProps:
     settings: EnvironmentSettings
     resources: ClientResources  # the shared for_each resources the entries go to
     identities: PlatformIdentities
-    jobs: Mapping[str, BatchJob]  # the environment's jobs, by name
+    jobs: Mapping[str, JobLink]  # the environment's jobs, by name
     onboarded: Collection[str]  # clients onboarded so far (a name is onboarded once)
 
 
 class ClientOnboarding:
-    """Everything one client needs, from one `ClientSettings`: entries in the platform's
+    """Everything one client needs, from one `ClientSettings`: entries in its stack's
     `ClientResources` under the keys `<client>` and `<client>/<what>`."""
 
     def __init__(self, props: ClientProps, client: ClientSettings) -> None:
@@ -134,42 +146,30 @@ class ClientOnboarding:
         self.labels = {**settings.all_labels(), **client.labels, "client": name}
 
         # --- the client's bucket: its data, policy, CMEK, retention and labels ---------------
-        res.add("bucket", name, {"name": self.bucket, "labels": self.labels})
-        bucket_ref = ref("bucket", name, "name")
-        self._intake_dead_letter(res, ids)
+        res.add(name, ClientBucket(name=self.bucket, labels=self.labels))
+        bucket_ref = ClientBucket.ref(name, "name")
 
         # --- identities -------------------------------------------------------------------------
         description = client_sa_description(name, client.contact)  # <= 256 bytes
-        res.add("sa", name, {
-            "account_id": settings.client_sa_id(name),
-            "display_name": description[:100],
-            "description": description,
-        })
+        res.add(name, ClientAccount(account_id=settings.client_sa_id(name),
+                                    display_name=description[:100], description=description))
         run_description = f"Tasks of client {name}'s jobs: its bucket only"
-        res.add("run-sa", name, {
-            "account_id": settings.run_sa_id(name),
-            "display_name": run_description,
-            "description": run_description,
-        })
-        self.member = f"serviceAccount:{ref('sa', name, 'email')}"
-        self.run_member = f"serviceAccount:{ref('run-sa', name, 'email')}"
+        res.add(name, RunAccount(account_id=settings.run_sa_id(name),
+                                 display_name=run_description, description=run_description))
+        self.member = f"serviceAccount:{ClientAccount.ref(name, 'email')}"
+        self.run_member = f"serviceAccount:{RunAccount.ref(name, 'email')}"
         grants = client_grants(self.bucket, self.member, self.run_member,
                                ids.operator_member)
         for suffix, grant in grants.items():
             key = f"{name}/{suffix}"
             if grant["expression"] is None:
-                res.add("bucket-roles", key, {
-                    "bucket": bucket_ref, "role": grant["role"], "member": grant["member"],
-                })
+                res.add(key, BucketRole(bucket=bucket_ref, role=grant["role"],
+                                        member=grant["member"]))
             else:
-                res.add("bucket-grants", key, {
-                    "bucket": bucket_ref,
-                    "role": grant["role"],
-                    "member": grant["member"],
-                    "title": f"{name}-{suffix}",
-                    "description": grant["description"],
-                    "expression": grant["expression"],
-                })
+                res.add(key, BucketGrant(
+                    bucket=bucket_ref, role=grant["role"], member=grant["member"],
+                    title=f"{name}-{suffix}", description=grant["description"],
+                    expression=grant["expression"]))
         # The job workflows read markers, list them (the schedule sweep) and the output's
         # `_errors/`, and write run records and outcomes under outputs/ (compare-and-swap on
         # `_run.json` needs delete: objectUser).
@@ -187,98 +187,57 @@ class ClientOnboarding:
                                         objects_under(self.bucket, OUTPUTS),
                                         "job workflows read and write run records and outcomes"),
         }
-        for suffix, (role, expression, text) in workflow_grants.items():
-            res.add("bucket-grants", f"{name}/{suffix}", {
-                "bucket": bucket_ref, "role": role, "member": ids.workflow_member,
-                "title": f"{name}-{suffix}", "description": text, "expression": expression,
-            })
-        run_sa = ref("run-sa", name, "name")
-        res.add("act-as", f"{name}/workflow", {
-            "service_account": run_sa, "member": ids.workflow_member,
-        })
-        res.add("act-as", f"{name}/operator", {
-            "service_account": run_sa, "member": ids.operator_member,
-        })
+        for suffix, (role_name, expression, text) in workflow_grants.items():
+            res.add(f"{name}/{suffix}", BucketGrant(
+                bucket=bucket_ref, role=role_name, member=ids.workflow_member,
+                title=f"{name}-{suffix}", description=text, expression=expression))
+        run_sa = RunAccount.ref(name, "name")
+        res.add(f"{name}/workflow", ActAs(service_account=run_sa, member=ids.workflow_member))
+        res.add(f"{name}/operator", ActAs(service_account=run_sa, member=ids.operator_member))
         if client.principal is not None:
-            res.add("impersonation", name, {
-                "service_account": ref("sa", name, "name"),
-                "member": client.principal,
-            })
+            res.add(name, Impersonation(service_account=ClientAccount.ref(name, "name"),
+                                        member=client.principal))
 
         # --- results ---------------------------------------------------------------------------
-        res.add("topic", name, {"name": settings.results_topic(name), "labels": self.labels})
-        topic_name = ref("topic", name, "name")
-        res.add("subscription", name, {
-            "name": settings.layout.results_subscription(name),
-            "topic": ref("topic", name, "id"),
-            "labels": self.labels,
-        })
-        subscription = ref("subscription", name, "name")
-        res.add("subscribers", f"{name}/client", {
-            "subscription": subscription, "member": self.member,
-        })
+        res.add(name, ResultsTopic(name=settings.results_topic(name), labels=self.labels))
+        topic_name = ResultsTopic.ref(name, "name")
+        res.add(name, ResultsSubscription(name=settings.layout.results_subscription(name),
+                                          topic=ResultsTopic.ref(name, "id"),
+                                          labels=self.labels))
+        subscription = ResultsSubscription.ref(name, "name")
+        res.add(f"{name}/client", Subscriber(subscription=subscription, member=self.member))
         if client.principal is not None:
-            res.add("subscribers", f"{name}/principal", {
-                "subscription": subscription, "member": client.principal,
-            })
+            res.add(f"{name}/principal", Subscriber(subscription=subscription,
+                                                    member=client.principal))
         # The workflow publishes outcomes; Batch publishes failure notifications as the job's
         # identity (the client's run account).
-        res.add("publishers", f"{name}/workflow", {
-            "topic": topic_name, "member": ids.workflow_member,
-        })
-        res.add("publishers", f"{name}/run", {"topic": topic_name, "member": self.run_member})
+        res.add(f"{name}/workflow", Publisher(topic=topic_name, member=ids.workflow_member))
+        res.add(f"{name}/run", Publisher(topic=topic_name, member=self.run_member))
 
-        # --- per job: the job's dispatcher serves this client; its secrets and topics ------
+        # --- per job: the job's markers notify its intake topic; its secrets and topics -------
         for job in jobs:
             self._add_job(job)
         for i, schedule in enumerate([] if client.leaving else client.schedules):
             self._add_schedule(i, schedule.job, schedule.cron, schedule.time_zone,
                                schedule.input_prefix)
 
-    @staticmethod
-    def _intake_dead_letter(res: ClientResources, ids: PlatformIdentities) -> None:
-        """The platform's intake dead-letter topic and its operators' subscription (entries
-        of the shared topic and subscription resources, declared with the first client):
-        events whose run could not publish an outcome land there
-        (`bin/submit intake dead-letters [--replay]`, docs/clients.md "Intake")."""
-        if DEAD_LETTER_KEY in res.entries.get("topic", {}):
-            return
-        res.add("topic", DEAD_LETTER_KEY, {"name": layout.INTAKE_DEAD_LETTER_TOPIC,
-                                           "labels": {"purpose": "intake-dead-letter"}})
-        res.add("subscription", DEAD_LETTER_KEY, {
-            "name": TenancyLayout.dead_letter_subscription(),
-            "topic": ref("topic", DEAD_LETTER_KEY, "id"),
-            "labels": {"purpose": "intake-dead-letter"},
-        })
-        res.add("publishers", f"{DEAD_LETTER_KEY}/workflow", {
-            "topic": ref("topic", DEAD_LETTER_KEY, "name"), "member": ids.workflow_member,
-        })
-        res.add("subscribers", f"{DEAD_LETTER_KEY}/operator", {
-            "subscription": ref("subscription", DEAD_LETTER_KEY, "name"),
-            "member": ids.operator_member,
-        })
-
-    def _add_job(self, job: BatchJob) -> None:
+    def _add_job(self, job: JobLink) -> None:
         res = self.props.resources
         name = self.client.name
         if self.client.leaving:
             return  # offboarding phase 1: a leaving client's markers start nothing
-        job.serve(name)
         # The job's markers in this bucket notify the job's intake topic (one execution each).
-        res.add("notification", f"{name}/{job.spec.name}", {
-            "bucket": ref("bucket", name, "name"),
-            "topic": job.intake_topic_ref(),
-            "prefix": self.props.settings.layout.job_markers(job.spec.name),
-        })
-        res.after_publishers([j.intake_publisher for j in self.props.jobs.values()])
+        res.add(f"{name}/{job.spec.name}", Notification(
+            bucket=ClientBucket.ref(name, "name"), topic=job.intake_topic,
+            prefix=self.props.settings.layout.job_markers(job.spec.name)))
         for secret_id in job.secrets:
             key = f"{name}/secret-{secret_id}"
-            if key not in res.entries.get("secret-access", {}):
-                res.add("secret-access", key, {"secret": secret_id, "member": self.run_member})
-        for topic in job.notification_topics():
+            if not res.has(SecretAccess, key):
+                res.add(key, SecretAccess(secret=secret_id, member=self.run_member))
+        for topic in job.notification_topics:
             key = f"{name}/notify-{topic}"
-            if key not in res.entries.get("publishers", {}):
-                res.add("publishers", key, {"topic": topic, "member": self.run_member})
+            if not res.has(Publisher, key):
+                res.add(key, Publisher(topic=topic, member=self.run_member))
 
     def _add_schedule(
         self, index: int, job: str, cron: str, time_zone: str, input_prefix: str
@@ -294,19 +253,19 @@ class ClientOnboarding:
             {"client": client, "input_prefix": input_prefix, "trigger": "schedule"}
         )
         body = json.dumps({"argument": argument, "callLogLevel": "LOG_ERRORS_ONLY"})
-        self.props.resources.add("schedule", f"{client}/schedule-{index}", {
-            "name": settings.schedule_name(client, job, index),
+        self.props.resources.add(f"{client}/schedule-{index}", Schedule(
+            name=settings.schedule_name(client, job, index),
             # Map values are Terraform templates: free text is escaped.
-            "description": terraform_escape(
+            description=terraform_escape(
                 f"{job} for {client} on {input_prefix or 'all inputs'}"),
-            "schedule": cron,
-            "time_zone": time_zone,
-            "uri": uri,
-            "body": base64.b64encode(body.encode()).decode(),
-        })
+            schedule=cron,
+            time_zone=time_zone,
+            uri=uri,
+            body=base64.b64encode(body.encode()).decode(),
+        ))
 
 
-def _validate(props: ClientProps, client: ClientSettings) -> list[BatchJob]:
+def _validate(props: ClientProps, client: ClientSettings) -> list[JobLink]:
     """Synth-time checks that span the client and the platform; errors name the field."""
     where = f"clients.{client.name}"
     settings = props.settings
@@ -338,7 +297,7 @@ def _validate(props: ClientProps, client: ClientSettings) -> list[BatchJob]:
     if len(set(client.jobs)) != len(client.jobs):
         raise ValueError(f"{where}.jobs: {client.jobs} names a job twice")
     known = ", ".join(sorted(props.jobs)) or "none"
-    jobs: list[BatchJob] = []
+    jobs: list[JobLink] = []
     for name in client.jobs:
         if name not in props.jobs:
             raise ValueError(f"{where}.jobs: {name!r} is not a job of {stack} (known: {known})")

@@ -1,17 +1,23 @@
-"""The `for_each` resources every client shares (Cloud Foundation Fabric style).
+"""The `for_each` resources every client shares (Cloud Foundation Fabric style), typed.
 
-One Terraform resource per type and role for all clients of a platform, keyed by stable keys
-(`<client>` or `<client>/<what>`). Their maps are plain Python dicts written into
-`cdk.tf.json` after the CDK synthesizes (`stacks/deferred.py`): one jsii construct per role,
-whatever the number of clients. What is the same for every client stays a literal attribute.
+One Terraform resource per role for all clients of a stack, keyed by stable keys (`<client>`
+or `<client>/<what>`). Each role is ONE typed entry class below: its fields are the map's
+values, `@role(...)` registers its Terraform type, its resource name (part of every
+instance's state address: renaming one moves state) and the builder of its one resource.
+`ClientResources.add(key, entry)` is plain Python; the resource of a role is made (one jsii
+construct) the first time the role gets an entry, its `for_each` a token that
+`stacks.deferred` replaces by the entries after synth, so the cost stays one construct per
+role whatever the number of clients. What is the same for every client stays literal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
-from stacks.deferred import deferred_map
+from stacks.deferred import deferred
 from stacks.props import ClientResourceProps
 from stacks.provider import (
     CloudSchedulerJob,
@@ -30,10 +36,53 @@ from stacks.provider import (
     StorageBucketIamMember,
     StorageBucketIamMemberCondition,
     StorageNotification,
+    TerraformResource,
 )
 from stacks.storage import client_bucket_settings
 
 RESULTS_RETENTION = "604800s"  # 7 days: a client that is away for a week loses nothing
+
+Builder = Callable[["ClientResources"], TerraformResource]
+
+
+@dataclass(frozen=True)
+class Role:
+    """A resource role: its Terraform type, its resource name and how its resource is built."""
+
+    tf_type: str
+    name: str
+    build: Builder
+
+
+class Entry:
+    """One `for_each` entry; subclasses are frozen dataclasses registered with `@role`."""
+
+    ROLE: ClassVar[Role]
+
+    @classmethod
+    def ref(cls, key: str, attribute: str) -> str:
+        """`${google_service_account.clients-sa["acme"].email}`: one entry's attribute."""
+        return f'${{{cls.ROLE.tf_type}.{cls.ROLE.name}["{key}"].{attribute}}}'
+
+    def value(self) -> dict[str, Any]:
+        """The map value Terraform reads as `each.value` (field order kept)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+E = TypeVar("E", bound=type[Entry])
+ROLES: dict[type[Entry], Role] = {}
+
+
+def role(tf_type: str, name: str, build: Builder) -> Callable[[E], E]:
+    """Register an entry class as the one definition of its resource role."""
+
+    def register(cls: E) -> E:
+        if any(r.name == name for r in ROLES.values()):
+            raise ValueError(f"client resource name {name!r} is registered twice")
+        cls.ROLE = ROLES[cls] = Role(tf_type, name, build)
+        return cls
+
+    return register
 
 
 def each(field: str) -> str:
@@ -41,260 +90,329 @@ def each(field: str) -> str:
     return f"${{each.value.{field}}}"
 
 
-# role -> (Terraform resource type, resource name (the construct id under the platform)).
-# The names are part of every client resource's address: renaming one moves state.
-RESOURCES: dict[str, tuple[str, str]] = {
-    "bucket": ("google_storage_bucket", "clients-bucket"),
-    "notification": ("google_storage_notification", "clients-intake"),
-    "sa": ("google_service_account", "clients-sa"),
-    "run-sa": ("google_service_account", "clients-run-sa"),
-    "bucket-grants": ("google_storage_bucket_iam_member", "clients-bucket-grants"),
-    "bucket-roles": ("google_storage_bucket_iam_member", "clients-bucket-roles"),
-    "act-as": ("google_service_account_iam_member", "clients-run-act-as"),
-    "impersonation": ("google_service_account_iam_member", "clients-impersonation"),
-    "topic": ("google_pubsub_topic", "clients-results"),
-    "subscription": ("google_pubsub_subscription", "clients-results-sub"),
-    "subscribers": ("google_pubsub_subscription_iam_member", "clients-subscribers"),
-    "publishers": ("google_pubsub_topic_iam_member", "clients-publishers"),
-    "secret-access": ("google_secret_manager_secret_iam_member", "clients-secret-access"),
-    "schedule": ("google_cloud_scheduler_job", "clients-schedules"),
-}
-
-
-def ref(role: str, key: str, attribute: str) -> str:
-    """`${google_service_account.clients-sa["acme"].email}`: one entry's attribute."""
-    rtype, name = RESOURCES[role]
-    return f'${{{rtype}.{name}["{key}"].{attribute}}}'
-
-
 class ClientResources:
-    """The `for_each` resources of every client of one platform, keyed by stable keys.
-
-    `add(role, key, value)` is plain Python; the resource of a role is made (one jsii
-    construct) the first time the role gets an entry, its `for_each` a token that
-    `stacks.deferred` replaces by the entries after synth.
-    """
+    """The `for_each` resources of the clients of one stack, keyed by stable keys."""
 
     def __init__(self, props: ClientResourceProps) -> None:
         self.props = props
         self.scope = props.scope
-        self.entries: dict[str, dict[str, dict[str, Any]]] = {}
-        self.resources: dict[str, Any] = {}
-        self._builders: dict[str, Callable[[], Any]] = {
-            "bucket": self._bucket,
-            "notification": self._notification,
-            "sa": lambda: self._service_account("sa"),
-            "run-sa": lambda: self._service_account("run-sa"),
-            "bucket-grants": self._bucket_grants,
-            "bucket-roles": self._bucket_roles,
-            "act-as": self._act_as,
-            "impersonation": self._impersonation,
-            "topic": self._topic,
-            "subscription": self._subscription,
-            "subscribers": self._subscribers,
-            "publishers": self._publishers,
-            "secret-access": self._secret_access,
-            "schedule": self._schedule,
-        }
+        self.entries: dict[type[Entry], dict[str, Entry]] = {}
+        self.resources: dict[type[Entry], TerraformResource] = {}
 
-    def add(self, role: str, key: str, value: dict[str, Any]) -> None:
-        entries = self.entries.get(role)
+    def add(self, key: str, entry: Entry) -> None:
+        kind = type(entry)
+        entries = self.entries.get(kind)
         if entries is None:
-            entries = self.entries[role] = {}
-            resource = self._builders[role]()
-            resource.add_override("for_each", deferred_map(entries))
-            self.resources[role] = resource
+            entries = self.entries[kind] = {}
+            resource = kind.ROLE.build(self)
+            resource.add_override("for_each", deferred(lambda: _values(entries)))
+            self.resources[kind] = resource
         if key in entries:
-            raise ValueError(f"{RESOURCES[role][1]}: key {key!r} is declared twice")
-        entries[key] = value
+            raise ValueError(f"{kind.ROLE.name}: key {key!r} is declared twice")
+        entries[key] = entry
 
-    # ---- one builder per role: literal where every client is the same ----------------------
-    def _id(self, role: str) -> str:
-        return RESOURCES[role][1]
+    def has(self, kind: type[Entry], key: str) -> bool:
+        return key in self.entries.get(kind, {})
 
-    def _deps(self, *, key_grant: str | None = None) -> list[Any]:
+    def deps(self, *, key_grant: str | None = None) -> list[Any]:
         grant = self.props.encryption.after(key_grant) if key_grant else []
         return [*self.props.apis, *grant]
 
-    def _bucket(self) -> StorageBucket:
-        props = self.props
-        bucket = StorageBucket(
-            self.scope,
-            self._id("bucket"),
-            name=each("name"),
-            depends_on=self._deps(key_grant="gcs"),
-            **client_bucket_settings(props.settings, props.encryption.key, props.log_bucket_name),
-        )
-        bucket.add_override("labels", each("labels"))
-        bucket.add_override("logging.log_object_prefix", each("name"))
-        return bucket
 
-    def _notification(self) -> StorageNotification:
-        uploads = self.props.uploads
-        # One configuration per (client bucket, job): new objects under the job's marker
-        # prefix `inputs/_ready/<job>/` go to the job's intake topic; data objects notify
-        # nothing (notifications filter by object-name prefix only, at most 10 configurations
-        # per event type per bucket: cloud.google.com/storage/docs/pubsub-notifications).
-        # The Cloud Storage service agent must be a publisher there first
-        # (cloud.google.com/storage/docs/reporting-changes): `after_publishers`.
-        return StorageNotification(
-            self.scope,
-            self._id("notification"),
-            bucket=each("bucket"),
-            topic=each("topic"),
-            payload_format="JSON_API_V1",
-            event_types=["OBJECT_FINALIZE"],
-            object_name_prefix=each("prefix"),
-            depends_on=[uploads.publisher],
-        )
+def _values(entries: dict[str, Entry]) -> dict[str, dict[str, Any]]:
+    return {key: entry.value() for key, entry in entries.items()}
 
-    def after_publishers(self, grants: list[Any]) -> None:
-        """The notifications wait for the storage agent's grants on the intake topics."""
-        notification = self.resources.get("notification")
-        if notification is not None:
-            notification.add_override("depends_on", [
-                f"{g.terraform_resource_type}.{g.friendly_unique_id}"
-                for g in grants])
 
-    def _service_account(self, role: str) -> ServiceAccount:
-        return ServiceAccount(
-            self.scope,
-            self._id(role),
-            # client-<c> lives outside the platform project (issue 22, docs/clients.md).
-            project=(self.props.settings.clients_project if role == "sa"
-                     else self.props.settings.project_id),
-            account_id=each("account_id"),
-            display_name=each("display_name"),
-            description=each("description"),
-        )
+# ---- one entry class per role: the map's fields, and the resource literal where every client
+# is the same --------------------------------------------------------------------------------
+def _bucket(res: ClientResources) -> StorageBucket:
+    props = res.props
+    bucket = StorageBucket(
+        res.scope,
+        ClientBucket.ROLE.name,
+        name=each("name"),
+        depends_on=res.deps(key_grant="gcs"),
+        **client_bucket_settings(props.settings, props.encryption.key, props.log_bucket_name),
+    )
+    bucket.add_override("labels", each("labels"))
+    bucket.add_override("logging.log_object_prefix", each("name"))
+    return bucket
 
-    def _bucket_grants(self) -> StorageBucketIamMember:
-        return StorageBucketIamMember(
-            self.scope,
-            self._id("bucket-grants"),
-            bucket=each("bucket"),
-            role=each("role"),
-            member=each("member"),
-            condition=StorageBucketIamMemberCondition(
-                title=each("title"), description=each("description"), expression=each("expression")
+
+@role("google_storage_bucket", "clients-bucket", _bucket)
+@dataclass(frozen=True)
+class ClientBucket(Entry):
+    """The client's bucket: its data, policy, CMEK, retention and labels."""
+
+    name: str
+    labels: dict[str, str]
+
+
+def _notification(res: ClientResources) -> StorageNotification:
+    # One configuration per (client bucket, job): new objects under the job's marker prefix
+    # `inputs/_ready/<job>/` go to the job's intake topic; data objects notify nothing
+    # (notifications filter by object-name prefix only, at most 10 configurations per event
+    # type per bucket: cloud.google.com/storage/docs/pubsub-notifications). The Cloud Storage
+    # service agent must be a publisher there first (cloud.google.com/storage/docs/
+    # reporting-changes): the notifications wait behind the barriers after those grants (in a
+    # shard stack, the platform stack applied them before).
+    return StorageNotification(
+        res.scope,
+        Notification.ROLE.name,
+        bucket=each("bucket"),
+        topic=each("topic"),
+        payload_format="JSON_API_V1",
+        event_types=["OBJECT_FINALIZE"],
+        object_name_prefix=each("prefix"),
+        depends_on=res.props.notifications_after(),
+    )
+
+
+@role("google_storage_notification", "clients-intake", _notification)
+@dataclass(frozen=True)
+class Notification(Entry):
+    bucket: str
+    topic: str
+    prefix: str
+
+
+@dataclass(frozen=True)
+class Account(Entry):
+    account_id: str
+    display_name: str
+    description: str
+
+
+def _account(res: ClientResources, kind: type[Account], project: str) -> ServiceAccount:
+    return ServiceAccount(
+        res.scope, kind.ROLE.name, project=project, account_id=each("account_id"),
+        display_name=each("display_name"), description=each("description"),
+    )
+
+
+def _client_account(res: ClientResources) -> ServiceAccount:
+    # client-<c> lives outside the platform project (issue 22, docs/clients.md).
+    return _account(res, ClientAccount, res.props.settings.clients_project)
+
+
+def _run_account(res: ClientResources) -> ServiceAccount:
+    return _account(res, RunAccount, res.props.settings.project_id)
+
+
+@role("google_service_account", "clients-sa", _client_account)
+@dataclass(frozen=True)
+class ClientAccount(Account):
+    """`client-<c>`: uploads inputs, reads outputs (the client's people impersonate it)."""
+
+
+@role("google_service_account", "clients-run-sa", _run_account)
+@dataclass(frozen=True)
+class RunAccount(Account):
+    """`run-<c>`: every task of the client's jobs runs as it."""
+
+
+def _grant(res: ClientResources) -> StorageBucketIamMember:
+    return StorageBucketIamMember(
+        res.scope,
+        BucketGrant.ROLE.name,
+        bucket=each("bucket"),
+        role=each("role"),
+        member=each("member"),
+        condition=StorageBucketIamMemberCondition(
+            title=each("title"), description=each("description"), expression=each("expression")
+        ),
+    )
+
+
+@role("google_storage_bucket_iam_member", "clients-bucket-grants", _grant)
+@dataclass(frozen=True)
+class BucketGrant(Entry):
+    """A role on the client's bucket under an IAM condition (object-name prefix)."""
+
+    bucket: str
+    role: str
+    member: str
+    title: str
+    description: str
+    expression: str
+
+
+def _bucket_role(res: ClientResources) -> StorageBucketIamMember:
+    # Unconditional roles on the client's own bucket (the bucket is the boundary).
+    return StorageBucketIamMember(
+        res.scope, BucketRole.ROLE.name,
+        bucket=each("bucket"), role=each("role"), member=each("member"),
+    )
+
+
+@role("google_storage_bucket_iam_member", "clients-bucket-roles", _bucket_role)
+@dataclass(frozen=True)
+class BucketRole(Entry):
+    bucket: str
+    role: str
+    member: str
+
+
+def _account_role(res: ClientResources, kind: type[Entry], role_name: str
+                  ) -> ServiceAccountIamMember:
+    return ServiceAccountIamMember(
+        res.scope, kind.ROLE.name,
+        service_account_id=each("service_account"), role=role_name, member=each("member"),
+    )
+
+
+def _act_as(res: ClientResources) -> ServiceAccountIamMember:
+    # Whoever creates Batch jobs that run as `run-<c>` (the job workflows, operators'
+    # bin/submit) may act as that account only.
+    return _account_role(res, ActAs, "roles/iam.serviceAccountUser")
+
+
+def _impersonation(res: ClientResources) -> ServiceAccountIamMember:
+    # The client's people act through the client account (impersonation), never with bucket
+    # roles of their own; token creator on this one account only.
+    return _account_role(res, Impersonation, "roles/iam.serviceAccountTokenCreator")
+
+
+@role("google_service_account_iam_member", "clients-run-act-as", _act_as)
+@dataclass(frozen=True)
+class ActAs(Entry):
+    service_account: str
+    member: str
+
+
+@role("google_service_account_iam_member", "clients-impersonation", _impersonation)
+@dataclass(frozen=True)
+class Impersonation(Entry):
+    service_account: str
+    member: str
+
+
+def _topic(res: ClientResources) -> PubsubTopic:
+    topic = PubsubTopic(
+        res.scope,
+        ResultsTopic.ROLE.name,
+        project=res.props.settings.project_id,
+        name=each("name"),
+        kms_key_name=res.props.encryption.key,
+        message_retention_duration=RESULTS_RETENTION,
+        depends_on=res.deps(key_grant="pubsub"),
+    )
+    topic.add_override("labels", each("labels"))
+    return topic
+
+
+@role("google_pubsub_topic", "clients-results", _topic)
+@dataclass(frozen=True)
+class ResultsTopic(Entry):
+    name: str
+    labels: dict[str, str]
+
+
+def _subscription(res: ClientResources) -> PubsubSubscription:
+    sub = PubsubSubscription(
+        res.scope,
+        ResultsSubscription.ROLE.name,
+        project=res.props.settings.project_id,
+        name=each("name"),
+        topic=each("topic"),
+        message_retention_duration=RESULTS_RETENTION,
+        ack_deadline_seconds=60,
+        expiration_policy=PubsubSubscriptionExpirationPolicy(ttl=""),  # never expires
+    )
+    sub.add_override("labels", each("labels"))
+    return sub
+
+
+@role("google_pubsub_subscription", "clients-results-sub", _subscription)
+@dataclass(frozen=True)
+class ResultsSubscription(Entry):
+    name: str
+    topic: str
+    labels: dict[str, str]
+
+
+def _subscriber(res: ClientResources) -> PubsubSubscriptionIamMember:
+    return PubsubSubscriptionIamMember(
+        res.scope, Subscriber.ROLE.name,
+        project=res.props.settings.project_id, subscription=each("subscription"),
+        role="roles/pubsub.subscriber", member=each("member"),
+    )
+
+
+@role("google_pubsub_subscription_iam_member", "clients-subscribers", _subscriber)
+@dataclass(frozen=True)
+class Subscriber(Entry):
+    subscription: str
+    member: str
+
+
+def _publisher(res: ClientResources) -> PubsubTopicIamMember:
+    return PubsubTopicIamMember(
+        res.scope, Publisher.ROLE.name,
+        project=res.props.settings.project_id, topic=each("topic"),
+        role="roles/pubsub.publisher", member=each("member"),
+    )
+
+
+@role("google_pubsub_topic_iam_member", "clients-publishers", _publisher)
+@dataclass(frozen=True)
+class Publisher(Entry):
+    topic: str
+    member: str
+
+
+def _secret_access(res: ClientResources) -> SecretManagerSecretIamMember:
+    # Map values name secrets by id (a literal): the secrets are declared with the jobs, before
+    # any client, and the grant waits for them.
+    return SecretManagerSecretIamMember(
+        res.scope, SecretAccess.ROLE.name,
+        project=res.props.settings.project_id, secret_id=each("secret"),
+        role="roles/secretmanager.secretAccessor", member=each("member"),
+        depends_on=res.props.secrets_after(),
+    )
+
+
+@role("google_secret_manager_secret_iam_member", "clients-secret-access", _secret_access)
+@dataclass(frozen=True)
+class SecretAccess(Entry):
+    secret: str
+    member: str
+
+
+def _schedule(res: ClientResources) -> CloudSchedulerJob:
+    props = res.props
+    settings = props.settings
+    return CloudSchedulerJob(
+        res.scope,
+        Schedule.ROLE.name,
+        project=settings.project_id,
+        region=settings.region,
+        name=each("name"),
+        description=each("description"),
+        schedule=each("schedule"),
+        time_zone=each("time_zone"),
+        attempt_deadline="60s",
+        retry_config=CloudSchedulerJobRetryConfig(retry_count=1),
+        http_target=CloudSchedulerJobHttpTarget(
+            uri=each("uri"),
+            http_method="POST",
+            body=each("body"),
+            headers={"Content-Type": "application/json"},
+            oauth_token=CloudSchedulerJobHttpTargetOauthToken(
+                service_account_email=props.identities.scheduler_email,
+                scope="https://www.googleapis.com/auth/cloud-platform",
             ),
-        )
+        ),
+        depends_on=[*props.schedules_after(), *res.deps()],
+    )
 
-    def _bucket_roles(self) -> StorageBucketIamMember:
-        # Unconditional roles on the client's own bucket (the bucket is the boundary).
-        return StorageBucketIamMember(
-            self.scope,
-            self._id("bucket-roles"),
-            bucket=each("bucket"),
-            role=each("role"),
-            member=each("member"),
-        )
 
-    def _act_as(self) -> ServiceAccountIamMember:
-        # Whoever creates Batch jobs that run as `run-<c>` (the job workflows, operators'
-        # bin/submit) may act as that account only.
-        return ServiceAccountIamMember(
-            self.scope,
-            self._id("act-as"),
-            service_account_id=each("service_account"),
-            role="roles/iam.serviceAccountUser",
-            member=each("member"),
-        )
-
-    def _impersonation(self) -> ServiceAccountIamMember:
-        # The client's people act through the client account (impersonation), never with
-        # bucket roles of their own; token creator on this one account only.
-        return ServiceAccountIamMember(
-            self.scope,
-            self._id("impersonation"),
-            service_account_id=each("service_account"),
-            role="roles/iam.serviceAccountTokenCreator",
-            member=each("member"),
-        )
-
-    def _topic(self) -> PubsubTopic:
-        topic = PubsubTopic(
-            self.scope,
-            self._id("topic"),
-            project=self.props.settings.project_id,
-            name=each("name"),
-            kms_key_name=self.props.encryption.key,
-            message_retention_duration=RESULTS_RETENTION,
-            depends_on=self._deps(key_grant="pubsub"),
-        )
-        topic.add_override("labels", each("labels"))
-        return topic
-
-    def _subscription(self) -> PubsubSubscription:
-        sub = PubsubSubscription(
-            self.scope,
-            self._id("subscription"),
-            project=self.props.settings.project_id,
-            name=each("name"),
-            topic=each("topic"),
-            message_retention_duration=RESULTS_RETENTION,
-            ack_deadline_seconds=60,
-            expiration_policy=PubsubSubscriptionExpirationPolicy(ttl=""),  # never expires
-        )
-        sub.add_override("labels", each("labels"))
-        return sub
-
-    def _subscribers(self) -> PubsubSubscriptionIamMember:
-        return PubsubSubscriptionIamMember(
-            self.scope,
-            self._id("subscribers"),
-            project=self.props.settings.project_id,
-            subscription=each("subscription"),
-            role="roles/pubsub.subscriber",
-            member=each("member"),
-        )
-
-    def _publishers(self) -> PubsubTopicIamMember:
-        return PubsubTopicIamMember(
-            self.scope,
-            self._id("publishers"),
-            project=self.props.settings.project_id,
-            topic=each("topic"),
-            role="roles/pubsub.publisher",
-            member=each("member"),
-        )
-
-    def _secret_access(self) -> SecretManagerSecretIamMember:
-        # Map values name secrets by id (a literal): the secrets are declared with the jobs,
-        # before any client, and the grant waits for them.
-        return SecretManagerSecretIamMember(
-            self.scope,
-            self._id("secret-access"),
-            project=self.props.settings.project_id,
-            secret_id=each("secret"),
-            role="roles/secretmanager.secretAccessor",
-            member=each("member"),
-            depends_on=list(self.props.secrets.secrets.values()),
-        )
-
-    def _schedule(self) -> CloudSchedulerJob:
-        props = self.props
-        settings = props.settings
-        return CloudSchedulerJob(
-            self.scope,
-            self._id("schedule"),
-            project=settings.project_id,
-            region=settings.region,
-            name=each("name"),
-            description=each("description"),
-            schedule=each("schedule"),
-            time_zone=each("time_zone"),
-            attempt_deadline="60s",
-            retry_config=CloudSchedulerJobRetryConfig(retry_count=1),
-            http_target=CloudSchedulerJobHttpTarget(
-                uri=each("uri"),
-                http_method="POST",
-                body=each("body"),
-                headers={"Content-Type": "application/json"},
-                oauth_token=CloudSchedulerJobHttpTargetOauthToken(
-                    service_account_email=props.identities.scheduler_email,
-                    scope="https://www.googleapis.com/auth/cloud-platform",
-                ),
-            ),
-            depends_on=[*props.workflows(), props.scheduler_invoker, *self._deps()],
-        )
+@role("google_cloud_scheduler_job", "clients-schedules", _schedule)
+@dataclass(frozen=True)
+class Schedule(Entry):
+    name: str
+    description: str
+    schedule: str
+    time_zone: str
+    uri: str
+    body: str

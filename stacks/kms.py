@@ -20,6 +20,19 @@ AGENT_SERVICES = {
 }
 
 
+KEY_NAME = "batch-data"
+
+
+def ring_name(settings: EnvironmentSettings) -> str:
+    return f"batch-{settings.name}"
+
+
+def key_path(settings: EnvironmentSettings) -> str:
+    """The key's id as a literal (a client shard stack names it; the platform stack makes it)."""
+    return (f"projects/{settings.project_id}/locations/{settings.region}/keyRings/"
+            f"{ring_name(settings)}/cryptoKeys/{KEY_NAME}")
+
+
 class DataKey(Construct):
     """Key ring + key; encrypter/decrypter only for the service agents given."""
 
@@ -37,7 +50,7 @@ class DataKey(Construct):
         self.ring = KmsKeyRing(
             self,
             "ring",
-            name=f"batch-{settings.name}",
+            name=ring_name(settings),
             location=settings.region,
             project=settings.project_id,
             depends_on=depends_on,
@@ -45,7 +58,7 @@ class DataKey(Construct):
         self.key = KmsCryptoKey(
             self,
             "key",
-            name="batch-data",
+            name=KEY_NAME,
             key_ring=self.ring.id,
             rotation_period=KEY_ROTATION,
             purpose="ENCRYPT_DECRYPT",

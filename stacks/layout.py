@@ -27,6 +27,9 @@ CLIENT_SA_PREFIX = "client-"  # uploads inputs, reads outputs
 RUN_SA_PREFIX = "run-"  # every task of every job of the client runs as this identity
 ADHOC_SA_ID = "batch-adhoc"  # operators' ad-hoc runs on the data bucket
 OPERATOR_SA_ID = "operator"  # the identity `bin/submit` acts as locally
+WORKFLOW_SA_ID = "batch-workflows"  # the job workflows run as it
+TRIGGER_SA_ID = "batch-trigger"  # Eventarc triggers
+SCHEDULER_SA_ID = "batch-scheduler"  # Cloud Scheduler (client schedules)
 # The pipeline's identities in each environment project (made by `bin/bootstrap`, never by the
 # stacks): the deployer applies on main, the planner plans pull requests.
 DEPLOYER_SA_ID = "deployer"
@@ -113,6 +116,14 @@ class TenancyLayout:
     @property
     def operator_sa_email(self) -> str:
         return sa_email(OPERATOR_SA_ID, self.project_id)
+
+    @property
+    def workflow_sa_email(self) -> str:
+        return sa_email(WORKFLOW_SA_ID, self.project_id)
+
+    @property
+    def scheduler_sa_email(self) -> str:
+        return sa_email(SCHEDULER_SA_ID, self.project_id)
 
     @property
     def deployer_sa_email(self) -> str:

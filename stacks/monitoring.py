@@ -31,7 +31,7 @@ from stacks.provider import (
     MonitoringNotificationChannel,
     TerraformResource,
 )
-from stacks.settings import EnvironmentSettings
+from stacks.settings import ClientSettings, EnvironmentSettings
 
 
 def _key(text: str) -> str:
@@ -40,20 +40,28 @@ def _key(text: str) -> str:
 
 class NotificationChannels(Construct):
     """Email channels: `env` for the environment's alert emails, `clients[c]` for each client
-    whose `contact` is an email address (its budget mails go there)."""
+    whose `contact` is an email address (its budget mails go there). A client shard stack
+    declares its clients' channels only (`env_channels=False`) and reads the platform's."""
 
-    def __init__(self, scope: Construct, id_: str, settings: EnvironmentSettings) -> None:
+    def __init__(self, scope: Construct, id_: str, settings: EnvironmentSettings, *,
+                 env_channels: bool = True) -> None:
         super().__init__(scope, id_)
+        self.settings = settings
         self.env: list[str] = []
         self.clients: dict[str, str] = {}
-        for email in settings.observability.alert_emails:
+        for email in settings.observability.alert_emails if env_channels else ():
             self.env.append(self._email(settings, f"ops-{_key(email)}", email,
                                         f"gpu-batch {settings.name} alerts ({email})"))
-        for client in settings.clients:
-            if client.contact and EMAIL_RE.match(client.contact):
-                self.clients[client.name] = self._email(
-                    settings, settings.client_sa_id(client.name), client.contact,
-                    f"gpu-batch {settings.name} client {client.name} ({client.contact})")
+
+    def add_client(self, client: ClientSettings) -> list[str]:
+        """The client's channel (none without an email contact), as a list of channel names."""
+        settings = self.settings
+        if client.contact and EMAIL_RE.match(client.contact):
+            self.clients[client.name] = self._email(
+                settings, settings.client_sa_id(client.name), client.contact,
+                f"gpu-batch {settings.name} client {client.name} ({client.contact})")
+            return [self.clients[client.name]]
+        return []
 
     def _email(self, settings: EnvironmentSettings, id_: str, email: str, name: str) -> str:
         channel = MonitoringNotificationChannel(

@@ -15,6 +15,11 @@ SA_ID_MIN, SA_ID_MAX = 6, 30
 # (<project>-<name>). No "--": names built as `<client>--<job>` then split one way only.
 CLIENT_NAME_MAX = SA_ID_MAX - len(CLIENT_SA_PREFIX)
 CLIENT_NAME_RE = re.compile(rf"^[a-z](?!.*--)[a-z0-9-]{{1,{CLIENT_NAME_MAX - 2}}}[a-z0-9]$")
+# The same shape for RE2 (Workflows' `text.match_regex`, cloud.google.com/workflows/docs/
+# reference/stdlib/text/match_regex: RE2 has no lookaround), without `{m,n}` (a brace ends a
+# `${...}` expression in some parsers): the job workflows check it with the length bounds.
+CLIENT_NAME_RE2 = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+CLIENT_NAME_MIN = 3
 # Names the platform itself uses next to client names: its own buckets (`<project>-batch-data`,
 # `<project>-batch-logs`), its service accounts (`batch-*`), the data bucket's ad-hoc prefix
 # (`jobs/`) and the folders of a client bucket. A client may not take them.

@@ -5,15 +5,31 @@ from __future__ import annotations
 from constructs import Construct
 
 from jobs import JobSpec
+from stacks import layout
 from stacks.agents import IAM_PROPAGATION, ServiceAgents
 from stacks.batch_job import BatchJob
 from stacks.billing_view import BillingView
 from stacks.budget import ClientBudgets, ProjectBudget
 from stacks.client import ClientOnboarding, ClientProps
-from stacks.client_resources import ClientResources
+from stacks.client_resources import (
+    RESULTS_RETENTION,
+    ClientResources,
+    Publisher,
+    ResultsSubscription,
+    ResultsTopic,
+    Subscriber,
+)
+from stacks.client_shard import ClientHome, ClientShardStack, literal_job
 from stacks.identity import project_role, service_account
 from stacks.kms import DataKey
-from stacks.layout import RUN_SA_PREFIX
+from stacks.layout import (
+    OPERATOR_SA_ID,
+    RUN_SA_PREFIX,
+    SCHEDULER_SA_ID,
+    TRIGGER_SA_ID,
+    WORKFLOW_SA_ID,
+    TenancyLayout,
+)
 from stacks.monitoring import Monitoring, NotificationChannels
 from stacks.network import TaskNetwork
 from stacks.props import (
@@ -29,6 +45,9 @@ from stacks.provider import (
     GoogleProvider,
     ProjectIamAuditConfig,
     ProjectIamAuditConfigAuditLogConfig,
+    PubsubSubscription,
+    PubsubSubscriptionExpirationPolicy,
+    PubsubSubscriptionIamMember,
     PubsubTopic,
     PubsubTopicIamMember,
     SecretManagerSecret,
@@ -50,20 +69,26 @@ from stacks.quotas import GpuQuotas
 from stacks.registry import ImageRegistry
 from stacks.services import NO_API, ProjectApis
 from stacks.settings import ClientSettings, EnvironmentSettings
+from stacks.shards import shard_of
 from stacks.storage import PlatformBuckets
 
 # Platform service accounts get fixed Terraform names, so the client tables (plain data
 # written after synth, stacks/deferred.py) can refer to them.
-WORKFLOW_SA = "batch-workflows"
-TRIGGER_SA = "batch-trigger"
-SCHEDULER_SA = "batch-scheduler"
-OPERATOR_SA = "operator"  # settings.operator_sa_email
+WORKFLOW_SA = WORKFLOW_SA_ID
+TRIGGER_SA = TRIGGER_SA_ID
+SCHEDULER_SA = SCHEDULER_SA_ID
+OPERATOR_SA = OPERATOR_SA_ID  # settings.operator_sa_email
 # Roles every run identity needs that exist only at project level (Batch agent reporting,
 # Cloud Logging). Granted once to the principal set of the project's service accounts
 # (cloud.google.com/iam/docs/principal-identifiers: "All service accounts in a project"),
 # not once per client: the project policy would pass 1,500 members at ~700 clients
 # (cloud.google.com/iam/quotas).
 RUN_PROJECT_ROLES = ("roles/batch.agentReporter", "roles/logging.logWriter")
+
+
+# The for_each key the intake dead-letter topic and subscription had among the clients' results
+# resources before they moved to their own resources (the `moved` blocks name it).
+OLD_DEAD_LETTER_KEY = "_intake-dead-letter"
 
 
 def sa_member_ref(logical_id: str) -> str:
@@ -214,10 +239,11 @@ class PlatformStack(TerraformStack):
                         "scheduler_jobs_per_region": settings.scheduler_jobs_quota})
         # Costs and alerts (issue 24): channels, per-client budgets, the cost view, monitoring.
         channels = NotificationChannels(self, "channels", settings)
+        client_budgets = None
         if settings.billing_account is not None:
             budget = ProjectBudget(self, "budget", settings, self.project.number)
-            ClientBudgets(self, "client-budgets", settings, self.project.number,
-                          budget.provider, channels.clients, channels.env)
+            client_budgets = ClientBudgets(self, "client-budgets", settings,
+                                           self.project.number, budget.provider, channels.env)
         if settings.observability.billing_export is not None:
             BillingView(self, "billing-view", settings, kms_key, depends_on=api_deps)
         Monitoring(self, "monitoring", settings, channels.env, depends_on=api_deps)
@@ -225,7 +251,6 @@ class PlatformStack(TerraformStack):
         self._secrets: dict[str, SecretManagerSecret] = {}
         self.jobs: dict[str, BatchJob] = {}
         self.clients: dict[str, ClientOnboarding] = {}
-        # Every client's resources: for_each resources keyed by client (see stacks/client.py).
         self.identities = PlatformIdentities(
             workflow_sa_id=self.workflow_sa_id,
             workflow_member=self.workflow_sa_member,
@@ -235,22 +260,77 @@ class PlatformStack(TerraformStack):
         )
         self.uploads = Uploads(self.uploads_topic, self.uploads_topic_id, uploads_ready,
                                self.agents.storage_member)
-        self.client_resources = ClientResources(ClientResourceProps(
-            scope=self,
-            settings=settings,
-            apis=api_deps,
-            encryption=self.encryption,
-            identities=self.identities,
-            uploads=self.uploads,
-            log_bucket_name=self.log_bucket_name,
-            scheduler_invoker=self.scheduler_invoker,
-            workflows=self.job_workflows,
-            secrets=self,
-        ))
+        self._intake_dead_letter()
         for spec in settings.jobs:
             self._add_job(spec)
+        # Where clients go: this stack's for_each resources (client_shards.count 0), or the
+        # shard stacks, each applied after this one (stacks/shards.py).
+        self.shards: list[ClientShardStack] = []
+        self.home: ClientHome | None = None
+        if settings.client_shards.count == 0:
+            self.home = ClientHome(self._client_resources(), self.identities, channels,
+                                   client_budgets, literal=False)
+        for index in range(settings.client_shards.count):
+            shard = ClientShardStack(scope, settings, index, channels.env)
+            shard.add_dependency(self)
+            self.shards.append(shard)
         for client in settings.clients:
             self._onboard(client)
+
+    def _client_resources(self) -> ClientResources:
+        """Every client's resources in this stack: for_each resources keyed by client."""
+        return ClientResources(ClientResourceProps(
+            scope=self,
+            settings=self.settings,
+            apis=self.apis.all(),
+            encryption=self.encryption,
+            identities=self.identities,
+            log_bucket_name=self.log_bucket_name,
+            notifications_after=lambda: [j.intake_publisher for j in self.jobs.values()],
+            schedules_after=lambda: [*self.job_workflows(), self.scheduler_invoker],
+            secrets_after=lambda: list(self._secrets.values()),
+        ))
+
+    def _intake_dead_letter(self) -> None:
+        """The intake dead-letter topic and its operators' subscription: events whose run could
+        not publish an outcome land there (`bin/submit intake dead-letters [--replay]`,
+        docs/clients.md "Intake"). Once entries of the clients' results resources, moved here
+        (a `moved` block each) so that no client shard declares them too."""
+        settings = self.settings
+        labels = {"purpose": "intake-dead-letter"}
+        topic = PubsubTopic(
+            self, "intake-dead-letter", project=settings.project_id,
+            name=layout.INTAKE_DEAD_LETTER_TOPIC, kms_key_name=self.kms_key,
+            message_retention_duration=RESULTS_RETENTION, labels=labels,
+            depends_on=[*self.apis.all(), *self.encryption.after("pubsub")])
+        sub = PubsubSubscription(
+            self, "intake-dead-letter-sub", project=settings.project_id,
+            name=TenancyLayout.dead_letter_subscription(), topic=topic.id,
+            message_retention_duration=RESULTS_RETENTION, ack_deadline_seconds=60,
+            expiration_policy=PubsubSubscriptionExpirationPolicy(ttl=""), labels=labels)
+        PubsubTopicIamMember(
+            self, "intake-dead-letter-workflow", project=settings.project_id,
+            topic=topic.name, role="roles/pubsub.publisher", member=self.workflow_sa_member)
+        PubsubSubscriptionIamMember(
+            self, "intake-dead-letter-operator", project=settings.project_id,
+            subscription=sub.name, role="roles/pubsub.subscriber", member=self.operator_member)
+        moved = []
+        for old, new in ((ResultsTopic, "google_pubsub_topic.intake-dead-letter"),
+                         (ResultsSubscription,
+                          "google_pubsub_subscription.intake-dead-letter-sub")):
+            moved.append({"from": f'{old.ROLE.tf_type}.{old.ROLE.name}["{OLD_DEAD_LETTER_KEY}"]',
+                          "to": new})
+        moved.append({
+            "from": f'{Publisher.ROLE.tf_type}.{Publisher.ROLE.name}'
+                    f'["{OLD_DEAD_LETTER_KEY}/workflow"]',
+            "to": "google_pubsub_topic_iam_member.intake-dead-letter-workflow"})
+        moved.append({
+            "from": f'{Subscriber.ROLE.tf_type}.{Subscriber.ROLE.name}'
+                    f'["{OLD_DEAD_LETTER_KEY}/operator"]',
+            "to": "google_pubsub_subscription_iam_member.intake-dead-letter-operator"})
+        for resource in (topic, sub):
+            resource.override_logical_id(resource.node.id)
+        self.add_override("moved", moved)
 
     def _platform_sa(self, account_id: str, description: str) -> ServiceAccount:
         sa = service_account(self, account_id, self.settings.project_id, account_id, description)
@@ -335,9 +415,18 @@ class PlatformStack(TerraformStack):
         return onboarding
 
     def _onboard(self, client: ClientSettings) -> ClientOnboarding:
-        props = ClientProps(self.settings, self.client_resources, self.identities, self.jobs,
-                            self.clients)
+        settings = self.settings
+        count = settings.client_shards.count
+        home = (self.home if self.home is not None
+                else self.shards[shard_of(client.name, client.shard, count)].home)
+        links = {name: job.link() for name, job in self.jobs.items()}
+        if home.literal:
+            links = {name: literal_job(link, settings) for name, link in links.items()}
+        props = ClientProps(settings, home.resources, home.identities, links, self.clients)
         onboarding = self.clients[client.name] = ClientOnboarding(props, client)
+        own = home.channels.add_client(client)
+        if home.budgets is not None:
+            home.budgets.add(client, own)
         return onboarding
 
     @property

@@ -14,14 +14,12 @@ from typing import Protocol
 
 from constructs import Construct
 
+from jobs import JobSpec
 from stacks.provider import (
     KmsCryptoKeyIamMember,
-    ProjectIamMember,
-    ProjectService,
     PubsubTopic,
     SecretManagerSecret,
     TerraformResource,
-    WorkflowsWorkflow,
 )
 from stacks.settings import EnvironmentSettings
 
@@ -90,15 +88,36 @@ class JobProps:
 
 @dataclass(frozen=True)
 class ClientResourceProps:
-    """What the shared `for_each` client resources (stacks/client_resources.py) need."""
+    """What the shared `for_each` client resources (stacks/client_resources.py) need.
+
+    In the platform stack the dependencies are the platform's own resources; in a client shard
+    stack (stacks/client_shard.py) they are empty, because the platform stack, applied first
+    (a stack dependency), already holds every API, grant and barrier, and the identities and
+    the key are literal names.
+    """
 
     scope: Construct  # the stack: the resources' construct ids are their state addresses
     settings: EnvironmentSettings
-    apis: Sequence[ProjectService]
+    apis: Sequence[TerraformResource]
     encryption: Encryption
     identities: PlatformIdentities
-    uploads: Uploads
     log_bucket_name: str
-    scheduler_invoker: ProjectIamMember  # the scheduler's invoker role: schedules wait for it
-    workflows: Callable[[], list[WorkflowsWorkflow]]  # read when schedules are declared
-    secrets: SecretStore
+    # What the notifications wait for: the barriers after the storage agent's publisher
+    # grants on the intake topics.
+    # Each is read when the role's resource is made (its first entry).
+    notifications_after: Callable[[], list[TerraformResource]]
+    # What schedules wait for: the job workflows, the scheduler's invoker grant.
+    schedules_after: Callable[[], list[TerraformResource]]
+    secrets_after: Callable[[], list[TerraformResource]]  # the job secrets' containers
+
+
+@dataclass(frozen=True)
+class JobLink:
+    """What a client's entries need of one job (stacks/client.py): Terraform references in
+    the platform stack, literal names in a client shard stack."""
+
+    spec: JobSpec
+    intake_topic: str  # the topic the client's marker notifications publish to
+    secrets: tuple[str, ...]  # secret ids the job's tasks read
+    notification_topics: tuple[str, ...]  # topics of this project the job's tasks publish to
+

@@ -7,12 +7,18 @@ settings the stacks are built from.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from jobs import JobSpec, RenderContext
 from jobs.spec import REGION_RE, EnvKind
+from stacks.client_settings import (  # noqa: F401  (re-exported)
+    RESERVED_LABEL_KEYS,
+    ClientSettings,
+    InputFormat,
+    Schedule,
+)
 from stacks.layout import (
     ADHOC_SA_ID,
     CLIENTS_PROJECT_SUFFIX,
@@ -31,24 +37,17 @@ from stacks.names import (  # noqa: F401  (re-exported: callers import them from
     check_service_account_id,
 )
 from stacks.observability_settings import Observability
+from stacks.shards import ClientShards, check_shards
 from stacks.validation import (
     EMAIL_RE,  # noqa: F401  (re-exported: the one address pattern)
-    check_cron,
     check_email,
-    check_input_prefix,
     check_labels,
-    check_principal,
-    check_time_zone,
-    client_sa_description,
 )
 
 # GCP project ids: 6-30 chars, lowercase letter first, no trailing hyphen.
 PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 BILLING_ACCOUNT_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 
-InputFormat = Literal["csv", "parquet", "feather", "jsonl"]
-# Label keys the platform sets on every client resource (stacks/client.py).
-RESERVED_LABEL_KEYS = ("env", "managed-by", "client")
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -68,90 +67,6 @@ class Guardrails(BaseModel):
     # Job-rule warnings (policies/job_rules.py) fail `bin/check` for this environment, as
     # `bin/check --strict` does for all; errors always fail, warnings always print.
     warnings_fail_check: bool = False
-
-
-class Schedule(BaseModel):
-    """A cron schedule that starts a client's job workflow."""
-
-    model_config = _STRICT
-
-    job: str
-    cron: str
-    time_zone: str = "Etc/UTC"
-    input_prefix: str = ""
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, v: str) -> str:
-        check_cron(v)
-        return v
-
-    @field_validator("time_zone")
-    @classmethod
-    def _time_zone(cls, v: str) -> str:
-        check_time_zone(v)
-        return v
-
-    @field_validator("input_prefix")
-    @classmethod
-    def _input_prefix(cls, v: str) -> str:
-        check_input_prefix(v)
-        return v
-
-
-def _default_formats() -> list[InputFormat]:
-    return ["jsonl"]
-
-
-class ClientSettings(BaseModel):
-    """One client of the platform: who may upload, which jobs run on their uploads."""
-
-    model_config = _STRICT
-
-    name: str
-    jobs: list[str]
-    principal: str | None = None
-    contact: str | None = None
-    upload_formats: list[InputFormat] = Field(default_factory=_default_formats)
-    schedules: list[Schedule] = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
-    # Costs (issue 24): the client's monthly budget (else the environment's
-    # observability.client_monthly_budget_usd); budget mails go to `contact` when it is an email.
-    monthly_budget_usd: Annotated[float, Field(gt=0)] | None = None
-    # Offboarding phase 1 (docs/operations.md): intake stops, runs drain, outcomes are read;
-    # phase 2 deletes the entry (the bucket and its data stay: deletion_policy ABANDON).
-    leaving: bool = False
-
-    @field_validator("name")
-    @classmethod
-    def _name_fits_ids(cls, v: str) -> str:
-        check_client_name(v)
-        return v
-
-    @field_validator("principal")
-    @classmethod
-    def _principal_form(cls, v: str | None) -> str | None:
-        if v is not None:
-            check_principal(v)
-        return v
-
-    @field_validator("contact")
-    @classmethod
-    def _contact(cls, v: str | None) -> str | None:
-        if v is not None:
-            check_email("contact", v)
-        return v
-
-    @field_validator("labels")
-    @classmethod
-    def _client_labels(cls, v: dict[str, str]) -> dict[str, str]:
-        check_labels("labels", v, reserved=RESERVED_LABEL_KEYS)
-        return v
-
-    @model_validator(mode="after")
-    def _description_fits(self) -> ClientSettings:
-        client_sa_description(self.name, self.contact)  # raises when over 256 bytes
-        return self
 
 
 class EnvironmentSettings(BaseModel):
@@ -199,6 +114,8 @@ class EnvironmentSettings(BaseModel):
     # Cloud NAT for the task VMs (they never have external IPs): drivers and images from
     # outside Google need it; Google APIs are reached through Private Google Access.
     task_nat: bool = True
+    # Clients over several stacks and states (stacks/shards.py, docs/clients.md "Shards").
+    client_shards: ClientShards = Field(default_factory=ClientShards)
 
     @field_validator("name")
     @classmethod
@@ -258,6 +175,11 @@ class EnvironmentSettings(BaseModel):
                 f"client_identity_project: {self.clients_project!r} must be a project id "
                 "(6-30 chars) other than project_id; set it when the default "
                 f"'<project_id>{CLIENTS_PROJECT_SUFFIX}' does not fit")
+        return self
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> EnvironmentSettings:
+        check_shards([(c.name, c.shard) for c in self.clients], self.client_shards)
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from stacks.workflow_params import (
     RETRY,
     WorkflowParams,
     call_step,
+    client_name_condition,
     error_text,
     fail,
     lit,
@@ -41,7 +42,6 @@ def init_steps(p: WorkflowParams, job: dict[str, Any]) -> list[dict[str, Any]]:
             "init": {
                 "assign": [
                     {"job": job},
-                    {"clients": list(p.clients)},
                     {"parent": f"projects/{p.project_id}/locations/{p.job_region}"},
                     {"execution_id": '${sys.get_env("GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID")}'},
                     # Run-state logs measure how long the run waits from here (monitoring).
@@ -153,16 +153,23 @@ def event_steps(p: WorkflowParams) -> list[dict[str, Any]]:
 
 
 def client_steps(p: WorkflowParams) -> list[dict[str, Any]]:
-    """The client: one of this job's, and everything else derived from it."""
+    """The client, read from the bucket name (or the arguments), and everything derived from it.
+
+    The source lists no clients, so it does not grow with them (Workflows' 128 KB source limit,
+    cloud.google.com/workflows/quotas). The boundary is elsewhere: only a client bucket of this
+    job has a notification on its intake topic (stacks/client.py), only the trigger and
+    scheduler accounts may start the workflow, and the workflow's account may act only as the
+    `run-<c>` accounts of onboarded clients and write only their buckets; any other name fails
+    at its first read of the marker or at job creation, with nothing written."""
     lay = p.layout
     return [
         {
             "known_client": {
-                "switch": [{"condition": "${client in clients}", "next": "client_literals"}],
+                "switch": [{"condition": client_name_condition("client"), "next": "client_literals"}],
                 "next": "unknown_client",
             }
         },
-        {"unknown_client": {"raise": f'${{"not a client of {p.job}: " + client}}'}},
+        {"unknown_client": {"raise": '${"not a client name: " + client}'}},
         {
             "client_literals": {
                 "assign": [
@@ -301,7 +308,7 @@ def sweep_steps(p: WorkflowParams) -> list[dict[str, Any]]:
         },
         {
             "sweep_client": {
-                "switch": [{"condition": "${client in clients}", "next": "sweep_page"}],
+                "switch": [{"condition": client_name_condition("client"), "next": "sweep_page"}],
                 "next": "unknown_client",
             }
         },

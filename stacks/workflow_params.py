@@ -18,6 +18,7 @@ from gpub_runner import contract
 
 from stacks import layout
 from stacks.layout import TenancyLayout
+from stacks.names import CLIENT_NAME_MAX, CLIENT_NAME_MIN, CLIENT_NAME_RE2
 
 # Workflows rejects sources over 128 KB.
 WORKFLOW_SOURCE_LIMIT = 128 * 1024
@@ -72,7 +73,6 @@ class WorkflowParams:
     env: str
     project_id: str
     job_region: str  # where the Batch job is created
-    clients: tuple[str, ...]  # the clients this job serves
     job_json: Mapping[str, Any]  # the rendered job, runtime fields empty
     files_per_task: int | None
     max_parallelism: int
@@ -117,6 +117,15 @@ def lit(text: str) -> str:
     """A Workflows expression string literal (JSON quoting is valid there)."""
     return json.dumps(text)
 
+
+# A client name as the workflow checks it (the bucket name's tail; stacks/names.py).
+CLIENT_PATTERN = CLIENT_NAME_RE2
+
+
+def client_name_condition(var: str) -> str:
+    """A Workflows condition: `var` has a client name's shape and length."""
+    return (f"${{text.match_regex({var}, {json.dumps(CLIENT_PATTERN)}) and "
+            f"len({var}) >= {CLIENT_NAME_MIN} and len({var}) <= {CLIENT_NAME_MAX}}}")
 
 # A batch name: one path segment of letters, digits, ".", "_", "-" (submit/where.py).
 BATCH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"

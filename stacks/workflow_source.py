@@ -5,8 +5,8 @@ Pure: no provider import, so tests (and reviewers) can build and parse it withou
 Intake (docs/clients.md "Intake"): each client bucket the job serves notifies the job's intake
 topic `batch-intake-<job>` of new objects under `inputs/_ready/<job>/` only (data objects
 notify nothing); one Eventarc Pub/Sub trigger per job starts one execution per marker. The
-workflow maps the bucket to its client (`<project>-<client>`, one of this job's clients,
-listed literally in the source), reads the marker's `{"count": N}`, claims the output's run
+workflow maps the bucket to its client (`<project>-<client>`; the source lists no clients, so
+its size does not grow with them), reads the marker's `{"count": N}`, claims the output's run
 record, creates ONE Batch job whose id derives from (client, job, batch, marker generation),
 follows it, and publishes one outcome on the client's results topic. The workflow never lists
 inputs: the job plans itself from `GPUB_INPUT_PREFIX` and checks `GPUB_EXPECTED_INPUTS`, so
@@ -117,9 +117,8 @@ def _check_size(p: WorkflowParams, text: str) -> None:
     size = len(text.encode("utf-8"))
     if size > WORKFLOW_SOURCE_LIMIT:
         raise ValueError(
-            f"jobs.{p.job}: its workflow is {size} bytes for {len(p.clients)} clients; "
-            f"Workflows accepts at most {WORKFLOW_SOURCE_LIMIT} (shrink the job's script or "
-            "env, or split its clients over a second job)"
+            f"jobs.{p.job}: its workflow is {size} bytes; Workflows accepts at most "
+            f"{WORKFLOW_SOURCE_LIMIT} (shrink the job's script or env)"
         )
 
 

@@ -3,7 +3,7 @@ Batch gRPC and Cloud Storage clients) against the local Batch server with simula
 (local/capacity.py) and injected preemptions.
 
 The `uppercase` job of environment dev is given a ladder and candidate regions by a wrapper
-that patches the declared environments (tests/_capacity_submit.py); its synthesized JSON is
+that patches the declared environments (bench/capacity_submit.py); its synthesized JSON is
 rendered from the same patched spec.
 """
 
@@ -46,12 +46,11 @@ class Local:
         env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
         env.update(GPUB_LOCAL_ROOT=str(self.root), GPUB_SYNTH_DIR=str(self.synth),
                    GPUB_SUBMITTER="ci-test", GPUB_LADDER_TIME_SCALE=scale,
-                   GPUB_TEST_LADDER=json.dumps(self.ladder),
-                   PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'images/runner/src'}")
+                   GPUB_TEST_LADDER=json.dumps(self.ladder))
         args = ["uppercase", "--env", "dev", "--input", f"gs://{BUCKET}/jobs/in/{name}/",
                 "--output", f"gs://{BUCKET}/jobs/out/{name}/", "--local", "--json",
                 "--poll", "0.2", *extra]
-        return subprocess.run([sys.executable, str(REPO / "tests/_capacity_submit.py"), *args],
+        return subprocess.run([sys.executable, "-m", "bench.capacity_submit", *args],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
 
     def upload(self, name: str, n: int, bad: int = 0) -> None:
@@ -77,8 +76,8 @@ class Local:
 
 
 def _render(out: Path, ladder: dict[str, Any]) -> None:
+    from bench.capacity_submit import patched_environments
     from jobs.render import render_job
-    from tests._capacity_submit import patched_environments
 
     for env in patched_environments(ladder):
         for spec in env.jobs:

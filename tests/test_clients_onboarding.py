@@ -266,21 +266,13 @@ ONE_CALL = Counter({
 })
 # Declared with the first client only: the intake dead-letter topic, its subscription, the
 # workflows' publisher and the operators' subscriber grants (docs/clients.md "Intake").
-FIRST_CLIENT = Counter({
-    "google_pubsub_topic": 1,
-    "google_pubsub_subscription": 1,
-    "google_pubsub_subscription_iam_member": 1,
-    "google_pubsub_topic_iam_member": 1,
-})
-
-
 def type_counts(stack: Stack) -> Counter[str]:
     return Counter(t for t, _, _ in all_resources(stack))
 
 
 def test_one_call_adds_a_fixed_set_and_no_trigger_or_workflow(counted: dict[str, Stack]) -> None:
     zero, one, two = (type_counts(counted[n]) for n in ("czero", "cone", "ctwo"))
-    assert one - zero == ONE_CALL + FIRST_CLIENT and zero - one == Counter()
+    assert one - zero == ONE_CALL and zero - one == Counter()
     assert two - one == ONE_CALL and one - two == Counter()
     assert zero["google_eventarc_trigger"] == two["google_eventarc_trigger"] == 2  # one per job
     assert zero["google_workflows_workflow"] == two["google_workflows_workflow"] == 2
@@ -412,9 +404,10 @@ def test_onboard_client_and_settings_are_one_list(tmp_path: Path) -> None:
     assert bucket["name"] == "example-ml-dev-initech"
     assert any(rule["condition"].get("matches_prefix") == ["outputs/"]
                for rule in bucket["lifecycle_rule"])
-    workflows = [r for t, _, r in all_resources(stack) if t == "google_workflows_workflow"
-                 and r["name"] == "batch-uppercase"]
-    assert "- initech" in workflows[0]["source_contents"]
+    # Its markers notify the job's intake topic (the workflow lists no clients).
+    notes = {k: r for t, k, r in all_resources(stack) if t == "google_storage_notification"}
+    assert notes['clients-intake["initech/uppercase"]']["object_name_prefix"] == (
+        "inputs/_ready/uppercase/")
     env_file = json.loads((tmp_path / "environments/platform-onelist.json").read_text())
     assert [c["name"] for c in env_file["clients"]] == ["acme", "globex", "initech"]
 

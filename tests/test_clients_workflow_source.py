@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.workflow_fake import CTX, params
 from jobs.declared import embed, uppercase
 from jobs.render import render_job
+from stacks.names import CLIENT_NAME_MAX, CLIENT_NAME_MIN, CLIENT_NAME_RE2
+from stacks.workflow_params import client_name_condition
 from stacks.workflow_source import (
     FINAL_STATES,
     WORKFLOW_SOURCE_LIMIT,
@@ -18,7 +21,7 @@ from stacks.workflow_source import (
     marker_regex,
     workflow_source,
 )
-from tests._helpers.workflow_source import CTX, emulator, params, steps
+from tests._helpers.workflow_source import emulator, steps
 
 
 def test_source_is_yaml_without_anchors_and_embeds_the_job() -> None:
@@ -107,9 +110,10 @@ def test_only_this_jobs_batch_markers_start_a_run() -> None:
 def test_everything_of_a_run_derives_from_one_known_client() -> None:
     s = steps(params())
     init = {k: v for a in s["init"]["assign"] for k, v in a.items()}
-    assert init["clients"] == ["acme", "globex"]
-    assert s["known_client"]["switch"][0] == {"condition": "${client in clients}",
-                                              "next": "client_literals"}
+    # No client list: the source does not grow with clients; the name is checked by shape.
+    assert "clients" not in init
+    assert s["known_client"]["switch"][0] == {
+        "condition": client_name_condition("client"), "next": "client_literals"}
     assert s["known_client"]["next"] == "unknown_client" and "raise" in s["unknown_client"]
     lit = {k: v for a in s["client_literals"]["assign"] for k, v in a.items()}
     assert lit["bucket"] == '${"p-dev-" + client}'
@@ -122,10 +126,38 @@ def test_everything_of_a_run_derives_from_one_known_client() -> None:
     assert fill["job.labels.client"] == "${client}"
 
 
-def test_a_thousand_clients_fit_the_source_limit() -> None:
-    clients = tuple(f"client-{i:04d}" for i in range(1000))
-    size = len(workflow_source(params(clients=clients)).encode())
-    assert size < WORKFLOW_SOURCE_LIMIT, size
+def test_the_source_does_not_grow_with_clients() -> None:
+    """10,000 clients synthesize (issue 22): the source names none of them, so one job's
+    workflow is the same whatever the number of clients, well under 128 KB."""
+    source = workflow_source(params())
+    assert "acme" not in source and "globex" not in source
+    assert len(source.encode()) < WORKFLOW_SOURCE_LIMIT
+
+
+def test_the_client_pattern_is_the_client_name_rule_without_lookahead() -> None:
+    """RE2 (Workflows' text.match_regex) has no lookaround: the workflow's pattern accepts
+    every valid client name, and refuses the shapes a bucket tail may have that no client has."""
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from stacks.names import CLIENT_NAME_RE
+
+    assert "(?" not in CLIENT_NAME_RE2 and "{" not in CLIENT_NAME_RE2
+    rx = re.compile(CLIENT_NAME_RE2)
+
+    def workflow_accepts(name: str) -> bool:
+        return bool(rx.match(name)) and CLIENT_NAME_MIN <= len(name) <= CLIENT_NAME_MAX
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.from_regex(CLIENT_NAME_RE, fullmatch=True))
+    def accepts(name: str) -> None:
+        assert workflow_accepts(name)
+
+    accepts()
+    for bad in ("Acme", "ab", "x" * 40, "acme/../x", "acme-", "-acme", "ac_me"):
+        assert not workflow_accepts(bad), bad
 
 
 @pytest.mark.parametrize(
@@ -153,8 +185,8 @@ def test_source_over_128_kb_is_a_clear_error() -> None:
     job["taskGroups"][0]["taskSpec"]["environment"]["variables"]["BIG"] = "x" * (
         WORKFLOW_SOURCE_LIMIT + 1
     )
-    with pytest.raises(ValueError, match=r"jobs\.embed: its workflow is \d+ bytes for 2 "
-                                         r"clients; Workflows accepts at most 131072"):
+    with pytest.raises(ValueError, match=r"jobs\.embed: its workflow is \d+ bytes; "
+                                         r"Workflows accepts at most 131072"):
         workflow_source(params(job))
 
 

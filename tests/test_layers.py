@@ -3,7 +3,9 @@
 Function-local imports count too: a cycle hidden inside a function is still a cycle.
 Layers, lowest first: `jobs` (the job model) and `tfjson` (the one Terraform-JSON reader, which
 imports no project package) <- `stacks` (infrastructure, settings) <- `policies`, `local`,
-`submit` <- `examples`. `jobs` never imports `stacks`, `submit`, `local` or `policies`.
+`submit` <- `examples` <- `bench` (the benchmarks and the fakes they share with the tests,
+which nothing of the platform imports). `jobs` never imports `stacks`, `submit`, `local` or
+`policies`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("tfjson", "jobs", "stacks", "policies", "local", "submit", "examples")
+PACKAGES = ("tfjson", "jobs", "stacks", "policies", "local", "submit", "examples", "bench")
 # What each package may import from the others (itself always allowed).
 ALLOWED: dict[str, set[str]] = {
     "tfjson": set(),
@@ -24,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "local": {"jobs", "stacks", "tfjson"},
     "submit": {"jobs", "stacks", "local", "policies", "tfjson"},
     "examples": {"jobs", "stacks", "local", "submit", "policies", "tfjson"},
+    "bench": {"jobs", "stacks", "local", "submit", "policies", "tfjson", "examples"},
 }
 
 

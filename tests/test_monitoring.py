@@ -33,7 +33,7 @@ def _workflow_payloads() -> dict[str, dict[str, Any]]:
     (the shape Workflows stores as jsonPayload: cloud.google.com/workflows/docs/reference/
     stdlib/sys/log)."""
     p = WorkflowParams(job="embed", env=ENV.name, project_id=ENV.project_id,
-                       job_region=ENV.region, clients=("acme",), job_json={},
+                       job_region=ENV.region, job_json={},
                        files_per_task=None, max_parallelism=4)
     values: dict[str, Any] = {"${client}": "acme", "${job_id}": "embed-20261202t101500-7c1d2e3f",
               "${state}": "FAILED", "${batch}": "b1", "${reason}": "task 0 exited 3",

@@ -314,9 +314,8 @@ def test_the_planning_benchmark_runs_and_reports_list_calls() -> None:
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(root / "bench/plan.py"), "--files", "3000",
-                           "--real", "0"], cwd=root, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "bench.plan", "--files", "3000", "--real", "0"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (line,) = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]

@@ -16,9 +16,10 @@ import pytest
 import yaml
 from gpub_runner import contract
 
+from bench.workflow_fake import params
 from stacks.workflow_params import EXPECTED_INPUTS, RUNTIME_ASSIGNMENTS, VARS
 from stacks.workflow_run import size_steps
-from tests._helpers.workflow_source import emulator, params, steps
+from tests._helpers.workflow_source import emulator, steps
 
 
 def test_polling_stops_at_exactly_the_contracts_final_states() -> None:

@@ -13,11 +13,10 @@ import pytest
 from gpub_runner import contract
 from workflows_emulator.utils import WorkflowError
 
+from bench.workflow_fake import PARENT, FakeCloud, StepCounter, execute, marker_event, params
 from stacks.workflow_params import EXPECTED_INPUTS
 from submit import ids
 from submit.ownership import RunRecord
-from tests._helpers.workflow_fake import PARENT, FakeCloud, StepCounter, execute, marker_event
-from tests._helpers.workflow_source import params
 
 BUCKET = "p-dev-acme"
 RESULTS = "projects/p-dev/topics/batch-acme-results"
@@ -249,9 +248,20 @@ def test_anything_but_this_jobs_marker_is_ignored_without_a_call(name: str) -> N
 
 
 def test_a_bucket_that_is_not_a_client_of_the_job_runs_nothing() -> None:
+    """The source lists no clients: a bucket of no client (its marker unreadable to the
+    workflow's account, which holds grants on client buckets only) fails at the marker read,
+    creating no job; it touches no bucket but that one (where IAM refuses its outcome write:
+    the fake has no IAM) and its outcome goes to Pub/Sub, where a missing results topic sends
+    it to the dead letters. A name no client can have fails before any call."""
     cloud = FakeCloud()
-    with pytest.raises(WorkflowError, match="not a client of embed: initech"):
+    with pytest.raises(WorkflowError, match="cannot read the marker"):
         execute(params(), marker_event("p-dev-initech", MARKER, 1), cloud)
+    names = [name for name, _ in cloud.calls]
+    assert names[0].endswith("objects.get") and not [n for n in names if "batch" in n], names
+    assert {a["bucket"] for n, a in cloud.calls if "storage" in n} == {"p-dev-initech"}
+    cloud = FakeCloud()
+    with pytest.raises(WorkflowError, match="not a client name: x_y"):
+        execute(params(), marker_event("p-dev-x_y", MARKER, 1), cloud)
     assert cloud.calls == []
 
 

@@ -1,6 +1,10 @@
 """`bin/submit` with the dev `uppercase` job given the fields in $GPUB_TEST_LADDER (JSON:
-ladder, candidate_regions, max_retry_count...): the capacity tests' declared job, without
-editing the project's environments."""
+ladder, candidate_regions, max_retry_count...): the declared job of the capacity benchmark
+(bench/capacity.py) and tests (tests/test_capacity_e2e.py), without editing the project's
+environments.
+
+    GPUB_TEST_LADDER='{"ladder": [...]}' .venv/bin/python -m bench.capacity_submit uppercase ...
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@ with generations and preconditions, Batch jobs with ALREADY_EXISTS, Pub/Sub topi
 the deployed source in workflows-emulator fast. Errors are raised the way the local
 connectors raise them (`local.connectors._error`: an HttpError with its `code`), so the
 workflow's retry predicate and except branches see what they would see on Google.
+
+Shared by bench/intake.py (steps per run) and the tests (tests/test_workflow_runs.py), with
+the workflow parameters both start from (`params`: the `embed` job of a dev environment).
 """
 
 from __future__ import annotations
@@ -15,11 +18,30 @@ from typing import Any
 
 import yaml
 
+from jobs.declared import embed
+from jobs.render import RenderContext, render_job
 from local import workflows as local_workflows
 from local.connectors import _error
 from stacks.workflow_source import WorkflowParams, workflow_source
 
 PARENT = "projects/p-dev/locations/europe-west4"
+CTX = RenderContext(
+    env_name="dev", env_kind="dev", project_id="p-dev", region="europe-west4",
+    registry_host="europe-west4-docker.pkg.dev/p-dev/batch-images",
+    job_service_account_email="job-embed@p-dev.iam.gserviceaccount.com",
+)
+
+
+def params(job_json: dict[str, Any] | None = None, **kw: Any) -> WorkflowParams:
+    """The `embed` job's workflow parameters (clients acme and globex), `kw` laid over them."""
+    base: dict[str, Any] = dict(
+        job="embed", env="dev", project_id="p-dev", job_region="europe-west4",
+        clients=("acme", "globex"),
+        job_json=job_json if job_json is not None else render_job(embed.SPEC, CTX),
+        files_per_task=20, max_parallelism=4,
+    )
+    base.update(kw)
+    return WorkflowParams(**base)
 
 
 @dataclass
