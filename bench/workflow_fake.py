@@ -33,10 +33,9 @@ CTX = RenderContext(
 
 
 def params(job_json: dict[str, Any] | None = None, **kw: Any) -> WorkflowParams:
-    """The `embed` job's workflow parameters (clients acme and globex), `kw` laid over them."""
+    """The `embed` job's workflow parameters, `kw` laid over them."""
     base: dict[str, Any] = dict(
         job="embed", env="dev", project_id="p-dev", job_region="europe-west4",
-        clients=("acme", "globex"),
         job_json=job_json if job_json is not None else render_job(embed.SPEC, CTX),
         files_per_task=20, max_parallelism=4,
     )
