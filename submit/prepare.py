@@ -162,8 +162,7 @@ def prepare(
 
     objects = planner.select_inputs(gcs.list_objects(storage, inp, "--input"), fmt)
     if not objects:
-        kind = f"*.{fmt} " if fmt else ""
-        raise SubmitError(f"--input: no {kind}objects under {inp}")
+        raise SubmitError(f"--input: no {f'*.{fmt} ' if fmt else ''}objects under {inp}")
 
     budget = min(x for x in (max_cost, env.guardrails.max_cost_per_run_usd) if x is not None)
     price = costing.vm_price_per_hour(shape)
@@ -177,25 +176,50 @@ def prepare(
     digest = manifest.manifest_hash(data)
     base = ids.run_base(job, client_name, str(out), digest)
     key = ids.run_key(env.name, str(out))
+    labels = ids.build_labels(job=job, env=env.name, client=client_name, submitter=submitter,
+                              manifest_hash=digest, key=key)
+    filled = fill_runtime(synthed.data, task_count=plan.task_count, parallelism=plan.parallelism,
+                          variables=_runtime_variables(inp, out, base, plan, fpt_text),
+                          labels=labels,
+                          vm_labels=billing_labels(client=client_name, job=job, env=env.name,
+                                                   run=base))
+    _fail_fast_on_config_errors(filled)
+    _run_identity(filled, env, client_name)
+    cost = costing.estimate(shape, plan)
+    _refuse_over_limits(filled, env, cost, max_cost, shape, plan)
+
+    record = RunRecord(job=job, client=client_name, env=env.name, input=str(inp),
+                       output=str(out), manifest_hash=digest)
+    return Prepared(
+        env=env, spec=spec, client=client_name, inp=inp, out=out, plan=plan,
+        manifest_data=data, manifest_hash=digest, run_base=base, run_key=key,
+        job_json=filled, shape=shape, cost=cost,
+        worst_case_usd=guard.worst_case_usd(filled, env.region), record=record,
+        findings=[*guard.findings(filled, env.guardrails, env.name, env.region),
+                  *guard.price_warnings(filled, guard.cost_bound(filled, env.region))],
+    )
+
+
+def _runtime_variables(inp: GcsPrefix, out: GcsPrefix, base: str, plan: planner.Plan,
+                       files_per_task: str | None) -> dict[str, str]:
+    """The run's GPUB_* variables for attempt 1 (`files_per_task`: the synthesized value)."""
     variables = {
         contract.INPUT_PREFIX: str(inp),
         contract.OUTPUT_PREFIX: str(out),
         contract.MANIFEST: out.uri(manifest.MANIFEST_NAME),
         contract.JOB_NAME: ids.run_job_id(base, 1),
     }
-    if plan.files_per_task is not None and str(plan.files_per_task) != fpt_text:
+    if plan.files_per_task is not None and str(plan.files_per_task) != files_per_task:
         variables[contract.FILES_PER_TASK] = str(plan.files_per_task)  # repacked for the limit
-    labels = ids.build_labels(job=job, env=env.name, client=client_name, submitter=submitter,
-                              manifest_hash=digest, key=key)
-    filled = fill_runtime(synthed.data, task_count=plan.task_count,
-                          parallelism=plan.parallelism, variables=variables, labels=labels,
-                          vm_labels=billing_labels(client=client_name, job=job, env=env.name,
-                                                   run=base))
-    _fail_fast_on_config_errors(filled)
-    _run_identity(filled, env, client_name)
-    cost = costing.estimate(shape, plan)
+    return variables
 
-    # Refusals: before anything is created (a dry run reports them the same way).
+
+def _refuse_over_limits(filled: dict[str, Any], env: EnvironmentSettings, cost: CostEstimate,
+                        max_cost: float | None, shape: JobShape, plan: planner.Plan) -> None:
+    """The refusals, before anything is created (a dry run reports them the same way):
+    --max-cost, the environment's cost ceiling, its guardrails."""
+    from submit import costing, guard
+
     if max_cost is not None and cost.usd > max_cost:
         raise SubmitError(f"--max-cost: the run may cost up to {costing.usd(cost.usd)}, over "
                           f"{costing.usd(max_cost)}; {cost.describe(shape, plan)}")
@@ -208,17 +232,6 @@ def prepare(
         first = "; ".join(violations[:3])
         more = f" (+{len(violations) - 3} more)" if len(violations) > 3 else ""
         raise SubmitError(f"guardrails of environment {env.name}: {first}{more}")
-
-    record = RunRecord(job=job, client=client_name, env=env.name, input=str(inp),
-                       output=str(out), manifest_hash=digest)
-    return Prepared(
-        env=env, spec=spec, client=client_name, inp=inp, out=out, plan=plan,
-        manifest_data=data, manifest_hash=digest, run_base=base, run_key=key,
-        job_json=filled, shape=shape, cost=cost,
-        worst_case_usd=guard.worst_case_usd(filled, env.region), record=record,
-        findings=[*guard.findings(filled, env.guardrails, env.name, env.region),
-                  *guard.price_warnings(filled, guard.cost_bound(filled, env.region))],
-    )
 
 
 def describe(p: Prepared) -> None:

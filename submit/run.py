@@ -7,6 +7,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from stacks.settings import EnvironmentSettings
     from submit.backend import Backend
     from submit.batch import Connection
+    from submit.capacity import Ladder
     from submit.ownership import Decision
 
 
@@ -60,17 +64,14 @@ def run_cmd(
     as it is written: `--config FILE`, or a declared job that reads no inputs."""
     from submit.backend import backend_for
 
+    o = _Run(env=env, job=job, client=client, out_dir=out_dir, backend=partial(backend_for, local),
+             dry_run=dry_run, wait=wait, max_cost=max_cost, parallelism=parallelism,
+             json_out=json_out, poll_s=poll_s)
     if config is not None or (input_uri is None and output_uri is None):
         if config is not None and (input_uri or output_uri):
             raise SubmitError("--config: the job runs as written; --input/--output apply to "
                               "declared jobs that read inputs through the runner")
-        settings = synth.load_environment(env)
-        _use_local_stack(settings, out_dir)
-        # Creating the backend starts nothing: a dry run or a refusal never touches a service.
-        return _run_as_written(job=job, config=config, env=settings, dry_run=dry_run,
-                               backend=backend_for(local, settings.operator_sa_email),
-                               wait=wait, max_cost=max_cost, parallelism=parallelism,
-                               json_out=json_out, client=client, out_dir=out_dir, poll_s=poll_s)
+        return _run_as_written(o, config)
     if job is None:
         raise SubmitError("JOB: missing the declared job name (bin/submit JOB --input ... "
                           "--output ...)")
@@ -78,38 +79,84 @@ def run_cmd(
         missing = "--output" if input_uri is not None else "--input"
         raise SubmitError(f"{missing}: give both --input and --output (or neither, for a job "
                           "that reads no inputs)")
+    return _run_declared(o, job, input_uri, output_uri, overwrite)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The options of one `run` that both ways of running (declared, as written) take."""
+
+    env: str
+    job: str | None
+    client: str | None
+    out_dir: str | None
+    # The backend for an operator identity: Google Cloud or the local cloud, as --local chose.
+    # Creating it starts nothing: a dry run or a refusal never touches a service.
+    backend: Callable[[str], Backend]
+    dry_run: bool
+    wait: bool
+    max_cost: float | None
+    parallelism: int | None
+    json_out: bool
+    poll_s: float
+
+
+def _run_declared(o: _Run, job: str, input_uri: str, output_uri: str, overwrite: bool) -> int:
+    """A declared job on the objects under --input: plan, climb the capacity ladder, report."""
     # Validate what needs no service first: bad input must fail fast and create nothing.
-    env_settings, _, _, _ = check_locations(env, job, client, input_uri, output_uri)
-    synth.load_job_json(synth.synth_dir(out_dir), env_settings,
+    env_settings, _, _, _ = check_locations(o.env, job, o.client, input_uri, output_uri)
+    synth.load_job_json(synth.synth_dir(o.out_dir), env_settings,
                         synth.load_spec(env_settings, job))
 
-    _use_local_stack(env_settings, out_dir)
-    backend = backend_for(local, env_settings.operator_sa_email)
+    _use_local_stack(env_settings, o.out_dir)
+    backend = o.backend(env_settings.operator_sa_email)
     storage = backend.storage(env_settings.project_id)
-    p = prepare(job=job, env_name=env, input_uri=input_uri, output_uri=output_uri,
-                parallelism=parallelism, max_cost=max_cost, client=client, out_dir=out_dir,
-                storage=storage, submitter=_submitter())
+    p = prepare(job=job, env_name=o.env, input_uri=input_uri, output_uri=output_uri,
+                parallelism=o.parallelism, max_cost=o.max_cost, client=o.client,
+                out_dir=o.out_dir, storage=storage, submitter=_submitter())
     describe(p)
     from submit import capacity  # the ladder: quota preflight, then rung by rung (docs/capacity.md)
 
     ladder = capacity.plan_ladder(p, backend)
     p.job_json = capacity.job_on(p, ladder.current)
-    if dry_run:
+    if o.dry_run:
         _dry_run_checks(p, storage, overwrite)
         say("dry run: nothing created")
         sys.stdout.write(p.job_text(f"{p.run_base}-1") + "\n")
         return 0
+
+    conn, result = _submit_on_ladder(p, backend, storage, ladder, overwrite, o)
+    code = 0
+    if o.wait:
+        say(f"waiting on {ladder.current.label()} (job {result['job_id']})")
+        code = _wait_and_summarise(backend, conn, result["job_id"], p.plan.task_count,
+                                   o.poll_s, p.cost.usd, result)
+        result["files_failed"] = capacity.files_failed(storage, p.out)
+        say(f"files failed {result['files_failed']} (the runner's failure budget, never "
+            "retried by Batch)")
+    if o.json_out:
+        sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(result["job_id"] + "\n")  # for scripts: id=$(bin/submit ...)
+    return code
+
+
+def _submit_on_ladder(p: Prepared, backend: Backend, storage: storage.Client, ladder: Ladder,
+                      overwrite: bool, o: _Run) -> tuple[Connection, dict[str, Any]]:
+    """Claim the output and create the job on the ladder's current rung, then climb it; the
+    connection of the job that runs the batch, and the run's result (`--json`)."""
+    from submit import capacity
 
     conn = backend.batch(p.env.project_id, ladder.current.region)
     capacity.refuse_if_active_elsewhere(p, backend, ladder)
     job_id, is_new, created = _claim_and_create(p, conn, storage, overwrite)
     if is_new:
         first = job_id
-        conn, job_id = capacity.climb(p, backend, storage, ladder, conn, job_id, poll_s,
-                                       watch_last=wait)
+        conn, job_id = capacity.climb(p, backend, storage, ladder, conn, job_id, o.poll_s,
+                                       watch_last=o.wait)
         if job_id != first:  # the ladder moved the run: report the job that runs it
             created = _create_time(conn, job_id)
-    result: dict[str, Any] = {
+    return conn, {
         "job_id": job_id, "name": f"{conn.parent}/jobs/{job_id}", "new": is_new,
         # One type for `created` in every JSON output: the job's creation time (listing.py).
         "created": created,
@@ -118,31 +165,18 @@ def run_cmd(
         "manifest": p.out.uri(manifest.MANIFEST_NAME), "request_id": _request_id(job_id),
         "rung": ladder.current.label(), "region": ladder.current.region, "ladder": ladder.trail,
     }
-    code = 0
-    if wait:
-        say(f"waiting on {ladder.current.label()} (job {job_id})")
-        code = _wait_and_summarise(backend, conn, job_id, p.plan.task_count, poll_s,
-                                   p.cost.usd, result)
-        result["files_failed"] = capacity.files_failed(storage, p.out)
-        say(f"files failed {result['files_failed']} (the runner's failure budget, never "
-            "retried by Batch)")
-    if json_out:
-        sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
-    else:
-        sys.stdout.write(job_id + "\n")  # for scripts: id=$(bin/submit ...)
-    return code
 
 
-def _run_as_written(*, job: str | None, config: Path | None, env: EnvironmentSettings,
-                    backend: Backend, dry_run: bool, wait: bool, max_cost: float | None,
-                    parallelism: int | None, json_out: bool, client: str | None,
-                    out_dir: str | None, poll_s: float) -> int:
+def _run_as_written(o: _Run, config: Path | None) -> int:
     """`run --config FILE`, or a declared job without inputs: its shape kept (submit/asis.py)."""
     from submit import asis
 
+    env = synth.load_environment(o.env)
+    _use_local_stack(env, o.out_dir)
+    backend = o.backend(env.operator_sa_email)
     a, conn, created = asis.run_as_written(
-        job=job, config=config, env=env, client=client, parallelism=parallelism,
-        max_cost=max_cost, out_dir=out_dir, submitter=_submitter(), dry_run=dry_run,
+        job=o.job, config=config, env=env, client=o.client, parallelism=o.parallelism,
+        max_cost=o.max_cost, out_dir=o.out_dir, submitter=_submitter(), dry_run=o.dry_run,
         backend=backend)
     if created is None or conn is None:
         say("dry run: nothing created")
@@ -157,9 +191,9 @@ def _run_as_written(*, job: str | None, config: Path | None, env: EnvironmentSet
         "worst_case_usd": a.cost.usd, "cost": a.cost.describe(),
     }
     code = 0
-    if wait:
-        code = _wait_and_summarise(backend, conn, job_id, a.task_count, poll_s, None, result)
-    sys.stdout.write((json.dumps(result, sort_keys=True) if json_out else job_id) + "\n")
+    if o.wait:
+        code = _wait_and_summarise(backend, conn, job_id, a.task_count, o.poll_s, None, result)
+    sys.stdout.write((json.dumps(result, sort_keys=True) if o.json_out else job_id) + "\n")
     return code
 
 

@@ -150,18 +150,7 @@ def upload_cmd(
     local: LocalOpt = False, as_self: AsSelfOpt = False, json_out: JsonOpt = False,
 ) -> int:
     """Upload files or folders as one batch of JOB's inputs for CLIENT, then its marker."""
-    from google.api_core import exceptions as gexc
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
     from submit import synth
-    from submit.gcs import _errors
 
     if wait and not ready:
         raise SubmitError("--wait: a --no-ready batch starts no run; there is nothing to wait for")
@@ -170,47 +159,15 @@ def upload_cmd(
     name = check_batch(batch) if batch is not None else new_batch_name()
     files = collect_files(paths, spec.input_format)
     prefix = loc.input_prefix(name)
-    object_prefix = loc.object_name(prefix)
     backend, storage = storage_client(settings, loc, local=local, as_self=as_self)
     _ensure_bucket(backend, storage, loc)
     bucket = storage.bucket(loc.bucket)
     marker = bucket.blob(loc.object_name(loc.marker(name)))
-    with _errors("--batch", prefix):
-        try:  # a list, not a get: the client identity may list its bucket
-            if any(b.name == marker.name for b in storage.list_blobs(
-                    loc.bucket, prefix=marker.name, max_results=1, timeout=_TIMEOUT_S)):
-                raise _already(loc, name)
-        except gexc.Forbidden:
-            pass  # an identity that may only create under inputs/: the marker write decides
+    _refuse_if_marked(storage, loc, marker.name, name)
+    _send(bucket, loc, name, files, marker if ready else None)
     total = sum(f.size for f in files)
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False) as progress, \
-            _errors("PATH", prefix):
-        bar = progress.add_task(f"upload {len(files)} files", total=total)
-        for f in files:
-            with f.path.open("rb") as fh:
-                bucket.blob(object_prefix + f.name).upload_from_file(
-                    _Counting(fh, progress, bar), size=f.size, timeout=_TIMEOUT_S)
-        if ready:
-            # Last, so the run never sees a partial batch; create-only: two uploads racing
-            # into one batch cannot both start it.
-            try:
-                marker.upload_from_string(marker_content(files), timeout=_TIMEOUT_S,
-                                          content_type="application/json",
-                                          if_generation_match=0)
-            except gexc.PreconditionFailed:
-                raise _already(loc, name) from None
     generation = str(marker.generation) if ready else None
-    if ready:
-        _say(f"uploaded {len(files)} files ({total:,} bytes) to {prefix} and marked the batch "
-             f"ready ({loc.marker(name)}, generation {generation}): its run starts by itself")
-        if not wait:
-            _say(f"next: its outcome: {loc.results_command(local=local, wait=True)}")
-    else:
-        _say(f"uploaded {len(files)} files ({total:,} bytes) to {prefix}; held back "
-             "(--no-ready): no run starts. Run it by hand: "
-             f"{loc.run_command(name, local=local)}")
+    _say_uploaded(loc, name, files, generation, local=local, wait=wait)
     outcome = None
     if wait and generation is not None:
         from submit.results import outcome_line, wait_for_outcome
@@ -229,3 +186,71 @@ def upload_cmd(
     if outcome is not None and outcome.get("state") != "SUCCEEDED":
         return 1
     return 0
+
+
+def _refuse_if_marked(storage: storage.Client, loc: Location, marker: str, name: str) -> None:
+    """Refuse a batch whose marker exists (its run started) before any file is sent."""
+    from google.api_core import exceptions as gexc
+
+    from submit.gcs import _errors
+
+    with _errors("--batch", loc.input_prefix(name)):
+        try:  # a list, not a get: the client identity may list its bucket
+            if any(b.name == marker for b in storage.list_blobs(
+                    loc.bucket, prefix=marker, max_results=1, timeout=_TIMEOUT_S)):
+                raise _already(loc, name)
+        except gexc.Forbidden:
+            pass  # an identity that may only create under inputs/: the marker write decides
+
+
+def _send(bucket: storage.Bucket, loc: Location, name: str, files: list[LocalFile],
+          marker: storage.Blob | None) -> None:
+    """The batch's files with a progress bar, then its marker (None: held back)."""
+    from google.api_core import exceptions as gexc
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from submit.gcs import _errors
+
+    prefix = loc.input_prefix(name)
+    object_prefix = loc.object_name(prefix)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as progress, \
+            _errors("PATH", prefix):
+        bar = progress.add_task(f"upload {len(files)} files", total=sum(f.size for f in files))
+        for f in files:
+            with f.path.open("rb") as fh:
+                bucket.blob(object_prefix + f.name).upload_from_file(
+                    _Counting(fh, progress, bar), size=f.size, timeout=_TIMEOUT_S)
+        if marker is not None:
+            # Last, so the run never sees a partial batch; create-only: two uploads racing
+            # into one batch cannot both start it.
+            try:
+                marker.upload_from_string(marker_content(files), timeout=_TIMEOUT_S,
+                                          content_type="application/json",
+                                          if_generation_match=0)
+            except gexc.PreconditionFailed:
+                raise _already(loc, name) from None
+
+
+def _say_uploaded(loc: Location, name: str, files: list[LocalFile], generation: str | None,
+                  *, local: bool, wait: bool) -> None:
+    """What the upload did and the next command (generation None: held back, no marker)."""
+    total = sum(f.size for f in files)
+    prefix = loc.input_prefix(name)
+    if generation is not None:
+        _say(f"uploaded {len(files)} files ({total:,} bytes) to {prefix} and marked the batch "
+             f"ready ({loc.marker(name)}, generation {generation}): its run starts by itself")
+        if not wait:
+            _say(f"next: its outcome: {loc.results_command(local=local, wait=True)}")
+    else:
+        _say(f"uploaded {len(files)} files ({total:,} bytes) to {prefix}; held back "
+             "(--no-ready): no run starts. Run it by hand: "
+             f"{loc.run_command(name, local=local)}")
