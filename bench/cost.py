@@ -14,8 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from bench._common import emit, machine, say
+
+if TYPE_CHECKING:
+    from jobs.spec import JobSpec
 
 ROBOTOFF = {"items": 1000, "processing_s": 90.0, "wall_s": 205.0, "usd_h": 0.8963, "usd": 0.05}
 VM_STARTUP_S = 60.0
@@ -26,18 +30,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", type=int, default=10_000, help="files in the packing comparison")
     p.add_argument("--quick", action="store_true", help="same as the default (it is instant)")
     a = p.parse_args(argv)
-    from jobs.cost import estimate
     from jobs.registry import ALL_JOBS
-    from submit.manifest import ObjectInfo
-    from submit.planner import plan_tasks
 
     t0 = time.perf_counter()
     m = machine()
     spec = ALL_JOBS["embed"]  # g2-standard-8, 1 x L4
-    per_item = ROBOTOFF["processing_s"] / ROBOTOFF["items"]
-    n = int(ROBOTOFF["items"])
+    robotoff_as_run(spec, m)
+    robotoff_packing(spec, m)
+    files_packing(spec, a.files, m, t0)
+    return 0
 
-    # Robotoff as it ran: one task, one VM.
+
+def robotoff_as_run(spec: JobSpec, m: dict[str, Any]) -> None:
+    """Robotoff as it ran: one task, one VM; on demand and on spot."""
+    from jobs.cost import estimate
+
+    per_item, n = ROBOTOFF["processing_s"] / ROBOTOFF["items"], int(ROBOTOFF["items"])
     ran = estimate(spec, n, per_item, files_per_task=n, parallelism=1, provisioning="standard")
     spot = estimate(spec, n, per_item, files_per_task=n, parallelism=1, provisioning="spot")
     emit("cost", "robotoff_as_run", wall_s=round(ran.wall_s, 1),
@@ -49,7 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         f"${ran.usd_on_demand:.4f} on demand (public ~${ROBOTOFF['usd']}), "
         f"${spot.usd_spot:.4f} on spot")
 
-    # The same 1000 products, one per task on one VM slot: every task pays a VM start-up.
+
+def robotoff_packing(spec: JobSpec, m: dict[str, Any]) -> None:
+    """The same 1000 products, one per task on one VM slot (every task pays a VM start-up),
+    vs the planner's packing on spot."""
+    from jobs.cost import estimate
+    from submit.manifest import ObjectInfo
+    from submit.planner import plan_tasks
+
+    per_item, n = ROBOTOFF["processing_s"] / ROBOTOFF["items"], int(ROBOTOFF["items"])
     single = estimate(spec, n, per_item + VM_STARTUP_S, files_per_task=1, parallelism=1,
                       startup_s=0, image_pull_s=0, provisioning="standard")
     packed_plan = plan_tasks([ObjectInfo(f"p{i:04d}.jsonl", 1, "1") for i in range(n)],
@@ -67,8 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         f"planner ({packed_plan.task_count} tasks x {packed_plan.files_per_task} files, "
         f"{packed_plan.parallelism} VMs, spot): ${packed.usd:.4f}, {packed.wall_s:.0f} s")
 
-    # 10,000 files: one file per task (60 s start-up each) vs the planner's packing.
-    f = a.files
+
+def files_packing(spec: JobSpec, f: int, m: dict[str, Any], t0: float) -> None:
+    """`f` files: one file per task (60 s start-up each) vs the planner's packing."""
+    from jobs.cost import estimate
+    from submit.manifest import ObjectInfo
+    from submit.planner import plan_tasks
+
+    per_item = ROBOTOFF["processing_s"] / ROBOTOFF["items"]
     objects = [ObjectInfo(f"f{i:05d}.jsonl", 10_000, "1") for i in range(f)]
     rows = []
     for label, fpt in (("one_file_per_task", 1), ("planner_packing", spec.files_per_task)):
@@ -95,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         one.wall_s / packed10.wall_s, 2), seconds=round(time.perf_counter() - t0, 3))
     say(f"one file per task costs x{one.usd_on_demand / packed10.usd_on_demand:.1f} the "
         f"planner's packing and takes x{one.wall_s / packed10.wall_s:.1f} as long")
-    return 0
 
 
 if __name__ == "__main__":
