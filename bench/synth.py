@@ -34,6 +34,7 @@ def build_environments(clients: int, jobs: int) -> list[EnvironmentSettings]:
     """dev() and prod() with `jobs` copies of the example jobs and `clients` clients each."""
     from stacks.environments import dev, prod
     from stacks.settings import ClientSettings
+    from stacks.shards import ClientShards, count_that_fits
 
     out = []
     for base in (dev(), prod()):
@@ -52,8 +53,14 @@ def build_environments(clients: int, jobs: int) -> list[EnvironmentSettings]:
         # A project that asked for the service accounts it needs (2 per client + 4); with the
         # default 100, bin/check fails CKV_GPUB_LIM_10 naming that number (as it should).
         quota = max(100, 2 * clients + 10)
+        # Over one state's size, the clients go to shards: as many as the placement needs
+        # (synth refuses fewer, naming this number).
+        size = ClientShards().size
+        count = 0 if clients <= size else count_that_fits(
+            [(m.name, None) for m in members], size) or 0
         out.append(base.model_copy(update={"jobs": specs, "clients": members,
-                                           "service_account_quota": quota}))
+                                           "service_account_quota": quota,
+                                           "client_shards": ClientShards(count=count)}))
     return out
 
 
@@ -90,6 +97,20 @@ def instances_per_state(outdir: Path) -> dict[str, int]:
             len(body["for_each"]) if isinstance(body.get("for_each"), dict) else 1
             for named in (doc.get("resource") or {}).values() for body in named.values())
     return out
+
+
+def _states(states: dict[str, int]) -> str:
+    """Platform stacks by name; shards summarized per platform (min-max and count)."""
+    from stacks.shards import platform_of
+
+    parts = []
+    for platform in sorted({platform_of(s) for s in states}):
+        shards = [n for s, n in states.items() if s != platform and platform_of(s) == platform]
+        text = f"{platform} {states.get(platform, 0)}"
+        if shards:
+            text += f" + {len(shards)} shards {min(shards)}-{max(shards)}"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def worker(clients: int, jobs: int, outdir: str) -> dict[str, Any]:
@@ -167,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             f" construct {r['construct_s']:.2f} synth {r['synth_s']:.2f}) "
             f"rss py {r['python_maxrss_mib']:.0f} MiB node {r['node_maxrss_mib']:.0f} MiB; "
             f"x{ratio} of N=1,M=1 (target <= {TARGET_RATIO} at N=1000,M=5); "
-            f"largest state {r['max_state_instances']} instances (target <= {STATE_TARGET}): "
-            + ", ".join(f"{k} {v}" for k, v in r["instances_per_state"].items()))
+            f"largest state {r['max_state_instances']} instances (target <= {STATE_TARGET}) "
+            f"over {len(r['instances_per_state'])} states: " + _states(r["instances_per_state"]))
     return 0
 
 

@@ -48,6 +48,18 @@ def write_environments(outdir: Path, stacks: list[PlatformStack]) -> list[Path]:
     return written
 
 
+def write_moved(folder: Path, moved: list[dict[str, str]]) -> None:
+    """`moved.tf`: one `moved` block per address change (HCL: Terraform reads it with the
+    stack's JSON; developer.hashicorp.com/terraform/language/modules/develop/refactoring)."""
+    path = folder / "moved.tf"
+    blocks = [f"moved {{\n  from = {m['from']}\n  to   = {m['to']}\n}}\n" for m in moved]
+    if blocks:
+        path.write_text("# Written by stacks/app.py: address changes kept for existing states.\n"
+                        + "\n".join(blocks), encoding="utf-8")
+    elif path.exists():
+        path.unlink()
+
+
 def finish(outdir: Path, stacks: list[PlatformStack]) -> None:
     """After `app.synth()`: client tables and workflow sources into the stack files (see
     stacks/deferred.py), then the job JSON and the environment files."""
@@ -57,6 +69,7 @@ def finish(outdir: Path, stacks: list[PlatformStack]) -> None:
         resolve_file(outdir / "stacks" / stack.settings.stack_name / "cdk.tf.json")
         for shard in stack.shards:
             resolve_file(outdir / "stacks" / shard.node.id / "cdk.tf.json")
+        write_moved(outdir / "stacks" / stack.settings.stack_name, stack.moved())
         write_outputs(outdir / "stacks" / stack.settings.stack_name / "cdk.tf.json",
                       stack.settings)
     write_job_json(outdir, stacks)

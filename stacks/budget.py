@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from constructs import Construct
 
-from jobs import billing_labels
 from stacks.provider import (
     BillingBudget,
-    BillingBudgetAllUpdatesRule,
     BillingBudgetAmount,
     BillingBudgetAmountSpecifiedAmount,
     BillingBudgetBudgetFilter,
@@ -68,55 +64,3 @@ def client_budget_usd(settings: EnvironmentSettings, client: ClientSettings) -> 
     if client.monthly_budget_usd is not None:
         return client.monthly_budget_usd
     return settings.observability.client_monthly_budget_usd
-
-
-class ClientBudgets(Construct):
-    """One `google_billing_budget` per client, filtered on the `client` label that Batch puts on
-    the client's VMs, GPUs and disks (jobs/billing_labels.py) and the platform on its bucket
-    and topics. `budget_filter.labels` takes ONE label key/value ("A single label and value
-    pair specifying that usage from only this set of labeled resources should be included in
-    the budget", registry.terraform.io/providers/hashicorp/google/latest/docs/resources/
-    billing_budget#labels): exactly what a per-client filter needs. Notifications go to the
-    client's channel and the environment's (`monitoring_notification_channels`, "A maximum of
-    5 channels are allowed", same page); the billing admins keep theirs too."""
-
-    def __init__(
-        self, scope: Construct, id_: str, settings: EnvironmentSettings, project_number: str,
-        provider: GoogleProvider, env_channels: Sequence[str],
-    ) -> None:
-        super().__init__(scope, id_)
-        assert settings.billing_account is not None
-        self.settings = settings
-        self.billing_account: str = settings.billing_account
-        self.project_number = project_number
-        self.provider = provider
-        self.env_channels = list(env_channels)
-        self.budgets: dict[str, BillingBudget] = {}
-
-    def add(self, client: ClientSettings, own: list[str]) -> None:
-        """The client's budget, notifying `own` (its channel) and the environment's."""
-        settings = self.settings
-        obs = settings.observability
-        self.budgets[client.name] = BillingBudget(
-            self,
-            client.name,
-            provider=self.provider,
-            billing_account=self.billing_account,
-            display_name=f"gpu-batch-{settings.name}-{client.name}",
-            budget_filter=BillingBudgetBudgetFilter(
-                projects=[f"projects/{self.project_number}"],
-                labels={billing_labels.CLIENT: client.name},
-            ),
-            amount=BillingBudgetAmount(
-                specified_amount=BillingBudgetAmountSpecifiedAmount(
-                    currency_code="USD", units=str(int(client_budget_usd(settings, client))),
-                )
-            ),
-            threshold_rules=[
-                BillingBudgetThresholdRules(threshold_percent=t) for t in obs.budget_thresholds
-            ] + [BillingBudgetThresholdRules(threshold_percent=1.0,
-                                             spend_basis="FORECASTED_SPEND")],
-            all_updates_rule=BillingBudgetAllUpdatesRule(
-                monitoring_notification_channels=(own + self.env_channels)[:MAX_BUDGET_CHANNELS]
-            ),
-        )

@@ -12,18 +12,22 @@ platform's shared `for_each` resources (`stacks/client_resources.py`).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from stacks import layout
+from stacks.budget import MAX_BUDGET_CHANNELS, client_budget_usd
 from stacks.client_resources import (
     ActAs,
     BucketGrant,
     BucketRole,
     ClientAccount,
     ClientBucket,
+    ClientBudget,
+    ClientChannel,
     ClientResources,
     Impersonation,
     Notification,
@@ -37,6 +41,7 @@ from stacks.client_resources import (
 )
 from stacks.conditions import bucket_list, objects_under
 from stacks.layout import INPUTS, MARKERS, OUTPUTS, TenancyLayout
+from stacks.monitoring import client_channel_name
 from stacks.props import JobLink, PlatformIdentities
 from stacks.settings import (
     ClientSettings,
@@ -44,7 +49,7 @@ from stacks.settings import (
     check_client_name,
     check_service_account_id,
 )
-from stacks.validation import client_sa_description, terraform_escape
+from stacks.validation import EMAIL_RE, client_sa_description, terraform_escape
 
 # At most 10 notification configurations per event type per bucket
 # (cloud.google.com/storage/docs/pubsub-notifications): one per job of the client.
@@ -214,12 +219,38 @@ class ClientOnboarding:
         res.add(f"{name}/workflow", Publisher(topic=topic_name, member=ids.workflow_member))
         res.add(f"{name}/run", Publisher(topic=topic_name, member=self.run_member))
 
+        self._add_costs()
+
         # --- per job: the job's markers notify its intake topic; its secrets and topics -------
         for job in jobs:
             self._add_job(job)
         for i, schedule in enumerate([] if client.leaving else client.schedules):
             self._add_schedule(i, schedule.job, schedule.cron, schedule.time_zone,
                                schedule.input_prefix)
+
+    def _add_costs(self) -> None:
+        """The client's email channel (its contact) and monthly budget (issue 24,
+        docs/costs.md); both were constructs of their own before, hence the moves."""
+        res = self.props.resources
+        settings = self.props.settings
+        client = self.client
+        name = client.name
+        own: list[str] = []
+        if client.contact and EMAIL_RE.match(client.contact):
+            res.add(name, ClientChannel(display_name=client_channel_name(settings, client),
+                                        email=client.contact))
+            res.moved_from(_legacy_address("google_monitoring_notification_channel",
+                                           "channels", settings.client_sa_id(name)),
+                           ClientChannel, name)
+            own = [ClientChannel.ref(name, "name")]
+        billing = res.props.billing
+        if billing is not None:
+            res.add(name, ClientBudget(
+                display_name=f"gpu-batch-{settings.name}-{name}", client=name,
+                units=str(int(client_budget_usd(settings, client))),
+                channels=(own + list(billing.env_channels))[:MAX_BUDGET_CHANNELS]))
+            res.moved_from(_legacy_address("google_billing_budget", "client-budgets", name),
+                           ClientBudget, name)
 
     def _add_job(self, job: JobLink) -> None:
         res = self.props.resources
@@ -263,6 +294,14 @@ class ClientOnboarding:
             uri=uri,
             body=base64.b64encode(body.encode()).decode(),
         ))
+
+
+def _legacy_address(rtype: str, *path: str) -> str:
+    """The address cdktf gave a construct at `path` under the stack: the path joined by `_`,
+    then `_` and 8 hex digits (upper case) of the md5 of the path joined by `/` (checked
+    against a synthesized stack in tests/test_client_shards.py)."""
+    digest = hashlib.md5("/".join(path).encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"{rtype}.{'_'.join(path)}_{digest.upper()}"
 
 
 def _validate(props: ClientProps, client: ClientSettings) -> list[JobLink]:

@@ -5,8 +5,8 @@ The platform's values cross as literal names that stacks/layout.py derives from 
 (identities, intake topics, the key, the log bucket, secret ids), not as Terraform
 references: a shard never reads the platform's state for them, and the platform never lists a
 shard's clients (the job workflows read the client from the bucket name). The one exception is
-the environment's alert channels, whose ids Cloud Monitoring assigns: CDK's cross-stack
-reference (an output of the platform stack, read by the shard through `terraform_remote_state`).
+the environment's alert channels, whose ids Cloud Monitoring assigns: the shard reads them with
+a `google_monitoring_notification_channel` data source each, found by display name.
 
 Order: the shard depends on the platform stack (`cdktn deploy` applies the platform first), so
 every API enablement, service agent, key grant and propagation barrier the shard's resources
@@ -16,22 +16,23 @@ platform stack's graph as an earlier apply. Pure CDK: built by `PlatformStack`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from constructs import Construct
 
-from stacks.budget import ClientBudgets, billing_provider
+from stacks.budget import billing_provider
 from stacks.client_resources import ClientResources
 from stacks.kms import key_path
-from stacks.monitoring import NotificationChannels
+from stacks.monitoring import env_channel_name
 from stacks.props import (
+    Billing,
     ClientResourceProps,
     Encryption,
     JobLink,
     PlatformIdentities,
 )
 from stacks.provider import (
+    DataGoogleMonitoringNotificationChannel,
     DataGoogleProject,
     GcsBackend,
     GoogleProvider,
@@ -52,8 +53,6 @@ class ClientHome:
 
     resources: ClientResources
     identities: PlatformIdentities
-    channels: NotificationChannels
-    budgets: ClientBudgets | None  # None without a billing account
     literal: bool  # a shard: the platform's values by name (`literal_job`)
 
 
@@ -81,8 +80,7 @@ class ClientShardStack(TerraformStack):
     """Shard `index` of an environment: the `for_each` resources, channels and budgets of the
     clients assigned to it (`home`, which `PlatformStack` onboards them into)."""
 
-    def __init__(self, scope: Construct, settings: EnvironmentSettings, index: int,
-                 env_channels: Sequence[str]) -> None:
+    def __init__(self, scope: Construct, settings: EnvironmentSettings, index: int) -> None:
         super().__init__(scope, shard_stack_name(settings.stack_name, index))
         self.settings = settings
         self.index = index
@@ -103,11 +101,22 @@ class ClientShardStack(TerraformStack):
             notifications_after=list,
             schedules_after=list,
             secrets_after=list,
+            billing=self._billing(),
         ))
-        channels = NotificationChannels(self, "channels", settings, env_channels=False)
-        budgets = None
-        if settings.billing_account is not None:
-            project = DataGoogleProject(self, "project", project_id=settings.project_id)
-            budgets = ClientBudgets(self, "client-budgets", settings, project.number,
-                                    billing_provider(self, settings), env_channels)
-        self.home = ClientHome(resources, identities, channels, budgets, literal=True)
+        self.home = ClientHome(resources, identities, literal=True)
+
+    def _billing(self) -> Billing | None:
+        """The budgets' provider and project, and the platform's alert channels found by
+        their display names (the platform stack, applied first, made them)."""
+        settings = self.settings
+        if settings.billing_account is None:
+            return None
+        project = DataGoogleProject(self, "project", project_id=settings.project_id)
+        refs = []
+        for i, email in enumerate(settings.observability.alert_emails):
+            channel = DataGoogleMonitoringNotificationChannel(
+                self, f"env-channel-{i}", project=settings.project_id, type="email",
+                display_name=env_channel_name(settings, email))
+            refs.append(f"${{data.{channel.terraform_resource_type}."
+                        f"{channel.friendly_unique_id}.name}}")
+        return Billing(billing_provider(self, settings), project.number, refs)

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from constructs import Construct
 
 from stacks import monitoring_specs as specs
-from stacks.observability_settings import EMAIL_RE
 from stacks.provider import (
     LoggingMetric,
     LoggingMetricMetricDescriptor,
@@ -38,37 +37,32 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def env_channel_name(settings: EnvironmentSettings, email: str) -> str:
+    """The display name of an environment alert channel (client shards find it by this)."""
+    return f"gpu-batch {settings.name} alerts ({email})"
+
+
+def client_channel_name(settings: EnvironmentSettings, client: ClientSettings) -> str:
+    return f"gpu-batch {settings.name} client {client.name} ({client.contact})"
+
+
 class NotificationChannels(Construct):
-    """Email channels: `env` for the environment's alert emails, `clients[c]` for each client
-    whose `contact` is an email address (its budget mails go there). A client shard stack
-    declares its clients' channels only (`env_channels=False`) and reads the platform's."""
+    """The environment's alert email channels: `env` (channel names, for this stack's alert
+    policies) and `env_refs` (the same as Terraform references, for the client budgets' maps).
+    Each client's channel is an entry of the client resources (stacks/client_resources.py)."""
 
-    def __init__(self, scope: Construct, id_: str, settings: EnvironmentSettings, *,
-                 env_channels: bool = True) -> None:
+    def __init__(self, scope: Construct, id_: str, settings: EnvironmentSettings) -> None:
         super().__init__(scope, id_)
-        self.settings = settings
         self.env: list[str] = []
-        self.clients: dict[str, str] = {}
-        for email in settings.observability.alert_emails if env_channels else ():
-            self.env.append(self._email(settings, f"ops-{_key(email)}", email,
-                                        f"gpu-batch {settings.name} alerts ({email})"))
-
-    def add_client(self, client: ClientSettings) -> list[str]:
-        """The client's channel (none without an email contact), as a list of channel names."""
-        settings = self.settings
-        if client.contact and EMAIL_RE.match(client.contact):
-            self.clients[client.name] = self._email(
-                settings, settings.client_sa_id(client.name), client.contact,
-                f"gpu-batch {settings.name} client {client.name} ({client.contact})")
-            return [self.clients[client.name]]
-        return []
-
-    def _email(self, settings: EnvironmentSettings, id_: str, email: str, name: str) -> str:
-        channel = MonitoringNotificationChannel(
-            self, id_, project=settings.project_id, type="email", display_name=name,
-            labels={"email_address": email}, user_labels=settings.all_labels())
-        name_ref: str = channel.name  # projects/<p>/notificationChannels/<id>
-        return name_ref
+        self.env_refs: list[str] = []
+        for email in settings.observability.alert_emails:
+            channel = MonitoringNotificationChannel(
+                self, f"ops-{_key(email)}", project=settings.project_id, type="email",
+                display_name=env_channel_name(settings, email),
+                labels={"email_address": email}, user_labels=settings.all_labels())
+            self.env.append(channel.name)  # projects/<p>/notificationChannels/<id>
+            self.env_refs.append(f"${{{channel.terraform_resource_type}."
+                                 f"{channel.friendly_unique_id}.name}}")
 
 
 class Monitoring(Construct):

@@ -9,7 +9,7 @@ from stacks import layout
 from stacks.agents import IAM_PROPAGATION, ServiceAgents
 from stacks.batch_job import BatchJob
 from stacks.billing_view import BillingView
-from stacks.budget import ClientBudgets, ProjectBudget
+from stacks.budget import ProjectBudget
 from stacks.client import ClientOnboarding, ClientProps
 from stacks.client_resources import (
     RESULTS_RETENTION,
@@ -33,6 +33,7 @@ from stacks.layout import (
 from stacks.monitoring import Monitoring, NotificationChannels
 from stacks.network import TaskNetwork
 from stacks.props import (
+    Billing,
     ClientResourceProps,
     Encryption,
     JobProps,
@@ -239,11 +240,10 @@ class PlatformStack(TerraformStack):
                         "scheduler_jobs_per_region": settings.scheduler_jobs_quota})
         # Costs and alerts (issue 24): channels, per-client budgets, the cost view, monitoring.
         channels = NotificationChannels(self, "channels", settings)
-        client_budgets = None
+        self.billing: Billing | None = None
         if settings.billing_account is not None:
             budget = ProjectBudget(self, "budget", settings, self.project.number)
-            client_budgets = ClientBudgets(self, "client-budgets", settings,
-                                           self.project.number, budget.provider, channels.env)
+            self.billing = Billing(budget.provider, self.project.number, channels.env_refs)
         if settings.observability.billing_export is not None:
             BillingView(self, "billing-view", settings, kms_key, depends_on=api_deps)
         Monitoring(self, "monitoring", settings, channels.env, depends_on=api_deps)
@@ -268,10 +268,9 @@ class PlatformStack(TerraformStack):
         self.shards: list[ClientShardStack] = []
         self.home: ClientHome | None = None
         if settings.client_shards.count == 0:
-            self.home = ClientHome(self._client_resources(), self.identities, channels,
-                                   client_budgets, literal=False)
+            self.home = ClientHome(self._client_resources(), self.identities, literal=False)
         for index in range(settings.client_shards.count):
-            shard = ClientShardStack(scope, settings, index, channels.env)
+            shard = ClientShardStack(scope, settings, index)
             shard.add_dependency(self)
             self.shards.append(shard)
         for client in settings.clients:
@@ -289,6 +288,7 @@ class PlatformStack(TerraformStack):
             notifications_after=lambda: [j.intake_publisher for j in self.jobs.values()],
             schedules_after=lambda: [*self.job_workflows(), self.scheduler_invoker],
             secrets_after=lambda: list(self._secrets.values()),
+            billing=self.billing,
         ))
 
     def _intake_dead_letter(self) -> None:
@@ -330,7 +330,14 @@ class PlatformStack(TerraformStack):
             "to": "google_pubsub_subscription_iam_member.intake-dead-letter-operator"})
         for resource in (topic, sub):
             resource.override_logical_id(resource.node.id)
-        self.add_override("moved", moved)
+        self._moved = moved
+
+    def moved(self) -> list[dict[str, str]]:
+        """Terraform `moved` blocks for this stack: the dead-letter resources and the clients'
+        channels and budgets, once constructs of their own, now entries. `stacks.app.finish`
+        writes them to `moved.tf` beside `cdk.tf.json` (checkov's JSON parser refuses a
+        top-level `moved` list; Terraform reads every `.tf` and `.tf.json` of the folder)."""
+        return [*self._moved, *(self.home.resources.moved if self.home else [])]
 
     def _platform_sa(self, account_id: str, description: str) -> ServiceAccount:
         sa = service_account(self, account_id, self.settings.project_id, account_id, description)
@@ -424,9 +431,6 @@ class PlatformStack(TerraformStack):
             links = {name: literal_job(link, settings) for name, link in links.items()}
         props = ClientProps(settings, home.resources, home.identities, links, self.clients)
         onboarding = self.clients[client.name] = ClientOnboarding(props, client)
-        own = home.channels.add_client(client)
-        if home.budgets is not None:
-            home.budgets.add(client, own)
         return onboarding
 
     @property

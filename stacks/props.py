@@ -16,6 +16,7 @@ from constructs import Construct
 
 from jobs import JobSpec
 from stacks.provider import (
+    GoogleProvider,
     KmsCryptoKeyIamMember,
     PubsubTopic,
     SecretManagerSecret,
@@ -109,6 +110,17 @@ class ClientResourceProps:
     # What schedules wait for: the job workflows, the scheduler's invoker grant.
     schedules_after: Callable[[], list[TerraformResource]]
     secrets_after: Callable[[], list[TerraformResource]]  # the job secrets' containers
+    billing: Billing | None = None  # the client budgets' (None: no billing account)
+
+
+@dataclass(frozen=True)
+class Billing:
+    """What the client budgets need: the budgets' provider, the project they filter on, and
+    the environment's alert channels (Terraform references) each budget also notifies."""
+
+    provider: GoogleProvider
+    project_number: str
+    env_channels: Sequence[str]
 
 
 @dataclass(frozen=True)

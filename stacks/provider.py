@@ -79,6 +79,9 @@ from cdktn_provider_google.data_google_bigquery_default_service_account import (
 from cdktn_provider_google.data_google_cloud_quotas_quota_info import (
     DataGoogleCloudQuotasQuotaInfo,
 )
+from cdktn_provider_google.data_google_monitoring_notification_channel import (
+    DataGoogleMonitoringNotificationChannel,
+)
 from cdktn_provider_google.data_google_project import DataGoogleProject
 from cdktn_provider_google.data_google_storage_project_service_account import (
     DataGoogleStorageProjectServiceAccount,
@@ -273,6 +276,7 @@ __all__ = [
     "Construct",
     "DataGoogleBigqueryDefaultServiceAccount",
     "DataGoogleCloudQuotasQuotaInfo",
+    "DataGoogleMonitoringNotificationChannel",
     "DataGoogleProject",
     "DataGoogleStorageProjectServiceAccount",
     "EventarcTrigger",

@@ -68,7 +68,7 @@ def assign(clients: Iterable[tuple[str, int | None]], count: int) -> dict[int, l
     return out
 
 
-def _count_that_fits(clients: Sequence[tuple[str, int | None]], size: int) -> int | None:
+def count_that_fits(clients: Sequence[tuple[str, int | None]], size: int) -> int | None:
     """The smallest count whose fullest shard holds at most `size` clients (None: none does,
     because pinned clients alone overfill a shard)."""
     for count in range(max(1, -(-len(clients) // size)), MAX_SHARDS + 1):
@@ -88,7 +88,7 @@ def check_shards(clients: Sequence[tuple[str, int | None]], shards: ClientShards
     for index, names in assign(clients, shards.count).items():
         if len(names) <= shards.size:
             continue
-        fits = _count_that_fits(clients, shards.size)
+        fits = count_that_fits(clients, shards.size)
         where = (f"shard {index}" if shards.count else "the platform stack's state")
         fix = (f"set client_shards.count to {fits} or more" if fits is not None
                else "move pinned clients (clients.<c>.shard) or raise client_shards.size")

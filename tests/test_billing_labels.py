@@ -96,11 +96,14 @@ def test_an_as_written_run_carries_client_job_env_and_run_on_its_vms() -> None:
 
 # ---- the stacks ----------------------------------------------------------------------------
 def _budgets(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tfjson import instances
+
     out = {}
-    for b in doc["resource"].get("google_billing_budget", {}).values():
-        labels = b["budget_filter"].get("labels")
-        if labels:
-            out[labels["client"]] = b
+    for name, conf in doc["resource"].get("google_billing_budget", {}).items():
+        for _, b in instances(name, conf):
+            labels = b["budget_filter"].get("labels")
+            if labels:
+                out[labels["client"]] = b
     return out
 
 
