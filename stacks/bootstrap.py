@@ -32,6 +32,7 @@ import typer
 from stacks.apis import BOOTSTRAP_APIS, CLIENT_PROJECT_APIS
 from stacks.layout import DEPLOYER_SA_ID, PLANNER_SA_ID
 from stacks.settings import EnvironmentSettings
+from stacks.shards import shard_stack_name
 
 NUMBER = "${PROJECT_NUMBER}"  # the environment project's number, read at run time
 REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -222,8 +223,10 @@ def first_deploy_steps(settings: EnvironmentSettings) -> list[Step]:
     return [
         Step("policy checks on what is deployed", ("bin/check",)),
         Step("the committed provider lock into each stack", ("bin/lock-providers", "--install")),
-        Step("the stack: APIs, registry, identities, network, clients", (
-            "bin/cdktn", "deploy", stack, "--auto-approve")),
+        # The platform stack, then its client shards (none when client_shards.count is 0:
+        # the pattern matches nothing), each after the platform (a stack dependency).
+        Step("the stacks: APIs, registry, identities, network, then the clients' shards", (
+            "bin/cdktn", "deploy", stack, shard_stack_name(stack, "*"), "--auto-approve")),
         Step("docker credentials for the registry", (
             "gcloud", "auth", "configure-docker", f"{region}-docker.pkg.dev", "--quiet")),
         Step("the job images, digests recorded in images/versions.json", (

@@ -97,7 +97,8 @@ def check_shards(clients: Sequence[tuple[str, int | None]], shards: ClientShards
             f"{shards.size} (one state per shard stays small: docs/clients.md \"Shards\"); {fix}")
 
 
-def shard_stack_name(platform_stack: str, index: int) -> str:
+def shard_stack_name(platform_stack: str, index: int | str) -> str:
+    """`<platform>-clients-<k>` (`index` "*": the pattern every shard of it matches)."""
     return f"{platform_stack}{SHARD_STACK_INFIX}{index}"
 
 

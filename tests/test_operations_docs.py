@@ -44,7 +44,9 @@ def test_diff_on_pull_requests_and_deploy_on_main_with_wif_only() -> None:
     assert "pull_request" in triggers and triggers["push"]["branches"] == ["main"]
     diff, deploy = wf["jobs"]["diff"], wf["jobs"]["deploy"]
     assert "pull_request" in diff["if"] and "refs/heads/main" in deploy["if"]
-    assert any(str(s.get("run", "")).startswith("bin/cdktn diff") for s in _steps(diff))
+    # One diff per state: the platform stack and each of its client shards.
+    assert any("bin/cdktn diff" in str(s.get("run", "")) and "-clients-*" in str(s["run"])
+               for s in _steps(diff))
     assert any(str(s.get("run", "")).startswith("bin/cdktn deploy") for s in _steps(deploy))
     assert any(s.get("run") == "bin/check" for s in _steps(deploy))
     for job in (diff, deploy):
