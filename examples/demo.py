@@ -141,11 +141,7 @@ def outcomes(arc: Any, env: Any, client: str) -> list[dict[str, Any]]:
 
 
 def the_story(ep: Any, arc: Any) -> int:
-    from google.api_core import exceptions as gexc
-    from google.cloud import storage  # type: ignore[attr-defined]
-
     from local.client import batch_client
-    from local.identity import credentials_for
     from stacks.environments import dev
 
     env = dev()
@@ -184,26 +180,36 @@ def the_story(ep: Any, arc: Any) -> int:
     console.print(f"  ({OTHER}'s subscription got its own {len(others)} outcome(s) only)")
 
     step(f"9. {CLIENT} tries to read {OTHER}'s outputs")
+    denied = snooping_is_denied(ep, env, other)
+    ok = (mine.state == "SUCCEEDED" and job.status.state.name == "SUCCEEDED" and denied
+          and [o["state"] for o in got] == ["SUCCEEDED"])
+    return 0 if ok else 1
+
+
+def snooping_is_denied(ep: Any, env: Any, other_batch: str) -> bool:
+    """CLIENT reads OTHER's output of `other_batch` with its own identity: the 403 Google
+    Cloud would answer (True), printed with the IAM layer's message."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    from local.identity import credentials_for
+
     snoop = storage.Client(project=env.project_id,
                            credentials=credentials_for(env.client_sa_email(CLIENT)),
                            client_options={"api_endpoint": ep.gcs_endpoint})
-    target = f"{env.layout.batch_outputs(JOB, other)}part-000.jsonl"
-    denied = False
+    target = f"{env.layout.batch_outputs(JOB, other_batch)}part-000.jsonl"
     try:
         snoop.bucket(env.client_bucket(OTHER)).blob(target).download_as_bytes()
     except gexc.Forbidden as exc:
-        denied = True
         body = str(exc.message)
         with contextlib.suppress(ValueError):  # GCS's JSON body: {"error": {"message": ..}}
             body = json.JSONDecoder().raw_decode(body[body.index('{"error"'):])[0]["error"][
                 "message"]
         console.print(f"[green]403 Forbidden[/] gs://{env.client_bucket(OTHER)}/{target}\n"
                       f"  {body}")
-    if not denied:
-        console.print(f"[red]{CLIENT} could read {OTHER}'s outputs")
-    ok = (mine.state == "SUCCEEDED" and job.status.state.name == "SUCCEEDED" and denied
-          and [o["state"] for o in got] == ["SUCCEEDED"])
-    return 0 if ok else 1
+        return True
+    console.print(f"[red]{CLIENT} could read {OTHER}'s outputs")
+    return False
 
 
 def main() -> int:
