@@ -18,13 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from jobs import billing_labels
 from jobs.errors import JobSpecError
 from jobs.parts import IMAGE_REF_RE, SECRET_ID_RE, Notification, Runnable
-from jobs.spec import (
-    GPU_MIN_BOOT_DISK_GB,
-    PREEMPTION_EXIT_CODE,
-    STORAGE_VARIABLES,
-    EnvKind,
-    resolve_topic,
-)
+from jobs.retries import lifecycle_policy
+from jobs.spec import GPU_MIN_BOOT_DISK_GB, STORAGE_VARIABLES, EnvKind, resolve_topic
 
 if TYPE_CHECKING:
     from jobs.spec import JobSpec
@@ -33,15 +28,6 @@ DEFAULT_MAX_RUN_DURATION_S = 3600
 # Filled by the submit helper or the workflow (docs/contracts.md, "Job JSON written at synth"):
 # the names live in the run-time contract (gpub_runner.contract), re-exported here.
 RUNTIME_VARIABLES = contract.RUNTIME_VARIABLES
-# Batch's reserved exit codes (https://cloud.google.com/batch/docs/troubleshooting#reserved-exit-codes,
-# also gpub_runner.contract.BATCH_RESERVED_EXIT_CODES): the ones that mean the VM was lost,
-# so the task never failed on its own: 50001 Spot VM preempted, 50002 VM reporting timeout,
-# 50003 VM rebooted during the task, 50004 VM unresponsive, 50006 VM recreated during the task.
-VM_LOST_EXIT_CODES = (50001, 50002, 50003, 50004, 50006)
-MAX_RUN_DURATION_EXIT_CODE = 50005  # the task ran too long: a retry would run too long again
-# The runner's 2 (bad configuration) and 3 (failure budget exceeded), gpub_runner.contract
-# NO_RETRY_EXIT_CODES, and 50005: never retried, in jobs from bin/submit and from workflows.
-NEVER_RETRIED_EXIT_CODES = (2, 3, MAX_RUN_DURATION_EXIT_CODE)
 
 
 class RenderContext(BaseModel):
@@ -87,49 +73,6 @@ def storage_variables(spec: JobSpec) -> dict[str, str]:
     return out
 
 
-def lifecycle_policy(spec: JobSpec, kind: EnvKind | None) -> tuple[int | None, dict[str, Any]]:
-    """(maxRetryCount, the one lifecycle policy or {}) of `spec` in an environment of `kind`
-    (None: no environment).
-
-    Batch takes one lifecycle policy per task spec ("Currently we only support one lifecycle
-    policy"; an exit code it does not name gets the default: retry while maxRetryCount lasts,
-    https://cloud.google.com/batch/docs/reference/rest/v1/projects.locations.jobs#TaskSpec),
-    and RETRY_TASK "will retry failed tasks if we notice any exit code match and fail tasks if
-    no match is found" (.../rest/v1/projects.locations.jobs#LifecyclePolicy). So one policy
-    says both things, and in an environment:
-    - retrying on preemption means RETRY_TASK on every code for a lost VM (VM_LOST_EXIT_CODES)
-      plus the job's own retry_exit_codes; every other code, an application failure, the
-      runner's 2 and 3 and 50005 (maxRunDuration exceeded) included, fails the task;
-    - retries without RETRY_TASK codes: FAIL_TASK on NEVER_RETRIED_EXIT_CODES, the rest retried;
-    - retry_exit_codes naming 2, 3 or 50005 is refused (a retry cannot fix them).
-    Application failures inside a task (a bad input file) are the runner's business: it
-    records them and fails the task with exit 3 only past the job's failure_budget, so they
-    have their own budget and never spend maxRetryCount. Without an environment (an import
-    round trip) exactly what the spec says is rendered.
-    """
-    retries, codes = spec.retry_policy_for(kind)
-    if kind is None:
-        return retries, _policy("RETRY_TASK", codes)
-    bad = [c for c in codes if c in NEVER_RETRIED_EXIT_CODES]
-    if bad:
-        raise JobSpecError(
-            f"retry_exit_codes: {bad} can never be retried (2: bad configuration, 3: failure "
-            f"budget exceeded, 50005: maxRunDuration exceeded); allowed: any other code",
-            "retry_exit_codes",
-        )
-    if PREEMPTION_EXIT_CODE in codes:
-        codes = [*VM_LOST_EXIT_CODES, *(c for c in codes if c not in VM_LOST_EXIT_CODES)]
-    if codes:
-        return retries, _policy("RETRY_TASK", codes)
-    if retries:
-        return retries, _policy("FAIL_TASK", list(NEVER_RETRIED_EXIT_CODES))
-    return retries, {}
-
-
-def _policy(action: str, codes: list[int]) -> dict[str, Any]:
-    return {"action": action, "actionCondition": {"exitCodes": codes}} if codes else {}
-
-
 def render_job(spec: JobSpec, env: RenderContext | None = None) -> dict[str, Any]:
     """Render `spec` as Batch job JSON.
 
@@ -172,6 +115,29 @@ def render_job(spec: JobSpec, env: RenderContext | None = None) -> dict[str, Any
 
 
 def _task_group(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
+    group: dict[str, Any] = {"taskSpec": _task_spec(spec, env)}
+    task_count = spec.task_count
+    if task_count is None and env is not None:
+        task_count = len(spec.task_environments) or 1
+    if task_count is not None:
+        group["taskCount"] = str(task_count)
+    parallelism = spec.parallelism
+    if parallelism is None and env is not None:
+        parallelism = 1
+    if parallelism is not None:
+        group["parallelism"] = str(parallelism)
+    if spec.scheduling_policy is not None:
+        group["schedulingPolicy"] = spec.scheduling_policy
+    if spec.task_environments:
+        group["taskEnvironments"] = [
+            {"variables": dict(v)} if v else {} for v in spec.task_environments
+        ]
+    if spec.tasks_per_node is not None:
+        group["taskCountPerNode"] = str(spec.tasks_per_node)
+    return group
+
+
+def _task_spec(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
     runnables = [_extra_runnable(r, env) for r in spec.setup]
     runnables.append(_runnable(spec, env))
     runnables += [_extra_runnable(r, env) for r in spec.teardown]
@@ -197,6 +163,20 @@ def _task_group(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
     if policy:
         task["lifecyclePolicies"] = [policy]
 
+    environment = _task_environment(spec, env)
+    if environment:
+        task["environment"] = environment
+    if spec.volumes:
+        task["volumes"] = [
+            {"gcs": {"remotePath": v.remote_path}, "mountPath": v.mount_path}
+            | ({"mountOptions": list(v.mount_options)} if v.mount_options else {})
+            for v in spec.volumes
+        ]
+    return task
+
+
+def _task_environment(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
+    """The task's variables (the spec's, the storage ones, the runtime ones empty) and secrets."""
     variables = dict(spec.env)
     variables.update(storage_variables(spec))
     if env is not None:
@@ -209,35 +189,7 @@ def _task_group(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:
         environment["secretVariables"] = {
             k: resolve_secret(v, env.project_id if env else None) for k, v in spec.secrets.items()
         }
-    if environment:
-        task["environment"] = environment
-    if spec.volumes:
-        task["volumes"] = [
-            {"gcs": {"remotePath": v.remote_path}, "mountPath": v.mount_path}
-            | ({"mountOptions": list(v.mount_options)} if v.mount_options else {})
-            for v in spec.volumes
-        ]
-
-    group: dict[str, Any] = {"taskSpec": task}
-    task_count = spec.task_count
-    if task_count is None and env is not None:
-        task_count = len(spec.task_environments) or 1
-    if task_count is not None:
-        group["taskCount"] = str(task_count)
-    parallelism = spec.parallelism
-    if parallelism is None and env is not None:
-        parallelism = 1
-    if parallelism is not None:
-        group["parallelism"] = str(parallelism)
-    if spec.scheduling_policy is not None:
-        group["schedulingPolicy"] = spec.scheduling_policy
-    if spec.task_environments:
-        group["taskEnvironments"] = [
-            {"variables": dict(v)} if v else {} for v in spec.task_environments
-        ]
-    if spec.tasks_per_node is not None:
-        group["taskCountPerNode"] = str(spec.tasks_per_node)
-    return group
+    return environment
 
 
 def _runnable(spec: JobSpec, env: RenderContext | None) -> dict[str, Any]:

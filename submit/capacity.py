@@ -183,8 +183,8 @@ def attempt_state(conn: Connection, record: RunRecord, job_id: str) -> str | Non
 
 def job_on(p: Prepared, cand: Candidate) -> dict[str, Any]:
     """The run's job JSON (attempt 1) moved to `cand`: provisioning model, reservation,
-    region and the rung's retry policy (jobs/render.py `lifecycle_policy`)."""
-    from jobs.render import lifecycle_policy
+    region and the rung's retry policy (jobs/retries.py `lifecycle_policy`)."""
+    from jobs.retries import lifecycle_policy
 
     job = p.job_for(ids.run_job_id(p.run_base, 1))
     instances = job.setdefault("allocationPolicy", {}).setdefault("instances", [{}])

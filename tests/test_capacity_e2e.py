@@ -197,7 +197,7 @@ def test_half_preempted_completes_and_counts_lost_vms_apart_from_app_failures(
     """Half the attempts lose their VM (any lost-VM code); one input file is bad on purpose:
     the runner's failure budget absorbs it, Batch never retries it, and the summary counts it
     apart from the preemptions. 12 tasks: all 12 first attempts kept is 1 in 4,096."""
-    from jobs.render import VM_LOST_EXIT_CODES
+    from jobs.retries import VM_LOST_EXIT_CODES
 
     b = make(PREEMPT_HALF, SPOT_JOB | {"failure_budget": 0.5})
     b.upload("preempt", 24, bad=1)

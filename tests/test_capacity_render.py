@@ -17,7 +17,7 @@ from gpub_runner import contract
 from jobs import JobSpec, RenderContext, render_job
 from jobs.errors import JobSpecError
 from jobs.registry import ALL_JOBS
-from jobs.render import NEVER_RETRIED_EXIT_CODES, VM_LOST_EXIT_CODES
+from jobs.retries import NEVER_RETRIED_EXIT_CODES, VM_LOST_EXIT_CODES
 from local.task_process import should_retry as _should_retry
 
 

@@ -28,7 +28,7 @@ from jobs import (
 from jobs.catalog import machine_names
 from jobs.errors import JobSpecError
 from jobs.registry import ALL_JOBS
-from jobs.render import NEVER_RETRIED_EXIT_CODES
+from jobs.retries import NEVER_RETRIED_EXIT_CODES
 from jobs.spec import GcsVolume, GpuSpec, Notification, Runnable
 
 ROOT = Path(__file__).resolve().parents[1]
