@@ -138,6 +138,13 @@ def decode_outcome(message: Any) -> dict[str, Any]:
         "state": "UNREADABLE", "reason": "not an outcome", "attributes": dict(message.attributes)}
 
 
+def outcome_key(o: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What identifies one outcome (None: not an outcome of a run)."""
+    if o.get("batch") is None or o.get("marker_generation") is None:
+        return None
+    return (o.get("job"), o.get("batch"), str(o.get("marker_generation")))
+
+
 def outcome_line(o: dict[str, Any]) -> str:
     inputs = o.get("inputs")
     counts = f"inputs {inputs if inputs is not None else '?'}"
@@ -173,13 +180,23 @@ def results_cmd(client: ClientOpt, env: EnvOpt = "dev", json_out: JsonOpt = Fals
     sub = settings.layout.subscription_path(settings.layout.results_subscription(client))
     deadline = None if seconds is None else time.monotonic() + seconds
     shown = 0
+    # Pub/Sub delivers at least once (cloud.google.com/pubsub/docs/exactly-once-delivery: a
+    # message may be redelivered): a run's outcome is one per (job, batch, marker generation),
+    # so a copy received again in this session is acknowledged and not shown twice.
+    seen: set[tuple[Any, ...]] = set()
     try:
         while True:
             delivered = subs.deliver()
             got = subs.pull(sub)
             for message in got:
-                _print(decode_outcome(message), json_out)
-            shown += len(got)
+                outcome = decode_outcome(message)
+                key = outcome_key(outcome)
+                if key is not None and key in seen:
+                    continue
+                if key is not None:
+                    seen.add(key)
+                _print(outcome, json_out)
+                shown += 1
             if not follow and not got and not delivered:
                 break
             if deadline is not None and time.monotonic() >= deadline:
