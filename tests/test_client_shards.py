@@ -43,7 +43,7 @@ def test_one_more_shard_moves_clients_only_into_the_new_shard(names: list[str], 
     """Jump consistent hash: going from n to n+1 shards, a client stays or moves to shard n."""
     for name in names:
         old, new = hashed_shard(name, n), hashed_shard(name, n + 1)
-        assert new == old or new == n
+        assert new in (old, n)
 
 
 def test_placement_spreads_clients_evenly_enough() -> None:
@@ -78,7 +78,7 @@ def test_environments_yaml_declares_shards_and_pins(tmp_path: Path) -> None:
                                    "{name: acme, jobs: [embed, uppercase], shard: 1}", 1)
     dev = parse_environments(text, tmp_path / "e.yaml")[0]
     assert dev.client_shards == ClientShards(count=2, size=50)
-    assert [c.shard for c in dev.clients][0] == 1
+    assert next(c.shard for c in dev.clients) == 1
     with pytest.raises(EnvironmentsError, match=r"dev: .*clients\.acme\.shard: 1 is not a shard"):
         parse_environments(text.replace("count: 2", "count: 1"), tmp_path / "e.yaml")
 
