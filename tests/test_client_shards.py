@@ -73,9 +73,9 @@ def test_environments_yaml_declares_shards_and_pins(tmp_path: Path) -> None:
     from stacks.environments import EnvironmentsError, parse_environments
 
     text = (Path(__file__).parents[1] / "environments.yaml").read_text()
+    acme = "{name: acme, jobs: [embed, uppercase], contact: data@acme.example}"
     text = text.replace("  cmek: false\n", "  cmek: false\n  client_shards: {count: 2, size: 50}\n",
-                        1).replace("{name: acme, jobs: [embed, uppercase], contact: data@acme.example}",
-                                   "{name: acme, jobs: [embed, uppercase], shard: 1}", 1)
+                        1).replace(acme, "{name: acme, jobs: [embed, uppercase], shard: 1}", 1)
     dev = parse_environments(text, tmp_path / "e.yaml")[0]
     assert dev.client_shards == ClientShards(count=2, size=50)
     assert next(c.shard for c in dev.clients) == 1
