@@ -20,24 +20,25 @@ from typing import Any
 
 from stacks import layout
 from stacks.budget import MAX_BUDGET_CHANNELS, client_budget_usd
-from stacks.client_resources import (
+from stacks.client_costs import ClientBudget, ClientChannel
+from stacks.client_messaging import (
+    Publisher,
+    ResultsSubscription,
+    ResultsTopic,
+    Schedule,
+    SecretAccess,
+    Subscriber,
+)
+from stacks.client_resources import ClientResources
+from stacks.client_storage import (
     ActAs,
     BucketGrant,
     BucketRole,
     ClientAccount,
     ClientBucket,
-    ClientBudget,
-    ClientChannel,
-    ClientResources,
     Impersonation,
     Notification,
-    Publisher,
-    ResultsSubscription,
-    ResultsTopic,
     RunAccount,
-    Schedule,
-    SecretAccess,
-    Subscriber,
 )
 from stacks.conditions import bucket_list, objects_under
 from stacks.layout import INPUTS, MARKERS, OUTPUTS, TenancyLayout
@@ -57,7 +58,8 @@ MAX_JOBS_PER_CLIENT = 10
 
 
 def client_grants(
-    bucket: str, client_member: str, run_member: str, operator_member: str
+    bucket: str, client_member: str, run_member: str, operator_member: str,
+    workflow_member: str,
 ) -> dict[str, dict[str, Any]]:
     """The bucket grants of one client: key suffix -> grant (`expression` None: no condition).
 
@@ -121,6 +123,33 @@ def client_grants(
             "expression": objects_under(bucket, OUTPUTS),
             "description": f"operators write manifests and run records under {OUTPUTS}",
         },
+        # The job workflows read markers, list them (the schedule sweep) and the output's
+        # `_errors/`, and write run records and outcomes under outputs/ (compare-and-swap on
+        # `_run.json` needs delete: objectUser).
+        "workflow-reads-markers": {
+            "role": "roles/storage.objectViewer",
+            "member": workflow_member,
+            "expression": objects_under(bucket, layout.MARKERS),
+            "description": "job workflows read batch markers",
+        },
+        "workflow-lists-markers": {
+            "role": "roles/storage.objectViewer",
+            "member": workflow_member,
+            "expression": bucket_list(bucket, layout.MARKERS),
+            "description": "job workflows list batch markers (schedule sweeps)",
+        },
+        "workflow-lists-outputs": {
+            "role": "roles/storage.objectViewer",
+            "member": workflow_member,
+            "expression": bucket_list(bucket, OUTPUTS),
+            "description": f"job workflows list {OUTPUTS} (a run's _errors/)",
+        },
+        "workflow-writes-outputs": {
+            "role": "roles/storage.objectUser",
+            "member": workflow_member,
+            "expression": objects_under(bucket, OUTPUTS),
+            "description": "job workflows read and write run records and outcomes",
+        },
     }
 
 
@@ -144,27 +173,49 @@ class ClientOnboarding:
         self.props = props
         self.client = client
         settings = props.settings
-        res = props.resources
-        ids = props.identities
         name = client.name
         self.bucket = settings.client_bucket(name)
         self.labels = {**settings.all_labels(), **client.labels, "client": name}
+        self.member = f"serviceAccount:{ClientAccount.ref(name, 'email')}"
+        self.run_member = f"serviceAccount:{RunAccount.ref(name, 'email')}"
+        self._bucket_and_identities()
+        self._bucket_grants()
+        self._results()
+        self._add_costs()
 
-        # --- the client's bucket: its data, policy, CMEK, retention and labels ---------------
+        # --- per job: the job's markers notify its intake topic; its secrets and topics -------
+        for job in jobs:
+            self._add_job(job)
+        for i, schedule in enumerate([] if client.leaving else client.schedules):
+            self._add_schedule(i, schedule.job, schedule.cron, schedule.time_zone,
+                               schedule.input_prefix)
+
+    def _bucket_and_identities(self) -> None:
+        """The bucket (its data, policy, CMEK, retention and labels), `client-<c>`, `run-<c>`,
+        and who may act as them."""
+        res, settings, client = self.props.resources, self.props.settings, self.client
+        ids = self.props.identities
+        name = client.name
         res.add(name, ClientBucket(name=self.bucket, labels=self.labels))
-        bucket_ref = ClientBucket.ref(name, "name")
-
-        # --- identities -------------------------------------------------------------------------
         description = client_sa_description(name, client.contact)  # <= 256 bytes
         res.add(name, ClientAccount(account_id=settings.client_sa_id(name),
                                     display_name=description[:100], description=description))
         run_description = f"Tasks of client {name}'s jobs: its bucket only"
         res.add(name, RunAccount(account_id=settings.run_sa_id(name),
                                  display_name=run_description, description=run_description))
-        self.member = f"serviceAccount:{ClientAccount.ref(name, 'email')}"
-        self.run_member = f"serviceAccount:{RunAccount.ref(name, 'email')}"
+        run_sa = RunAccount.ref(name, "name")
+        res.add(f"{name}/workflow", ActAs(service_account=run_sa, member=ids.workflow_member))
+        res.add(f"{name}/operator", ActAs(service_account=run_sa, member=ids.operator_member))
+        if client.principal is not None:
+            res.add(name, Impersonation(service_account=ClientAccount.ref(name, "name"),
+                                        member=client.principal))
+
+    def _bucket_grants(self) -> None:
+        """The bucket's grants (`client_grants`): plain roles, or roles under a condition."""
+        res, ids, name = self.props.resources, self.props.identities, self.client.name
+        bucket_ref = ClientBucket.ref(name, "name")
         grants = client_grants(self.bucket, self.member, self.run_member,
-                               ids.operator_member)
+                               ids.operator_member, ids.workflow_member)
         for suffix, grant in grants.items():
             key = f"{name}/{suffix}"
             if grant["expression"] is None:
@@ -175,35 +226,12 @@ class ClientOnboarding:
                     bucket=bucket_ref, role=grant["role"], member=grant["member"],
                     title=f"{name}-{suffix}", description=grant["description"],
                     expression=grant["expression"]))
-        # The job workflows read markers, list them (the schedule sweep) and the output's
-        # `_errors/`, and write run records and outcomes under outputs/ (compare-and-swap on
-        # `_run.json` needs delete: objectUser).
-        workflow_grants = {
-            "workflow-reads-markers": ("roles/storage.objectViewer",
-                                       objects_under(self.bucket, layout.MARKERS),
-                                       "job workflows read batch markers"),
-            "workflow-lists-markers": ("roles/storage.objectViewer",
-                                       bucket_list(self.bucket, layout.MARKERS),
-                                       "job workflows list batch markers (schedule sweeps)"),
-            "workflow-lists-outputs": ("roles/storage.objectViewer",
-                                       bucket_list(self.bucket, OUTPUTS),
-                                       f"job workflows list {OUTPUTS} (a run's _errors/)"),
-            "workflow-writes-outputs": ("roles/storage.objectUser",
-                                        objects_under(self.bucket, OUTPUTS),
-                                        "job workflows read and write run records and outcomes"),
-        }
-        for suffix, (role_name, expression, text) in workflow_grants.items():
-            res.add(f"{name}/{suffix}", BucketGrant(
-                bucket=bucket_ref, role=role_name, member=ids.workflow_member,
-                title=f"{name}-{suffix}", description=text, expression=expression))
-        run_sa = RunAccount.ref(name, "name")
-        res.add(f"{name}/workflow", ActAs(service_account=run_sa, member=ids.workflow_member))
-        res.add(f"{name}/operator", ActAs(service_account=run_sa, member=ids.operator_member))
-        if client.principal is not None:
-            res.add(name, Impersonation(service_account=ClientAccount.ref(name, "name"),
-                                        member=client.principal))
 
-        # --- results ---------------------------------------------------------------------------
+    def _results(self) -> None:
+        """The results topic and subscription: who reads them and who publishes."""
+        res, settings, client = self.props.resources, self.props.settings, self.client
+        ids = self.props.identities
+        name = client.name
         res.add(name, ResultsTopic(name=settings.results_topic(name), labels=self.labels))
         topic_name = ResultsTopic.ref(name, "name")
         res.add(name, ResultsSubscription(name=settings.layout.results_subscription(name),
@@ -218,15 +246,6 @@ class ClientOnboarding:
         # identity (the client's run account).
         res.add(f"{name}/workflow", Publisher(topic=topic_name, member=ids.workflow_member))
         res.add(f"{name}/run", Publisher(topic=topic_name, member=self.run_member))
-
-        self._add_costs()
-
-        # --- per job: the job's markers notify its intake topic; its secrets and topics -------
-        for job in jobs:
-            self._add_job(job)
-        for i, schedule in enumerate([] if client.leaving else client.schedules):
-            self._add_schedule(i, schedule.job, schedule.cron, schedule.time_zone,
-                               schedule.input_prefix)
 
     def _add_costs(self) -> None:
         """The client's email channel (its contact) and monthly budget (issue 24,

@@ -5,20 +5,12 @@ from __future__ import annotations
 from constructs import Construct
 
 from jobs import JobSpec
-from stacks import layout
 from stacks.agents import IAM_PROPAGATION, ServiceAgents
 from stacks.batch_job import BatchJob
 from stacks.billing_view import BillingView
 from stacks.budget import ProjectBudget
 from stacks.client import ClientOnboarding, ClientProps
-from stacks.client_resources import (
-    RESULTS_RETENTION,
-    ClientResources,
-    Publisher,
-    ResultsSubscription,
-    ResultsTopic,
-    Subscriber,
-)
+from stacks.client_resources import ClientResources
 from stacks.client_shard import ClientHome, ClientShardStack, literal_job
 from stacks.identity import project_role, service_account
 from stacks.kms import DataKey
@@ -28,10 +20,16 @@ from stacks.layout import (
     SCHEDULER_SA_ID,
     TRIGGER_SA_ID,
     WORKFLOW_SA_ID,
-    TenancyLayout,
 )
 from stacks.monitoring import Monitoring, NotificationChannels
 from stacks.network import TaskNetwork
+from stacks.platform_grants import (
+    adhoc_grants,
+    deployer_acts_as,
+    intake_dead_letter,
+    sa_member_ref,
+    secret_container,
+)
 from stacks.props import (
     Billing,
     ClientResourceProps,
@@ -46,18 +44,10 @@ from stacks.provider import (
     GoogleProvider,
     ProjectIamAuditConfig,
     ProjectIamAuditConfigAuditLogConfig,
-    PubsubSubscription,
-    PubsubSubscriptionExpirationPolicy,
-    PubsubSubscriptionIamMember,
     PubsubTopic,
     PubsubTopicIamMember,
     SecretManagerSecret,
-    SecretManagerSecretReplication,
-    SecretManagerSecretReplicationUserManaged,
-    SecretManagerSecretReplicationUserManagedReplicas,
     ServiceAccount,
-    ServiceAccountIamMember,
-    Sleep,
     TerraformLocal,
     TerraformStack,
     WorkflowsWorkflow,
@@ -87,15 +77,6 @@ OPERATOR_SA = OPERATOR_SA_ID  # settings.operator_sa_email
 RUN_PROJECT_ROLES = ("roles/batch.agentReporter", "roles/logging.logWriter")
 
 
-# The for_each key the intake dead-letter topic and subscription had among the clients' results
-# resources before they moved to their own resources (the `moved` blocks name it).
-OLD_DEAD_LETTER_KEY = "_intake-dead-letter"
-
-
-def sa_member_ref(logical_id: str) -> str:
-    return f"serviceAccount:${{google_service_account.{logical_id}.email}}"
-
-
 class PlatformStack(TerraformStack):
     """One environment: APIs, buckets, KMS, registry, identities, audit logs, quotas, budget.
 
@@ -106,6 +87,36 @@ class PlatformStack(TerraformStack):
     def __init__(self, scope: Construct, settings: EnvironmentSettings) -> None:
         super().__init__(scope, settings.stack_name)
         self.settings = settings
+        self._backend_and_apis()
+        self._encryption()
+        self._storage()
+        self._identities()
+        self._uploads()
+        self._quotas_and_costs()
+        self._secrets: dict[str, SecretManagerSecret] = {}
+        self.jobs: dict[str, BatchJob] = {}
+        self.clients: dict[str, ClientOnboarding] = {}
+        self.identities = PlatformIdentities(
+            workflow_sa_id=self.workflow_sa_id,
+            workflow_member=self.workflow_sa_member,
+            trigger_email=self.trigger_sa_email,
+            scheduler_email=self.scheduler_sa_email,
+            operator_member=self.operator_member,
+        )
+        self.uploads = Uploads(self.uploads_topic, self.uploads_topic_id, self.uploads_ready,
+                               self.agents.storage_member)
+        self._moved = intake_dead_letter(self, settings, self.kms_key,
+                                         [*self.apis.all(), *self.encryption.after("pubsub")],
+                                         self.workflow_sa_member, self.operator_member)
+        for spec in settings.jobs:
+            self._add_job(spec)
+        self._client_homes(scope)
+        for client in settings.clients:
+            self._onboard(client)
+
+    def _backend_and_apis(self) -> None:
+        """The state backend, the providers, the APIs and what every resource waits for."""
+        settings = self.settings
         GcsBackend(self, bucket=settings.state_bucket, prefix=settings.state_prefix)
         provider = GoogleProvider(
             self, "google", project=settings.project_id, region=settings.region
@@ -123,10 +134,14 @@ class PlatformStack(TerraformStack):
         # The google-beta provider: service identities (agents) only.
         google_beta_provider(self, settings.project_id, settings.region)
         self.agents = ServiceAgents(self, "agents", settings, depends_on=api_deps)
+
+    def _encryption(self) -> None:
+        """CMEK: the key, its agents' grants and the barrier after them (prod)."""
+        settings = self.settings
         self.kms: DataKey | None = None
         if settings.cmek:
             self.kms = DataKey(self, "kms", settings, agents=self.agents.key_users(),
-                               depends_on=api_deps, grants_after=[self.agents.ready])
+                               depends_on=self.apis.all(), grants_after=[self.agents.ready])
         kms_key = self.kms.key_id if self.kms else None
         self._kms_key = kms_key  # read once: property reads are jsii round trips
         key_grants = self.kms.grants if self.kms else {}
@@ -135,16 +150,23 @@ class PlatformStack(TerraformStack):
                       if key_grants else None)
         self.encryption = Encryption(kms_key, key_grants, keys_ready)
 
+    def _storage(self) -> None:
+        """The data and log buckets, the task network and the image registry."""
+        settings = self.settings
         self.buckets = PlatformBuckets(
-            self, "buckets", settings, kms_key=kms_key,
-            depends_on=[*api_deps, *self.encryption.after("gcs")],
+            self, "buckets", settings, kms_key=self.kms_key,
+            depends_on=[*self.apis.all(), *self.encryption.after("gcs")],
         )
         self.log_bucket_name: str = self.buckets.log_bucket_name
         self.network = TaskNetwork(self, "network", settings)
         self.registry = ImageRegistry(
-            self, "registry", settings, kms_key=kms_key,
-            depends_on=[*api_deps, *self.encryption.after("artifactregistry")],
+            self, "registry", settings, kms_key=self.kms_key,
+            depends_on=[*self.apis.all(), *self.encryption.after("artifactregistry")],
         )
+
+    def _identities(self) -> None:
+        """The platform's accounts, their project roles and the run identities' roles."""
+        settings = self.settings
         self.workflow_sa = self._platform_sa(
             WORKFLOW_SA, "Runs the job workflows: creates Batch jobs and publishes results"
         )
@@ -185,7 +207,8 @@ class PlatformStack(TerraformStack):
         self.triggers_ready = barrier(
             self, "triggers-ready", [*self.trigger_grants, self.agents.ready], IAM_PROPAGATION
         )
-        self.deployer_ready = self._deployer_acts_as(settings)
+        self.deployer_ready = deployer_acts_as(
+            self, settings, (WORKFLOW_SA, TRIGGER_SA, SCHEDULER_SA))
         self.scheduler_invoker = project_role(
             self, "scheduler-invoker", settings.project_id, "roles/workflows.invoker",
             sa_member_ref(SCHEDULER_SA),
@@ -198,8 +221,11 @@ class PlatformStack(TerraformStack):
             )
         # Image pull for every run identity, on this repository only.
         self.registry.grant_read("run-identities", self.run_identities)
-        self._adhoc_grants(settings)
+        adhoc_grants(self, settings, self.buckets, self.operator_member)
 
+    def _uploads(self) -> None:
+        """The retired uploads topic (kept for existing notifications) and the audit logs."""
+        settings = self.settings
         # Every client bucket notifies this ONE topic of new objects under inputs/; one
         # Eventarc trigger per job reads it (stacks/batch_job.py).
         self.uploads_topic = PubsubTopic(
@@ -207,10 +233,10 @@ class PlatformStack(TerraformStack):
             "uploads",
             project=settings.project_id,
             name=settings.uploads_topic,
-            kms_key_name=kms_key,
+            kms_key_name=self.kms_key,
             message_retention_duration="86400s",
             labels=settings.all_labels(),
-            depends_on=[*api_deps, *self.encryption.after("pubsub")],
+            depends_on=[*self.apis.all(), *self.encryption.after("pubsub")],
         )
         self.uploads_topic_id: str = self.uploads_topic.id
         self.uploads_publisher = PubsubTopicIamMember(
@@ -223,8 +249,8 @@ class PlatformStack(TerraformStack):
             depends_on=[self.agents.ready],
         )
         # Notifications wait for the agent's publisher grant to propagate.
-        uploads_ready = barrier(self, "uploads-ready", [self.uploads_publisher],
-                                IAM_PROPAGATION)
+        self.uploads_ready = barrier(self, "uploads-ready", [self.uploads_publisher],
+                                     IAM_PROPAGATION)
         # Storage DATA_WRITE audit logs: who wrote which object (uploads, outputs).
         ProjectIamAuditConfig(
             self,
@@ -233,7 +259,11 @@ class PlatformStack(TerraformStack):
             service="storage.googleapis.com",
             audit_log_config=[ProjectIamAuditConfigAuditLogConfig(log_type="DATA_WRITE")],
         )
-        self.quotas = GpuQuotas(self, "gpu-quotas", settings, depends_on=api_deps)
+
+    def _quotas_and_costs(self) -> None:
+        """GPU quotas, declared quotas, alert channels, budgets, the cost view, monitoring."""
+        settings = self.settings
+        self.quotas = GpuQuotas(self, "gpu-quotas", settings, depends_on=self.apis.all())
         # Quotas Cloud Quotas cannot ask for: declared here, checked by CKV_GPUB_LIM_10.
         TerraformLocal(self, "gpub_declared_quotas",
                        {"service_accounts": settings.service_account_quota,
@@ -245,26 +275,13 @@ class PlatformStack(TerraformStack):
             budget = ProjectBudget(self, "budget", settings, self.project.number)
             self.billing = Billing(budget.provider, self.project.number, channels.env_refs)
         if settings.observability.billing_export is not None:
-            BillingView(self, "billing-view", settings, kms_key, depends_on=api_deps)
-        Monitoring(self, "monitoring", settings, channels.env, depends_on=api_deps)
+            BillingView(self, "billing-view", settings, self.kms_key, depends_on=self.apis.all())
+        Monitoring(self, "monitoring", settings, channels.env, depends_on=self.apis.all())
 
-        self._secrets: dict[str, SecretManagerSecret] = {}
-        self.jobs: dict[str, BatchJob] = {}
-        self.clients: dict[str, ClientOnboarding] = {}
-        self.identities = PlatformIdentities(
-            workflow_sa_id=self.workflow_sa_id,
-            workflow_member=self.workflow_sa_member,
-            trigger_email=self.trigger_sa_email,
-            scheduler_email=self.scheduler_sa_email,
-            operator_member=self.operator_member,
-        )
-        self.uploads = Uploads(self.uploads_topic, self.uploads_topic_id, uploads_ready,
-                               self.agents.storage_member)
-        self._intake_dead_letter()
-        for spec in settings.jobs:
-            self._add_job(spec)
-        # Where clients go: this stack's for_each resources (client_shards.count 0), or the
-        # shard stacks, each applied after this one (stacks/shards.py).
+    def _client_homes(self, scope: Construct) -> None:
+        """Where clients go: this stack's `for_each` resources (client_shards.count 0), or the
+        shard stacks, each applied after this one (stacks/shards.py)."""
+        settings = self.settings
         self.shards: list[ClientShardStack] = []
         self.home: ClientHome | None = None
         if settings.client_shards.count == 0:
@@ -273,8 +290,6 @@ class PlatformStack(TerraformStack):
             shard = ClientShardStack(scope, settings, index)
             shard.add_dependency(self)
             self.shards.append(shard)
-        for client in settings.clients:
-            self._onboard(client)
 
     def _client_resources(self) -> ClientResources:
         """Every client's resources in this stack: for_each resources keyed by client."""
@@ -291,47 +306,6 @@ class PlatformStack(TerraformStack):
             billing=self.billing,
         ))
 
-    def _intake_dead_letter(self) -> None:
-        """The intake dead-letter topic and its operators' subscription: events whose run could
-        not publish an outcome land there (`bin/submit intake dead-letters [--replay]`,
-        docs/clients.md "Intake"). Once entries of the clients' results resources, moved here
-        (a `moved` block each) so that no client shard declares them too."""
-        settings = self.settings
-        labels = {"purpose": "intake-dead-letter"}
-        topic = PubsubTopic(
-            self, "intake-dead-letter", project=settings.project_id,
-            name=layout.INTAKE_DEAD_LETTER_TOPIC, kms_key_name=self.kms_key,
-            message_retention_duration=RESULTS_RETENTION, labels=labels,
-            depends_on=[*self.apis.all(), *self.encryption.after("pubsub")])
-        sub = PubsubSubscription(
-            self, "intake-dead-letter-sub", project=settings.project_id,
-            name=TenancyLayout.dead_letter_subscription(), topic=topic.id,
-            message_retention_duration=RESULTS_RETENTION, ack_deadline_seconds=60,
-            expiration_policy=PubsubSubscriptionExpirationPolicy(ttl=""), labels=labels)
-        PubsubTopicIamMember(
-            self, "intake-dead-letter-workflow", project=settings.project_id,
-            topic=topic.name, role="roles/pubsub.publisher", member=self.workflow_sa_member)
-        PubsubSubscriptionIamMember(
-            self, "intake-dead-letter-operator", project=settings.project_id,
-            subscription=sub.name, role="roles/pubsub.subscriber", member=self.operator_member)
-        moved = []
-        for old, new in ((ResultsTopic, "google_pubsub_topic.intake-dead-letter"),
-                         (ResultsSubscription,
-                          "google_pubsub_subscription.intake-dead-letter-sub")):
-            moved.append({"from": f'{old.ROLE.tf_type}.{old.ROLE.name}["{OLD_DEAD_LETTER_KEY}"]',
-                          "to": new})
-        moved.append({
-            "from": f'{Publisher.ROLE.tf_type}.{Publisher.ROLE.name}'
-                    f'["{OLD_DEAD_LETTER_KEY}/workflow"]',
-            "to": "google_pubsub_topic_iam_member.intake-dead-letter-workflow"})
-        moved.append({
-            "from": f'{Subscriber.ROLE.tf_type}.{Subscriber.ROLE.name}'
-                    f'["{OLD_DEAD_LETTER_KEY}/operator"]',
-            "to": "google_pubsub_subscription_iam_member.intake-dead-letter-operator"})
-        for resource in (topic, sub):
-            resource.override_logical_id(resource.node.id)
-        self._moved = moved
-
     def moved(self) -> list[dict[str, str]]:
         """Terraform `moved` blocks for this stack: the dead-letter resources and the clients'
         channels and budgets, once constructs of their own, now entries. `stacks.app.finish`
@@ -343,40 +317,6 @@ class PlatformStack(TerraformStack):
         sa = service_account(self, account_id, self.settings.project_id, account_id, description)
         sa.override_logical_id(account_id)
         return sa
-
-    def _deployer_acts_as(self, settings: EnvironmentSettings) -> Sleep:
-        """The deployer may act as the accounts the workflows, triggers and schedules run as
-        (creating them asks iam.serviceAccounts.actAs on that account,
-        cloud.google.com/iam/docs/service-accounts-actas), on those three accounts only. The
-        stack grants it (the deployer's serviceAccountAdmin includes setIamPolicy on accounts),
-        because a project-level grant conditioned on the accounts' names cannot work: IAM
-        Conditions' resource attributes do not cover iam.googleapis.com
-        (cloud.google.com/iam/docs/conditions-resource-attributes). Workflows (and through
-        them triggers and schedules) wait behind the barrier after these grants."""
-        grants = [
-            ServiceAccountIamMember(
-                self, f"deployer-act-as-{account}",
-                service_account_id=f"${{google_service_account.{account}.name}}",
-                role="roles/iam.serviceAccountUser",
-                member=f"serviceAccount:{settings.layout.deployer_sa_email}",
-            )
-            for account in (WORKFLOW_SA, TRIGGER_SA, SCHEDULER_SA)
-        ]
-        return barrier(self, "deployer-ready", grants, IAM_PROPAGATION)
-
-    def _adhoc_grants(self, settings: EnvironmentSettings) -> None:
-        """Ad-hoc runs (and the operators who start them) list, read, write and delete under
-        `jobs/` of the data bucket only; operators may act as the ad-hoc identity."""
-        for who, member in (("adhoc", sa_member_ref(settings.adhoc_sa_id)),
-                            ("operator", self.operator_member)):
-            self.buckets.grant_objects(who, member, "jobs/")
-        ServiceAccountIamMember(
-            self,
-            "operator-act-as-adhoc",
-            service_account_id=f"${{google_service_account.{settings.adhoc_sa_id}.name}}",
-            role="roles/iam.serviceAccountUser",
-            member=self.operator_member,
-        )
 
     @property
     def kms_key(self) -> str | None:
@@ -440,23 +380,8 @@ class PlatformStack(TerraformStack):
     def secret(self, secret_id: str) -> SecretManagerSecret:
         """A Secret Manager secret container (declared once per id; no value in Terraform)."""
         if secret_id not in self._secrets:
-            self._secrets[secret_id] = SecretManagerSecret(
-                self,
-                f"secret-{secret_id}",
-                project=self.settings.project_id,
-                secret_id=secret_id,
-                replication=SecretManagerSecretReplication(
-                    user_managed=SecretManagerSecretReplicationUserManaged(
-                        replicas=[
-                            SecretManagerSecretReplicationUserManagedReplicas(
-                                location=self.settings.region
-                            )
-                        ]
-                    )
-                ),
-                labels=self.settings.all_labels(),
-                depends_on=self.apis.all(),
-            )
+            self._secrets[secret_id] = secret_container(self, self.settings, secret_id,
+                                                        self.apis.all())
         return self._secrets[secret_id]
 
     def service_accounts(self) -> list[ServiceAccount]:
