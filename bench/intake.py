@@ -1,4 +1,4 @@
-"""Intake at scale (issue 20): executions per data file and per batch, and steps per run.
+"""Intake at scale: executions per data file and per batch, and steps per run.
 
     .venv/bin/python -m bench.intake [--quick]
 

@@ -31,7 +31,7 @@ from typing import Any
 from bench._common import PYTHON, child_env, emit, machine, module_cmd, say
 
 BUCKET = "bench"
-# Issue 20: at least as fast as the plain loop with no added latency, 5x at 10 ms.
+# The targets: at least as fast as the plain loop with no added latency, 5x at 10 ms.
 TARGETS = {0.0: 1.0, 10.0: 5.0}
 
 

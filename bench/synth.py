@@ -84,7 +84,7 @@ def _node_hwm_mib() -> float:
     return sum(hwm.get(p, 0.0) for p in mine)
 
 
-STATE_TARGET = 2500  # issue 22: no state over ~2,500 resource instances
+STATE_TARGET = 2500  # docs/clients.md "Shards": no state over ~2,500 resource instances
 
 
 def instances_per_state(outdir: Path) -> dict[str, int]:

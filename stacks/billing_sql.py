@@ -1,4 +1,4 @@
-"""The SQL of the cost view over the Cloud Billing export (issue 24), and the query
+"""The SQL of the cost view over the Cloud Billing export, and the query
 `bin/submit costs` runs on it. Pure: the submit path and the tests import it.
 
 The export's schema (cloud.google.com/billing/docs/how-to/export-data-bigquery-tables/

@@ -1,4 +1,4 @@
-"""Billing budgets: the environment's project budget and one budget per client (issue 24)."""
+"""Billing budgets: the environment's project budget and one budget per client."""
 
 from __future__ import annotations
 

@@ -248,8 +248,8 @@ class ClientOnboarding:
         res.add(f"{name}/run", Publisher(topic=topic_name, member=self.run_member))
 
     def _add_costs(self) -> None:
-        """The client's email channel (its contact) and monthly budget (issue 24,
-        docs/costs.md); both were constructs of their own before, hence the moves."""
+        """The client's email channel (its contact) and monthly budget (docs/costs.md); both
+        were constructs of their own before, hence the moves."""
         res = self.props.resources
         settings = self.props.settings
         client = self.client

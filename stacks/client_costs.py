@@ -1,4 +1,4 @@
-"""The client's email channel and monthly budget (issue 24, docs/costs.md), as typed `for_each`
+"""The client's email channel and monthly budget (docs/costs.md), as typed `for_each`
 entries (stacks/client_resources.py)."""
 
 from __future__ import annotations

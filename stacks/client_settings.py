@@ -70,7 +70,7 @@ class ClientSettings(BaseModel):
     upload_formats: list[InputFormat] = Field(default_factory=_default_formats)
     schedules: list[Schedule] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
-    # Costs (issue 24): the client's monthly budget (else the environment's
+    # Costs: the client's monthly budget (else the environment's
     # observability.client_monthly_budget_usd); budget mails go to `contact` when it is an email.
     monthly_budget_usd: Annotated[float, Field(gt=0)] | None = None
     # Offboarding phase 1 (docs/operations.md): intake stops, runs drain, outcomes are read;

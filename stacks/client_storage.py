@@ -84,7 +84,7 @@ def _account(res: ClientResources, kind: type[Account], project: str) -> Service
 
 
 def _client_account(res: ClientResources) -> ServiceAccount:
-    # client-<c> lives outside the platform project (issue 22, docs/clients.md).
+    # client-<c> lives outside the platform project (docs/clients.md).
     return _account(res, ClientAccount, res.props.settings.clients_project)
 
 

@@ -82,7 +82,7 @@ class TenancyLayout:
     """Every derived name of one environment's project."""
 
     project_id: str
-    # The project that holds the client identities `client-<c>` (issue 22): outside the
+    # The project that holds the client identities `client-<c>`: outside the
     # platform project, so no grant to "all service accounts of the platform project" reaches
     # them. "" : the platform project (tests of the old layout only).
     clients_project_id: str = ""

@@ -1,4 +1,4 @@
-"""Alerts and a dashboard per environment, as Cloud Monitoring resources (issue 24).
+"""Alerts and a dashboard per environment, as Cloud Monitoring resources.
 
 What is watched lives in `stacks/monitoring_specs.py` (plain data, checked offline); this
 module declares it: notification channels from the settings (the environment's alert emails,

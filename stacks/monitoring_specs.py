@@ -1,4 +1,4 @@
-"""What the environment's Cloud Monitoring watches, as plain data (issue 24): log-based
+"""What the environment's Cloud Monitoring watches, as plain data: log-based
 metrics, alert policies and the dashboard. Pure (no provider import): `stacks/monitoring.py`
 turns these into resources, tests parse every filter offline (tests/test_monitoring.py) and
 `bin/check` (CKV_GPUB_15) finds each alert by its `gpub-alert` user label.

@@ -1,4 +1,4 @@
-"""Settings of an environment's cost attribution, budgets, alerts and dashboard (issue 24).
+"""Settings of an environment's cost attribution, budgets, alerts and dashboard.
 
 Pure pydantic (the submit helper and the policy checks read them too). One group, held by
 `EnvironmentSettings.observability`; a client's own monthly amount is

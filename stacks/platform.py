@@ -268,7 +268,7 @@ class PlatformStack(TerraformStack):
         TerraformLocal(self, "gpub_declared_quotas",
                        {"service_accounts": settings.service_account_quota,
                         "scheduler_jobs_per_region": settings.scheduler_jobs_quota})
-        # Costs and alerts (issue 24): channels, per-client budgets, the cost view, monitoring.
+        # Costs and alerts: channels, per-client budgets, the cost view, monitoring.
         channels = NotificationChannels(self, "channels", settings)
         self.billing: Billing | None = None
         if settings.billing_account is not None:

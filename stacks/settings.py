@@ -103,7 +103,7 @@ class EnvironmentSettings(BaseModel):
     # support; cloud.google.com/iam/docs/service-accounts-create). The stack needs 2 per
     # client + 4; `bin/check` (CKV_GPUB_LIM_10) names the number to ask for.
     service_account_quota: Annotated[int, Field(gt=0)] = 100
-    # Costs, budgets, alerts and the dashboard (issue 24; stacks/observability_settings.py).
+    # Costs, budgets, alerts and the dashboard (stacks/observability_settings.py).
     observability: Observability = Field(default_factory=Observability)
     # Cloud Scheduler jobs per region: 1,000 by default, 5,000 at most on request
     # (cloud.google.com/scheduler/quotas); CKV_GPUB_DEP_4 counts the stack's schedules.
@@ -196,7 +196,7 @@ class EnvironmentSettings(BaseModel):
 
     @property
     def clients_project(self) -> str:
-        """Where the client identities live: never the platform project (issue 22)."""
+        """Where the client identities live: never the platform project."""
         return self.client_identity_project or f"{self.project_id}{CLIENTS_PROJECT_SUFFIX}"
 
     @property

@@ -28,7 +28,7 @@ SHARD_STATE_DIR = "clients-"
 # stacks stays readable.
 MAX_SHARDS = 1000
 # Per client at 5 jobs, about 27 instances; 80 clients keep a state under ~2,500 instances
-# (the issue 22 target, checked by CKV_GPUB_LIM_11 on the synthesized stack).
+# (the target per state, checked by CKV_GPUB_LIM_11 on the synthesized stack).
 DEFAULT_SHARD_SIZE = 80
 
 

@@ -26,7 +26,7 @@ WORKFLOW_SOURCE_LIMIT = 128 * 1024
 # cloud.google.com/batch/docs/reference/rest/v1/projects.locations.jobs#State); CANCELLED
 # included, or a cancelled job's workflow polls forever.
 FINAL_STATES = tuple(sorted(contract.JOB_FINAL_STATES))
-# The number of inputs the marker announces (issue 20's intake contract; the runner checks
+# The number of inputs the marker announces (the intake contract; the runner checks
 # its listing against it). The runner's contract names it once the plan-in-job mode lands.
 EXPECTED_INPUTS = contract.EXPECTED_INPUTS
 # The paths of the job body the workflow sets at run time (and nothing else).

@@ -1,7 +1,7 @@
 """The end of a job's dispatcher workflow: what the run did, one outcome, published once.
 
 Step builders, in workflow order; `stacks/workflow_source.py` puts them together. Each fact
-costs one call whatever the batch's size (issue 20's intake contract):
+costs one call whatever the batch's size (the intake contract):
 
 - `reason`: the last of the job's status events (Batch's own words for why it ended);
 - `task_attempts`, `vm_losses`: counted in the first page of the job's tasks (`tasks.list`,

@@ -1,5 +1,5 @@
 """`bin/submit costs [--client C] [--since D] [--json] [--env E] [--local]`: what each run of
-each client cost (issue 24, docs/costs.md).
+each client cost (docs/costs.md).
 
 On Google it reads the cost view over the billing export (stacks/billing_sql.py: the rows the
 billing export attributes to the `client`/`job`/`env`/`run` labels of the runs' VMs, GPUs and

@@ -2,7 +2,7 @@
 
 The files go to `inputs/<job>/<batch>/` first (they notify nothing); the marker
 `inputs/_ready/<job>/<batch>` last, create-only (`ifGenerationMatch=0`), with the batch's
-count `{"count": N, "bytes": B[, "files": [...]]}` (the run-time contract of issue 20: the job
+count `{"count": N, "bytes": B[, "files": [...]]}` (the intake's run-time contract: the job
 checks its listing against N). Its upload starts exactly one run of the job for the batch
 (docs/clients.md "Intake"); `--wait` follows that run to its outcome, `--no-ready` holds the
 batch back (no marker: no trigger, no schedule sweep). Every name the job would refuse stops

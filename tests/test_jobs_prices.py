@@ -17,7 +17,7 @@ def test_prices_differ_by_region_and_provisioning_model() -> None:
     us = price("g2-standard-8", "us-central1", "STANDARD")
     spot = price("g2-standard-8", "europe-west4", "SPOT")
     assert eu is not None and us is not None and spot is not None
-    assert (eu.usd_h, spot.usd_h) == (0.8966, 0.3868)  # DESIGN.md's checked figures
+    assert (eu.usd_h, spot.usd_h) == (0.8966, 0.3868)  # the checked SKU figures (jobs/sku_prices)
     assert us.usd_h != eu.usd_h and "us-central1" in us.basis
     assert price("g2-standard-8", "asia-east1", "STANDARD") is None  # no figure: no guess
 

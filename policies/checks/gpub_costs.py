@@ -1,4 +1,4 @@
-"""Costs and alerts (issue 24): CKV_GPUB_COST_1 every client of a production environment has
+"""Costs and alerts: CKV_GPUB_COST_1 every client of a production environment has
 its own budget, CKV_GPUB_COST_2 every environment has the alert policies and the dashboard
 (docs/policies.md, "Costs and alerts").
 
