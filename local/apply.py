@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tfjson import facts_from_document, instances
+from tfjson import expand_groups, facts_from_document, instances
 
 
 def declared_buckets(doc: Mapping[str, Any]) -> list[str]:
@@ -36,10 +36,10 @@ def _existing(endpoint: str) -> set[str]:
 
 
 def apply_buckets(endpoint: str, stacks: Sequence[Path] | Iterable[Path]) -> list[str]:
-    """Create the stacks' buckets missing from fake-gcs-server at `endpoint` (its own
-    address, not the IAM layer's); the names created."""
+    """Create the buckets of the stacks and their client shards missing from fake-gcs-server
+    at `endpoint` (its own address, not the IAM layer's); the names created."""
     wanted: list[str] = []
-    for path in stacks:
+    for path in expand_groups(stacks):
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         wanted += [b for b in declared_buckets(doc) if b not in wanted]
     have = _existing(endpoint)

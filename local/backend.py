@@ -10,7 +10,8 @@ alive, is still the same program, and their port answers.
 
 One local cloud per stack: a root whose servers run one set of stacks refuses a command for
 another (`OtherStackRunning`, one line saying how to stop it or where to run another), never
-swapping the stack under the running cloud; likewise a command that sets delivery knobs
+swapping the stack under the running cloud (a platform stack stands for its group: its
+client shards are read with it); likewise a command that sets delivery knobs
 (`local.faults`) other than the running Pub/Sub's (`OtherFaultsRunning`); one that sets none
 uses the cloud as it runs. The same stack files changed by a new synth are
 followed live (`local.topology`); only the IAM layer, which reads notifications at start, is
@@ -47,6 +48,7 @@ from local.procs import (
 )
 from local.pubsub_launcher import MODULE as PUBSUB_MODULE
 from local.pubsub_launcher import start_pubsub
+from tfjson import expand_groups, group_heads
 
 BATCH_MODULE = "local.batch_server"
 
@@ -106,14 +108,17 @@ class LocalBackend:
         where `images/<name>/local.json` are looked up (default: this checkout); `env` adds
         variables to the Batch server's environment when this call starts it (e.g.
         LOCAL_BATCH_PREEMPT_RATE). `stacks` are the synthesized cdk.tf.json files whose
-        bucket IAM the local GCS enforces (default: GPUB_LOCAL_STACKS); `iam` forces the IAM
+        bucket IAM the local GCS enforces, each with its client shards (default:
+        GPUB_LOCAL_STACKS); `iam` forces the IAM
         layer on or off (default: on when there are stacks, unless LOCAL_IAM=off)."""
         self.root = (root or default_root()).resolve()
         self.repo_root = (repo_root or PACKAGE_PARENT).resolve()
         self.env = dict(env or {})
         self.start_timeout = start_timeout
-        self.stacks = [Path(s).resolve() for s in (stacks if stacks is not None
-                                                    else stacks_from_env())]
+        # A platform stack stands for its group (its client shards are read with it, live):
+        # [platform] and [platform, its shards] are the same cloud.
+        self.stacks = group_heads([Path(s).resolve() for s in (
+            stacks if stacks is not None else stacks_from_env())])
         if stacks is None and not self.stacks:
             # Not told which stacks: keep what the running local cloud enforces, so a
             # `bin/submit status --local` after `bin/demo` does not restart it without IAM.
@@ -256,7 +261,8 @@ class LocalBackend:
         from local.gcs_events import notifications_key
         from local.pubsub_stack import declared_notifications
 
-        docs = [json.loads(p.read_text(encoding="utf-8")) for p in self.stacks if p.is_file()]
+        docs = [json.loads(p.read_text(encoding="utf-8")) for p in expand_groups(self.stacks)
+                if p.is_file()]
         return notifications_key(declared_notifications(docs))
 
     def _read_servers(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Bucket IAM policies read from synthesized stacks, and GCS-style authorization over them.
 
-The bindings come from every `cdk.tf.json` the local backend was given:
+The bindings come from every `cdk.tf.json` the local backend was given, with the client
+shards of each platform stack (`tfjson.expand_groups`):
 `google_storage_bucket_iam_member` / `_binding` / `_policy` (bucket level) and
 `google_project_iam_member` / `_binding` (project level, inherited by the project's buckets).
 `for_each` is expanded and `${...}` references to service accounts and buckets are resolved by
@@ -34,7 +35,7 @@ from typing import Any
 import celpy
 import celpy.celtypes as ct
 
-from tfjson import StackFacts, facts_from_document, flat_strings, instances
+from tfjson import StackFacts, expand_groups, facts_from_document, flat_strings, instances
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +246,9 @@ def add_document(policy: Policy, doc: Mapping[str, Any]) -> None:
 
 
 def load_policy(stack_files: Iterable[Path]) -> Policy:
+    """The bindings of the given stacks' groups (a platform stack and its client shards)."""
     policy = Policy()
-    for path in stack_files:
+    for path in expand_groups(stack_files):
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         if isinstance(doc, dict):
             add_document(policy, doc)

@@ -33,6 +33,7 @@ from local.grpc_identity import publisher_for
 from local.iam_policy import Policy, Request, load_policy
 from local.identity import ADMIN_EMAIL, GCS_AGENT_EMAIL, email_from_authorization
 from local.pubsub_stack import declared_notifications
+from tfjson import expand_groups
 
 log = logging.getLogger("local.iam_proxy")
 READY_PATH = "/_gpub/iam/ready"
@@ -58,8 +59,9 @@ def denial_message(email: str, need: Need) -> str:
 
 
 class PolicySource:
-    """The union of the stacks' policies, re-read when a file's mtime changes (checked at most
-    every `check_every_s`), or at once by `reload()` (the `RELOAD_PATH` hook tests use)."""
+    """The union of the stacks' policies (each with its client shards), re-read when a file's
+    mtime changes or a shard comes or goes (checked at most every `check_every_s`), or at once
+    by `reload()` (the `RELOAD_PATH` hook tests use)."""
 
     def __init__(self, stack_files: Sequence[Path], check_every_s: float = 0.5) -> None:
         self.files = [Path(p) for p in stack_files]
@@ -73,15 +75,19 @@ class PolicySource:
         now = time.monotonic()
         if now - self._checked >= self.check_every_s:
             self._checked = now
-            stamp = tuple(p.stat().st_mtime if p.is_file() else -1.0 for p in self.files)
+            stamp = self._stamp_now()
             if stamp != self._stamp:
                 self._load(stamp)
         return self._policy
 
+    def _stamp_now(self) -> tuple[float, ...]:
+        files = expand_groups(self.files)
+        return tuple(p.stat().st_mtime if p.is_file() else -1.0 for p in files)
+
     def reload(self) -> int:
         """Re-read every stack file now; the new generation."""
         self._checked = time.monotonic()
-        self._load(tuple(p.stat().st_mtime if p.is_file() else -1.0 for p in self.files))
+        self._load(self._stamp_now())
         return self.generation
 
     def _load(self, stamp: tuple[float, ...]) -> None:
@@ -261,10 +267,12 @@ def _req(email: str, need: Need) -> Request:
 
 
 class Events:
-    """GCS notification configurations from the stacks, published to the local Pub/Sub."""
+    """GCS notification configurations from the stacks (and their client shards), published
+    to the local Pub/Sub."""
 
     def __init__(self, stack_files: Sequence[Path], pubsub_target: str) -> None:
-        docs = [json.loads(p.read_text(encoding="utf-8")) for p in stack_files if p.is_file()]
+        docs = [json.loads(p.read_text(encoding="utf-8")) for p in expand_groups(stack_files)
+                if p.is_file()]
         self.notifications = declared_notifications(docs)
         # Cloud Storage publishes as its service agent, which the stack makes a publisher.
         self.publisher = publisher_for(pubsub_target, GCS_AGENT_EMAIL)

@@ -36,7 +36,7 @@ from typing import Any
 from local import iam_policy
 from local.identity import ADMIN_EMAIL, EVENTARC_AGENT_EMAIL, GCS_AGENT_EMAIL
 from local.pubsub_stack import deployed_triggers, eventarc_subscription
-from tfjson import facts_from_document, flat_strings, instances
+from tfjson import expand_groups, facts_from_document, flat_strings, instances
 
 ROLES_FILE = Path(__file__).with_name("data") / "pubsub_roles.json"
 ACT_AS = "iam.serviceAccounts.actAs"
@@ -190,8 +190,9 @@ def add_document(policy: IamPolicy, doc: Mapping[str, Any]) -> None:
 
 
 def load_iam_policy(stack_files: Iterable[Path]) -> IamPolicy:
+    """The grants of the given stacks' groups (a platform stack and its client shards)."""
     policy = IamPolicy()
-    for path in stack_files:
+    for path in expand_groups(stack_files):
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         if isinstance(doc, dict):
             add_document(policy, doc)
@@ -206,7 +207,7 @@ class StackIam:
     def __init__(self, stack_files: Sequence[Path], check_every_s: float = 0.0) -> None:
         self.files = [Path(p) for p in stack_files]
         self.check_every_s = check_every_s
-        self._stamp: tuple[float, ...] | None = None
+        self._stamp: tuple[float, ...] | None = None  # of every file of the groups
         self._checked = 0.0
         self._policy = IamPolicy()
 
@@ -214,8 +215,9 @@ class StackIam:
         now = time.monotonic()
         if self._stamp is None or now - self._checked >= self.check_every_s:
             self._checked = now
-            stamp = tuple(p.stat().st_mtime if p.is_file() else -1.0 for p in self.files)
+            files = expand_groups(self.files)  # a shard added by a new synth counts
+            stamp = tuple(p.stat().st_mtime if p.is_file() else -1.0 for p in files)
             if stamp != self._stamp:
-                self._policy = load_iam_policy(p for p in self.files if p.is_file())
+                self._policy = load_iam_policy(p for p in files if p.is_file())
                 self._stamp = stamp
         return self._policy

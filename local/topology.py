@@ -1,7 +1,9 @@
 """Live topology: the local cloud follows the synthesized stack while it runs.
 
-A `StackWatch` remembers each stack file's identity (inode, size, mtime in ns) and hands back
-the parsed documents when any of them changed, at the moment a consumer asks: the Pub/Sub
+A `StackWatch` is given stack files and watches their groups (`tfjson.expand_groups`: a
+platform stack and its client shards, as the synth's manifest lists them). It remembers each
+file's identity (inode, size, mtime in ns) and hands back the parsed documents when any of
+them changed, or a shard came or went, at the moment a consumer asks: the Pub/Sub
 server asks on every RPC (a gRPC interceptor), the local Eventarc before every delivery round,
 so the first request after a new synth sees the new topics, subscriptions, triggers and
 workflows. Nothing sleeps or polls on a timer. A file that is missing or does not parse (a synth
@@ -17,6 +19,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tfjson import expand_groups
 
 log = logging.getLogger("local.topology")
 
@@ -42,8 +46,8 @@ def fingerprint(files: Sequence[Path]) -> list[list[int] | None]:
 
 class StackWatch:
     def __init__(self, files: Sequence[Path]) -> None:
-        self.files = [Path(p) for p in files]
-        self._stamp: Stamp | None = None
+        self.files = [Path(p) for p in files]  # the groups' heads, as given
+        self._stamp: tuple[tuple[Path, ...], Stamp] | None = None
         self._lock = threading.Lock()
         self.reloads = 0  # how many times changed documents were handed out
 
@@ -51,15 +55,16 @@ class StackWatch:
         """The documents when they changed since the last call that returned them, else None.
         The first call returns them (when readable)."""
         with self._lock:
-            stamp = stamp_of(self.files)
-            if stamp == self._stamp or any(s is None for s in stamp):
+            files = expand_groups(self.files)
+            stamp = (tuple(files), stamp_of(files))
+            if stamp == self._stamp or any(s is None for s in stamp[1]):
                 return None
             try:
-                docs = [json.loads(p.read_text(encoding="utf-8")) for p in self.files]
+                docs = [json.loads(p.read_text(encoding="utf-8")) for p in files]
             except (OSError, ValueError) as exc:
                 log.warning("stack not readable yet, keeping the last topology: %s", exc)
                 return None
-            if stamp_of(self.files) != stamp:  # rewritten while we read: next call
+            if stamp_of(files) != stamp[1]:  # rewritten while we read: next call
                 return None
             self._stamp = stamp
             self.reloads += 1

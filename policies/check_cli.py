@@ -5,6 +5,7 @@ suppression registry, write reports, print a summary. Exit 0 only when everythin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from policies.suppressions import DEFAULT_PATH, Matcher, SuppressionError, load
 from stacks.settings import Guardrails
-from tfjson import facts_from_document
+from tfjson import facts_from_document, split_groups, synthesized_stacks
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
@@ -173,15 +174,26 @@ def _stack_inputs(
 
     envs = _environments()
     if not stack_files and not job_files:
-        stack_files = sorted((out / "stacks").glob("*/cdk.tf.json"))
+        # The synth's stacks (its manifest's: a shard a lower count dropped is not checked).
+        stack_files = [out / "stacks" / n / "cdk.tf.json"
+                       for n in synthesized_stacks(out / "stacks")]
         if not stack_files:
             raise _bad_input(f"no stacks under {out}/stacks; run without --no-synth")
+    names = [tf.parent.name for tf in stack_files]  # loose files of one folder: by path
+    keys = [n if names.count(n) == 1 else str(tf) for n, tf in zip(names, stack_files,
+                                                                     strict=True)]
+    docs = {k: _read_json(tf, "--stack-file") for k, tf in zip(keys, stack_files, strict=True)}
+    # A platform stack and its client shards are one environment: its settings apply to all,
+    # and project-wide limits and the shards' apply order are judged over the whole group.
+    groups = split_groups(docs)
     stacks: list[StackInput] = []
-    for tf in stack_files:
+    for key, tf in zip(keys, stack_files, strict=True):
         name = tf.parent.name
-        doc = _read_json(tf, "--stack-file")
-        env_name, cmek, limits = envs.get(name, (None, None, Guardrails()))
-        facts = facts_from_document(doc, env=env_override or env_name, cmek=cmek)
+        group = groups[key]
+        env_name, cmek, limits = envs.get(group[0], (None, None, Guardrails()))
+        facts = dataclasses.replace(
+            facts_from_document(docs[key], env=env_override or env_name, cmek=cmek),
+            group=tuple(docs[n] for n in group))
         jobs = sorted(_jobs_dir(tf).glob("*.json")) if not job_files else []
         stacks.append(StackInput(name, tf, facts, limits, jobs))
     for job in job_files:

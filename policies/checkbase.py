@@ -14,6 +14,7 @@ from policies.terraform_rules import REGISTRY, rules
 from tfjson import (
     StackFacts,
     facts_for_scanned_file,
+    facts_from_document,
     flat_strings,
     for_each_entries,
     instances,
@@ -73,6 +74,42 @@ def by_type(facts: StackFacts) -> dict[str, list[tuple[str, dict[str, Any]]]]:
                 items.extend((f'{name}["{key}"]', body) for key, body in entries)
     _INDEX[id(doc)] = (doc, index)
     return index
+
+
+# ---- the whole environment: a platform stack and its client shards ------------------------
+_MEMBERS: dict[int, tuple[Any, StackFacts]] = {}
+
+
+def group_facts(facts: StackFacts) -> list[StackFacts]:
+    """Facts of every stack file of `facts`'s group (tfjson.groups), this file's own among
+    them: what a project-wide count runs over (each file counted once, whichever is asked)."""
+    out = []
+    for doc in facts.group_documents:
+        if doc is facts.document:
+            out.append(facts)
+            continue
+        hit = _MEMBERS.get(id(doc))
+        if hit is None or hit[0] is not doc:
+            hit = _MEMBERS[id(doc)] = (doc, facts_from_document(doc))
+        out.append(hit[1])
+    return out
+
+
+def declared_quotas(facts: StackFacts) -> dict[str, Any]:
+    """The quotas the environment declares (`gpub_declared_quotas`, a local of its platform
+    stack: a client shard's own file has none)."""
+    for doc in facts.group_documents:
+        declared = (doc.get("locals") or {}).get("gpub_declared_quotas")
+        if isinstance(declared, dict):
+            return declared
+    return {}
+
+
+def group_instances(facts: StackFacts, rtype_glob: str
+                    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """`raw_instances` over every file of the group."""
+    for member in group_facts(facts):
+        yield from raw_instances(member, rtype_glob)
 
 
 def raw_instances(facts: StackFacts, rtype_glob: str) -> Iterator[tuple[str, str, dict[str, Any]]]:

@@ -19,24 +19,31 @@ module builds that graph from a synthesized `cdk.tf.json` and refuses, per resou
   it runs as (the deployer must act as it when it creates the resource);
 - and, stack-wide, a provider without an exact version.
 
+A client shard (`tfjson.groups`) is judged with its platform stack as applied before it
+(`findings(shard, before=[platform])`, `policies.fresh_graph`): every platform resource and
+barrier precedes every shard resource, and the shard's literal names of platform topics,
+accounts and keys stand for those resources. A shard judged alone fails, saying so.
+
 Pure Python (no checkov, no provider import): `bin/check` rules (CKV_GPUB_DEP_*) and the tests
-call `findings(doc)`.
+call `findings(doc)` (`findings(shard, before=[platform])`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from policies.fresh_graph import BARRIER, NS, REF_RE, Graph, get, interpolations
+from policies.fresh_graph import type_of as _type_of
 from stacks.apis import NO_API, RESOURCE_APIS, SERVICE_USAGE
+from tfjson import shard_of_document
 
-# A reference inside an interpolation: `google_x.name`, `data.google_y.name`, `time_sleep.n`.
-REF_RE = re.compile(r"(?<![\w.\"-])(data\.)?([a-z][a-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_-]*)")
+__all__ = ["BARRIER", "NS", "REF_RE", "Finding", "Graph", "findings", "interpolations",
+           "provider_findings"]
+
 EXACT_VERSION_RE = re.compile(r"^=?\s*\d+\.\d+\.\d+$")
-BARRIER = "time_sleep"
+TOPIC_NAME_RE = re.compile(r"projects/[^/]+/topics/[^/]+")
 # Resources encrypted with a key, the attribute naming it, and whose agent uses the key.
 CMEK = {
     "google_storage_bucket": (("encryption", "default_kms_key_name"), "storage.googleapis.com"),
@@ -47,136 +54,6 @@ CMEK = {
 }
 STORAGE_AGENT = "data.google_storage_project_service_account"
 EVENTARC = "eventarc.googleapis.com"
-
-
-def interpolations(text: str) -> Iterator[str]:
-    """The expressions of `${...}` in a Terraform template (`$${` is a literal, skipped)."""
-    i = 0
-    while True:
-        start = text.find("${", i)
-        if start < 0:
-            return
-        if start > 0 and text[start - 1] == "$":
-            i = start + 2
-            continue
-        depth, j = 1, start + 2
-        while j < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            j += 1
-        yield text[start + 2 : j - 1]
-        i = j
-
-
-def _strings(node: Any) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, list):
-        for item in node:
-            yield from _strings(item)
-    elif isinstance(node, Mapping):
-        for key, item in node.items():
-            if key != "//":
-                yield from _strings(item)
-
-
-def _get(body: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    cur: Any = body
-    for key in path:
-        if isinstance(cur, list):
-            cur = cur[0] if cur else None
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(key)
-    return cur
-
-
-@dataclass
-class Graph:
-    """Addresses (`type.name`, `data.type.name`) -> body, and their direct dependencies."""
-
-    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
-    edges: dict[str, set[str]] = field(default_factory=dict)
-    default_project: str = ""  # the google provider's project
-
-    @classmethod
-    def of(cls, doc: Mapping[str, Any]) -> Graph:
-        providers = (doc.get("provider") or {}).get("google") or [{}]
-        first = providers[0] if isinstance(providers, list) and providers else {}
-        graph = cls(default_project=str((first or {}).get("project", "")))
-        for prefix, section in (("", doc.get("resource") or {}), ("data.", doc.get("data") or {})):
-            for rtype, named in section.items():
-                for name, body in (named or {}).items():
-                    graph.bodies[f"{prefix}{rtype}.{name}"] = body
-        for address, body in graph.bodies.items():
-            graph.edges[address] = graph._direct(body)
-        return graph
-
-    def _direct(self, body: Mapping[str, Any]) -> set[str]:
-        deps = {d for d in body.get("depends_on") or [] if isinstance(d, str)}
-        # A dangling address is Terraform's own error at validate; here it orders nothing.
-        deps = {d[2:-1] if d.startswith("${") else d for d in deps} & self.bodies.keys()
-        for text in _strings({k: v for k, v in body.items() if k != "depends_on"}):
-            for expression in interpolations(text):
-                for m in REF_RE.finditer(expression):
-                    address = f"{m.group(1) or ''}{m.group(2)}.{m.group(3)}"
-                    if address in self.bodies:
-                        deps.add(address)
-        return deps
-
-    @cached_property
-    def _closures(self) -> dict[str, frozenset[str]]:
-        return {}
-
-    def closure(self, address: str) -> frozenset[str]:
-        """Every transitive dependency of `address` (iterative; the graph may be large)."""
-        memo = self._closures
-        if address in memo:
-            return memo[address]
-        seen: set[str] = set()
-        stack = list(self.edges.get(address, ()))
-        while stack:
-            node = stack.pop()
-            if node in seen:
-                continue
-            seen.add(node)
-            if node in memo:
-                seen |= memo[node]
-                continue
-            stack.extend(self.edges.get(node, ()))
-        memo[address] = frozenset(seen)
-        return memo[address]
-
-    def behind_barrier(self, address: str) -> frozenset[str]:
-        """What `address` waits for behind a barrier: the closures of its `time_sleep`s."""
-        out: set[str] = set()
-        for dep in self.closure(address):
-            if dep.startswith(f"{BARRIER}."):
-                out |= self.closure(dep)
-        return frozenset(out)
-
-    def of_type(self, rtype: str) -> dict[str, dict[str, Any]]:
-        return {a: b for a, b in self.bodies.items() if a.rsplit(".", 1)[0] == rtype}
-
-    def refers(self, body: Mapping[str, Any], attribute: str) -> set[str]:
-        """Addresses referenced by `attribute` of `body` (templates read, `$${` skipped)."""
-        out = set()
-        value = body.get(attribute)
-        if isinstance(value, str) and value == f"${{each.value.{attribute}}}":
-            # A for_each resource: the attribute of every entry of its map.
-            entries = body.get("for_each")
-            if isinstance(entries, Mapping):
-                value = [e.get(attribute) for e in entries.values() if isinstance(e, Mapping)]
-        for text in _strings(value):
-            for expression in interpolations(text):
-                for m in REF_RE.finditer(expression):
-                    address = f"{m.group(1) or ''}{m.group(2)}.{m.group(3)}"
-                    if address in self.bodies:
-                        out.add(address)
-        return out
-
-
-def _type_of(address: str) -> str:
-    return address.rsplit(".", 1)[0]
 
 
 def _project_of(body: Mapping[str, Any], default: str) -> str:
@@ -236,14 +113,14 @@ def _cmek_findings(graph: Graph, address: str, body: Mapping[str, Any],
     if spec is None:
         return []
     path, service = spec
-    key = _get(body, path)
+    key = get(body, path)
     keys = {a for a in graph.refers({"k": key}, "k") if _type_of(a) == "google_kms_crypto_key"}
     if not keys:
         return []
     behind = graph.behind_barrier(address)
-    for grant, gbody in graph.of_type("google_kms_crypto_key_iam_member").items():
-        if (graph.refers(gbody, "crypto_key_id") & keys and grant in behind
-                and any(agents.get(a) == service for a in graph.refers(gbody, "member"))):
+    for grant in graph.of_type("google_kms_crypto_key_iam_member"):
+        if (graph.refs(grant, "crypto_key_id") & keys and grant in behind
+                and any(agents.get(a) == service for a in graph.refs(grant, "member"))):
             return []
     return [f"encrypted with {', '.join(sorted(keys))} but not behind a time_sleep after "
             f"the {service} agent's grant on it"]
@@ -254,8 +131,8 @@ def _trigger_findings(graph: Graph, address: str, body: Mapping[str, Any],
     if _type_of(address) != "google_eventarc_trigger":
         return []
     accounts = graph.refers(body, "service_account")
-    grants = {a for a, b in graph.of_type("google_project_iam_member").items()
-              if graph.refers(b, "member") & accounts}
+    grants = {a for a in graph.of_type("google_project_iam_member")
+              if graph.refs(a, "member") & accounts}
     eventarc_agents = {a for a, s in agents.items() if s == EVENTARC}
     behind = graph.behind_barrier(address)
     out = []
@@ -274,18 +151,23 @@ def _notification_findings(graph: Graph, address: str, body: Mapping[str, Any],
     if _type_of(address) != "google_storage_notification":
         return []
     # A for_each notification names one topic per entry: each must have its grant.
+    # A client shard names its platform's topics by their full names (Graph.literals).
     topics = {a for a in graph.refers(body, "topic") if _type_of(a) == "google_pubsub_topic"}
+    unknown = graph.unnamed(body, "topic", TOPIC_NAME_RE)
     behind = graph.behind_barrier(address)
     granted: set[str] = set()
     for grant, gbody in graph.of_type("google_pubsub_topic_iam_member").items():
         if (gbody.get("role") == "roles/pubsub.publisher" and grant in behind
-                and any(_type_of(a) == STORAGE_AGENT for a in graph.refers(gbody, "member"))):
-            granted |= graph.refers(gbody, "topic")
-    missing = sorted(topics - granted) if topics else ["its topic"]
+                and any(_type_of(a) == STORAGE_AGENT for a in graph.refs(grant, "member"))):
+            granted |= graph.refs(grant, "topic")
+    out = [f"publishes to {t}, which neither this stack nor a stack applied before it "
+           "declares (nothing grants the storage agent publishing there first)"
+           for t in unknown]
+    missing = sorted(topics - granted) if topics or unknown else ["its topic"]
     if missing:
-        return [f"not behind a time_sleep after the storage agent's publisher grant on "
-                f"{', '.join(missing)}"]
-    return []
+        out.append(f"not behind a time_sleep after the storage agent's publisher grant on "
+                   f"{', '.join(missing)}")
+    return out
 
 
 # Resources that run as a service account: creating one asks iam.serviceAccounts.actAs on it.
@@ -307,8 +189,8 @@ def _act_as_findings(graph: Graph, address: str, body: Mapping[str, Any],
     behind = graph.behind_barrier(address)
     missing = []
     for account in sorted(accounts):
-        if not any(gbody.get("role") == ACT_AS and account in graph.refers(
-                gbody, "service_account_id") and grant in behind
+        if not any(gbody.get("role") == ACT_AS and account in graph.refs(
+                grant, "service_account_id") and grant in behind
                 for grant, gbody in graph.of_type("google_service_account_iam_member").items()):
             missing.append(account)
     if missing:
@@ -340,18 +222,26 @@ class Finding(NamedTuple):
         return self.message
 
 
-def findings(doc: Mapping[str, Any]) -> dict[str, list[Finding]]:
-    """Address -> why its first apply would fail (only addresses with findings)."""
-    graph = Graph.of(doc)
+def findings(doc: Mapping[str, Any], before: Sequence[Mapping[str, Any]] = ()
+             ) -> dict[str, list[Finding]]:
+    """Address -> why its first apply would fail (only addresses with findings). `before`:
+    the stacks applied before this one (a client shard's platform stack), whole."""
+    graph = Graph.of(doc, before)
     agents = _agents(graph)
     out: dict[str, list[Finding]] = {}
-    for address, body in graph.bodies.items():
+    alone = shard_of_document(doc) if not before else None
+    for address in graph.own:
+        body = graph.bodies[address]
         found = [Finding("api", m) for m in _api_findings(graph, address, body)] + [
             Finding("grant", m)
             for rule in (_agent_grant_findings, _cmek_findings, _trigger_findings,
                          _notification_findings, _act_as_findings)
             for m in rule(graph, address, body, agents)
         ]
+        if found and alone is not None:  # the reason the rest fails, said first
+            found.insert(0, Finding("api", f"a client shard of {alone[0]}, judged without it: "
+                                    f"check it with {alone[0]}, which is applied first (its "
+                                    "APIs, service agents and barriers)"))
         if found:
             out[address] = found
     return out

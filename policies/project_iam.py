@@ -6,13 +6,14 @@ set that contains it. "All service accounts of a project",
 (cloud.google.com/iam/docs/principal-identifiers), contains every service account whose email
 is `<id>@<that project>.iam.gserviceaccount.com`, whatever resource the grant is on. Counted
 as project-wide: every `google_project_iam_member`/`_binding`, and any grant to such a
-principal set (an Artifact Registry reader on the repository reaches the whole set).
+principal set (an Artifact Registry reader on the repository reaches the whole set); over an
+environment's client shards too (`group_wide_roles`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from tfjson import facts_from_document, flat_strings, instances
@@ -66,3 +67,9 @@ def project_wide_roles(doc: Mapping[str, Any], email: str) -> list[tuple[str, st
         if set_project is None or set_project == project:
             out.append((role, address))
     return out
+
+
+def group_wide_roles(docs: Iterable[Mapping[str, Any]], email: str) -> list[tuple[str, str]]:
+    """`project_wide_roles` over every stack of an environment (its platform stack and client
+    shards, `tfjson.stack_group`): a project grant reaches the account from any state."""
+    return [found for doc in docs for found in project_wide_roles(doc, email)]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from policies.guardrails import RULES, GuardrailLimits, check_job
 from policies.image_versions import IMAGE_RULES, check_images
 from policies.suppressions import Matcher
-from tfjson import StackFacts, register_facts
+from tfjson import StackFacts, register_facts, shard_of_document
 
 RULES = {**RULES, **IMAGE_RULES}  # GPUB_JOB_12 (policies/image_versions.py)
 
@@ -161,9 +161,21 @@ def _run_checkov(stacks: list[StackInput], tmp: Path) -> tuple[Report, dict[int,
             if start is not None:
                 span = record.file_line_range[1] - record.file_line_range[0]
                 record.file_line_range = [start, start + span]
-        names = [address, f"{stack_name}/{address}"] + ([construct] if construct else [])
-        located[id(record)] = Located(stack_name, names)
+        located[id(record)] = Located(stack_name, _names(address, stack_name, construct,
+                                                         files.get(abs_path)))
     return report, located
+
+
+def _names(address: str, stack_name: str, construct: str | None,
+           stack: StackInput | None) -> list[str]:
+    """What a suppression's `resource` glob may match: the address, `<stack>/<address>`, the
+    construct path; in a client shard also `<platform stack>/<address>` (a shard is part of
+    its platform's environment: what is suppressed for `platform-dev/*` is in its shards)."""
+    names = [address, f"{stack_name}/{address}"] + ([construct] if construct else [])
+    shard = shard_of_document(stack.facts.document) if stack is not None else None
+    if shard is not None:
+        names.append(f"{shard[0]}/{address}")
+    return names
 
 
 def _record(

@@ -65,6 +65,10 @@ RESOURCE_APIS: dict[str, tuple[str, ...]] = {
     "google_monitoring_alert_policy": ("monitoring.googleapis.com",),
     "google_monitoring_dashboard": ("monitoring.googleapis.com",),
     "google_monitoring_notification_channel": ("monitoring.googleapis.com",),
+    # A client shard finds the platform's alert channels by display name
+    # (projects.notificationChannels.list, cloud.google.com/monitoring/api/ref_v3/rest/v3/
+    # projects.notificationChannels/list).
+    "data.google_monitoring_notification_channel": ("monitoring.googleapis.com",),
     "google_project_iam_audit_config": (CRM,),
     "google_project_iam_member": (CRM,),
     "data.google_project": (CRM,),
@@ -88,6 +92,9 @@ RESOURCE_APIS: dict[str, tuple[str, ...]] = {
     "data.google_storage_project_service_account": ("storage.googleapis.com",),
     "google_workflows_workflow": ("workflows.googleapis.com",),
 }
-# Types that need no API of the project: the enablements themselves and the barriers.
-NO_API = frozenset({"google_project_service", "time_sleep"})
+# Types that need no API of the project: the enablements themselves, the barriers, and
+# `data.terraform_remote_state` (cdktf's cross-stack reference: it reads another stack's
+# outputs from the state bucket, through the backend's credentials, never a project API;
+# developer.hashicorp.com/terraform/language/state/remote-state-data).
+NO_API = frozenset({"google_project_service", "time_sleep", "data.terraform_remote_state"})
 

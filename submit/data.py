@@ -55,9 +55,9 @@ def data_backend(settings: EnvironmentSettings, loc: Location, *, local: bool,
     from submit import localmode, synth
     from submit.backend import backend_for
 
-    # --local: the local cloud enforces the environment's synthesized IAM (submit/run.py).
-    stack = synth.synth_dir(None) / "stacks" / settings.stack_name / "cdk.tf.json"
-    localmode.use_stacks([stack.resolve()] if stack.is_file() else [])
+    # --local: the local cloud enforces the environment's synthesized IAM (submit/run.py):
+    # its platform stack and client shards, the client's among them.
+    localmode.use_stacks(synth.stack_files(settings, None, loc.client) if local else [])
     if as_self:
         return backend_for(local, settings.operator_sa_email)
     return backend_for(local, loc.client_identity, impersonate=True)

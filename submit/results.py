@@ -90,12 +90,14 @@ class Subscriptions:
             from local.connectors import SLEEP_SCALE_ENV
             from local.eventarc import LocalEventarc
 
-            stack = synth.synth_dir(None) / "stacks" / self.settings.stack_name / "cdk.tf.json"
-            if not stack.is_file():
-                raise SubmitError(f"--local: no synthesized stack {stack} (run main.py)")
+            stacks = synth.stack_files(self.settings)  # the platform's, then its shards'
+            if not stacks:
+                stack = synth.synth_dir(None) / "stacks" / self.settings.stack_name
+                raise SubmitError(f"--local: no synthesized stack {stack}/cdk.tf.json "
+                                  "(run main.py)")
             ep = self.endpoints
             self._arc = LocalEventarc(
-                [stack.resolve()], batch_target=ep.batch_target, gcs_endpoint=ep.gcs_endpoint,
+                stacks, batch_target=ep.batch_target, gcs_endpoint=ep.gcs_endpoint,
                 pubsub_target=ep.pubsub_target,
                 sleep_scale=float(os.environ.get(SLEEP_SCALE_ENV, LOCAL_SLEEP_SCALE)))
         from google.api_core import exceptions as gexc

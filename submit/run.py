@@ -199,12 +199,11 @@ def _run_as_written(o: _Run, config: Path | None) -> int:
 
 def _use_local_stack(env: EnvironmentSettings, out_dir: str | None) -> None:
     """With --local, the local cloud enforces the IAM (and runs the topics and workflows) of
-    the environment's synthesized stack, as Google Cloud would after a deploy (no effect on
-    Google)."""
+    the environment's synthesized stacks (the platform stack and its client shards), as
+    Google Cloud would after a deploy (no effect on Google)."""
     from submit import localmode
 
-    stack = synth.synth_dir(out_dir) / "stacks" / env.stack_name / "cdk.tf.json"
-    localmode.use_stacks([stack.resolve()] if stack.is_file() else [])
+    localmode.use_stacks(synth.stack_files(env, out_dir))
 
 
 def _request_id(job_id: str) -> str:

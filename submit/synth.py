@@ -82,6 +82,30 @@ class SynthJob:
     data: dict[str, Any]
 
 
+def stack_files(env: EnvironmentSettings, out: str | None = None,
+                client: str | None = None) -> list[Path]:
+    """The environment's synthesized stacks, as the local cloud runs them: its platform
+    stack's `cdk.tf.json`, then its client shards' (`tfjson.stack_group`); [] when the
+    platform stack is not synthesized. With `client`, the stack that holds the client's
+    buckets, identities and topics must be among them (its shard after a change of
+    `client_shards`: "run synth" otherwise)."""
+    from stacks.shards import shard_of, shard_stack_name
+    from tfjson import stack_group
+
+    stacks_dir = synth_dir(out) / "stacks"
+    group = [p.resolve() for p in stack_group(stacks_dir, env.stack_name)]
+    if not group[0].is_file():
+        return []
+    known = {c.name: c for c in env.clients}
+    if client in known and env.client_shards.count:
+        shard = shard_stack_name(env.stack_name, shard_of(
+            client, known[client].shard, env.client_shards.count))
+        if not any(p.parent.name == shard for p in group):
+            raise SubmitError(f"run synth: client {client!r} lives in stack {shard}, which "
+                              f"{stacks_dir} does not hold (client_shards changed since)")
+    return group
+
+
 def job_json_path(out_dir: Path, env: EnvironmentSettings, job: str) -> Path:
     return out_dir / "jobs" / env.stack_name / f"{job}.json"
 

@@ -28,13 +28,16 @@ DEP_RULES = ["CKV_GPUB_DEP_1", "CKV_GPUB_DEP_2", "CKV_GPUB_DEP_3", "CKV_GPUB_DEP
 
 
 @pytest.fixture(scope="module")
-def thousand(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Stack]:
-    """dev and prod with 1,000 clients x 5 jobs (the bench's environments)."""
+def thousand(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Stack]]:
+    """dev and prod with 1,000 clients x 5 jobs (the bench's environments): each its platform
+    stack, then its client shards (tfjson.stack_group)."""
     from bench.synth import build_environments
     from stacks.app import synth
+    from tfjson import stack_group
 
     out = synth(build_environments(1000, 5), str(tmp_path_factory.mktemp("n1000")))
-    return {env: json.loads((out / "stacks" / f"platform-{env}" / "cdk.tf.json").read_text())
+    return {env: [json.loads(p.read_text()) for p in stack_group(out / "stacks",
+                                                                 f"platform-{env}")]
             for env in ("dev", "prod")}
 
 
@@ -53,12 +56,19 @@ def test_examples_apply_on_a_fresh_project(stacks_json: dict[str, Stack], env: s
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
-def test_thousand_clients_apply_on_a_fresh_project(thousand: dict[str, Stack], env: str) -> None:
-    stack = thousand[env]
-    assert findings(stack) == {}
-    assert provider_findings(stack) == []
-    clients = stack["resource"]["google_storage_bucket"]["clients-bucket"]["for_each"]
-    assert len(clients) == 1000  # the check saw the real size
+def test_thousand_clients_apply_on_a_fresh_project(thousand: dict[str, list[Stack]],
+                                                   env: str) -> None:
+    """The platform stack on its own, each client shard after it (applied first, whole)."""
+    platform, *shards = thousand[env]
+    assert findings(platform) == {}
+    assert provider_findings(platform) == []
+    assert len(shards) > 1
+    clients = 0
+    for shard in shards:
+        assert findings(shard, [platform]) == {}
+        assert provider_findings(shard) == []
+        clients += len(shard["resource"]["google_storage_bucket"]["clients-bucket"]["for_each"])
+    assert clients == 1000  # the check saw the real size
 
 
 def test_every_type_in_the_stacks_has_its_apis(stacks_json: dict[str, Stack]) -> None:

@@ -149,7 +149,8 @@ def test_limit_failures_say_the_figure() -> None:
         StackInput(stem, FIXTURES / f"{stem}.tf.json",
                    facts_from_document(json.loads((FIXTURES / f"{stem}.tf.json").read_text())),
                    GuardrailLimits())
-        for stem in ("ckv_gpub_lim_1_fail", "ckv_gpub_lim_2_fail", "ckv_gpub_lim_9_fail")
+        for stem in ("ckv_gpub_lim_1_fail", "ckv_gpub_lim_2_fail", "ckv_gpub_lim_9_fail",
+                     "ckv_gpub_lim_11_fail")
     ]
     report, _ = run_checkov(stacks)
     details = {r.check_id: r.details for r in report.failed_checks
@@ -158,6 +159,10 @@ def test_limit_failures_say_the_figure() -> None:
         "501 triggers in europe-west4; Eventarc allows 500 per project and location "
         "(not raisable)")
     assert "21 conditional bindings of roles/storage.objectViewer" in details["CKV_GPUB_LIM_2"][0]
+    assert details["CKV_GPUB_LIM_11"] == [
+        "2501 resource instances in the state of this stack; at most 2500 in one state (each "
+        "plan refreshes every one): spread the clients over more states, raise "
+        'client_shards.count (environments.yaml, docs/clients.md "Shards")']
     # v1's run grants: no list (object-name conditions only), no delete (objectCreator).
     assert details["CKV_GPUB_LIM_9"] == [
         "[acme] run-acme on example-ml-dev-acme cannot: delete outputs/job/batch/x; "
@@ -205,4 +210,4 @@ def test_bin_check_fails_on_a_stack_over_each_limit(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     failed = set(re.findall(r"FAILED (CKV_GPUB_LIM_\d+) ", proc.stdout))
-    assert failed == {f"CKV_GPUB_LIM_{n}" for n in range(1, 11)}, proc.stdout[-3000:]
+    assert failed == {f"CKV_GPUB_LIM_{n}" for n in range(1, 12)}, proc.stdout[-3000:]

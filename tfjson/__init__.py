@@ -15,7 +15,8 @@ Two views of the same file:
   x.email}"` to `client-acme`, which checkov's own CKV_GCP_42 cannot.
 
 No checkov import here: the facts are also built by `policies.check_cli` before the scan,
-and by the local cloud.
+and by the local cloud. An environment with client shards is a group of stack files
+(`tfjson.groups`: `stack_group`, `expand_groups`); readers read the whole group.
 """
 
 from __future__ import annotations
@@ -188,10 +189,24 @@ class StackFacts:
     locals: Mapping[str, Any] = field(default_factory=dict)
     # the whole parsed file, for rules that count across resources (CKV_GPUB_LIM_*)
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # every document of the file's stack group (tfjson.groups: the platform stack first, then
+    # its client shards; this file's among them): what project-wide counts and the shard's
+    # apply order are judged over. Empty: the file alone.
+    group: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def prod(self) -> bool:
         return self.env == "prod"
+
+    @property
+    def group_documents(self) -> tuple[Mapping[str, Any], ...]:
+        return self.group or (self.document,)
+
+    @property
+    def applied_before(self) -> tuple[Mapping[str, Any], ...]:
+        """The documents of the group applied before this one: a shard's platform stack."""
+        docs = self.group_documents
+        return () if docs[0] is self.document else (docs[0],)
 
     def resolve_text(self, text: str) -> str:
         """Replace resolvable `${...}` references (SA emails, bucket names) by their values."""
@@ -347,3 +362,15 @@ def _facts_for_scanned_file(scanned_file: str, root: str | None) -> StackFacts:
             _CACHE[key] = facts_from_document(doc if isinstance(doc, dict) else {})
         return _CACHE[key]
     return StackFacts()
+
+
+
+# The groups reader needs nothing above; its names are part of this package's interface.
+from tfjson.groups import expand_groups as expand_groups  # noqa: E402
+from tfjson.groups import group_heads as group_heads  # noqa: E402
+from tfjson.groups import group_of as group_of  # noqa: E402
+from tfjson.groups import shard_of_document as shard_of_document  # noqa: E402
+from tfjson.groups import split_groups as split_groups  # noqa: E402
+from tfjson.groups import stack_group as stack_group  # noqa: E402
+from tfjson.groups import synthesized_stacks as synthesized_stacks  # noqa: E402
+from tfjson.groups import watched_paths as watched_paths  # noqa: E402

@@ -2,7 +2,9 @@
 
 The dependency graph is built once per stack file (`policies.fresh_project`, the same walker
 the fresh-project test uses); each rule judges the resource checkov asks about. A `for_each`
-resource is one node of Terraform's graph, so it is judged once, as a whole.
+resource is one node of Terraform's graph, so it is judged once, as a whole. A client shard's
+graph holds its platform stack as applied before it (`StackFacts.applied_before`); the
+scheduler quota is counted over the environment's whole group.
 """
 
 from __future__ import annotations
@@ -11,19 +13,21 @@ from typing import Any
 
 from checkov.common.models.enums import CheckCategories, CheckResult
 
-from policies.checkbase import GpubCheck
+from policies.checkbase import GpubCheck, declared_quotas
 from policies.fresh_project import Finding, findings, provider_findings
-from tfjson import instances, value
+from tfjson import StackFacts, instances, value
 
-_FINDINGS: dict[int, tuple[Any, dict[str, list[Finding]]]] = {}
+_FINDINGS: dict[tuple[int, ...], tuple[tuple[Any, ...], dict[str, list[Finding]]]] = {}
 
 
-def _findings(doc: Any) -> dict[str, list[Finding]]:
-    hit = _FINDINGS.get(id(doc))
-    if hit is not None and hit[0] is doc:
+def _findings(facts: StackFacts) -> dict[str, list[Finding]]:
+    docs = (facts.document, *facts.applied_before)
+    key = tuple(id(d) for d in docs)
+    hit = _FINDINGS.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], docs, strict=True)):
         return hit[1]
-    found = findings(doc)
-    _FINDINGS[id(doc)] = (doc, found)
+    found = findings(facts.document, facts.applied_before)
+    _FINDINGS[key] = (docs, found)
     return found
 
 
@@ -34,7 +38,7 @@ class _GraphCheck(GpubCheck):
 
     def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
         _, rtype, name = self.entity_path.rsplit(":", 2)
-        got = [f for f in _findings(self.facts.document).get(f"{rtype}.{name}", [])
+        got = [f for f in _findings(self.facts).get(f"{rtype}.{name}", [])
                if f.kind == self.kind]
         for finding in got:
             self.fail(finding.message)
@@ -99,10 +103,10 @@ class SchedulerJobsPerRegion(GpubCheck):
     def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         region = str(value(conf, "region", default=""))
         facts = self.facts
-        declared = facts.locals.get("gpub_declared_quotas") or {}
-        quota = int(declared.get("scheduler_jobs_per_region", SCHEDULER_DEFAULT_QUOTA)
-                    if isinstance(declared, dict) else SCHEDULER_DEFAULT_QUOTA)
-        n = _scheduler_counts(facts.document).get(region, 0)
+        quota = int(declared_quotas(facts).get("scheduler_jobs_per_region",
+                                               SCHEDULER_DEFAULT_QUOTA))
+        # A project's quota: every file of the environment (platform and client shards).
+        n = sum(_scheduler_counts(doc).get(region, 0) for doc in facts.group_documents)
         if n > quota:
             return self.fail(f"{n} Cloud Scheduler jobs in {region}; the quota is {quota} "
                              "(1,000 by default, 5,000 at most): ask for more and set "
