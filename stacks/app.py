@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from stacks.deferred import resolve_file
 from stacks.platform import PlatformStack
 from stacks.provider import App
 from stacks.settings import EnvironmentSettings
+from stacks.shards import platform_of, shard_stack_name
 
 
 def build_app(
@@ -60,6 +62,17 @@ def write_moved(folder: Path, moved: list[dict[str, str]]) -> None:
         path.unlink()
 
 
+def remove_stale_shards(stacks_dir: Path, stack: PlatformStack) -> None:
+    """A shard folder the app no longer declares (client_shards.count went down) goes, so no
+    reader, `bin/check` or deploy ever sees its old clients (its state stays in the backend:
+    docs/clients.md "Shards")."""
+    declared = {shard.node.id for shard in stack.shards}
+    for folder in stacks_dir.glob(shard_stack_name(stack.settings.stack_name, "*")):
+        if folder.is_dir() and folder.name not in declared and \
+                platform_of(folder.name) == stack.settings.stack_name:
+            shutil.rmtree(folder)
+
+
 def finish(outdir: Path, stacks: list[PlatformStack]) -> None:
     """After `app.synth()`: client tables and workflow sources into the stack files (see
     stacks/deferred.py), then the job JSON and the environment files."""
@@ -69,6 +82,7 @@ def finish(outdir: Path, stacks: list[PlatformStack]) -> None:
         resolve_file(outdir / "stacks" / stack.settings.stack_name / "cdk.tf.json")
         for shard in stack.shards:
             resolve_file(outdir / "stacks" / shard.node.id / "cdk.tf.json")
+        remove_stale_shards(outdir / "stacks", stack)
         write_moved(outdir / "stacks" / stack.settings.stack_name, stack.moved())
         write_outputs(outdir / "stacks" / stack.settings.stack_name / "cdk.tf.json",
                       stack.settings)

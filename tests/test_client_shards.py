@@ -230,3 +230,15 @@ def test_moved_blocks_name_what_cdktf_called_the_old_constructs(tmp_path: Path) 
     have = {f"{t}.{k}" for t, named in doc["resource"].items()
             for n, conf in named.items() for k, _ in instances(n, conf)}
     assert all(to in have and frm not in have for frm, to in moved), moved
+
+
+def test_fewer_shards_remove_the_folders_of_the_shards_gone(tmp_path: Path) -> None:
+    from stacks.app import synth
+    from stacks.environments import dev
+
+    synth([_env(dev(), 3)], str(tmp_path))
+    assert (tmp_path / "stacks" / "platform-dev3-clients-2").is_dir()
+    fewer = _env(dev(), 3).model_copy(update={"client_shards": ClientShards(count=1)})
+    synth([fewer], str(tmp_path))
+    left = sorted(p.name for p in (tmp_path / "stacks").iterdir())
+    assert left == ["platform-dev3", "platform-dev3-clients-0"]
