@@ -27,18 +27,21 @@ RUN_SA = "run-bench@bench-proj.iam.gserviceaccount.com"
 
 
 def stack_document() -> dict[str, object]:
+    """The bucket's authoritative policy, written as the client stacks write theirs
+    (tfjson.iam): a plain viewer grant and a conditional writer grant."""
+    from tfjson.iam import PolicyBinding, policy_data
+
     cond = f'resource.name.startsWith("projects/_/buckets/{BUCKET}/objects/out-")'
     member = "serviceAccount:${google_service_account.run.email}"
     return {"resource": {
         "google_service_account": {"run": {"project": "bench-proj", "account_id": "run-bench"}},
         "google_storage_bucket": {"b": {"project": "bench-proj", "name": BUCKET}},
-        "google_storage_bucket_iam_member": {
-            "view": {"bucket": "${google_storage_bucket.b.name}", "member": member,
-                     "role": "roles/storage.objectViewer"},
-            "write": {"bucket": "${google_storage_bucket.b.name}", "member": member,
-                      "role": "roles/storage.objectUser",
-                      "condition": {"title": "outputs", "expression": cond}},
-        },
+        "google_storage_bucket_iam_policy": {"b": {
+            "bucket": "${google_storage_bucket.b.name}",
+            "policy_data": policy_data([
+                PolicyBinding("roles/storage.objectViewer", [member]),
+                PolicyBinding("roles/storage.objectUser", [member], cond, "outputs")]),
+        }},
     }}
 
 

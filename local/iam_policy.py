@@ -226,10 +226,10 @@ def add_document(policy: Policy, doc: Mapping[str, Any]) -> None:
             if not bucket or "${" in bucket:
                 policy.unresolved.append(address)
                 continue
-            if rtype.endswith("_policy"):
-                pairs = facts.policy_bindings(_str(conf.get("policy_data"))) or []
-                found = [Binding(r, frozenset(facts.resolve_text(m) for m in ms), None, address)
-                         for r, ms in pairs]
+            if rtype.endswith("_policy"):  # authoritative: conditions included (tfjson.iam)
+                found = [Binding(b.role, frozenset(facts.resolve_text(m) for m in b.members),
+                                 b.condition, address)
+                         for b in facts.policy_grants(_str(conf.get("policy_data"))) or []]
             else:
                 found = [Binding(_str(conf.get("role")), _members(facts, conf), _condition(conf),
                                  address)]

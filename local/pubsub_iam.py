@@ -1,9 +1,10 @@
 """Pub/Sub and service-account IAM from the synthesized stacks, enforced by the local servers.
 
-Read from every `cdk.tf.json`: `google_pubsub_topic_iam_member`/`_binding`,
-`google_pubsub_subscription_iam_member`/`_binding`, `google_service_account_iam_member`/
-`_binding` and `google_project_iam_member`/`_binding` (inherited by every topic, subscription
-and service account of the project). Roles -> permissions: `data/pubsub_roles.json` (source
+Read from every `cdk.tf.json`: `google_pubsub_topic_iam_member`/`_binding`/`_policy`,
+`google_pubsub_subscription_iam_member`/`_binding`/`_policy`, `google_service_account_iam_
+member`/`_binding`/`_policy` (a policy's `policy_data` read by `tfjson.iam`) and
+`google_project_iam_member`/`_binding` (inherited by every topic, subscription and service
+account of the project). Roles -> permissions: `data/pubsub_roles.json` (source
 cited there). Which permission each RPC needs, on which resource
 (https://cloud.google.com/pubsub/docs/access-control, "Required permissions"):
 
@@ -36,10 +37,11 @@ from typing import Any
 from local import iam_policy
 from local.identity import ADMIN_EMAIL, EVENTARC_AGENT_EMAIL, GCS_AGENT_EMAIL
 from local.pubsub_stack import deployed_triggers, eventarc_subscription
-from tfjson import expand_groups, facts_from_document, flat_strings, instances
+from tfjson import StackFacts, expand_groups, facts_from_document, flat_strings, instances
 
 ROLES_FILE = Path(__file__).with_name("data") / "pubsub_roles.json"
 ACT_AS = "iam.serviceAccounts.actAs"
+IAM_FORMS = ("member", "binding", "policy")
 DENIED = "User not authorized to perform this action."
 UNAUTHENTICATED = ("Request is missing required authentication credential. Expected OAuth 2 "
                    "access token, login cookie or other valid authentication credential.")
@@ -137,7 +139,7 @@ class _Names:
         return f"projects/{project or self.default_project}/{plural}/{raw}"
 
 
-def _members(doc_facts: Any, conf: Mapping[str, Any]) -> frozenset[str]:
+def _members(doc_facts: StackFacts, conf: Mapping[str, Any]) -> frozenset[str]:
     raw = flat_strings(conf.get("member")) + flat_strings(conf.get("members"))
     out = set()
     for m in raw:
@@ -155,26 +157,33 @@ def _service_account(doc_facts: Any, raw: str) -> str | None:
     return text if "@" in text and "${" not in text else None
 
 
+def _grants(facts: StackFacts, conf: Mapping[str, Any], source: str) -> list[Grant]:
+    """The unconditional grants of a member, binding or (authoritative) policy resource; a
+    conditional binding is not evaluated here (it never widens)."""
+    return [Grant(b.role, _members(facts, {"members": b.members}), source)
+            for b in facts.grants(conf) or [] if b.condition is None]
+
+
 def add_document(policy: IamPolicy, doc: Mapping[str, Any]) -> None:
     facts, names = facts_from_document(doc), _Names(doc)
     for kind in ("topic", "subscription"):
-        for rtype in (f"google_pubsub_{kind}_iam_member", f"google_pubsub_{kind}_iam_binding"):
+        for rtype in (f"google_pubsub_{kind}_iam_{form}" for form in IAM_FORMS):
             for name, conf in _section(doc, rtype):
                 project = _str(conf.get("project")) or names.default_project
                 resource = names.resolve(kind, _str(conf.get(kind)), project)
                 if resource is None:
                     policy.unresolved.append(f"{rtype}.{name}")
                     continue
-                policy.add(resource, Grant(_str(conf.get("role")), _members(facts, conf),
-                                           f"{rtype}.{name}"))
-    for rtype in ("google_service_account_iam_member", "google_service_account_iam_binding"):
+                for grant in _grants(facts, conf, f"{rtype}.{name}"):
+                    policy.add(resource, grant)
+    for rtype in (f"google_service_account_iam_{form}" for form in IAM_FORMS):
         for name, conf in _section(doc, rtype):
             email = _service_account(facts, _str(conf.get("service_account_id")))
             if email is None:
                 policy.unresolved.append(f"{rtype}.{name}")
                 continue
-            policy.add(email, Grant(_str(conf.get("role")), _members(facts, conf),
-                                    f"{rtype}.{name}"))
+            for grant in _grants(facts, conf, f"{rtype}.{name}"):
+                policy.add(email, grant)
     for rtype in ("google_project_iam_member", "google_project_iam_binding"):
         for name, conf in _section(doc, rtype):
             if conf.get("condition"):

@@ -38,6 +38,7 @@ from policies.fresh_graph import BARRIER, NS, REF_RE, Graph, get, interpolations
 from policies.fresh_graph import type_of as _type_of
 from stacks.apis import NO_API, RESOURCE_APIS, SERVICE_USAGE
 from tfjson import shard_of_document
+from tfjson.iam import policy_bindings
 
 __all__ = ["BARRIER", "NS", "REF_RE", "Finding", "Graph", "findings", "interpolations",
            "provider_findings"]
@@ -95,10 +96,10 @@ def _agents(graph: Graph) -> dict[str, str]:
 
 def _agent_grant_findings(graph: Graph, address: str, body: Mapping[str, Any],
                           agents: Mapping[str, str]) -> list[str]:
-    if not _type_of(address).endswith(("_iam_member", "_iam_binding")):
+    if not _type_of(address).endswith(("_iam_member", "_iam_binding", "_iam_policy")):
         return []
     granted = [a for a in graph.refers(body, "member") | graph.refers(body, "members")
-               if a in agents]
+               | graph.refers(body, "policy_data") if a in agents]
     behind = graph.behind_barrier(address)
     late = [a for a in granted if a not in behind]
     if late:
@@ -179,6 +180,17 @@ RUNS_AS = {
 ACT_AS = "roles/iam.serviceAccountUser"
 
 
+def _roles(body: Mapping[str, Any]) -> set[str]:
+    """The roles a member grant or an authoritative policy grants (a `for_each` policy: any
+    of its entries'; tfjson.iam reads `policy_data`)."""
+    if "policy_data" not in body:
+        return {str(body.get("role"))}
+    entries = body.get("for_each")
+    texts = ([e.get("policy_data") for e in entries.values() if isinstance(e, Mapping)]
+             if isinstance(entries, Mapping) else [body.get("policy_data")])
+    return {b.role for t in texts if isinstance(t, str) for b in policy_bindings(t) or []}
+
+
 def _act_as_findings(graph: Graph, address: str, body: Mapping[str, Any],
                      agents: Mapping[str, str]) -> list[str]:
     attributes = RUNS_AS.get(_type_of(address))
@@ -188,10 +200,12 @@ def _act_as_findings(graph: Graph, address: str, body: Mapping[str, Any],
                 if _type_of(a) == "google_service_account"}
     behind = graph.behind_barrier(address)
     missing = []
+    grants = {**graph.of_type("google_service_account_iam_member"),
+              **graph.of_type("google_service_account_iam_policy")}
     for account in sorted(accounts):
-        if not any(gbody.get("role") == ACT_AS and account in graph.refs(
+        if not any(ACT_AS in _roles(gbody) and account in graph.refs(
                 grant, "service_account_id") and grant in behind
-                for grant, gbody in graph.of_type("google_service_account_iam_member").items()):
+                for grant, gbody in grants.items()):
             missing.append(account)
     if missing:
         return [f"runs as {', '.join(missing)} but is not behind a time_sleep after the "

@@ -6,8 +6,9 @@ set that contains it. "All service accounts of a project",
 (cloud.google.com/iam/docs/principal-identifiers), contains every service account whose email
 is `<id>@<that project>.iam.gserviceaccount.com`, whatever resource the grant is on. Counted
 as project-wide: every `google_project_iam_member`/`_binding`, and any grant to such a
-principal set (an Artifact Registry reader on the repository reaches the whole set); over an
-environment's client shards too (`group_wide_roles`).
+principal set (an Artifact Registry reader on the repository reaches the whole set), a
+member's, a binding's or a binding of an authoritative `_iam_policy`; over an environment's
+client shards too (`group_wide_roles`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from tfjson import facts_from_document, flat_strings, instances
+from tfjson import StackFacts, facts_from_document, instances
 
 SA_DOMAIN_RE = re.compile(r"^[^@]+@([a-z][a-z0-9-]{4,28}[a-z0-9])\.iam\.gserviceaccount\.com$")
 PROJECT_SET_RE = re.compile(
@@ -25,16 +26,17 @@ PROJECT_SET_RE = re.compile(
 NUMBER_REF_RE = re.compile(r"^\$\{data\.google_project\.([A-Za-z0-9_-]+)\.number\}$")
 
 
-def _grants(doc: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """(address, role, member) of every IAM member/binding instance of the stack."""
+def _grants(doc: Mapping[str, Any], facts: StackFacts) -> Iterator[tuple[str, str, str]]:
+    """(address, role, member) of every IAM member/binding/policy instance of the stack (a
+    policy's bindings read by tfjson.iam)."""
     for rtype, named in (doc.get("resource") or {}).items():
-        if not rtype.endswith(("_iam_member", "_iam_binding")):
+        if not rtype.endswith(("_iam_member", "_iam_binding", "_iam_policy")):
             continue
         for name, conf in (named or {}).items():
             for address, body in instances(name, conf):
-                for member in flat_strings(body.get("member")) + flat_strings(
-                        body.get("members")):
-                    yield f"{rtype}.{address}", str(body.get("role", "")), member
+                for binding in facts.grants(body) or []:
+                    for member in binding.members:
+                        yield f"{rtype}.{address}", binding.role, member
 
 
 def _set_project(doc: Mapping[str, Any], number: str) -> str | None:
@@ -53,7 +55,7 @@ def project_wide_roles(doc: Mapping[str, Any], email: str) -> list[tuple[str, st
     m = SA_DOMAIN_RE.match(email)
     project = m.group(1) if m else None
     out = []
-    for address, role, raw in _grants(doc):
+    for address, role, raw in _grants(doc, facts):
         member = facts.resolve_text(raw)
         project_level = address.startswith(("google_project_iam_member.",
                                             "google_project_iam_binding."))

@@ -77,14 +77,18 @@ RESOURCE_APIS: dict[str, tuple[str, ...]] = {
     "google_project_service_identity": (SERVICE_USAGE,),
     "google_pubsub_topic": ("pubsub.googleapis.com",),
     "google_pubsub_topic_iam_member": ("pubsub.googleapis.com",),
+    "google_pubsub_topic_iam_policy": ("pubsub.googleapis.com",),
     "google_pubsub_subscription": ("pubsub.googleapis.com",),
     "google_pubsub_subscription_iam_member": ("pubsub.googleapis.com",),
+    "google_pubsub_subscription_iam_policy": ("pubsub.googleapis.com",),
     "google_secret_manager_secret": ("secretmanager.googleapis.com",),
     "google_secret_manager_secret_iam_member": ("secretmanager.googleapis.com",),
     "google_service_account": ("iam.googleapis.com",),
     "google_service_account_iam_member": ("iam.googleapis.com",),
+    "google_service_account_iam_policy": ("iam.googleapis.com",),
     "google_storage_bucket": ("storage.googleapis.com",),
     "google_storage_bucket_iam_member": ("storage.googleapis.com",),
+    "google_storage_bucket_iam_policy": ("storage.googleapis.com",),
     # A notification config is made on the bucket and publishes to a topic (the topic must
     # exist and the storage agent must publish there: cloud.google.com/storage/docs/
     # reporting-changes).

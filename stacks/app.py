@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
+from stacks.client_resources import forgotten
 from stacks.deferred import resolve_file
 from stacks.platform import PlatformStack
 from stacks.provider import App
@@ -50,11 +52,25 @@ def write_environments(outdir: Path, stacks: list[PlatformStack]) -> list[Path]:
     return written
 
 
-def write_moved(folder: Path, moved: list[dict[str, str]]) -> None:
-    """`moved.tf`: one `moved` block per address change (HCL: Terraform reads it with the
-    stack's JSON; developer.hashicorp.com/terraform/language/modules/develop/refactoring)."""
+# `removed` blocks are Terraform 1.7+ (developer.hashicorp.com/terraform/language/resources/
+# syntax#removing-resources): a stack that has them says so, in its moved.tf (checkov's JSON
+# parser refuses a `required_version` string in cdk.tf.json's `terraform` block; Terraform
+# merges the `terraform` blocks of a folder's files).
+REMOVED_TERRAFORM_VERSION = ">= 1.7.0"
+
+
+def write_moved(folder: Path, moved: list[dict[str, str]], removed: Sequence[str] = ()) -> None:
+    """`moved.tf`: one `moved` block per address change, and one `removed` block with
+    `lifecycle { destroy = false }` per resource the stack no longer declares whose objects
+    stay (Terraform forgets every instance of it: `from` names a whole resource, never an
+    instance). HCL: Terraform reads it with the stack's JSON (developer.hashicorp.com/
+    terraform/language/modules/develop/refactoring); checkov's JSON parser refuses both."""
     path = folder / "moved.tf"
     blocks = [f"moved {{\n  from = {m['from']}\n  to   = {m['to']}\n}}\n" for m in moved]
+    if removed:
+        blocks.insert(0, f'terraform {{\n  required_version = "{REMOVED_TERRAFORM_VERSION}"\n}}\n')
+    blocks += [f"removed {{\n  from = {address}\n\n  lifecycle {{\n    destroy = false\n  }}\n}}\n"
+               for address in removed]
     if blocks:
         path.write_text("# Written by stacks/app.py: address changes kept for existing states.\n"
                         + "\n".join(blocks), encoding="utf-8")
@@ -83,7 +99,10 @@ def finish(outdir: Path, stacks: list[PlatformStack]) -> None:
         for shard in stack.shards:
             resolve_file(outdir / "stacks" / shard.node.id / "cdk.tf.json")
         remove_stale_shards(outdir / "stacks", stack)
-        write_moved(outdir / "stacks" / stack.settings.stack_name, stack.moved())
+        # The member grants the clients' policies replaced: only a stack that holds clients
+        # (client_shards.count 0) had them; a shard's state starts with the policies.
+        write_moved(outdir / "stacks" / stack.settings.stack_name, stack.moved(),
+                    forgotten() if stack.home is not None else ())
         write_outputs(outdir / "stacks" / stack.settings.stack_name / "cdk.tf.json",
                       stack.settings)
     write_job_json(outdir, stacks)

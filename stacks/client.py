@@ -24,21 +24,21 @@ from stacks.client_costs import ClientBudget, ClientChannel
 from stacks.client_messaging import (
     Publisher,
     ResultsSubscription,
+    ResultsSubscriptionPolicy,
     ResultsTopic,
+    ResultsTopicPolicy,
     Schedule,
     SecretAccess,
-    Subscriber,
 )
 from stacks.client_resources import ClientResources
 from stacks.client_storage import (
-    ActAs,
-    BucketGrant,
-    BucketRole,
+    BucketPolicy,
     ClientAccount,
+    ClientAccountPolicy,
     ClientBucket,
-    Impersonation,
     Notification,
     RunAccount,
+    RunAccountPolicy,
 )
 from stacks.conditions import bucket_list, objects_under
 from stacks.layout import INPUTS, MARKERS, OUTPUTS, TenancyLayout
@@ -51,6 +51,7 @@ from stacks.settings import (
     check_service_account_id,
 )
 from stacks.validation import EMAIL_RE, client_sa_description, terraform_escape
+from tfjson.iam import PolicyBinding, policy_data
 
 # At most 10 notification configurations per event type per bucket
 # (cloud.google.com/storage/docs/pubsub-notifications): one per job of the client.
@@ -192,7 +193,7 @@ class ClientOnboarding:
 
     def _bucket_and_identities(self) -> None:
         """The bucket (its data, policy, CMEK, retention and labels), `client-<c>`, `run-<c>`,
-        and who may act as them."""
+        and who may act as them: each account's whole IAM policy."""
         res, settings, client = self.props.resources, self.props.settings, self.client
         ids = self.props.identities
         name = client.name
@@ -203,29 +204,28 @@ class ClientOnboarding:
         run_description = f"Tasks of client {name}'s jobs: its bucket only"
         res.add(name, RunAccount(account_id=settings.run_sa_id(name),
                                  display_name=run_description, description=run_description))
-        run_sa = RunAccount.ref(name, "name")
-        res.add(f"{name}/workflow", ActAs(service_account=run_sa, member=ids.workflow_member))
-        res.add(f"{name}/operator", ActAs(service_account=run_sa, member=ids.operator_member))
+        res.add(name, RunAccountPolicy(
+            service_account=RunAccount.ref(name, "name"), policy_data=policy_data([
+                PolicyBinding("roles/iam.serviceAccountUser",
+                              [ids.workflow_member, ids.operator_member])])))
         if client.principal is not None:
-            res.add(name, Impersonation(service_account=ClientAccount.ref(name, "name"),
-                                        member=client.principal))
+            res.add(name, ClientAccountPolicy(
+                service_account=ClientAccount.ref(name, "name"), policy_data=policy_data([
+                    PolicyBinding("roles/iam.serviceAccountTokenCreator", [client.principal])])))
 
     def _bucket_grants(self) -> None:
-        """The bucket's grants (`client_grants`): plain roles, or roles under a condition."""
+        """The bucket's policy (`client_grants`): plain roles, and roles under a condition
+        (titled `<c>-<grant>`), all in one authoritative `policy_data`."""
         res, ids, name = self.props.resources, self.props.identities, self.client.name
-        bucket_ref = ClientBucket.ref(name, "name")
         grants = client_grants(self.bucket, self.member, self.run_member,
                                ids.operator_member, ids.workflow_member)
-        for suffix, grant in grants.items():
-            key = f"{name}/{suffix}"
-            if grant["expression"] is None:
-                res.add(key, BucketRole(bucket=bucket_ref, role=grant["role"],
-                                        member=grant["member"]))
-            else:
-                res.add(key, BucketGrant(
-                    bucket=bucket_ref, role=grant["role"], member=grant["member"],
-                    title=f"{name}-{suffix}", description=grant["description"],
-                    expression=grant["expression"]))
+        bindings = [
+            PolicyBinding(g["role"], [g["member"]]) if g["expression"] is None else
+            PolicyBinding(g["role"], [g["member"]], g["expression"], f"{name}-{suffix}",
+                          g["description"])
+            for suffix, g in grants.items()]
+        res.add(name, BucketPolicy(bucket=ClientBucket.ref(name, "name"),
+                                   policy_data=policy_data(bindings)))
 
     def _results(self) -> None:
         """The results topic and subscription: who reads them and who publishes."""
@@ -237,15 +237,14 @@ class ClientOnboarding:
         res.add(name, ResultsSubscription(name=settings.layout.results_subscription(name),
                                           topic=ResultsTopic.ref(name, "id"),
                                           labels=self.labels))
-        subscription = ResultsSubscription.ref(name, "name")
-        res.add(f"{name}/client", Subscriber(subscription=subscription, member=self.member))
-        if client.principal is not None:
-            res.add(f"{name}/principal", Subscriber(subscription=subscription,
-                                                    member=client.principal))
+        readers = [self.member, *([client.principal] if client.principal is not None else [])]
+        res.add(name, ResultsSubscriptionPolicy(
+            subscription=ResultsSubscription.ref(name, "name"),
+            policy_data=policy_data([PolicyBinding("roles/pubsub.subscriber", readers)])))
         # The workflow publishes outcomes; Batch publishes failure notifications as the job's
         # identity (the client's run account).
-        res.add(f"{name}/workflow", Publisher(topic=topic_name, member=ids.workflow_member))
-        res.add(f"{name}/run", Publisher(topic=topic_name, member=self.run_member))
+        res.add(name, ResultsTopicPolicy(topic=topic_name, policy_data=policy_data([
+            PolicyBinding("roles/pubsub.publisher", [ids.workflow_member, self.run_member])])))
 
     def _add_costs(self) -> None:
         """The client's email channel (its contact) and monthly budget (docs/costs.md); both

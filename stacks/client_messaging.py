@@ -1,5 +1,6 @@
-"""The client's results topic and subscription, their grants, its job secrets and schedules, as
-typed `for_each` entries (stacks/client_resources.py)."""
+"""The client's results topic and subscription with their authoritative IAM policies, its
+grants on the jobs' notification topics and secrets, and its schedules, as typed `for_each`
+entries (stacks/client_resources.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from stacks.provider import (
     CloudSchedulerJobRetryConfig,
     PubsubSubscription,
     PubsubSubscriptionExpirationPolicy,
-    PubsubSubscriptionIamMember,
+    PubsubSubscriptionIamPolicy,
     PubsubTopic,
     PubsubTopicIamMember,
+    PubsubTopicIamPolicy,
     SecretManagerSecretIamMember,
 )
 
@@ -66,22 +68,43 @@ class ResultsSubscription(Entry):
     labels: dict[str, str]
 
 
-def _subscriber(res: ClientResources) -> PubsubSubscriptionIamMember:
-    return PubsubSubscriptionIamMember(
-        res.scope, Subscriber.ROLE.name,
-        project=res.props.settings.project_id, subscription=each("subscription"),
-        role="roles/pubsub.subscriber", member=each("member"),
-    )
+def _subscription_policy(res: ClientResources) -> PubsubSubscriptionIamPolicy:
+    return PubsubSubscriptionIamPolicy(
+        res.scope, ResultsSubscriptionPolicy.ROLE.name, project=res.props.settings.project_id,
+        subscription=each("subscription"), policy_data=each("policy_data"))
 
 
-@role("google_pubsub_subscription_iam_member", "clients-subscribers", _subscriber)
+@role("google_pubsub_subscription_iam_policy", "clients-results-sub-policy",
+      _subscription_policy,
+      replaces=("google_pubsub_subscription_iam_member.clients-subscribers",))
 @dataclass(frozen=True)
-class Subscriber(Entry):
+class ResultsSubscriptionPolicy(Entry):
+    """The subscription's policy: subscriber for the client (and its principal)."""
+
     subscription: str
-    member: str
+    policy_data: str
+
+
+def _topic_policy(res: ClientResources) -> PubsubTopicIamPolicy:
+    return PubsubTopicIamPolicy(
+        res.scope, ResultsTopicPolicy.ROLE.name, project=res.props.settings.project_id,
+        topic=each("topic"), policy_data=each("policy_data"))
+
+
+# `clients-publishers` held both the results topics' publishers (now this policy) and the
+# grants on the jobs' notification topics (now `clients-notify-publishers`): forgotten whole.
+@role("google_pubsub_topic_iam_policy", "clients-results-policy", _topic_policy,
+      replaces=("google_pubsub_topic_iam_member.clients-publishers",))
+@dataclass(frozen=True)
+class ResultsTopicPolicy(Entry):
+    """The results topic's policy: publisher for the workflows (outcomes) and `run-<c>`."""
+
+    topic: str
+    policy_data: str
 
 
 def _publisher(res: ClientResources) -> PubsubTopicIamMember:
+    # A job's notification topic is shared by its clients: one member grant each.
     return PubsubTopicIamMember(
         res.scope, Publisher.ROLE.name,
         project=res.props.settings.project_id, topic=each("topic"),
@@ -89,7 +112,7 @@ def _publisher(res: ClientResources) -> PubsubTopicIamMember:
     )
 
 
-@role("google_pubsub_topic_iam_member", "clients-publishers", _publisher)
+@role("google_pubsub_topic_iam_member", "clients-notify-publishers", _publisher)
 @dataclass(frozen=True)
 class Publisher(Entry):
     topic: str

@@ -34,6 +34,9 @@ class Role:
     tf_type: str
     name: str
     build: Builder
+    # Resources (`<type>.<name>`, whole) this role took over: existing states forget them
+    # without destroying their objects (`removed` blocks, `forgotten`).
+    replaces: tuple[str, ...] = ()
 
 
 class Entry:
@@ -55,16 +58,29 @@ E = TypeVar("E", bound=type[Entry])
 ROLES: dict[type[Entry], Role] = {}
 
 
-def role(tf_type: str, name: str, build: Builder) -> Callable[[E], E]:
-    """Register an entry class as the one definition of its resource role."""
+def role(tf_type: str, name: str, build: Builder, replaces: tuple[str, ...] = ()
+         ) -> Callable[[E], E]:
+    """Register an entry class as the one definition of its resource role (and of the
+    resources it `replaces`)."""
 
     def register(cls: E) -> E:
         if any(r.name == name for r in ROLES.values()):
             raise ValueError(f"client resource name {name!r} is registered twice")
-        cls.ROLE = ROLES[cls] = Role(tf_type, name, build)
+        cls.ROLE = ROLES[cls] = Role(tf_type, name, build, replaces)
         return cls
 
     return register
+
+
+def forgotten() -> list[str]:
+    """Every resource a role replaced (`Role.replaces`), for the `removed` blocks of a stack
+    that holds clients: Terraform forgets their instances without destroying them, so the
+    bindings an authoritative policy now holds are never revoked by a member's destroy."""
+    old = {address for r in ROLES.values() for address in r.replaces}
+    live = old & {f"{r.tf_type}.{r.name}" for r in ROLES.values()}
+    if live:  # Terraform refuses a `removed` block for a declared resource
+        raise ValueError(f"replaced resources are declared still: {sorted(live)}")
+    return sorted(old)
 
 
 def each(field: str) -> str:

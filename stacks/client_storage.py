@@ -1,6 +1,6 @@
 """The client's storage and identities, as typed `for_each` entries (stacks/client_resources.py):
-its bucket, the marker notifications, `client-<c>` and `run-<c>`, the bucket grants and the
-act-as and impersonation grants."""
+its bucket, the marker notifications, `client-<c>` and `run-<c>`, and the authoritative IAM
+policies of the bucket (its grants) and of the two accounts (act-as, impersonation)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from stacks.client_resources import ClientResources, Entry, each, role
 from stacks.provider import (
     ServiceAccount,
-    ServiceAccountIamMember,
+    ServiceAccountIamPolicy,
     StorageBucket,
-    StorageBucketIamMember,
-    StorageBucketIamMemberCondition,
+    StorageBucketIamPolicy,
     StorageNotification,
 )
 from stacks.storage import client_bucket_settings
@@ -104,77 +103,58 @@ class RunAccount(Account):
     """`run-<c>`: every task of the client's jobs runs as it."""
 
 
-def _grant(res: ClientResources) -> StorageBucketIamMember:
-    return StorageBucketIamMember(
-        res.scope,
-        BucketGrant.ROLE.name,
-        bucket=each("bucket"),
-        role=each("role"),
-        member=each("member"),
-        condition=StorageBucketIamMemberCondition(
-            title=each("title"), description=each("description"), expression=each("expression")
-        ),
-    )
+def _bucket_policy(res: ClientResources) -> StorageBucketIamPolicy:
+    # Authoritative: the bucket's whole policy (client_grants, conditions included). It
+    # replaces the bucket's default bindings too (docs/clients.md "What one call creates").
+    return StorageBucketIamPolicy(res.scope, BucketPolicy.ROLE.name, bucket=each("bucket"),
+                                  policy_data=each("policy_data"))
 
 
-@role("google_storage_bucket_iam_member", "clients-bucket-grants", _grant)
+@role("google_storage_bucket_iam_policy", "clients-bucket-policy", _bucket_policy,
+      replaces=("google_storage_bucket_iam_member.clients-bucket-grants",
+                "google_storage_bucket_iam_member.clients-bucket-roles"))
 @dataclass(frozen=True)
-class BucketGrant(Entry):
-    """A role on the client's bucket under an IAM condition (object-name prefix)."""
+class BucketPolicy(Entry):
+    """The client's bucket policy: plain roles, and roles under an IAM condition (an
+    object-name prefix); `policy_data` a template of tfjson.iam."""
 
     bucket: str
-    role: str
-    member: str
-    title: str
-    description: str
-    expression: str
+    policy_data: str
 
 
-def _bucket_role(res: ClientResources) -> StorageBucketIamMember:
-    # Unconditional roles on the client's own bucket (the bucket is the boundary).
-    return StorageBucketIamMember(
-        res.scope, BucketRole.ROLE.name,
-        bucket=each("bucket"), role=each("role"), member=each("member"),
-    )
+def _account_policy(res: ClientResources, kind: type[Entry]) -> ServiceAccountIamPolicy:
+    return ServiceAccountIamPolicy(res.scope, kind.ROLE.name,
+                                   service_account_id=each("service_account"),
+                                   policy_data=each("policy_data"))
 
 
-@role("google_storage_bucket_iam_member", "clients-bucket-roles", _bucket_role)
-@dataclass(frozen=True)
-class BucketRole(Entry):
-    bucket: str
-    role: str
-    member: str
-
-
-def _account_role(res: ClientResources, kind: type[Entry], role_name: str
-                  ) -> ServiceAccountIamMember:
-    return ServiceAccountIamMember(
-        res.scope, kind.ROLE.name,
-        service_account_id=each("service_account"), role=role_name, member=each("member"),
-    )
-
-
-def _act_as(res: ClientResources) -> ServiceAccountIamMember:
+def _run_policy(res: ClientResources) -> ServiceAccountIamPolicy:
     # Whoever creates Batch jobs that run as `run-<c>` (the job workflows, operators'
     # bin/submit) may act as that account only.
-    return _account_role(res, ActAs, "roles/iam.serviceAccountUser")
+    return _account_policy(res, RunAccountPolicy)
 
 
-def _impersonation(res: ClientResources) -> ServiceAccountIamMember:
+def _client_policy(res: ClientResources) -> ServiceAccountIamPolicy:
     # The client's people act through the client account (impersonation), never with bucket
     # roles of their own; token creator on this one account only.
-    return _account_role(res, Impersonation, "roles/iam.serviceAccountTokenCreator")
+    return _account_policy(res, ClientAccountPolicy)
 
 
-@role("google_service_account_iam_member", "clients-run-act-as", _act_as)
+@role("google_service_account_iam_policy", "clients-run-sa-policy", _run_policy,
+      replaces=("google_service_account_iam_member.clients-run-act-as",))
 @dataclass(frozen=True)
-class ActAs(Entry):
+class RunAccountPolicy(Entry):
+    """`run-<c>`'s policy: serviceAccountUser (act-as) for the workflows and operators."""
+
     service_account: str
-    member: str
+    policy_data: str
 
 
-@role("google_service_account_iam_member", "clients-impersonation", _impersonation)
+@role("google_service_account_iam_policy", "clients-sa-policy", _client_policy,
+      replaces=("google_service_account_iam_member.clients-impersonation",))
 @dataclass(frozen=True)
-class Impersonation(Entry):
+class ClientAccountPolicy(Entry):
+    """`client-<c>`'s policy (a client with a principal): serviceAccountTokenCreator."""
+
     service_account: str
-    member: str
+    policy_data: str

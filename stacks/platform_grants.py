@@ -9,14 +9,7 @@ from typing import Any
 
 from stacks import layout
 from stacks.agents import IAM_PROPAGATION
-from stacks.client_messaging import (
-    RESULTS_RETENTION,
-    Publisher,
-    ResultsSubscription,
-    ResultsTopic,
-    Subscriber,
-)
-from stacks.client_resources import Entry
+from stacks.client_messaging import RESULTS_RETENTION, ResultsSubscription, ResultsTopic
 from stacks.layout import TenancyLayout
 from stacks.provider import (
     PubsubSubscription,
@@ -109,16 +102,18 @@ def intake_dead_letter(stack: TerraformStack, settings: EnvironmentSettings,
         subscription=sub.name, role="roles/pubsub.subscriber", member=operator_member)
     for resource in (topic, sub):
         resource.override_logical_id(resource.node.id)
-    old: list[tuple[type[Entry], str, str]] = [
-           (ResultsTopic, OLD_DEAD_LETTER_KEY, "google_pubsub_topic.intake-dead-letter"),
-           (ResultsSubscription, OLD_DEAD_LETTER_KEY,
-            "google_pubsub_subscription.intake-dead-letter-sub"),
-           (Publisher, f"{OLD_DEAD_LETTER_KEY}/workflow",
+    # The member grants' resources of then (`clients-publishers`, `clients-subscribers`) are
+    # forgotten since (`removed` blocks); Terraform applies the moves first.
+    old = [(f'{ResultsTopic.ROLE.tf_type}.{ResultsTopic.ROLE.name}["{OLD_DEAD_LETTER_KEY}"]',
+            "google_pubsub_topic.intake-dead-letter"),
+           (f'{ResultsSubscription.ROLE.tf_type}.{ResultsSubscription.ROLE.name}'
+            f'["{OLD_DEAD_LETTER_KEY}"]', "google_pubsub_subscription.intake-dead-letter-sub"),
+           (f'google_pubsub_topic_iam_member.clients-publishers["{OLD_DEAD_LETTER_KEY}/workflow"]',
             "google_pubsub_topic_iam_member.intake-dead-letter-workflow"),
-           (Subscriber, f"{OLD_DEAD_LETTER_KEY}/operator",
+           ("google_pubsub_subscription_iam_member.clients-subscribers"
+            f'["{OLD_DEAD_LETTER_KEY}/operator"]',
             "google_pubsub_subscription_iam_member.intake-dead-letter-operator")]
-    return [{"from": f'{kind.ROLE.tf_type}.{kind.ROLE.name}["{key}"]', "to": to}
-            for kind, key, to in old]
+    return [{"from": frm, "to": to} for frm, to in old]
 
 
 def secret_container(stack: TerraformStack, settings: EnvironmentSettings, secret_id: str,

@@ -126,8 +126,12 @@ from cdktn_provider_google.pubsub_subscription import (
 from cdktn_provider_google.pubsub_subscription_iam_member import (
     PubsubSubscriptionIamMember,
 )
+from cdktn_provider_google.pubsub_subscription_iam_policy import (
+    PubsubSubscriptionIamPolicy,
+)
 from cdktn_provider_google.pubsub_topic import PubsubTopic
 from cdktn_provider_google.pubsub_topic_iam_member import PubsubTopicIamMember
+from cdktn_provider_google.pubsub_topic_iam_policy import PubsubTopicIamPolicy
 from cdktn_provider_google.secret_manager_secret import (
     SecretManagerSecret,
     SecretManagerSecretReplication,
@@ -141,6 +145,7 @@ from cdktn_provider_google.service_account import ServiceAccount
 from cdktn_provider_google.service_account_iam_member import (
     ServiceAccountIamMember,
 )
+from cdktn_provider_google.service_account_iam_policy import ServiceAccountIamPolicy
 from cdktn_provider_google.storage_bucket import (
     StorageBucket,
     StorageBucketEncryption,
@@ -155,6 +160,7 @@ from cdktn_provider_google.storage_bucket_iam_member import (
     StorageBucketIamMember,
     StorageBucketIamMemberCondition,
 )
+from cdktn_provider_google.storage_bucket_iam_policy import StorageBucketIamPolicy
 from cdktn_provider_google.storage_notification import StorageNotification
 from cdktn_provider_google.workflows_workflow import WorkflowsWorkflow
 from cdktn_provider_time.provider import TimeProvider
@@ -307,8 +313,10 @@ __all__ = [
     "PubsubSubscription",
     "PubsubSubscriptionExpirationPolicy",
     "PubsubSubscriptionIamMember",
+    "PubsubSubscriptionIamPolicy",
     "PubsubTopic",
     "PubsubTopicIamMember",
+    "PubsubTopicIamPolicy",
     "SecretManagerSecret",
     "SecretManagerSecretIamMember",
     "SecretManagerSecretReplication",
@@ -316,11 +324,13 @@ __all__ = [
     "SecretManagerSecretReplicationUserManagedReplicas",
     "ServiceAccount",
     "ServiceAccountIamMember",
+    "ServiceAccountIamPolicy",
     "Sleep",
     "StorageBucket",
     "StorageBucketEncryption",
     "StorageBucketIamMember",
     "StorageBucketIamMemberCondition",
+    "StorageBucketIamPolicy",
     "StorageBucketLifecycleRule",
     "StorageBucketLifecycleRuleAction",
     "StorageBucketLifecycleRuleCondition",

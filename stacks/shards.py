@@ -1,7 +1,7 @@
 """Client shards: an environment's clients over several stacks, one Terraform state each.
 
-One state holding every client grows without bound (some 27 resource instances per client at
-5 jobs: 27,000 at 1,000 clients), and every plan refreshes all of it. With
+One state holding every client grows without bound (some 16 resource instances per client at
+5 jobs: 16,000 at 1,000 clients), and every plan refreshes all of it. With
 `client_shards.count = N`, the clients live in N stacks `<platform stack>-clients-<k>`
 (`k = 0..N-1`), each with its own state under `<state_prefix>/clients-<k>`, applied after the
 platform stack. `count = 0` keeps them in the platform stack (small environments).
@@ -27,9 +27,12 @@ SHARD_STATE_DIR = "clients-"
 # Enough for 10,000 clients at the default size with headroom, few enough that listing the
 # stacks stays readable.
 MAX_SHARDS = 1000
-# Per client at 5 jobs, about 27 instances; 80 clients keep a state under ~2,500 instances
-# (the target per state, checked by CKV_GPUB_LIM_11 on the synthesized stack).
-DEFAULT_SHARD_SIZE = 80
+# Per client at 5 jobs, 14 to 17 instances (a bucket, 2 identities, one authoritative IAM
+# policy each for the bucket, run-<c> and the results topic and subscription, the topic and
+# subscription, a notification per job; a channel and a budget with billing, an impersonation
+# policy with a principal): 130 clients keep a state under ~2,200 instances, within the
+# 2,500 per state that CKV_GPUB_LIM_11 checks on the synthesized stack.
+DEFAULT_SHARD_SIZE = 130
 
 
 class ClientShards(BaseModel):

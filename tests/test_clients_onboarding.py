@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from stacks.environments import dev
 from stacks.settings import ClientSettings, Schedule
-from tests._helpers.tf import all_resources, path_of
+from tests._helpers.tf import all_resources, member_grants, path_of
 
 Stack = dict[str, Any]
 OBJECT = "storage.googleapis.com/Object"
@@ -86,11 +86,9 @@ def bucket_name_of(stack: Stack, ref: str) -> str:
 
 
 def grants_of(stack: Stack, member: str) -> list[dict[str, Any]]:
-    out = []
-    for t, _, r in all_resources(stack):
-        if t == "google_storage_bucket_iam_member" and r["member"] == member:
-            out.append({**r, "bucket": bucket_name_of(stack, r["bucket"])})
-    return out
+    """The member's bucket grants: member resources and bucket policies' bindings alike."""
+    return [{**r, "bucket": bucket_name_of(stack, r["bucket"])}
+            for _, r in member_grants(stack, "google_storage_bucket") if r["member"] == member]
 
 
 class Access:
@@ -197,16 +195,16 @@ def test_operator_runs_for_every_client_without_touching_inputs(
 
 def test_every_bucket_condition_is_valid_cel(stacks_json: dict[str, Stack], cel: Cel) -> None:
     for stack in stacks_json.values():
-        for rtype, _, r in all_resources(stack):
-            if rtype == "google_storage_bucket_iam_member" and r.get("condition"):
+        for _, r in member_grants(stack, "google_storage_bucket"):
+            if r.get("condition"):
                 cel.program(r["condition"]["expression"])
 
 
 def test_tasks_run_as_the_clients_run_identity(stacks_json: dict[str, Stack]) -> None:
     """The workflow and operators may act as each client's run identity, nobody else."""
     stack = stacks_json["dev"]
-    act_as = [r for t, _, r in all_resources(stack) if t == "google_service_account_iam_member"
-              and r["role"] == "roles/iam.serviceAccountUser"]
+    act_as = [r for _, r in member_grants(stack, "google_service_account")
+              if r["role"] == "roles/iam.serviceAccountUser"]
     targets = {r["service_account_id"] for r in act_as if "clients-run-sa" in
                r["service_account_id"]}
     assert targets == {f'${{google_service_account.clients-run-sa["{c}"].name}}'
@@ -255,25 +253,38 @@ ONE_CALL = Counter({
     "google_storage_bucket": 1,
     "google_storage_notification": 2,  # one per job of the client (issue 20): two jobs here
     "google_service_account": 2,
-    # 7 client/run/operator grants, the client's markers (re-runs), 4 for the job workflows.
-    "google_storage_bucket_iam_member": 12,
-    "google_service_account_iam_member": 3,
+    # One authoritative policy each: the bucket's, run-<c>'s (act-as), client-<c>'s (the
+    # principal's impersonation), the results topic's and its subscription's.
+    "google_storage_bucket_iam_policy": 1,
+    "google_service_account_iam_policy": 2,
     "google_pubsub_topic": 1,
     "google_pubsub_subscription": 1,
-    "google_pubsub_subscription_iam_member": 2,
-    "google_pubsub_topic_iam_member": 2,
+    "google_pubsub_subscription_iam_policy": 1,
+    "google_pubsub_topic_iam_policy": 1,
     "google_cloud_scheduler_job": 1,
 })
+# ... which hold the grants one member resource each held before: 7 client/run/operator
+# grants on the bucket, the client's markers (re-runs), 4 for the job workflows; act-as for
+# the workflows and operators, impersonation; two subscribers, two publishers.
+ONE_CALL_GRANTS = Counter({"google_storage_bucket": 12, "google_service_account": 3,
+                           "google_pubsub_subscription": 2, "google_pubsub_topic": 2})
 # Declared with the first client only: the intake dead-letter topic, its subscription, the
 # workflows' publisher and the operators' subscriber grants (docs/clients.md "Intake").
 def type_counts(stack: Stack) -> Counter[str]:
     return Counter(t for t, _, _ in all_resources(stack))
 
 
+def grant_counts(stack: Stack) -> Counter[str]:
+    return Counter({target: sum(1 for _ in member_grants(stack, target))
+                    for target in ONE_CALL_GRANTS})
+
+
 def test_one_call_adds_a_fixed_set_and_no_trigger_or_workflow(counted: dict[str, Stack]) -> None:
     zero, one, two = (type_counts(counted[n]) for n in ("czero", "cone", "ctwo"))
     assert one - zero == ONE_CALL and zero - one == Counter()
     assert two - one == ONE_CALL and one - two == Counter()
+    grants = [grant_counts(counted[n]) for n in ("czero", "cone", "ctwo")]
+    assert grants[1] - grants[0] == ONE_CALL_GRANTS == grants[2] - grants[1]
     assert zero["google_eventarc_trigger"] == two["google_eventarc_trigger"] == 2  # one per job
     assert zero["google_workflows_workflow"] == two["google_workflows_workflow"] == 2
 

@@ -40,7 +40,7 @@ def test_thousand_client_identities_hold_no_project_role(tmp_path_factory: Any) 
     envs = build_environments(1000, 1)
     out = synth(envs[:1], str(tmp_path_factory.mktemp("iso1000")))
     stack = json.loads((out / "stacks" / "platform-dev" / "cdk.tf.json").read_text())
-    # The clients live in the environment's shard stacks (client_shards, over 80 clients).
+    # The clients live in the environment's shard stacks (client_shards, past its size).
     shards = [json.loads(p.read_text())
               for p in sorted(out.glob("stacks/platform-dev-clients-*/cdk.tf.json"))]
     assert len(shards) == envs[0].client_shards.count > 1

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from stacks.environments import dev
-from tests._helpers.tf import resources
+from tests._helpers.tf import member_grants, resources
 
 Stack = dict[str, Any]
 
@@ -54,8 +54,10 @@ def test_a_leaving_client_keeps_what_running_jobs_and_outcomes_need(leaving: Sta
                         ("google_pubsub_subscription", "clients-results-sub"),
                         ("google_storage_bucket", "clients-bucket")):
         assert "globex" in _keys(leaving, rtype, name), (rtype, name)
-    act_as = _keys(leaving, "google_service_account_iam_member", "clients-run-act-as")
-    assert "globex/workflow" in act_as
+    act_as = {g["member"] for address, g in member_grants(leaving, "google_service_account")
+              if address == 'clients-run-sa-policy["globex"]'
+              and g["role"] == "roles/iam.serviceAccountUser"}
+    assert "serviceAccount:${google_service_account.batch-workflows.email}" in act_as
 
 
 def test_client_buckets_are_abandoned_never_deleted(stacks_json: dict[str, Stack]) -> None:

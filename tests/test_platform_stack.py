@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from stacks.identity import PROJECT_LEVEL_ONLY
-from tests._helpers.tf import instances
+from tests._helpers.tf import instances, member_grants
 
 Stack = dict[str, Any]
 
@@ -38,10 +38,18 @@ def ref_id(stack: Stack, rtype: str, path_suffix: str) -> str:
 
 
 def iam_members(stack: Stack) -> list[tuple[str, dict[str, Any]]]:
+    """Every grant: bindings as declared, members and the bindings of authoritative
+    policies one member each (`member_grants`)."""
     out = []
+    targets = set()
     for rtype, items in stack.get("resource", {}).items():
-        if rtype.endswith(("_iam_member", "_iam_binding", "_iam_policy")):
+        if rtype.endswith("_iam_binding"):
             out.extend((rtype, r) for r in instances(items, stack.get("locals", {})).values())
+        elif rtype.endswith(("_iam_member", "_iam_policy")):
+            targets.add(rtype.rsplit("_iam_", 1)[0])
+    out.extend((t, g) for t in sorted(targets) for _, g in member_grants(stack, t))
+    assert any("policy_data" in r for t, items in stack["resource"].items()
+               if t.endswith("_iam_policy") for r in items.values())  # policies are read
     return out
 
 
@@ -273,23 +281,27 @@ def test_resource_grants_are_on_the_narrowest_resource(stack: Stack) -> None:
     """Unconditional bucket roles only where the bucket is the boundary: a client's run
     identity and operators on its own bucket, the usage-log writer on the log bucket. Image
     pull is per repository."""
-    for name, grant in resources(stack, "google_storage_bucket_iam_member").items():
+    plain = []
+    for name, grant in member_grants(stack, "google_storage_bucket"):
         if "condition" in grant:
             expression = grant["condition"]["expression"]
             assert "resource.name" in expression, name
             continue
-        m = re.fullmatch(r'clients-bucket-roles\["([a-z0-9-]+)/(run|operator)-reads"\]', name)
+        m = re.fullmatch(r'clients-bucket-policy\["([a-z0-9-]+)"\]', name)
         if m:
             assert grant["bucket"] == f'${{google_storage_bucket.clients-bucket["{m[1]}"].name}}'
-            assert grant["member"] == (
-                f'serviceAccount:${{google_service_account.clients-run-sa["{m[1]}"].email}}'
-                if m[2] == "run" else "serviceAccount:${google_service_account.operator.email}")
+            assert grant["member"] in (
+                f'serviceAccount:${{google_service_account.clients-run-sa["{m[1]}"].email}}',
+                "serviceAccount:${google_service_account.operator.email}")
             assert grant["role"] == "roles/storage.objectViewer"
+            plain.append((m[1], grant["member"]))
         else:
             assert grant["member"] == "group:cloud-storage-analytics@google.com", name
+    clients = stack["resource"]["google_storage_bucket"]["clients-bucket"]["for_each"]
+    assert len(set(plain)) == len(plain) == 2 * len(clients)  # run-<c> and operators each
     for grant in resources(stack, "google_artifact_registry_repository_iam_member").values():
         assert grant["role"] == "roles/artifactregistry.reader"
-    for grant in resources(stack, "google_service_account_iam_member").values():
+    for _, grant in member_grants(stack, "google_service_account"):
         assert grant["service_account_id"].startswith("${google_service_account.")
 
 

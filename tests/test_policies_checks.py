@@ -153,8 +153,11 @@ def test_limit_failures_say_the_figure() -> None:
                      "ckv_gpub_lim_11_fail")
     ]
     report, _ = run_checkov(stacks)
-    details = {r.check_id: r.details for r in report.failed_checks
-               if r.check_id.startswith("CKV_GPUB_LIM_")}
+    by_resource = {(r.check_id, r.resource): r.details for r in report.failed_checks
+                   if r.check_id.startswith("CKV_GPUB_LIM_")}
+    # The member form (acme's bucket) first; the policy form (globex's) below.
+    details = {check: found for (check, resource), found in sorted(by_resource.items())
+               if "_policy" not in resource}
     assert details["CKV_GPUB_LIM_1"][0].endswith(
         "501 triggers in europe-west4; Eventarc allows 500 per project and location "
         "(not raisable)")
@@ -167,6 +170,16 @@ def test_limit_failures_say_the_figure() -> None:
     assert details["CKV_GPUB_LIM_9"] == [
         "[acme] run-acme on example-ml-dev-acme cannot: delete outputs/job/batch/x; "
         "list outputs/job/batch/; list inputs/job/batch/"]
+    # One authoritative bucket policy: 21 conditional bindings of one role for one member
+    # (conditions read from policy_data), and a run identity whose policy lacks its outputs
+    # binding.
+    policy = "google_storage_bucket_iam_policy.bad_policy_grants"
+    assert by_resource[("CKV_GPUB_LIM_2", policy)] == [
+        "21 conditional bindings of roles/storage.objectViewer for serviceAccount:y@p.iam."
+        "gserviceaccount.com on google_storage_bucket:example-ml-dev-globex; IAM allows 20"]
+    assert by_resource[("CKV_GPUB_LIM_9", "google_service_account.bad_policy_run_sa")] == [
+        "[globex] run-globex on example-ml-dev-globex cannot: create outputs/job/batch/x; "
+        "delete outputs/job/batch/x"]
 
 
 @pytest.mark.parametrize("bucket", ["p-acme", "p-acme-eu"])

@@ -27,6 +27,7 @@ from tfjson import (
     synthesized_stacks,
 )
 from tfjson import groups as tfgroups
+from tfjson.iam import PolicyBinding, policy_bindings, policy_data
 
 CLIENTS = [f"tenant-{i:02d}" for i in range(6)]
 COUNT = 3
@@ -158,9 +159,11 @@ def test_live_readers_notice_a_changed_shard_and_a_new_one(outs: dict[int, Path]
     shard = next(p for p in stack_group(out / "stacks", "platform-dev")[1:]
                  if "resource" in json.loads(p.read_text()))
     doc = json.loads(shard.read_text())
-    roles = doc["resource"]["google_storage_bucket_iam_member"]["clients-bucket-roles"]
-    key, entry = next(iter(roles["for_each"].items()))
-    roles["for_each"][f"{key}-extra"] = {**entry, "member": "user:extra@example.com"}
+    bucket_policy = doc["resource"]["google_storage_bucket_iam_policy"]["clients-bucket-policy"]
+    entry = next(iter(bucket_policy["for_each"].values()))
+    entry["policy_data"] = policy_data([*(policy_bindings(entry["policy_data"]) or []),
+                                        PolicyBinding("roles/storage.objectViewer",
+                                                      ["user:extra@example.com"])])
     _touch(shard, json.dumps(doc))
     assert watch.changed() is not None
     after = _bindings(policies.current())

@@ -14,6 +14,9 @@ Two views of the same file:
   resource at a time; the facts are how it resolves `"serviceAccount:${google_service_account.
   x.email}"` to `client-acme`, which checkov's own CKV_GCP_42 cannot.
 
+Every IAM resource reads as bindings (`StackFacts.grants`): a member's or binding's one, an
+authoritative `_iam_policy`'s from its `policy_data` (`tfjson.iam`), conditions included.
+
 No checkov import here: the facts are also built by `policies.check_cli` before the scan,
 and by the local cloud. An environment with client shards is a group of stack files
 (`tfjson.groups`: `stack_group`, `expand_groups`); readers read the whole group.
@@ -28,6 +31,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tfjson.iam import PolicyBinding as PolicyBinding
+from tfjson.iam import policy_bindings, read_bindings
 
 # "${google_service_account.sa_1A.email}" -> (None, "google_service_account", "sa_1A", "email");
 # a for_each instance keeps its key in the name: ("...", 'clients-sa["acme"]', "email").
@@ -183,8 +189,8 @@ class StackFacts:
     # resource name -> the service account's literal `project` (its email's domain part)
     service_account_projects: Mapping[str, str] = field(default_factory=dict)
     buckets: Mapping[str, str] = field(default_factory=dict)
-    # data.google_iam_policy name -> [(role, [members])]
-    iam_policies: Mapping[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
+    # data.google_iam_policy name -> its bindings (conditions included)
+    iam_policies: Mapping[str, list[PolicyBinding]] = field(default_factory=dict)
     # the file's `locals` (`gpub_declared_quotas`: the quotas the environment declares)
     locals: Mapping[str, Any] = field(default_factory=dict)
     # the whole parsed file, for rules that count across resources (CKV_GPUB_LIM_*)
@@ -238,21 +244,29 @@ class StackFacts:
         return m.group(1) if m else None
 
     def policy_bindings(self, policy_data: str) -> list[tuple[str, list[str]]] | None:
-        """Bindings of an `_iam_policy` resource's `policy_data`; None when not resolvable."""
+        """(role, members) of an `_iam_policy` resource's `policy_data`; None: not readable."""
+        found = self.policy_grants(policy_data)
+        return None if found is None else [(b.role, b.members) for b in found]
+
+    def policy_grants(self, policy_data: str) -> list[PolicyBinding] | None:
+        """The bindings of a `policy_data` (a `data.google_iam_policy` reference or a JSON
+        template, tfjson.iam), conditions included; None when not readable."""
         m = REF_RE.fullmatch(policy_data.strip())
         if m and m.group(1) and m.group(2) == "google_iam_policy":
             return self.iam_policies.get(m.group(3))
-        try:
-            doc = json.loads(policy_data)
-        except ValueError:
-            return None
-        if not isinstance(doc, dict):
-            return None
-        return [
-            (str(b.get("role", "")), flat_strings(b.get("members")))
-            for b in doc.get("bindings", [])
-            if isinstance(b, dict)
-        ]
+        return policy_bindings(policy_data)
+
+    def grants(self, conf: Mapping[str, Any]) -> list[PolicyBinding] | None:
+        """The bindings of any IAM resource (or instance): a `_policy`'s, or the one of a
+        `_member`/`_binding` (raw or checkov-wrapped); None: an unreadable `policy_data`."""
+        data = value(conf, "policy_data")
+        if data is not None:
+            return self.policy_grants(str(data))
+        cond = value(conf, "condition", "expression", default="") or None
+        return [PolicyBinding(str(value(conf, "role", default="")), members(conf),
+                              None if cond is None else str(cond),
+                              str(value(conf, "condition", "title", default="")),
+                              str(value(conf, "condition", "description", default="")))]
 
 
 def _entries(section: Any) -> Iterable[tuple[str, dict[str, Any]]]:
@@ -299,14 +313,8 @@ def facts_from_document(
         for name, conf in _entries(resources.get("google_storage_bucket"))
         for n, c in instances(name, conf)
     }
-    policies: dict[str, list[tuple[str, list[str]]]] = {}
-    for name, conf in _entries(doc.get("data", {}).get("google_iam_policy")):
-        bindings = conf.get("binding", [])
-        policies[name] = [
-            (str(b.get("role", "")), flat_strings(b.get("members")))
-            for b in (bindings if isinstance(bindings, list) else [bindings])
-            if isinstance(b, dict)
-        ]
+    policies = {name: read_bindings(conf.get("binding", []))
+                for name, conf in _entries(doc.get("data", {}).get("google_iam_policy"))}
     local = doc.get("locals", {})
     return StackFacts(
         env=env,

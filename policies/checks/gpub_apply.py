@@ -12,9 +12,9 @@ from typing import Any
 
 from checkov.common.models.enums import CheckCategories, CheckResult
 
-from policies.checkbase import IAM_GRANTS, GpubCheck, condition_of, depends_on, raw_instances
+from policies.checkbase import IAM_GRANTS, GpubCheck, depends_on, raw_instances
 from stacks.layout import INPUTS, OUTPUTS, RUN_SA_PREFIX
-from tfjson import StackFacts, members, value
+from tfjson import PolicyBinding, StackFacts, value
 
 KEY_REF_RE = re.compile(r"\$\{google_kms_crypto_key\.([A-Za-z0-9_-]+)\.id\}")
 STORAGE_PERMISSIONS = {
@@ -86,7 +86,7 @@ class AgentExistsBeforeGrant(GpubCheck):
                          supported_resources=list(IAM_GRANTS))
 
     def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
-        for member in members(conf):
+        for member in [m for b in self.facts.grants(conf) or [] for m in b.members]:
             email = member.split(":", 1)[-1]
             if "${" not in email and re.search(r"@gcp-sa-[a-z0-9-]+\.iam\.gserviceaccount\.com$",
                                                email):
@@ -143,20 +143,22 @@ RUN_NEEDS = [
 ]
 
 
-_GRANTS: dict[int, tuple[Any, dict[tuple[str, str], list[dict[str, Any]]]]] = {}
+_GRANTS: dict[int, tuple[Any, dict[tuple[str, str], list[PolicyBinding]]]] = {}
 
 
-def _bucket_grants(facts: StackFacts) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """(bucket name, service account id) -> its bucket grants, once per file."""
+def _bucket_grants(facts: StackFacts) -> dict[tuple[str, str], list[PolicyBinding]]:
+    """(bucket name, service account id) -> its bucket bindings (member grants and the
+    bindings of bucket policies, conditions included), once per file."""
     hit = _GRANTS.get(id(facts.document))
     if hit is not None and hit[0] is facts.document:
         return hit[1]
-    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for _, _, body in raw_instances(facts, "google_storage_bucket_iam_member"):
-        sa = facts.service_account_id(str(body.get("member", "")))
-        if sa is not None:
+    out: dict[tuple[str, str], list[PolicyBinding]] = {}
+    for form in ("google_storage_bucket_iam_member", "google_storage_bucket_iam_policy"):
+        for _, _, body in raw_instances(facts, form):
             bucket = facts.resolve_text(str(body.get("bucket", "")))
-            out.setdefault((bucket, sa), []).append(body)
+            for b in facts.grants(body) or []:
+                for sa in filter(None, map(facts.service_account_id, b.members)):
+                    out.setdefault((bucket, sa), []).append(b)
     _GRANTS[id(facts.document)] = (facts.document, out)
     return out
 
@@ -186,8 +188,8 @@ class RunIdentityIsSufficient(GpubCheck):
                 rtype = "storage.googleapis.com/Object"
                 name, attrs = f"projects/_/buckets/{bucket}/objects/{probe}", {}
             ok = any(
-                permission in STORAGE_PERMISSIONS.get(str(g.get("role", "")), set())
-                and (not condition_of(g) or _allows(bucket, condition_of(g), rtype, name, attrs))
+                permission in STORAGE_PERMISSIONS.get(g.role, set())
+                and (not g.condition or _allows(bucket, g.condition, rtype, name, attrs))
                 for g in grants
             )
             if not ok:

@@ -10,7 +10,7 @@ from checkov.common.models.enums import CheckCategories, CheckResult
 
 from policies.checkbase import IAM_GRANTS, GpubCheck
 from stacks.layout import CLIENT_SA_PREFIX, DATA_BUCKET_SUFFIX
-from tfjson import StackFacts, flat_strings, members, value
+from tfjson import PolicyBinding, StackFacts, flat_strings, members, value
 
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 ACT_AS_ROLES = {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"}
@@ -94,24 +94,35 @@ class ClientGrantsArePrefixScoped(GpubCheck):
             supported_resources=[
                 "google_storage_bucket_iam_member",
                 "google_storage_bucket_iam_binding",
+                "google_storage_bucket_iam_policy",
             ],
         )
 
     def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
-        self.evaluated_keys = ["member", "members", "role", "bucket", "condition/[0]/expression"]
-        facts = self.facts
-        role = str(value(conf, "role", default=""))
-        bucket = facts.resolve_text(str(value(conf, "bucket", default="")))
+        """Every binding of the resource (a policy's, conditions included: tfjson.iam)."""
+        self.evaluated_keys = ["member", "members", "role", "bucket", "condition/[0]/expression",
+                               "policy_data"]
+        bindings = self.facts.grants(conf)
+        if bindings is None:
+            return self.fail("policy_data cannot be read; declare bindings as google_iam_policy")
+        bucket = self.facts.resolve_text(str(value(conf, "bucket", default="")))
+        results = [self._binding(b, bucket) for b in bindings]
+        if CheckResult.FAILED in results:
+            return CheckResult.FAILED
+        return CheckResult.PASSED if CheckResult.PASSED in results else CheckResult.UNKNOWN
+
+    def _binding(self, binding: PolicyBinding, bucket: str) -> CheckResult:
+        facts, role = self.facts, binding.role
         clients = [
             m
-            for m in members(conf)
+            for m in binding.members
             if (facts.service_account_id(m) or "").startswith(CLIENT_SA_PREFIX)
         ]
         on_data_bucket = role in OBJECT_ROLES and bucket.endswith(DATA_BUCKET_SUFFIX)
         if not clients and not on_data_bucket:
             return CheckResult.UNKNOWN  # not client-bound: the rule does not apply
         who = ", ".join(clients) if clients else f"{role} on the data bucket"
-        expression = str(value(conf, "condition", "expression", default=""))
+        expression = binding.condition or ""
         if not expression:
             return self.fail(f"{who}: no IAM condition; scope it to the member's prefixes")
         prefixes = PREFIX_TERM_RE.findall(expression)

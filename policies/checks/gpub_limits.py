@@ -20,13 +20,12 @@ from policies.checkbase import (
     IAM_GRANTS,
     GpubCheck,
     by_type,
-    condition_of,
     declared_quotas,
     group_facts,
     group_instances,
     raw_instances,
 )
-from tfjson import StackFacts, members, shard_of_document, value
+from tfjson import StackFacts, shard_of_document, value
 
 TRIGGERS_PER_LOCATION = 500  # cloud.google.com/eventarc/docs/quotas (hard limit)
 CONDITIONAL_BINDINGS = 20  # same role and member, different conditions: iam/quotas
@@ -37,6 +36,9 @@ WORKFLOW_SOURCE_BYTES = 128 * 1024  # cloud.google.com/workflows/quotas
 TARGETS = ("bucket", "topic", "subscription", "service_account_id", "secret_id",
            "repository", "crypto_key_id", "project")
 LOGIC_RE = re.compile(r"&&|\|\||!(?!=)")
+# The grants that edit one allow policy: a member each, or a whole policy (its bindings,
+# conditions included: tfjson.iam).
+GRANT_FORMS = ("google_*_iam_member", "google_*_iam_policy")  # checkov's resource globs
 
 
 def _target(rtype: str, conf: dict[str, Any], facts: StackFacts) -> str:
@@ -71,13 +73,13 @@ def _count(facts: StackFacts) -> dict[str, Counter[Any]]:
     for _, _, body in group_instances(facts, "google_eventarc_trigger"):
         triggers[str(body.get("location", ""))] += 1
     for member_facts in group_facts(facts):
-        for rtype, _, body in raw_instances(member_facts, "*_iam_member"):
-            target = _target(rtype, body, member_facts)
-            role, cond = str(body.get("role", "")), condition_of(body)
-            member = member_facts.resolve_text(str(body.get("member", "")))
-            policy_members[target] += 1
-            if cond:
-                conditional[(target, role, member)] += 1
+        for form in GRANT_FORMS:
+            for rtype, _, body in raw_instances(member_facts, form.removeprefix("google_")):
+                target = _target(rtype, body, member_facts)
+                for b in member_facts.grants(body) or []:
+                    policy_members[target] += len(b.members)
+                    for member in b.members if b.condition else ():
+                        conditional[(target, b.role, member_facts.resolve_text(member))] += 1
     return {"triggers": triggers, "conditional": conditional, "members": policy_members}
 
 
@@ -98,15 +100,17 @@ class EventarcTriggersPerLocation(GpubCheck):
 class ConditionalBindingsPerMember(GpubCheck):
     def __init__(self) -> None:
         super().__init__(id="CKV_GPUB_LIM_2", categories=[CheckCategories.IAM],
-                         supported_resources=["google_*_iam_member"])
+                         supported_resources=list(GRANT_FORMS))
 
     def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
-        if not condition_of(conf):
-            return CheckResult.UNKNOWN
         rtype, facts = self.entity_type or "", self.facts
-        key = (_target(rtype, conf, facts), str(value(conf, "role", default="")),
-               facts.resolve_text(next(iter(members(conf)), "")))
-        n = _counts(self.facts)["conditional"][key]
+        target = _target(rtype, conf, facts)
+        keys = [(target, b.role, facts.resolve_text(m))
+                for b in facts.grants(conf) or [] if b.condition for m in b.members]
+        if not keys:
+            return CheckResult.UNKNOWN
+        counted = _counts(self.facts)["conditional"]
+        n, key = max((counted[k], k) for k in keys)
         if n > CONDITIONAL_BINDINGS:
             return self.fail(f"{n} conditional bindings of {key[1]} for {key[2]} on {key[0]}; "
                              f"IAM allows {CONDITIONAL_BINDINGS}")
@@ -116,7 +120,7 @@ class ConditionalBindingsPerMember(GpubCheck):
 class MembersPerPolicy(GpubCheck):
     def __init__(self) -> None:
         super().__init__(id="CKV_GPUB_LIM_3", categories=[CheckCategories.IAM],
-                         supported_resources=["google_*_iam_member"])
+                         supported_resources=list(GRANT_FORMS))
 
     def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
         target = _target(self.entity_type or "", conf, self.facts)
@@ -133,10 +137,10 @@ class LogicOperatorsPerCondition(GpubCheck):
                          supported_resources=list(IAM_GRANTS))
 
     def scan_entry(self, conf: dict[str, Any]) -> CheckResult:
-        expression = condition_of(conf)
-        if not expression:
+        expressions = [b.condition for b in self.facts.grants(conf) or [] if b.condition]
+        if not expressions:
             return CheckResult.UNKNOWN
-        n = len(LOGIC_RE.findall(expression))
+        n = max(len(LOGIC_RE.findall(e)) for e in expressions)
         if n > LOGIC_OPERATORS:
             return self.fail(f"condition has {n} logic operators; IAM allows {LOGIC_OPERATORS}")
         return CheckResult.PASSED

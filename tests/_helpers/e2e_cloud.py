@@ -32,6 +32,8 @@ from local.pubsub_stack import declared_topics_and_subscriptions
 from stacks.environments import dev
 from stacks.settings import EnvironmentSettings
 from stacks.workflow_params import RETRY
+from tests._helpers.tf import edit_policies
+from tfjson.iam import PolicyBinding
 
 ENV: EnvironmentSettings = dev()
 JOB = "uppercase"
@@ -272,30 +274,38 @@ def check_cancel(cloud: Cloud, arc: LocalEventarc, within_s: float = 8) -> None:
 
 
 # ---- defects of the deployability issue, reintroduced into a copy of the stack ----------------
-def _entries(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    return doc["resource"]["google_storage_bucket_iam_member"][name]["for_each"]  # type: ignore[no-any-return]
+BUCKET_POLICY = ("google_storage_bucket_iam_policy", "clients-bucket-policy")
 
 
 def no_list_for_run_identity(doc: dict[str, Any]) -> dict[str, Any]:
     """The run identity reads objects under an object-name condition: a list is authorized on
     the bucket, so no list grant remains."""
     doc = copy.deepcopy(doc)
-    roles, grants = _entries(doc, "clients-bucket-roles"), _entries(doc, "clients-bucket-grants")
-    for key in [k for k in roles if k.endswith("/run-reads")]:
-        entry = roles.pop(key)
-        client = key.split("/", 1)[0]
-        bucket = ENV.client_bucket(client)
-        grants[key] = {**entry, "title": f"{client}-run-reads", "description": "objects only",
-                       "expression": f'resource.name.startsWith("projects/_/buckets/{bucket}'
-                                     f'/objects/")'}
+
+    def edit(client: str, bindings: list[PolicyBinding]) -> list[PolicyBinding]:
+        out = []
+        for b in bindings:
+            run = [m for m in b.members if "clients-run-sa" in m]
+            if b.condition is not None or b.role != "roles/storage.objectViewer" or not run:
+                out.append(b)
+                continue
+            out.append(b._replace(members=[m for m in b.members if m not in run]))
+            out.append(PolicyBinding(
+                b.role, run, f'resource.name.startsWith("projects/_/buckets/'
+                             f'{ENV.client_bucket(client)}/objects/")',
+                f"{client}-run-reads", "objects only"))
+        return out
+
+    edit_policies(doc, *BUCKET_POLICY, edit)
     return doc
 
 
 def no_delete_for_run_identity(doc: dict[str, Any]) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
-    for key, entry in _entries(doc, "clients-bucket-grants").items():
-        if key.endswith("/run-writes-outputs"):
-            entry["role"] = "roles/storage.objectCreator"  # create only: no overwrite, no delete
+    # create only: no overwrite, no delete
+    edit_policies(doc, *BUCKET_POLICY, lambda client, bindings: [
+        b._replace(role="roles/storage.objectCreator")
+        if b.title == f"{client}-run-writes-outputs" else b for b in bindings])
     return doc
 
 

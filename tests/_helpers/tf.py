@@ -12,11 +12,12 @@ use too (docs/contracts.md); this module only shapes its answer for the tests.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tfjson import EACH_RE
 from tfjson import instances as tf_instances
+from tfjson.iam import PolicyBinding, policy_bindings, policy_data
 
 Stack = dict[str, Any]
 
@@ -69,3 +70,32 @@ def all_resources(stack: Stack) -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 def resources(stack: Stack, rtype: str) -> dict[str, dict[str, Any]]:
     return instances(stack.get("resource", {}).get(rtype, {}))
+
+
+def member_grants(stack: Stack, target: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(address name, grant) of every grant on resources of type `target`
+    ("google_storage_bucket"): each `<target>_iam_member` instance as it is, and each member
+    of each binding of a `<target>_iam_policy` instance (its `policy_data`, conditions
+    included, read by tfjson.iam) as the member grant it stands for. Tests that ask who may
+    do what read both forms alike."""
+    yield from resources(stack, f"{target}_iam_member").items()
+    for address, body in resources(stack, f"{target}_iam_policy").items():
+        rest = {k: v for k, v in body.items() if k != "policy_data"}
+        bindings = policy_bindings(body["policy_data"])
+        assert bindings is not None, f"{address}: policy_data is not a policy"
+        for b in bindings:
+            cond = {} if b.condition is None else {"condition": {
+                "title": b.title, "description": b.description, "expression": b.condition}}
+            for member in b.members:
+                yield address, {**rest, "role": b.role, "member": member, **cond}
+
+
+def edit_policies(doc: Stack, rtype: str, name: str,
+                  edit: Callable[[str, list[PolicyBinding]], list[PolicyBinding]]) -> None:
+    """Rewrite the `policy_data` of every entry of the `for_each` policy `rtype.name` in
+    `doc` (in place): `edit(key, bindings)` returns the entry's new bindings (a copy of a
+    stack with a grant taken away or changed, as a defect would synthesize it)."""
+    for key, entry in doc["resource"][rtype][name]["for_each"].items():
+        bindings = policy_bindings(entry["policy_data"])
+        assert bindings is not None, f"{rtype}.{name}[{key!r}]: policy_data is not a policy"
+        entry["policy_data"] = policy_data(edit(key, bindings))
