@@ -67,7 +67,8 @@ class DeployedWorkflow:
 
 
 def _emulator() -> Any:
-    """workflows_emulator.main, importable next to cdktn's pinned typeguard 2.13.3.
+    """workflows_emulator.main, importable next to cdktn's pinned typeguard 2.13.3, with the
+    local cloud's corrections applied once (each below says what Workflows does instead).
 
     workflows-emulator 1.10.0 calls `typeguard.install_import_hook` (typeguard >= 4) for module
     names ('lib_http', ...) that match no importable module, so the hook never instruments
@@ -77,81 +78,106 @@ def _emulator() -> Any:
     if not hasattr(typeguard, "install_import_hook"):
         typeguard.install_import_hook = lambda *_a, **_k: None  # type: ignore[attr-defined]
     from workflows_emulator import main
-    from workflows_emulator.utils import ContextDict
 
     if not getattr(main.StepCall, "_gpub_local", False):
-        # In Workflows `listing.items` is the map's "items" key (GCS and Pub/Sub answers carry
-        # one); the emulator's attribute-dicts return dict.items instead. Keys win for "items".
-        def getattribute(self: Any, name: str) -> Any:
-            if name == "items" and dict.__contains__(self, "items"):
-                return dict.__getitem__(self, "items")
-            return dict.__getattribute__(self, name)
-
-        ContextDict.__getattribute__ = getattribute  # type: ignore[method-assign]
-        # Maps reach expressions as ContextDicts; get_type() must still call them "map".
-        from workflows_emulator.lib import helpers, sys_utils
-
-        helpers.TYPE_LOOKUP[ContextDict] = "map"
-
-        def sleep(seconds: float) -> None:
-            # LOCAL_WORKFLOWS_SLEEP_SCALE speeds up a workflow's own polling waits (the
-            # deployed dispatcher sleeps 60 s between jobs.get calls); 1 is real time.
-            conn = _CURRENT.get()
-            if conn.abandoned.wait(float(seconds) * conn.sleep_scale):
-                raise RuntimeError("local workflows: execution abandoned")
-
-        sys_utils.sleep = sleep
-        main.sleep = sleep  # a `retry` step's backoff: scaled like sys.sleep
-
-        def execute_connector(rendered_step: Mapping[str, Any]) -> Any:
-            return _CURRENT.get().call(str(rendered_step["call"]),
-                                       dict(rendered_step.get("args") or {}))
-
-        main.StepCall.execute_connector = staticmethod(execute_connector)
-        # A retry policy's backoff waits like `sys.sleep` (scaled), not in real time.
-        main.sleep = sleep
-        # `hash.compute_checksum(data, algorithm)` -> bytes (cloud.google.com/workflows/docs/
-        # reference/stdlib/hash/compute_checksum); the emulator has no `hash` module.
-        from workflows_emulator import render
-
-        render.STANDARD_LIBRARY["hash"] = _HashModule()
-        # A value that is one whole `${...}` is the expression's value in Workflows (null,
-        # a map, a list); the emulator prints it with str() and parses that back as YAML,
-        # which turns null into "None" and a map's nulls into "None".
-        original_render = render.render_str
-
-        def render_str(value: Any, context: Any) -> Any:
-            if (isinstance(value, str) and value.startswith("${") and value.endswith("}")
-                    and value.count("${") == 1 and value.count("}") == 1):
-                return _plain(render.run_code(value[2:-1], context))
-            return original_render(value, context)
-
-        render.render_str = render_str
-        # An assign whose expression raises (caught by a `try`) left the emulator's global
-        # assign lock held: every later assign hung. Release it on the way out.
-        assign = main.StepAssign.execute
-
-        def assign_step(self: Any) -> Any:
-            try:
-                return assign(self)
-            except BaseException:
-                if main.LOCK.locked():
-                    main.LOCK.release()
-                raise
-
-        main.StepAssign.execute = assign_step
-        # `http.default_retry_predicate` (and its non-idempotent twin) read `e.code`, which
-        # an error without an HTTP status lacks (a connector's TimeoutError, an
-        # OperationError): the predicate itself raised instead of answering. In Workflows it
-        # retries on the codes or the tags, whichever the error carries.
-        from workflows_emulator.lib import http_utils
-
-        for predicate in (http_utils.default_retry_predicate,
-                          http_utils.default_retry_predicate_non_idempotent):
-            _tolerate_codeless_errors(predicate)
+        _patch_maps()
+        _patch_sleep(main)
+        _patch_connectors(main)
+        _patch_render()
+        _patch_assign(main)
+        _patch_retry_predicates()
         main.StepCall._gpub_local = True
     install_limits(main)
     return main
+
+
+def _patch_maps() -> None:
+    """In Workflows `listing.items` is the map's "items" key (GCS and Pub/Sub answers carry
+    one); the emulator's attribute-dicts return dict.items instead. Keys win for "items".
+    Maps reach expressions as ContextDicts; get_type() must still call them "map"."""
+    from workflows_emulator.lib import helpers
+    from workflows_emulator.utils import ContextDict
+
+    def getattribute(self: Any, name: str) -> Any:
+        if name == "items" and dict.__contains__(self, "items"):
+            return dict.__getitem__(self, "items")
+        return dict.__getattribute__(self, name)
+
+    ContextDict.__getattribute__ = getattribute  # type: ignore[method-assign]
+    helpers.TYPE_LOOKUP[ContextDict] = "map"
+
+
+def _patch_sleep(main: Any) -> None:
+    """LOCAL_WORKFLOWS_SLEEP_SCALE speeds up a workflow's own polling waits (the deployed
+    dispatcher sleeps 60 s between jobs.get calls); 1 is real time. A `retry` step's backoff
+    waits like `sys.sleep` (scaled), not in real time."""
+    from workflows_emulator.lib import sys_utils
+
+    def sleep(seconds: float) -> None:
+        conn = _CURRENT.get()
+        if conn.abandoned.wait(float(seconds) * conn.sleep_scale):
+            raise RuntimeError("local workflows: execution abandoned")
+
+    sys_utils.sleep = sleep
+    main.sleep = sleep
+
+
+def _patch_connectors(main: Any) -> None:
+    """Connector calls go to the local cloud's connectors (local/connectors.py)."""
+
+    def execute_connector(rendered_step: Mapping[str, Any]) -> Any:
+        return _CURRENT.get().call(str(rendered_step["call"]),
+                                   dict(rendered_step.get("args") or {}))
+
+    main.StepCall.execute_connector = staticmethod(execute_connector)
+
+
+def _patch_render() -> None:
+    """`hash.compute_checksum(data, algorithm)` -> bytes (cloud.google.com/workflows/docs/
+    reference/stdlib/hash/compute_checksum); the emulator has no `hash` module. A value that
+    is one whole `${...}` is the expression's value in Workflows (null, a map, a list); the
+    emulator prints it with str() and parses that back as YAML, which turns null into "None"
+    and a map's nulls into "None"."""
+    from workflows_emulator import render
+
+    render.STANDARD_LIBRARY["hash"] = _HashModule()
+    original_render = render.render_str
+
+    def render_str(value: Any, context: Any) -> Any:
+        if (isinstance(value, str) and value.startswith("${") and value.endswith("}")
+                and value.count("${") == 1 and value.count("}") == 1):
+            return _plain(render.run_code(value[2:-1], context))
+        return original_render(value, context)
+
+    render.render_str = render_str
+
+
+def _patch_assign(main: Any) -> None:
+    """An assign whose expression raises (caught by a `try`) left the emulator's global
+    assign lock held: every later assign hung. Release it on the way out."""
+    assign = main.StepAssign.execute
+
+    def assign_step(self: Any) -> Any:
+        try:
+            return assign(self)
+        except BaseException:
+            if main.LOCK.locked():
+                main.LOCK.release()
+            raise
+
+    main.StepAssign.execute = assign_step
+
+
+def _patch_retry_predicates() -> None:
+    """`http.default_retry_predicate` (and its non-idempotent twin) read `e.code`, which an
+    error without an HTTP status lacks (a connector's TimeoutError, an OperationError): the
+    predicate itself raised instead of answering. In Workflows it retries on the codes or the
+    tags, whichever the error carries."""
+    from workflows_emulator.lib import http_utils
+
+    for predicate in (http_utils.default_retry_predicate,
+                      http_utils.default_retry_predicate_non_idempotent):
+        _tolerate_codeless_errors(predicate)
 
 
 _PREDICATE_EDITS = (

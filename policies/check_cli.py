@@ -6,29 +6,24 @@ suppression registry, write reports, print a summary. Exit 0 only when everythin
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-import re
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from policies.check_report import print_findings, result_json, summary_table, write_reports
 from policies.suppressions import DEFAULT_PATH, Matcher, SuppressionError, load
 from stacks.settings import Guardrails
 from tfjson import facts_from_document, split_groups, synthesized_stacks
 
 ROOT = Path(__file__).resolve().parents[1]
-ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
-SARIF_FILE = "results_sarif.sarif"
-JUNIT_FILE = "results_junitxml.xml"
-CLI_FILE = "results_cli.txt"
 
 app = typer.Typer(help=__doc__)
 console = Console(stderr=False, highlight=False)
@@ -207,92 +202,6 @@ def _stack_inputs(
     return stacks
 
 
-def _summary(reports: list[Any], located: dict[int, Any]) -> Table:
-    table = Table(title="policy checks")
-    for col in ("stack", "scope", "checks run", "passed", "failed", "suppressed"):
-        table.add_column(col, justify="left" if col in {"stack", "scope"} else "right")
-    counts: Counter[tuple[str, str, str]] = Counter()
-    for report in reports:
-        scope = "jobs" if report.check_type.startswith("gpub_job") else "terraform"
-        for state, records in (
-            ("passed", report.passed_checks),
-            ("failed", report.failed_checks),
-            ("suppressed", report.skipped_checks),
-        ):
-            for record in records:
-                where = located.get(id(record))
-                counts[(where.stack if where else "?", scope, state)] += 1
-    keys = sorted({(s, sc) for s, sc, _ in counts})
-    totals: Counter[str] = Counter()
-    for stack, scope in keys:
-        row = {st: counts[(stack, scope, st)] for st in ("passed", "failed", "suppressed")}
-        totals.update(row)
-        style = "red" if row["failed"] else None
-        table.add_row(
-            stack,
-            scope,
-            str(sum(row.values())),
-            str(row["passed"]),
-            str(row["failed"]),
-            str(row["suppressed"]),
-            style=style,
-        )
-    table.add_row(
-        "total",
-        "",
-        str(sum(totals.values())),
-        str(totals["passed"]),
-        str(totals["failed"]),
-        str(totals["suppressed"]),
-        style="bold",
-    )
-    return table
-
-
-def _result_json(reports: list[Any], located: dict[int, Any], problems: list[str],
-                 written: list[Path], failed: bool, seconds: float) -> dict[str, Any]:
-    """The `--json` document: one object, stable keys (docs/policies.md "bin/check --json")."""
-    findings = []
-    for report in reports:
-        for record in report.failed_checks:
-            where = located.get(id(record))
-            findings.append({
-                "check_id": record.check_id, "stack": where.stack if where else None,
-                "resource": record.resource, "file": record.file_path,
-                "line": record.file_line_range[0],
-                "detail": "; ".join(record.details) if record.details else record.check_name,
-            })
-    return {
-        "passed": not failed,
-        "checks_run": sum(len(r.passed_checks) + len(r.failed_checks) + len(r.skipped_checks)
-                          for r in reports),
-        "passed_checks": sum(len(r.passed_checks) for r in reports),
-        "suppressed": sum(len(r.skipped_checks) for r in reports),
-        "failed": findings,
-        "parse_errors": [e for r in reports for e in r.parsing_errors],
-        "suppression_problems": problems,
-        "reports": [str(p) for p in written],
-        "seconds": round(seconds, 1),
-    }
-
-
-def _write_reports(reports: list[Any], directory: Path) -> list[Path]:
-    import json
-
-    from checkov.common.output.report import Report
-    from checkov.common.output.sarif import Sarif
-    from checkov.common.util.json_utils import CustomJSONEncoder
-
-    directory.mkdir(parents=True, exist_ok=True)
-    sarif = Sarif(reports=reports, tool="bin/check (checkov + CKV_GPUB rules)")
-    (directory / SARIF_FILE).write_text(json.dumps(sarif.json, indent=2, cls=CustomJSONEncoder))
-    junit = Report.get_junit_xml_string([r.get_test_suite() for r in reports])
-    (directory / JUNIT_FILE).write_text(junit)
-    text = "".join(r.print_console(is_compact=True) for r in reports)
-    (directory / CLI_FILE).write_text(ANSI_RE.sub("", text))
-    return [directory / n for n in (CLI_FILE, SARIF_FILE, JUNIT_FILE)]
-
-
 @app.command()
 def main(
     no_synth: Annotated[bool, typer.Option("--no-synth", help="Check what is in --out.")] = False,
@@ -323,20 +232,13 @@ def main(
     out = out if out.is_absolute() else Path.cwd() / out
     stack_files, job_files = list(stack_file or []), list(job_file or [])
     _check_options(env, reports, out.resolve())
-    try:
-        entries = load(suppressions)
-    except SuppressionError as exc:
-        console.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1) from exc
-    except OSError as exc:  # a directory, unreadable, not UTF-8 is a ValueError above
-        raise _bad_input(f"--suppressions: cannot read {suppressions}: {exc.strerror}") from None
+    matcher = Matcher(_suppression_entries(suppressions))
     if not no_synth and not stack_files and not job_files:
         _synth(out)
     stacks = _stack_inputs(stack_files, job_files, out, env)
 
     from policies.scan import apply_suppressions, run_checkov, run_guardrails
 
-    matcher = Matcher(entries)
     tf_report, located = run_checkov(stacks)
     job_report, job_located = run_guardrails(stacks)
     located.update(job_located)
@@ -345,39 +247,38 @@ def main(
         apply_suppressions(report, located, matcher)
     for line in _demote_warnings(job_report, located, stacks, strict):
         console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
-
-    for report in all_reports:
-        for error in report.parsing_errors:
-            console.print(f"[red]PARSE ERROR[/] {escape(error)}", soft_wrap=True)
-        for record in report.failed_checks:
-            where = located.get(id(record))
-            detail = "; ".join(record.details) if record.details else record.check_name
-            console.print(
-                f"[red]FAILED[/] {record.check_id} {where.stack if where else ''} "
-                f"{escape(record.resource)} ({escape(record.file_path)}:"
-                f"{record.file_line_range[0]}): {escape(detail)}",
-                soft_wrap=True,
-            )
-    # An entry is "unused" only when every stack was scanned: checking a single --stack-file
-    # or loose --job-file leaves most entries nothing to match (expired ones still fail).
-    full_scan = not stack_files and not job_files
-    problems = [p for p in matcher.problems()
-                if full_scan or not p.endswith("matches no failing result: remove it")]
+    print_findings(console, all_reports, located)
+    problems = _suppression_problems(matcher, full_scan=not stack_files and not job_files)
     for problem in problems:
         console.print(f"[red]SUPPRESSIONS[/] {escape(problem)}", soft_wrap=True)
-    written = _write_reports(all_reports, reports)
-    console.print(_summary(all_reports, located))
+    written = write_reports(all_reports, reports)
+    console.print(summary_table(all_reports, located))
     console.print("reports: " + ", ".join(str(p) for p in written))
     failed = any(r.failed_checks or r.parsing_errors for r in all_reports) or bool(problems)
     verdict = "[red]FAILED[/]" if failed else "[green]passed[/]"
     console.print(f"policy checks {verdict} in {time.monotonic() - started:.1f}s")
     if json_out:
-        import json
-
-        doc = _result_json(all_reports, located, problems, written, failed,
-                           time.monotonic() - started)
+        doc = result_json(all_reports, located, problems, written, failed,
+                          time.monotonic() - started)
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     raise typer.Exit(1 if failed else 0)
+
+
+def _suppression_problems(matcher: Matcher, *, full_scan: bool) -> list[str]:
+    """An entry is "unused" only when every stack was scanned: checking a single --stack-file
+    or loose --job-file leaves most entries nothing to match (expired ones still fail)."""
+    return [p for p in matcher.problems()
+            if full_scan or not p.endswith("matches no failing result: remove it")]
+
+
+def _suppression_entries(path: Path) -> list[Any]:
+    try:
+        return load(path)
+    except SuppressionError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from exc
+    except OSError as exc:  # a directory, unreadable, not UTF-8 is a ValueError above
+        raise _bad_input(f"--suppressions: cannot read {path}: {exc.strerror}") from None
 
 
 def run(argv: list[str] | None = None) -> int:

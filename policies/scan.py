@@ -104,13 +104,15 @@ def run_checkov(stacks: list[StackInput]) -> tuple[Report, dict[int, Located]]:
 
 
 def _run_checkov(stacks: list[StackInput], tmp: Path) -> tuple[Report, dict[int, Located]]:
-    from checkov.runner_filter import RunnerFilter
-    from checkov.terraform_json.runner import TerraformJsonRunner
+    files, originals = _scanned_copies(stacks, tmp)
+    report, by_line = _checkov(list(files))
+    return report, _locate(report, files, originals, by_line)
 
-    # checkov's own for_each handling renders every map entry through its variable renderer
-    # (asteval per value): minutes at 20 clients. Our rules expand the literal maps themselves
-    # (GpubCheck); built-in checks read the resources' literal attributes.
-    os.environ["CHECKOV_ENABLE_FOREACH_HANDLING"] = "False"
+
+def _scanned_copies(stacks: list[StackInput], tmp: Path
+                    ) -> tuple[dict[str, StackInput], dict[str, Path]]:
+    """The slim copy checkov scans of each stack file (its stack, its original), facts
+    registered for both paths."""
     files: dict[str, StackInput] = {}
     originals: dict[str, Path] = {}
     for i, stack in enumerate(s for s in stacks if s.tf_file is not None):
@@ -121,19 +123,29 @@ def _run_checkov(stacks: list[StackInput], tmp: Path) -> tuple[Report, dict[int,
         originals[str(slim)] = original
         register_facts(original, stack.facts)
         register_facts(slim, stack.facts)
+    return files, originals
+
+
+def _checkov(files: list[str]) -> tuple[Report, dict[tuple[str, int], tuple[str, str | None]]]:
+    """One checkov run over `files`, and (file, first line) -> (`<type>.<name>`, construct
+    path): the terraform_json runner names resources "resource.<name>"."""
+    from checkov.runner_filter import RunnerFilter
+    from checkov.terraform_json.runner import TerraformJsonRunner
+
+    # checkov's own for_each handling renders every map entry through its variable renderer
+    # (asteval per value): minutes at 20 clients. Our rules expand the literal maps themselves
+    # (GpubCheck); built-in checks read the resources' literal attributes.
+    os.environ["CHECKOV_ENABLE_FOREACH_HANDLING"] = "False"
     runner = TerraformJsonRunner()
     result = runner.run(
         root_folder=None,
-        files=list(files),
+        files=files,
         external_checks_dir=[str(CHECKS_DIR)],
         runner_filter=RunnerFilter(
             framework=["terraform_json"], download_external_modules=False, show_progress_bar=False
         ),
     )
     report = result[0] if isinstance(result, list) else result
-
-    # The terraform_json runner names resources "resource.<name>"; map (file, first line)
-    # back to "<type>.<name>" and the CDK construct path.
     by_line: dict[tuple[str, int], tuple[str, str | None]] = {}
     for path, definition in runner.definitions.items():
         for entity in definition.get("resource", []):
@@ -144,6 +156,13 @@ def _run_checkov(stacks: list[StackInput], tmp: Path) -> tuple[Report, dict[int,
                         f"{rtype}.{name}",
                         meta.get("path") if isinstance(meta, dict) else None,
                     )
+    return report, by_line
+
+
+def _locate(report: Report, files: dict[str, StackInput], originals: dict[str, Path],
+            by_line: dict[tuple[str, int], tuple[str, str | None]]) -> dict[int, Located]:
+    """Each record renamed to its address and pointed at the stack file itself (not the
+    scanned copy); what suppressions may match it by."""
     located: dict[int, Located] = {}
     lines = {slim: _resource_lines(original) for slim, original in originals.items()}
     for record in report.get_all_records():
@@ -153,7 +172,7 @@ def _run_checkov(stacks: list[StackInput], tmp: Path) -> tuple[Report, dict[int,
             (abs_path, record.file_line_range[0]), (record.resource, None)
         )
         record.resource = address
-        if abs_path in originals:  # report the stack file itself, not the scanned copy
+        if abs_path in originals:
             original = originals[abs_path]
             record.file_abs_path = str(original)
             record.file_path = _rel(original)
@@ -163,7 +182,7 @@ def _run_checkov(stacks: list[StackInput], tmp: Path) -> tuple[Report, dict[int,
                 record.file_line_range = [start, start + span]
         located[id(record)] = Located(stack_name, _names(address, stack_name, construct,
                                                          files.get(abs_path)))
-    return report, located
+    return located
 
 
 def _names(address: str, stack_name: str, construct: str | None,

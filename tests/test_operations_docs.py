@@ -34,8 +34,8 @@ def test_pipeline_tests_checks_and_uploads_sarif() -> None:
     assert upload and upload[0]["with"]["sarif_file"] == "reports/results_sarif.sarif"
     assert upload[0].get("if") == "always()"  # findings are published when the check fails
     assert job["permissions"]["security-events"] == "write"
-    # bin/check writes exactly that file (policies/check_cli.py).
-    assert 'SARIF_FILE = "results_sarif.sarif"' in (REPO / "policies/check_cli.py").read_text()
+    # bin/check writes exactly that file (policies/check_report.py).
+    assert 'SARIF_FILE = "results_sarif.sarif"' in (REPO / "policies/check_report.py").read_text()
 
 
 def test_diff_on_pull_requests_and_deploy_on_main_with_wif_only() -> None:
