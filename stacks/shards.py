@@ -85,9 +85,11 @@ def check_shards(clients: Sequence[tuple[str, int | None]], shards: ClientShards
     """Refuse a pin outside the shards or a shard over its size; the message names the fix."""
     for name, pinned in clients:
         if pinned is not None and pinned >= max(shards.count, 1):
+            have = (f"shards 0..{shards.count - 1}" if shards.count
+                    else "no shards: the clients live in the platform stack")
             raise ValueError(
                 f"clients.{name}.shard: {pinned} is not a shard of this environment "
-                f"(client_shards.count {shards.count}: shards 0..{max(shards.count, 1) - 1})")
+                f"(client_shards.count {shards.count}: {have})")
     for index, names in assign(clients, shards.count).items():
         if len(names) <= shards.size:
             continue
