@@ -167,12 +167,18 @@ class Graph:
         # A dangling address is Terraform's own error at validate; here it orders nothing.
         deps = {ns + (d[2:-1] if d.startswith("${") else d) for d in deps} & self.bodies.keys()
         for text in strings({k: v for k, v in body.items() if k != "depends_on"}):
-            for expression in interpolations(text):
-                for m in REF_RE.finditer(expression):
-                    address = f"{ns}{m.group(1) or ''}{m.group(2)}.{m.group(3)}"
-                    if address in self.bodies:
-                        deps.add(address)
+            deps |= self._references(text, ns)
         return deps
+
+    def _references(self, text: str, ns: str) -> set[str]:
+        """The declared addresses a Terraform template references (`$${` skipped)."""
+        out = set()
+        for expression in interpolations(text):
+            for m in REF_RE.finditer(expression):
+                address = f"{ns}{m.group(1) or ''}{m.group(2)}.{m.group(3)}"
+                if address in self.bodies:
+                    out.add(address)
+        return out
 
     @cached_property
     def _closures(self) -> dict[str, frozenset[str]]:
@@ -217,29 +223,25 @@ class Graph:
         """Addresses referenced by `attribute` of `body` (templates read, `$${` skipped), and
         for this stack's own nodes the earlier stacks' resources named by literal names."""
         out = set()
-        value = body.get(attribute)
-        if isinstance(value, str) and value == f"${{each.value.{attribute}}}":
-            # A for_each resource: the attribute of every entry of its map.
-            entries = body.get("for_each")
-            if isinstance(entries, Mapping):
-                value = [e.get(attribute) for e in entries.values() if isinstance(e, Mapping)]
-        for text in strings(value):
+        for text in strings(_attribute(body, attribute)):
             if not ns and (named := self.literal(text)) is not None:
                 out.add(named)
-            for expression in interpolations(text):
-                for m in REF_RE.finditer(expression):
-                    address = f"{ns}{m.group(1) or ''}{m.group(2)}.{m.group(3)}"
-                    if address in self.bodies:
-                        out.add(address)
+            out |= self._references(text, ns)
         return out
 
     def unnamed(self, body: Mapping[str, Any], attribute: str, pattern: re.Pattern[str]
                 ) -> list[str]:
         """Literal names of the form `pattern` in `attribute` that no stack declares."""
-        value = body.get(attribute)
-        if isinstance(value, str) and value == f"${{each.value.{attribute}}}":
-            entries = body.get("for_each")
-            if isinstance(entries, Mapping):
-                value = [e.get(attribute) for e in entries.values() if isinstance(e, Mapping)]
-        return sorted({t for t in strings(value) if pattern.fullmatch(t)
+        return sorted({t for t in strings(_attribute(body, attribute)) if pattern.fullmatch(t)
                        and self.literal(t) is None})
+
+
+def _attribute(body: Mapping[str, Any], attribute: str) -> Any:
+    """`attribute` of `body`; of a `for_each` resource whose attribute is
+    `${each.value.<attribute>}`, the attribute of every entry of its map."""
+    value = body.get(attribute)
+    if isinstance(value, str) and value == f"${{each.value.{attribute}}}":
+        entries = body.get("for_each")
+        if isinstance(entries, Mapping):
+            value = [e.get(attribute) for e in entries.values() if isinstance(e, Mapping)]
+    return value

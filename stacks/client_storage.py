@@ -122,7 +122,8 @@ class BucketPolicy(Entry):
     policy_data: str
 
 
-def _account_policy(res: ClientResources, kind: type[Entry]) -> ServiceAccountIamPolicy:
+def _account_policy(res: ClientResources, kind: type[AccountPolicy]
+                    ) -> ServiceAccountIamPolicy:
     return ServiceAccountIamPolicy(res.scope, kind.ROLE.name,
                                    service_account_id=each("service_account"),
                                    policy_data=each("policy_data"))
@@ -140,21 +141,23 @@ def _client_policy(res: ClientResources) -> ServiceAccountIamPolicy:
     return _account_policy(res, ClientAccountPolicy)
 
 
-@role("google_service_account_iam_policy", "clients-run-sa-policy", _run_policy,
-      replaces=("google_service_account_iam_member.clients-run-act-as",))
 @dataclass(frozen=True)
-class RunAccountPolicy(Entry):
-    """`run-<c>`'s policy: serviceAccountUser (act-as) for the workflows and operators."""
+class AccountPolicy(Entry):
+    """A service account's whole IAM policy (`policy_data` a template of tfjson.iam)."""
 
     service_account: str
     policy_data: str
+
+
+@role("google_service_account_iam_policy", "clients-run-sa-policy", _run_policy,
+      replaces=("google_service_account_iam_member.clients-run-act-as",))
+@dataclass(frozen=True)
+class RunAccountPolicy(AccountPolicy):
+    """`run-<c>`'s policy: serviceAccountUser (act-as) for the workflows and operators."""
 
 
 @role("google_service_account_iam_policy", "clients-sa-policy", _client_policy,
       replaces=("google_service_account_iam_member.clients-impersonation",))
 @dataclass(frozen=True)
-class ClientAccountPolicy(Entry):
+class ClientAccountPolicy(AccountPolicy):
     """`client-<c>`'s policy (a client with a principal): serviceAccountTokenCreator."""
-
-    service_account: str
-    policy_data: str
