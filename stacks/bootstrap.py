@@ -32,7 +32,7 @@ import typer
 from stacks.apis import BOOTSTRAP_APIS, CLIENT_PROJECT_APIS
 from stacks.layout import DEPLOYER_SA_ID, PLANNER_SA_ID
 from stacks.settings import EnvironmentSettings
-from stacks.shards import shard_stack_name
+from stacks.shards import group_pattern
 
 NUMBER = "${PROJECT_NUMBER}"  # the environment project's number, read at run time
 REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -223,10 +223,10 @@ def first_deploy_steps(settings: EnvironmentSettings) -> list[Step]:
     return [
         Step("policy checks on what is deployed", ("bin/check",)),
         Step("the committed provider lock into each stack", ("bin/lock-providers", "--install")),
-        # The platform stack, then its client shards (none when client_shards.count is 0:
-        # the pattern matches nothing), each after the platform (a stack dependency).
+        # The platform stack, then its client shards (if any), each after the platform (a
+        # stack dependency): one pattern that always matches the platform.
         Step("the stacks: APIs, registry, identities, network, then the clients' shards", (
-            "bin/cdktn", "deploy", stack, shard_stack_name(stack, "*"), "--auto-approve")),
+            "bin/cdktn", "deploy", group_pattern(stack), "--auto-approve")),
         Step("docker credentials for the registry", (
             "gcloud", "auth", "configure-docker", f"{region}-docker.pkg.dev", "--quiet")),
         Step("the job images, digests recorded in images/versions.json", (

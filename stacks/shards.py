@@ -107,6 +107,14 @@ def shard_stack_name(platform_stack: str, index: int | str) -> str:
     return f"{platform_stack}{SHARD_STACK_INFIX}{index}"
 
 
+def group_pattern(platform_stack: str) -> str:
+    """The stack pattern `cdktn deploy` takes for a platform stack and all its shards, matching
+    at least the platform itself: the CLI refuses a pattern that matches no stack ("Could not
+    find stack for pattern", cdktn-cli's getMultipleStacks, which matches names with
+    minimatch), so `<platform>-clients-*` alone fails where there are no shards."""
+    return f"{platform_stack}{{,{SHARD_STACK_INFIX}*}}"
+
+
 def shard_state_prefix(state_prefix: str, index: int) -> str:
     return f"{state_prefix}/{SHARD_STATE_DIR}{index}"
 

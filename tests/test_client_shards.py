@@ -242,3 +242,26 @@ def test_fewer_shards_remove_the_folders_of_the_shards_gone(tmp_path: Path) -> N
     synth([fewer], str(tmp_path))
     left = sorted(p.name for p in (tmp_path / "stacks").iterdir())
     assert left == ["platform-dev3", "platform-dev3-clients-0"]
+
+
+def test_the_deploy_pattern_matches_the_platform_and_its_shards_only() -> None:
+    """cdktn-cli picks stacks with minimatch and refuses a pattern that matches none, so the
+    deploy pattern must match the platform even without shards (checked with the minimatch in
+    node_modules, the library the CLI bundles)."""
+    import shutil
+    import subprocess
+
+    from stacks.shards import group_pattern
+
+    node = shutil.which("node")
+    root = Path(__file__).resolve().parents[1]
+    if node is None or not (root / "node_modules" / "minimatch").is_dir():
+        pytest.skip("node_modules not installed (bin/_bootstrap installs it)")
+    names = ["platform-dev", "platform-dev-clients-0", "platform-dev-clients-12",
+             "platform-dev2", "platform-prod", "platform-prod-clients-0"]
+    script = ("const m=require('minimatch');const mm=m.minimatch||m;"
+              f"console.log(JSON.stringify({json.dumps(names)}.filter(s=>mm(s,"
+              f"{json.dumps(group_pattern('platform-dev'))}))))")
+    out = subprocess.run([node, "-e", script], cwd=root, capture_output=True, text=True,
+                         check=True).stdout
+    assert json.loads(out) == ["platform-dev", "platform-dev-clients-0", "platform-dev-clients-12"]
