@@ -107,7 +107,13 @@ class ClientShardStack(TerraformStack):
 
     def _billing(self) -> Billing | None:
         """The budgets' provider and project, and the platform's alert channels found by
-        their display names (the platform stack, applied first, made them)."""
+        their display names (the platform stack, applied first, made them). Cloud Monitoring
+        does not enforce unique display names ("It is recommended that you specify a non-empty
+        and unique name ... though this is not enforced", cloud.google.com/monitoring/api/
+        ref_v3/rest/v3/projects.notificationChannels), and the provider's data source needs
+        exactly one match (registry.terraform.io/providers/hashicorp/google/latest/docs/
+        data-sources/monitoring_notification_channel): ours name the environment and the
+        email, so a channel made by hand with the same name would stop a shard's apply."""
         settings = self.settings
         if settings.billing_account is None:
             return None
